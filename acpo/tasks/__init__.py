@@ -1,0 +1,182 @@
+"""Verifiable synthetic tasks with step-level ground truth.
+
+Three families, each with difficulty levels and deterministic generation:
+
+* ``arith``: ``7-3*4+2=?`` -> ``3*4=12``, ``7-12=-5``, ``-5+2=-3``, ``#### -3``
+* ``linear``: ``3*x+4=19, x=?`` -> ``3*x=15``, ``x=5``, ``#### 5``
+* ``recurrence``: ``x=3; 3 times x=2*x-1; x=?`` -> ``2*3-1=5``, ... ``#### 17``
+
+The text format and the meaning of "first erroneous step" are shared by all
+families and documented in :mod:`acpo.tasks.base`.
+
+>>> task = get_task("arith")
+>>> problem = task.generate(1, level=1, seed=0)[0]
+>>> task.check(problem, problem.solution).first_error is None
+True
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import random
+from collections.abc import Iterable, Sequence, Set
+
+from acpo.tasks.arith import Arith
+from acpo.tasks.base import (
+    ANSWER_MARKER,
+    CheckResult,
+    Problem,
+    TaskFamily,
+    answers_match,
+    extract_final_answer,
+    parse_number,
+)
+from acpo.tasks.linear import LinearEq
+from acpo.tasks.recurrence import Recurrence
+
+__all__ = [
+    "ANSWER_MARKER",
+    "DEFAULT_TRAIN_MIX",
+    "HELDOUT_SEED",
+    "CheckResult",
+    "Problem",
+    "TASKS",
+    "TaskFamily",
+    "answers_match",
+    "check",
+    "extract_final_answer",
+    "get_task",
+    "heldout_problems",
+    "make_problems",
+    "parse_number",
+]
+
+TASKS: dict[str, TaskFamily] = {t.name: t for t in (Arith(), LinearEq(), Recurrence())}
+
+DEFAULT_TRAIN_MIX: tuple[tuple[str, int], ...] = (
+    ("arith", 1),
+    ("arith", 2),
+    ("linear", 1),
+    ("linear", 2),
+    ("recurrence", 1),
+    ("recurrence", 2),
+)
+"""(family, level) pairs the demo policy is trained on and RL starts from.
+
+The demo policy's greedy pass@1 on this mix is in the middle (see its model
+card), so RL groups have both right and wrong completions to learn from. The
+higher levels are what the curriculum unlocks next (METHODS.md §7).
+"""
+
+HELDOUT_SEED = 1_000_003
+"""Seed of the held-out pool; training seeds should stay below it."""
+
+HELDOUT_POOL = 600
+"""Size of the held-out pool whose prompts ``make_problems`` excludes by default."""
+
+
+def get_task(name: str) -> TaskFamily:
+    """The task family called ``name``; ValueError naming the valid ones."""
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise ValueError(f"unknown task family {name!r}; valid families: {sorted(TASKS)}") from None
+
+
+def _resolve_mix(
+    families: Sequence[str] | None, levels: int | Iterable[int] | None
+) -> list[tuple[str, int]]:
+    if families is None and levels is None:
+        return list(DEFAULT_TRAIN_MIX)
+    names = list(TASKS) if families is None else list(families)
+    pairs = []
+    for name in names:
+        task = get_task(name)
+        wanted = task.levels if levels is None else [levels] if isinstance(levels, int) else list(levels)
+        for level in wanted:
+            task._require_level(level)
+            pairs.append((name, level))
+    if not pairs:
+        raise ValueError("empty task mix: give at least one family and one level")
+    return pairs
+
+
+def _generate_mix(mix: Sequence[tuple[str, int]], n: int, seed: int, exclude: Set[str]) -> list[Problem]:
+    """``n`` problems spread evenly over ``mix`` (earlier pairs get the remainder)."""
+    out: list[Problem] = []
+    for index, (name, level) in enumerate(mix):
+        want = n // len(mix) + (1 if index < n % len(mix) else 0)
+        if want == 0:
+            continue
+        stream = (p for p in get_task(name).stream(level, seed) if p.prompt not in exclude)
+        kept = list(itertools.islice(stream, want))
+        out.extend(kept)
+    random.Random(f"mix-s{seed}").shuffle(out)
+    return out
+
+
+def make_problems(
+    families: Sequence[str] | None = None,
+    levels: int | Iterable[int] | None = None,
+    n: int = 100,
+    seed: int = 0,
+    *,
+    exclude_heldout: bool = True,
+) -> list[Problem]:
+    """A deterministic, shuffled mix of ``n`` problems.
+
+    Args:
+        families: family names; None means all families (or, with ``levels``
+            also None, the ``DEFAULT_TRAIN_MIX``).
+        levels: one level or several; None means every level of each family.
+        n: number of problems, split evenly over the (family, level) pairs.
+        seed: the same seed gives the same list.
+        exclude_heldout: drop problems whose prompt is in the held-out pool
+            (``heldout_problems``), so training never sees evaluation problems.
+    """
+    exclude = _heldout_prompts() if exclude_heldout else frozenset()
+    return _generate_mix(_resolve_mix(families, levels), n, seed, exclude)
+
+
+_HELDOUT_CACHE: dict[tuple[tuple[str, int], ...], list[Problem]] = {}
+
+
+def heldout_problems(n: int = 100, mix: Sequence[tuple[str, int]] = DEFAULT_TRAIN_MIX) -> list[Problem]:
+    """The fixed held-out evaluation problems: the first ``n`` of a pool.
+
+    The pool is generated from ``HELDOUT_SEED`` and is disjoint from
+    everything ``make_problems`` returns (by prompt text). For ``n`` up to
+    ``HELDOUT_POOL`` and the default mix the problems are reproducible
+    forever; every consumer (tests, demo-policy card, trainer eval,
+    benchmarks) uses this function.
+    """
+    if not 0 < n <= HELDOUT_POOL:
+        raise ValueError(f"n must be in 1..{HELDOUT_POOL}, got {n}")
+    key = tuple(mix)
+    if key not in _HELDOUT_CACHE:
+        pool = _generate_mix(key, HELDOUT_POOL, HELDOUT_SEED, set())
+        # Interleave families/levels so any prefix is a balanced mix.
+        by_pair: dict[tuple[str, int], list[Problem]] = {}
+        for p in pool:
+            by_pair.setdefault((p.family, p.level), []).append(p)
+        queues = [by_pair[pair] for pair in key if pair in by_pair]
+        ordered = [q[i] for i in range(max(map(len, queues))) for q in queues if i < len(q)]
+        _HELDOUT_CACHE[key] = ordered
+    return _HELDOUT_CACHE[key][:n]
+
+
+@functools.cache
+def _heldout_prompts() -> frozenset[str]:
+    pairs = {(name, level) for name, task in TASKS.items() for level in task.levels}
+    prompts = {p.prompt for p in heldout_problems(HELDOUT_POOL)}
+    # Held-out problems of the non-default levels too, for evaluating the curriculum.
+    extra = tuple(sorted(pairs - set(DEFAULT_TRAIN_MIX)))
+    if extra:
+        prompts |= {p.prompt for p in heldout_problems(HELDOUT_POOL, extra)}
+    return frozenset(prompts)
+
+
+def check(problem: Problem, completion: str) -> CheckResult:
+    """Check ``completion`` with the checker of ``problem.family``."""
+    return get_task(problem.family).check(problem, completion)
