@@ -1,0 +1,13 @@
+"""``uniform`` (GRPO): every step gets credit 0, so every token gets the outcome advantage."""
+
+from __future__ import annotations
+
+import torch
+
+from acpo.credit.base import CreditBatch, CreditMethod, CreditResult, register
+
+
+@register("uniform")
+class UniformCredit(CreditMethod):
+    def credits(self, batch: CreditBatch) -> CreditResult:
+        return CreditResult([torch.zeros(len(steps)) for steps in batch.steps])

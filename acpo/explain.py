@@ -1,0 +1,254 @@
+"""The public API: ``explain`` one completion or ``explain_batch`` many -> ``Trace`` objects.
+
+    trace = acpo.explain(model, tokenizer, prompt, completion, method="acpo", answer="42")
+    trace.to_frame()          # one row per step
+    trace.to_csv("steps.csv")
+
+The trainer and the app both go through ``score_batch`` below, so what the
+app shows is exactly what training would use.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from acpo.advantage import AdvantageConfig, outcome_advantages
+from acpo.credit import CreditBatch, get_credit_method
+from acpo.credit.info_gain import DEFAULT_PROBE
+from acpo.segment import SegmentConfig, owned_char_starts, resolve_segmentation, segment
+from acpo.stats import completion_stats
+from acpo.tasks.base import extract_final_answer
+from acpo.tokens import check_context, encode_prompt, encode_with_offsets, pad_batch, require_pad_token
+from acpo.trace import Trace
+
+NO_GROUP_BASELINE = 0.5  # [ours] outcome advantage of a lone completion: r - 0.5
+
+
+@contextmanager
+def eval_mode(model):
+    """Dropout off and no gradients while scoring; the model's mode is restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def _own_answer(text: str) -> str | None:
+    return extract_final_answer(text)
+
+
+def resolve_answers(
+    completions: Sequence[str],
+    answers: Sequence[str | None] | None,
+    rewards: torch.Tensor | None,
+    group_ids: torch.Tensor,
+) -> list[str | None]:
+    """ACPO's target answer per completion (METHODS.md §3.2).
+
+    The reference answer when given; else the answer of a correct completion
+    (reward >= 1) of the same group; else the completion's own final answer.
+    """
+    out: list[str | None] = []
+    for i, text in enumerate(completions):
+        if answers is not None and answers[i] is not None:
+            out.append(answers[i])
+            continue
+        found = None
+        if rewards is not None:
+            for j in torch.nonzero(group_ids == group_ids[i]).flatten().tolist():
+                if float(rewards[j]) >= 1.0 and (found := _own_answer(completions[j])):
+                    break
+        out.append(found or _own_answer(text))
+    return out
+
+
+def default_group_ids(prompts: Sequence[str]) -> torch.Tensor:
+    """Completions of the same prompt text form one group."""
+    first: dict[str, int] = {}
+    return torch.tensor([first.setdefault(p, len(first)) for p in prompts], dtype=torch.long)
+
+
+def batch_outcome_advantages(
+    rewards: torch.Tensor | None, group_ids: torch.Tensor, mode: str = "grpo"
+) -> torch.Tensor:
+    """Group advantages; a lone completion gets r - 0.5 **[ours]**; unknown rewards give 0."""
+    if rewards is None:
+        return torch.zeros(len(group_ids))
+    adv = outcome_advantages(rewards, group_ids, mode)
+    sizes = torch.bincount(group_ids)[group_ids]
+    return torch.where(sizes == 1, rewards.float() - NO_GROUP_BASELINE, adv)
+
+
+def score_batch(
+    model,
+    tokenizer,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    completion_ids: torch.Tensor,
+    completion_mask: torch.Tensor,
+    completions: Sequence[str],
+    offsets: Sequence[Sequence[tuple[int, int]]],
+    segmentation: str = "hybrid",
+    segment_config: SegmentConfig | None = None,
+    batch_size: int = 8,
+) -> tuple[torch.Tensor, torch.Tensor, list]:
+    """Token statistics (micro-batched forwards) and the steps of every completion."""
+    device = next(model.parameters()).device
+    logprobs = torch.zeros(completion_ids.shape)
+    entropy = torch.zeros(completion_ids.shape)
+    for b0 in range(0, len(completion_ids), batch_size):
+        sl = slice(b0, b0 + batch_size)
+        lp, ent = completion_stats(
+            model,
+            prompt_ids[sl].to(device),
+            prompt_mask[sl].to(device),
+            completion_ids[sl].to(device),
+            completion_mask[sl].to(device),
+        )
+        logprobs[sl], entropy[sl] = lp.cpu(), ent.cpu()
+    steps = []
+    for i, text in enumerate(completions):
+        n = int(completion_mask[i].sum())
+        steps.append(segment(text, offsets[i], entropy[i, :n], segmentation, segment_config))
+    return logprobs, entropy, steps
+
+
+def explain_batch(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    completions: Sequence[str],
+    method: str | Sequence[str] = "acpo",
+    segmentation: str = "hybrid",
+    answers: Sequence[str | None] | None = None,
+    rewards: Sequence[float] | None = None,
+    group_ids: Sequence[int] | None = None,
+    probe: str = DEFAULT_PROBE,
+    segment_config: SegmentConfig | None = None,
+    advantage_config: AdvantageConfig | None = None,
+    batch_size: int = 8,
+    meta: Sequence[dict] | None = None,
+    progress: bool = False,
+) -> list[Trace]:
+    """Explain many completions with batched forwards.
+
+    Args:
+        model, tokenizer: any Hugging Face causal LM and its tokenizer (with a pad token).
+        prompts, completions: parallel lists of texts.
+        method: a credit method name or a list of them (see ``acpo.credit.CREDIT_METHODS``).
+        segmentation: ``lines``, ``markers``, ``entropy``, ``hybrid``, ``fixed`` / ``fixed-N``.
+        answers: reference answers (ACPO's target); None entries fall back as in ``resolve_answers``.
+        rewards: outcome rewards; give them to see token advantages and HAPO credits.
+        group_ids: which completions answer the same prompt (default: same prompt text).
+        probe: the text ACPO puts before the answer (``"#### "`` for the synthetic tasks).
+        batch_size: completions per forward.
+        meta: per-completion labels (run, checkpoint, prompt_id, completion_id) for the table.
+    """
+    methods = [method] if isinstance(method, str) else list(method)
+    credit_methods = {m: get_credit_method(m, probe=probe) if m == "acpo" else get_credit_method(m) for m in methods}
+    resolve_segmentation(segmentation)
+    if len(prompts) != len(completions):
+        raise ValueError(f"got {len(prompts)} prompts but {len(completions)} completions; pass one prompt per completion")
+    if not completions:
+        raise ValueError("no completions to explain")
+    pad_id = require_pad_token(tokenizer)
+    prompt_tok, comp_tok, offsets = [], [], []
+    for i, (p, c) in enumerate(zip(prompts, completions)):
+        if not c or not c.strip():
+            raise ValueError(f"completion {i} is empty; there is nothing to explain")
+        ids, offs = encode_with_offsets(tokenizer, c)
+        if not ids:
+            raise ValueError(f"completion {i} ({c[:40]!r}) tokenizes to no tokens")
+        pids = encode_prompt(tokenizer, p)
+        check_context(model, len(pids), len(ids))
+        prompt_tok.append(pids)
+        comp_tok.append(ids)
+        offsets.append(offs)
+    tensors = pad_batch(prompt_tok, comp_tok, pad_id)
+    groups = default_group_ids(prompts) if group_ids is None else torch.as_tensor(list(group_ids), dtype=torch.long)
+    reward_t = None if rewards is None else torch.tensor([float(r) for r in rewards])
+    acfg = advantage_config or AdvantageConfig()
+
+    bar = tqdm(total=len(methods) + 1, desc="explain", disable=not progress)
+    with eval_mode(model):
+        logprobs, entropy, steps = score_batch(
+            model, tokenizer, *tensors, completions, offsets, segmentation, segment_config, batch_size
+        )
+        bar.update()
+        batch = CreditBatch(
+            *tensors,
+            logprobs=logprobs,
+            entropy=entropy,
+            steps=steps,
+            advantages=batch_outcome_advantages(reward_t, groups, acfg.outcome),
+            group_ids=groups,
+            rewards=reward_t,
+            answers=resolve_answers(completions, answers, reward_t, groups) if "acpo" in methods else [],
+            model=model,
+            tokenizer=tokenizer,
+        )
+        credits, token_adv, extras = {}, {}, {}
+        for name, cm in credit_methods.items():
+            result = cm.credits(batch)
+            credits[name] = result.step_credits
+            token_adv[name] = cm.token_advantages(batch, result, acfg)
+            extras.update(result.extras)
+            bar.update()
+    bar.close()
+
+    traces = []
+    for i, text in enumerate(completions):
+        n = len(comp_tok[i])
+        starts = owned_char_starts(offsets[i], len(text))
+        traces.append(
+            Trace(
+                prompt=prompts[i],
+                completion=text,
+                token_ids=comp_tok[i],
+                tokens=[text[a:b] for a, b in zip(starts, starts[1:] + [len(text)])],
+                offsets=offsets[i],
+                logprobs=logprobs[i, :n].clone(),
+                entropies=entropy[i, :n].clone(),
+                steps=steps[i],
+                segmentation=segmentation,
+                credits={m: credits[m][i] for m in methods},
+                token_advantages={m: token_adv[m][i, :n] for m in methods},
+                extras={k: v[i] for k, v in extras.items()},
+                answer=batch.answers[i] if batch.answers else (answers[i] if answers else None),
+                reward=None if reward_t is None else float(reward_t[i]),
+                meta=dict(meta[i]) if meta is not None else {},
+            )
+        )
+    return traces
+
+
+def explain(
+    model,
+    tokenizer,
+    prompt: str,
+    completion: str,
+    method: str | Sequence[str] = "acpo",
+    segmentation: str = "hybrid",
+    answer: str | None = None,
+    reward: float | None = None,
+    **kwargs,
+) -> Trace:
+    """Explain one completion: token stats, steps, credits. See ``explain_batch`` for options."""
+    return explain_batch(
+        model,
+        tokenizer,
+        [prompt],
+        [completion],
+        method=method,
+        segmentation=segmentation,
+        answers=[answer],
+        rewards=None if reward is None else [reward],
+        **kwargs,
+    )[0]

@@ -1,0 +1,120 @@
+"""Text <-> token ids with character offsets, and the batch layout shared by all code.
+
+Layout: prompts left-padded, completions right-padded, concatenated (as TRL
+and ``generate`` produce them). Completion-aligned tensors have shape
+(batch, time) with a mask for the right padding.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Sequence
+
+import torch
+
+
+def require_pad_token(tokenizer) -> int:
+    """The pad id; a clear error when the tokenizer has none."""
+    if tokenizer.pad_token_id is None:
+        raise ValueError(
+            f"tokenizer {type(tokenizer).__name__} has no pad token; set one before batching, "
+            "e.g. `tokenizer.pad_token = tokenizer.eos_token`"
+        )
+    return int(tokenizer.pad_token_id)
+
+
+def encode_prompt(tokenizer, prompt: str) -> list[int]:
+    """Prompt ids, with the tokenizer's special tokens (e.g. BOS) as at generation time."""
+    return list(tokenizer(prompt, add_special_tokens=True)["input_ids"])
+
+
+def encode_with_offsets(tokenizer, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+    """Ids of ``text`` (no special tokens) and each token's ``(start, end)`` character span.
+
+    Fast tokenizers give an offset mapping; for slow ones we fall back to
+    incremental decoding (decode each prefix and measure how far it reaches).
+    """
+    if getattr(tokenizer, "is_fast", False):
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        return list(enc["input_ids"]), [tuple(map(int, o)) for o in enc["offset_mapping"]]
+    ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return ids, offsets_by_decoding(tokenizer, ids, text)
+
+
+def offsets_by_decoding(tokenizer, ids: Sequence[int], text: str | None = None) -> list[tuple[int, int]]:
+    """Character spans of ``ids`` in their decoded text, by decoding growing prefixes."""
+    offsets, prev = [], 0
+    for j in range(len(ids)):
+        cur = len(tokenizer.decode(list(ids[: j + 1]), skip_special_tokens=False))
+        offsets.append((prev, max(prev, cur)))
+        prev = max(prev, cur)
+    if text is not None and prev != len(text):
+        warnings.warn(
+            f"decoded completion has {prev} characters but the text has {len(text)}; "
+            "character spans are approximate for this tokenizer"
+        )
+    return offsets
+
+
+def encode_probe(tokenizer, probe: str, answer: str) -> tuple[list[int], int]:
+    """Ids of ``probe + answer`` tokenized together, and how many trailing ids are the answer.
+
+    Tokenizing jointly gives the tokens the model would actually see; a token
+    that straddles the probe/answer border counts as an answer token.
+    """
+    if not answer or not answer.strip():
+        raise ValueError(f"answer {answer!r} is empty; pass the final answer string, e.g. answer='42'")
+    ids, offsets = encode_with_offsets(tokenizer, probe + answer)
+    n_answer = sum(1 for _, end in offsets if end > len(probe))
+    if n_answer == 0:
+        raise ValueError(
+            f"answer {answer!r} tokenizes to nothing after the probe {probe!r}; "
+            "check that the tokenizer's vocabulary covers the answer's characters"
+        )
+    return ids, n_answer
+
+
+def context_length(model) -> int | None:
+    """The model's maximum sequence length, if its config says."""
+    cfg = getattr(model, "config", None)
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(cfg, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def check_context(model, prompt_len: int, completion_len: int, extra: int = 0, what: str = "") -> None:
+    """Raise when prompt + completion (+ probe) do not fit the model's context."""
+    limit = context_length(model)
+    total = prompt_len + completion_len + extra
+    if limit is not None and total > limit:
+        more = f" + {extra} probe tokens{what}" if extra else ""
+        raise ValueError(
+            f"prompt ({prompt_len} tokens) + completion ({completion_len} tokens){more} = {total} "
+            f"tokens, longer than the model's context of {limit} tokens; shorten the completion "
+            "or use a model with a longer context"
+        )
+
+
+def pad_batch(
+    prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]], pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(prompt_ids, prompt_mask) left-padded and (completion_ids, completion_mask) right-padded."""
+    if len(prompts) != len(completions):
+        raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
+    b = len(prompts)
+    p = max(len(x) for x in prompts)
+    c = max(1, max(len(x) for x in completions))
+    prompt_ids = torch.full((b, p), pad_id, dtype=torch.long)
+    prompt_mask = torch.zeros((b, p), dtype=torch.long)
+    completion_ids = torch.full((b, c), pad_id, dtype=torch.long)
+    completion_mask = torch.zeros((b, c), dtype=torch.long)
+    for i, (x, y) in enumerate(zip(prompts, completions)):
+        if len(x):
+            prompt_ids[i, p - len(x) :] = torch.tensor(list(x))
+            prompt_mask[i, p - len(x) :] = 1
+        if len(y):
+            completion_ids[i, : len(y)] = torch.tensor(list(y))
+            completion_mask[i, : len(y)] = 1
+    return prompt_ids, prompt_mask, completion_ids, completion_mask
