@@ -44,7 +44,7 @@ class SegmentConfig:
     min_step_tokens: int = 4  # m: entropy boundaries closer than this merge
     max_steps: int = 32  # K_max for hybrid
     fixed_tokens: int = 16  # N for fixed
-    open_markers: Sequence[str] = (r"(?im)^[ \t]*step[ \t]*\d+[ \t]*[:.)]", r"<step>", r"<thought>")
+    open_markers: Sequence[str] = (r"(?i)\bstep[ \t]*\d+[ \t]*[:.)]", r"<step>", r"<thought>")
     close_markers: Sequence[str] = (r"</step>", r"</thought>")
     extra: dict = field(default_factory=dict)
 

@@ -1,0 +1,106 @@
+"""Credit methods: packed ACPO probes vs naive forwards, HAPO by hand, MC values, registry."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import acpo
+from acpo.credit import answer_values, answer_values_naive, get_credit_method, hapo_token_advantages, mc_step_credits
+from acpo.credit.entropy_mask import top_entropy_mask
+from acpo.credit.hapo import hapo_quadrants
+from acpo.credit.info_gain import ProbeRow
+from acpo.tokens import encode_probe
+
+COMPLETIONS = [
+    "3*4=12\n7-12=-5\n-5+2=-3\n#### -3",
+    "Step 1: add. Step 2: check.\nThe answer is 42",
+    "first we compute the sum\nthen the product\n\nso the answer is 7.",
+]
+
+
+def rows_for(tok, probe="\nThe answer is ", answer="-3"):
+    rows = []
+    for text in COMPLETIONS:
+        prompt = tok("Q: 7-3*4+2=?\n")["input_ids"]
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        ends = sorted({*range(3, len(ids), 5), len(ids)})  # steps of 5 tokens, last one ragged
+        probe_ids, n_answer = encode_probe(tok, probe, answer)
+        rows.append(ProbeRow(prompt, ids, ends, probe_ids, n_answer))
+    return rows
+
+
+def test_packed_probes_equal_naive_forwards(model_and_tok):
+    model, tok = model_and_tok
+    rows = rows_for(tok)
+    packed = answer_values(model, rows, batch_size=2)  # 2 rows per forward: padding inside a micro-batch
+    naive = answer_values_naive(model, rows)
+    for p, n, r in zip(packed, naive, rows):
+        assert p.shape == (len(r.step_ends) + 1,)
+        assert torch.allclose(p, n, atol=1e-4), (p - n).abs().max()
+
+
+def test_acpo_credits_telescope_to_last_minus_first_value(model_and_tok):
+    model, tok = model_and_tok
+    trace = acpo.explain(model, tok, "Q: 7-3*4+2=?\n", COMPLETIONS[0], method="acpo", segmentation="lines", answer="-3")
+    v = trace.extras["answer_logprob"]  # v_1..v_K
+    credit = trace.credits["acpo"]
+    v0 = v[0] - credit[0]
+    assert torch.allclose(credit.sum(), v[-1] - v0, atol=1e-5)
+    assert torch.allclose(credit[1:], v[1:] - v[:-1], atol=1e-6)
+
+
+def test_hapo_matches_hand_computed_example():
+    # one completion, entropies 1,2,3 -> z = -1, 0, 1 (sample std = 1); A = 0.4; bound = 0.2
+    adv = hapo_token_advantages(torch.tensor([0.4]), torch.tensor([[1.0, 2.0, 3.0]]), torch.ones(1, 3), alpha=0.5, phi=2)
+    assert torch.allclose(adv, torch.tensor([[0.4 - 0.5 * 0.2, 0.4, 0.4 + 0.5 * 0.2]]), atol=1e-5)
+    # negative advantage: the sign flips the reallocation, high entropy gets more blame
+    adv = hapo_token_advantages(torch.tensor([-2.0]), torch.tensor([[1.0, 2.0, 3.0]]), torch.ones(1, 3), alpha=0.2, phi=2)
+    assert torch.allclose(adv, torch.tensor([[-2.0 + 0.2, -2.0, -2.0 - 0.2]]), atol=1e-5)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    a=st.lists(st.floats(-5, 5, allow_nan=False), min_size=2, max_size=4),
+    ent=st.lists(st.floats(0, 10, allow_nan=False), min_size=6, max_size=6),
+    alpha=st.floats(0.01, 1.0),
+    phi=st.floats(1.0, 4.0),
+)
+def test_hapo_never_flips_a_sign(a, ent, alpha, phi):
+    adv = torch.tensor(a)
+    entropy = torch.tensor(ent).repeat(len(a), 1)
+    out = hapo_token_advantages(adv, entropy, torch.ones_like(entropy), alpha, phi)
+    base = adv[:, None].expand_as(out)
+    assert (out * base >= 0).all()
+    assert (out.abs() >= (1 - alpha / phi) * base.abs() - 1e-5).all()
+
+
+def test_hapo_quadrants_shares_sum_to_one():
+    adv = torch.tensor([[1.0, 1.0, -2.0, -4.0]])
+    ent = torch.tensor([[0.0, 5.0, 0.0, 5.0]])
+    q = hapo_quadrants(adv, ent, torch.ones(1, 4))
+    assert q == pytest.approx({"pos_high": 1 / 8, "pos_low": 1 / 8, "neg_high": 4 / 8, "neg_low": 2 / 8})
+
+
+def test_mc_credits_from_continuation_values():
+    # V0 = 0.5 (group mean), V1 = 1.0, V2 = 0.25, V3 = r = 0
+    c = mc_step_credits(3, 0.5, 0.0, {1: [1.0, 1.0], 2: [0.0, 0.5]})
+    assert c.tolist() == pytest.approx([0.5, -0.75, -0.25])
+    # one sampled boundary (RRPO): the change before it spreads over steps 1..2
+    c = mc_step_credits(4, 0.5, 1.0, {2: [0.0]})
+    assert c.tolist() == pytest.approx([-0.25, -0.25, 0.5, 0.5])
+    assert float(c.sum()) == pytest.approx(1.0 - 0.5)
+    with pytest.raises(ValueError, match="outside 1..3"):
+        mc_step_credits(4, 0.5, 1.0, {4: [1.0]})
+
+
+def test_entropy_mask_keeps_top_fraction_of_batch():
+    ent = torch.tensor([[5.0, 1.0, 2.0, 0.0], [4.0, 3.0, 9.0, 9.0]])
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])  # the padded 9.0 must not be picked
+    keep = top_entropy_mask(ent, mask, rho=0.3)  # ceil(0.3 * 7) = 3 tokens: 9, 5, 4
+    assert keep.tolist() == [[True, False, False, False], [True, False, True, False]]
+
+
+def test_unknown_credit_method_lists_valid_names():
+    with pytest.raises(ValueError, match="valid: acpo, entropy_mask, hapo, mc_reset, uniform"):
+        get_credit_method("vineppo")
