@@ -30,6 +30,7 @@ from acpo.tasks.base import (
     TaskFamily,
     answers_match,
     extract_final_answer,
+    format_prompt,
     parse_number,
 )
 from acpo.tasks.linear import LinearEq
@@ -46,6 +47,7 @@ __all__ = [
     "answers_match",
     "check",
     "extract_final_answer",
+    "format_prompt",
     "get_task",
     "heldout_problems",
     "make_problems",
@@ -103,15 +105,17 @@ def _resolve_mix(
 
 
 def _generate_mix(mix: Sequence[tuple[str, int]], n: int, seed: int, exclude: Set[str]) -> list[Problem]:
-    """``n`` problems spread evenly over ``mix`` (earlier pairs get the remainder)."""
+    """``n`` problems spread evenly over ``mix`` entries (earlier ones get the remainder).
+
+    A pair listed twice gets twice the share (one stream, no repeats).
+    """
+    wants: dict[tuple[str, int], int] = {}
+    for index, pair in enumerate(mix):
+        wants[pair] = wants.get(pair, 0) + n // len(mix) + (1 if index < n % len(mix) else 0)
     out: list[Problem] = []
-    for index, (name, level) in enumerate(mix):
-        want = n // len(mix) + (1 if index < n % len(mix) else 0)
-        if want == 0:
-            continue
+    for (name, level), want in wants.items():
         stream = (p for p in get_task(name).stream(level, seed) if p.prompt not in exclude)
-        kept = list(itertools.islice(stream, want))
-        out.extend(kept)
+        out.extend(itertools.islice(stream, want))
     random.Random(f"mix-s{seed}").shuffle(out)
     return out
 
@@ -122,6 +126,7 @@ def make_problems(
     n: int = 100,
     seed: int = 0,
     *,
+    mix: Sequence[tuple[str, int]] | None = None,
     exclude_heldout: bool = True,
 ) -> list[Problem]:
     """A deterministic, shuffled mix of ``n`` problems.
@@ -132,11 +137,21 @@ def make_problems(
         levels: one level or several; None means every level of each family.
         n: number of problems, split evenly over the (family, level) pairs.
         seed: the same seed gives the same list.
+        mix: explicit (family, level) pairs instead of ``families``/``levels``;
+            a pair listed k times gets k shares.
         exclude_heldout: drop problems whose prompt is in the held-out pool
             (``heldout_problems``), so training never sees evaluation problems.
     """
     exclude = _heldout_prompts() if exclude_heldout else frozenset()
-    return _generate_mix(_resolve_mix(families, levels), n, seed, exclude)
+    if mix is not None:
+        if families is not None or levels is not None:
+            raise ValueError("give either mix or families/levels, not both")
+        for name, level in mix:
+            get_task(name)._require_level(level)
+        pairs = list(mix)
+    else:
+        pairs = _resolve_mix(families, levels)
+    return _generate_mix(pairs, n, seed, exclude)
 
 
 _HELDOUT_CACHE: dict[tuple[tuple[str, int], ...], list[Problem]] = {}

@@ -88,6 +88,15 @@ class CheckResult:
         return self.answer_correct and self.first_error is None
 
 
+def format_prompt(problem_text: str) -> str:
+    """The prompt for a problem: ``"Q: <problem>\\n"``, the one format of every family.
+
+    >>> format_prompt("7-3*4+2=?")
+    'Q: 7-3*4+2=?\\n'
+    """
+    return f"Q: {problem_text.strip()}\n"
+
+
 def extract_final_answer(text: str) -> str | None:
     """Return the text after the first ``####`` line marker, stripped, or None.
 
@@ -207,7 +216,7 @@ class TaskFamily(abc.ABC):
                 id=f"{self.name}-L{level}-s{seed}-{len(seen) - 1}",
                 family=self.name,
                 level=level,
-                prompt=f"Q: {problem_text}\n",
+                prompt=format_prompt(problem_text),
                 answer=str(answer),
                 solution="".join(f"{s}\n" for s in solution_steps) + f"{ANSWER_MARKER} {answer}",
             )

@@ -19,9 +19,9 @@ from acpo.tasks.base import Problem, TaskFamily
 
 # level -> (iterations, multipliers, largest start value)
 LEVELS: dict[int, tuple[int, tuple[int, ...], int]] = {
-    1: (2, (2, 3, 4, 5), 29),
-    2: (3, (2, 3, 4), 29),
-    3: (4, (2, 3, 4), 29),
+    1: (2, (2, 3, 4, 5), 49),
+    2: (3, (2, 3, 4), 49),
+    3: (4, (2, 3, 4), 49),
 }
 _CONSTANTS = (-1, *range(1, 16))  # >= -1 keeps every value positive
 _PROMPT_RE = re.compile(r"^Q:\s*x=(\d+);\s*(\d+) times x=(\d+)\*x([-+]\d+);\s*x=\?$")

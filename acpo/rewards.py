@@ -1,0 +1,165 @@
+"""Verifiable rewards with TRL's signature: ``fn(prompts, completions, **kwargs) -> list[float | None]``.
+
+Gold answers arrive as a keyword column (``answer=[...]``), like TRL passes
+dataset columns. ``None`` means "no reward for this row" (TRL skips it), used
+when the gold answer itself cannot be parsed.
+
+* ``hash_answer``: exact / numeric match of the text after ``####`` (the
+  synthetic tasks and GSM8K-style data);
+* ``math_verify``: symbolic equivalence with Hugging Face math-verify
+  (``\\boxed{}`` or ``$...$`` answers: ``\\frac{1}{2}``, ``0.5`` and ``1/2`` agree);
+* ``format``: the fixed step format (step lines, then a final ``#### answer`` line).
+
+All answer parsing goes through :func:`acpo.tasks.extract_final_answer`; math
+parsing through :func:`_math_parse`. One helper each, not copies.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from acpo.tasks.base import answers_match, extract_final_answer
+
+Completion = str | list[dict[str, Any]]
+RewardFn = Callable[..., list[float | None]]
+
+MATH_VERIFY_TIMEOUT_S = 5
+
+_FORMAT_RE = re.compile(r"(?:[^\n]*\S[^\n]*\n)+[ \t]*####[ \t]*\S[^\n]*\s*")
+
+
+def completion_text(completion: Completion) -> str:
+    """The text of a completion: a plain string, or TRL's conversational form.
+
+    Conversational completions are lists of ``{"role", "content"}`` messages;
+    the assistant's contents are joined.
+    """
+    if isinstance(completion, str):
+        return completion
+    return "".join(m.get("content", "") for m in completion if m.get("role", "assistant") == "assistant")
+
+
+def _gold_column(kwargs: dict[str, Any], n: int, fn: str) -> Sequence[str]:
+    gold = kwargs.get("answer", kwargs.get("solution"))
+    if gold is None:
+        raise ValueError(f"{fn} needs the gold answers as a keyword column: {fn}(prompts, completions, answer=[...])")
+    if len(gold) != n:
+        raise ValueError(f"{fn} got {n} completions but {len(gold)} gold answers; pass one answer per completion")
+    return gold
+
+
+def hash_answer_reward(prompts: Sequence[Any], completions: Sequence[Completion], **kwargs: Any) -> list[float | None]:
+    """1.0 when the text after ``####`` equals the gold answer, numerically if both are numbers.
+
+    Args:
+        prompts: the prompts (unused; part of the TRL signature).
+        completions: completion strings (or TRL conversational messages).
+        answer: gold answers, one per completion (keyword column).
+
+    Example:
+        >>> hash_answer_reward(["Q: 2+2=?\\n"] * 3, ["2+2=4\\n#### 4", "#### 4.0", "2+2=5\\n#### 5"], answer=["4"] * 3)
+        [1.0, 1.0, 0.0]
+    """
+    gold = _gold_column(kwargs, len(completions), "hash_answer_reward")
+    return [float(answers_match(extract_final_answer(completion_text(c)), str(g))) for c, g in zip(completions, gold)]
+
+
+def format_reward(prompts: Sequence[Any], completions: Sequence[Completion], **kwargs: Any) -> list[float | None]:
+    """1.0 when a completion is step lines, one per line, then a final ``#### answer`` line.
+
+    Args:
+        prompts: the prompts (unused; part of the TRL signature).
+        completions: completion strings (or TRL conversational messages).
+
+    Example:
+        >>> format_reward(None, ["3*4=12\\n#### 12", "#### 12", "3*4=12\\n", "3*4=12\\n#### 12\\nmore"])
+        [1.0, 0.0, 0.0, 0.0]
+    """
+    return [float(_FORMAT_RE.fullmatch(completion_text(c)) is not None) for c in completions]
+
+
+def _timeout() -> int | None:
+    # math_verify uses signal.alarm(), which only works in the main thread;
+    # elsewhere (a Gradio worker, a rollout thread) run without its timeout.
+    return MATH_VERIFY_TIMEOUT_S if threading.current_thread() is threading.main_thread() else None
+
+
+def _math_parse(text: str, *, gold: bool) -> list:
+    """math-verify's parse, reading bare LaTeX gold answers as LaTeX.
+
+    A gold answer from a dataset is often bare LaTeX (``3\\sqrt{2}``) that
+    math-verify reads as the number ``3`` unless it sits inside ``$...$``;
+    wrapping it is safe because the gold is known to be a single answer. A
+    completion whose only answer is a ``#### x`` line is parsed from that line.
+    """
+    from math_verify import parse
+
+    timeout = _timeout()
+    if gold and "$" not in text and "\\boxed" not in text and text.strip():
+        parsed = parse(f"${text.strip()}$", parsing_timeout=timeout)
+        if parsed:
+            return parsed
+    parsed = parse(text, parsing_timeout=timeout)
+    if not parsed and not gold:
+        hashed = extract_final_answer(text)
+        if hashed:
+            parsed = parse(hashed, parsing_timeout=timeout)
+    return parsed
+
+
+def math_verify_reward(prompts: Sequence[Any], completions: Sequence[Completion], **kwargs: Any) -> list[float | None]:
+    """1.0 when math-verify finds the completion's answer equivalent to the gold answer.
+
+    The gold answer is parsed first and ``verify(gold, answer)`` is called in
+    that order (math-verify's comparison is not symmetric). Rows whose gold
+    answer math-verify cannot parse get ``None`` and one warning counts them.
+
+    Args:
+        prompts: the prompts (unused; part of the TRL signature).
+        completions: completion strings (or TRL conversational messages),
+            answers in ``\\boxed{}`` or ``$...$``.
+        answer: gold answers (LaTeX, with or without ``$``), one per completion.
+
+    Example:
+        >>> math_verify_reward(None, ["so \\\\boxed{0.5}", "\\\\boxed{1/2}", "\\\\boxed{2}"], answer=["\\\\frac{1}{2}"] * 3)
+        [1.0, 1.0, 0.0]
+    """
+    from math_verify import verify
+
+    gold_column = _gold_column(kwargs, len(completions), "math_verify_reward")
+    rewards: list[float | None] = []
+    unparseable = 0
+    for completion, gold_text in zip(completions, gold_column):
+        gold = _math_parse(str(gold_text), gold=True)
+        if not gold:
+            unparseable += 1
+            rewards.append(None)
+            continue
+        answer = _math_parse(completion_text(completion), gold=False)
+        rewards.append(float(bool(answer) and verify(gold, answer, timeout_seconds=_timeout())))
+    if unparseable:
+        warnings.warn(
+            f"math_verify_reward: {unparseable} of {len(completions)} gold answers could not be parsed; "
+            "their rewards are None (skipped). Check the answer column.",
+            stacklevel=2,
+        )
+    return rewards
+
+
+REWARDS: dict[str, RewardFn] = {
+    "hash_answer": hash_answer_reward,
+    "math_verify": math_verify_reward,
+    "format": format_reward,
+}
+
+
+def get_reward(name: str) -> RewardFn:
+    """The reward function called ``name``; ValueError naming the valid ones."""
+    try:
+        return REWARDS[name]
+    except KeyError:
+        raise ValueError(f"unknown reward {name!r}; valid rewards: {sorted(REWARDS)}") from None
