@@ -1,0 +1,186 @@
+"""Load real problem sets (GSM8K-, MATH-style) as :class:`acpo.tasks.Problem` rows.
+
+``load_problems`` reads a local JSONL / JSON / CSV / Parquet file, or, when
+the argument is not an existing path, a Hugging Face dataset through
+``datasets.load_dataset``. Field names are configurable; by default they are
+detected from the columns:
+
+* GSM8K: ``question`` / ``answer``, the answer text ending with ``#### <number>``;
+* MATH: ``problem`` / ``solution``, the final answer in the last ``\\boxed{}``.
+
+The gold answer is extracted from the answer field (``####`` line, else the
+last ``\\boxed{}``, else the whole field when it is a short plain answer).
+Rows where none of that works are skipped with one warning that counts them.
+Prompts use the same ``"Q: <question>\\n"`` format as the synthetic tasks.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+from acpo.tasks.base import Problem, extract_final_answer, format_prompt
+
+READERS = {
+    ".jsonl": lambda p: pd.read_json(p, lines=True, dtype=False),
+    ".json": lambda p: pd.read_json(p, dtype=False),
+    ".csv": lambda p: pd.read_csv(p, dtype=str, keep_default_na=False),
+    ".parquet": pd.read_parquet,
+}
+
+KNOWN_LAYOUTS = {"gsm8k": ("question", "answer"), "math": ("problem", "solution")}
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last ``\\boxed{...}`` (or ``\\fbox{...}``), braces balanced; None if none.
+
+    >>> last_boxed(r"so $\\boxed{\\frac{1}{2}}$.")
+    '\\\\frac{1}{2}'
+    """
+    start = max(text.rfind("\\boxed{"), text.rfind("\\fbox{"))
+    if start < 0:
+        return None
+    i = text.index("{", start) + 1
+    depth, begin = 1, i
+    while i < len(text):
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        if depth == 0:
+            return text[begin:i].strip() or None
+        i += 1
+    return None
+
+
+def extract_gold(answer_text: str) -> str | None:
+    """The gold final answer in a dataset's answer field, or None when there is none.
+
+    ``#### x`` wins, then the last ``\\boxed{x}``; a field that is already a
+    short single-line answer (``72``, ``\\frac{1}{2}``, ``2 \\sqrt{3}``: it has
+    a digit, a backslash or ``$``, or no spaces) is used as is. Prose such as
+    a worked solution without a final answer gives None.
+    """
+    text = str(answer_text).strip()
+    gold = extract_final_answer(text)
+    if gold:
+        return gold
+    gold = last_boxed(text)
+    if gold:
+        return gold
+    looks_like_answer = any(c.isdigit() or c in "\\$" for c in text) or " " not in text
+    if text and "\n" not in text and len(text) <= 64 and looks_like_answer:
+        return text
+    return None
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    reader = READERS.get(path.suffix.lower())
+    if reader is None:
+        raise ValueError(f"cannot read '{path}': unsupported file type {path.suffix!r}; supported: {sorted(READERS)}")
+    try:
+        return reader(path)
+    except Exception as err:  # pandas/pyarrow raise many types for a bad file
+        raise ValueError(f"could not read '{path}' as {path.suffix[1:].upper()}: {err}") from err
+
+
+def _load_hub(name: str, config: str | None, split: str) -> pd.DataFrame:
+    import datasets
+
+    try:
+        return datasets.load_dataset(name, config, split=split).to_pandas()
+    except Exception as err:
+        raise ValueError(
+            f"'{name}' is not an existing file and could not be loaded with datasets.load_dataset "
+            f"(config={config!r}, split={split!r}): {err}"
+        ) from err
+
+
+def _pick_fields(columns: list[str], question_field: str | None, answer_field: str | None, source: str):
+    if question_field is None and answer_field is None:
+        for question, answer in KNOWN_LAYOUTS.values():
+            if question in columns and answer in columns:
+                return question, answer
+        expected = " or ".join(f"{q}/{a}" for q, a in KNOWN_LAYOUTS.values())
+        raise ValueError(
+            f"{source} has columns {columns}; expected {expected}, "
+            "or pass question_field= and answer_field= to name yours"
+        )
+    question_field = question_field or next((q for q, a in KNOWN_LAYOUTS.values() if q in columns), "question")
+    answer_field = answer_field or next((a for q, a in KNOWN_LAYOUTS.values() if a in columns), "answer")
+    missing = [f for f in (question_field, answer_field) if f not in columns]
+    if missing:
+        raise ValueError(
+            f"{source} has no column {', '.join(map(repr, missing))}; available columns: {columns}; "
+            f"expected question_field={question_field!r}, answer_field={answer_field!r}"
+        )
+    return question_field, answer_field
+
+
+def load_problems(
+    path_or_name: str | Path,
+    *,
+    question_field: str | None = None,
+    answer_field: str | None = None,
+    split: str = "train",
+    config: str | None = None,
+    limit: int | None = None,
+) -> list[Problem]:
+    """Problems from a local file or a Hugging Face dataset.
+
+    Args:
+        path_or_name: a ``.jsonl``/``.json``/``.csv``/``.parquet`` file, or a
+            dataset name for ``datasets.load_dataset`` (used only when no such
+            file exists).
+        question_field: column with the problem text (default: detected).
+        answer_field: column with the answer or worked solution (default: detected).
+        split: dataset split (hub datasets only).
+        config: dataset configuration, e.g. ``"main"`` for ``openai/gsm8k`` (hub only).
+        limit: keep at most this many problems (after skipping bad rows).
+
+    Returns:
+        Problems with ``family="dataset"``, ``level=0``, ids ``<source>-<row>``;
+        ``solution`` is the answer field when it is already in the step format
+        (ends with a ``####`` line, as in GSM8K), else ``""``.
+    """
+    path = Path(path_or_name)
+    if path.exists():
+        frame, source = _read_table(path), f"'{path}'"
+        stem = path.stem
+    elif path.suffix.lower() in READERS:
+        raise FileNotFoundError(f"no such file: '{path}' (check the path; hub datasets are named without a suffix)")
+    else:
+        frame, source = _load_hub(str(path_or_name), config, split), f"dataset '{path_or_name}'"
+        stem = str(path_or_name).replace("/", "_")
+    if frame.empty:
+        raise ValueError(f"{source} has no rows")
+    q_field, a_field = _pick_fields([str(c) for c in frame.columns], question_field, answer_field, source)
+
+    problems: list[Problem] = []
+    skipped = 0
+    for row, (question, answer_text) in enumerate(zip(frame[q_field], frame[a_field])):
+        gold = extract_gold(answer_text) if isinstance(answer_text, str) or pd.notna(answer_text) else None
+        if gold is None or not str(question).strip():
+            skipped += 1
+            continue
+        text = str(answer_text).strip()
+        problems.append(
+            Problem(
+                id=f"{stem}-{row}",
+                family="dataset",
+                level=0,
+                prompt=format_prompt(str(question)),
+                answer=gold,
+                solution=text if extract_final_answer(text) is not None else "",
+            )
+        )
+        if limit is not None and len(problems) >= limit:
+            break
+    if skipped:
+        warnings.warn(
+            f"{source}: skipped {skipped} row(s) whose gold answer could not be found in column {a_field!r} "
+            "(expected a '#### <answer>' line, a \\boxed{} answer, or a short plain answer)",
+            stacklevel=2,
+        )
+    if not problems:
+        raise ValueError(f"{source} has no usable rows: every gold answer in column {a_field!r} was unparseable")
+    return problems
