@@ -241,3 +241,11 @@ def step_index_of_tokens(steps: Sequence[Step], n_tokens: int) -> torch.Tensor:
     for s in steps:
         idx[s.token_start : s.token_end] = s.index
     return idx
+
+
+def step_at_char(steps: Sequence[Step], char: int) -> int:
+    """Index of the step whose character span holds ``char`` (e.g. a checker's first-error offset)."""
+    for s in steps:
+        if s.char_start <= char < s.char_end:
+            return s.index
+    return steps[-1].index if steps and char >= steps[-1].char_end else 0
