@@ -66,7 +66,7 @@ def token_stats(
             if not keep.any():
                 continue
         chunk = flat_logits[rows].float()  # a view when already float32: never write to it
-        logp = chunk - torch.logsumexp(chunk, dim=-1, keepdim=True)
+        logp = torch.log_softmax(chunk, dim=-1)
         lp = logp.gather(-1, flat_targets[rows, None].clamp(min=0)).squeeze(-1)
         ent = -(logp.exp().mul_(logp)).sum(-1)  # H = -sum_v p_v log p_v
         del chunk, logp
