@@ -1,0 +1,1 @@
+"""The acpo explorer app (``python app/main.py``)."""

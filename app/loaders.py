@@ -1,0 +1,300 @@
+"""What the app reads from disk: sample traces, rollout files, run folders; and which paths it may read.
+
+The app reads only inside *allowed roots* (the repo's ``assets/`` and ``runs/``
+by default, plus every ``--allow DIR`` given at launch) and files uploaded
+through the UI. Every path a user types goes through ``PathGuard.resolve``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from acpo.rewards import completion_text
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ASSETS = REPO_ROOT / "assets"
+DEFAULT_SAMPLES = ASSETS / "sample_traces.jsonl"
+MAX_FILE_MB = 25
+ROLLOUT_SUFFIXES = (".csv", ".jsonl", ".json", ".parquet")
+
+
+class InputError(ValueError):
+    """Bad input from the user (a path, a file, a field), with what is wrong and the fix."""
+
+
+class PathGuard:
+    """Resolves user-typed paths and refuses any outside the allowed roots."""
+
+    def __init__(self, roots: Iterable[str | Path]):
+        self.roots = [Path(r).expanduser().resolve() for r in roots]
+
+    def allowed(self, path: Path) -> bool:
+        path = path.resolve()
+        return any(path == r or path.is_relative_to(r) for r in self.roots)
+
+    def candidates(self, text: str) -> list[Path]:
+        """Where a typed path could point: relative to the repo root, then as given."""
+        p = Path(text.strip()).expanduser()
+        return [p] if p.is_absolute() else [REPO_ROOT / p, p]
+
+    def resolve(self, text: str, what: str = "path") -> Path:
+        """The existing path ``text`` names, inside an allowed root; else InputError."""
+        if not text or not text.strip():
+            raise InputError(f"no {what} given")
+        for p in self.candidates(text):
+            if p.exists():
+                if not self.allowed(p):
+                    raise InputError(self.outside_message(text, what))
+                return p.resolve()
+        # Do not tell whether a path outside the roots exists.
+        if not any(self.allowed(p) for p in self.candidates(text)):
+            raise InputError(self.outside_message(text, what))
+        raise InputError(f"{what} '{text}' does not exist")
+
+    def outside_message(self, text: str, what: str) -> str:
+        roots = ", ".join(str(r) for r in self.roots)
+        return (
+            f"{what} '{text}' is outside the folders this app may read ({roots}); "
+            "upload the file instead, or restart the app with --allow DIR"
+        )
+
+    def looks_local(self, text: str) -> bool:
+        """True when ``text`` names an existing local path (else it may be a hub id)."""
+        return any(p.exists() for p in self.candidates(text)) or text.strip().startswith((".", "/", "~"))
+
+
+def check_size(path: Path, limit_mb: float = MAX_FILE_MB) -> None:
+    size = path.stat().st_size
+    if size > limit_mb * 1024 * 1024:
+        raise InputError(f"'{path.name}' is {size / 2**20:.1f} MB; the limit is {limit_mb} MB. Split it or sample rows")
+
+
+# --- sample traces -------------------------------------------------------------------
+
+
+def read_samples(path: Path = DEFAULT_SAMPLES) -> list[dict]:
+    """Rows of ``assets/sample_traces.jsonl`` (empty when the file is not there)."""
+    if not path.exists():
+        return []
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    for i, row in enumerate(rows):
+        row.setdefault("id", row.get("problem_id", f"sample-{i}"))
+    return rows
+
+
+def sample_label(row: dict) -> str:
+    verdict = "correct" if float(row.get("reward") or 0) > 0 else "wrong"
+    prompt = str(row.get("prompt", "")).strip().removeprefix("Q: ")
+    return f"{row['id']} · {verdict} · {prompt[:40]}"
+
+
+# --- rollout files -------------------------------------------------------------------
+
+
+def _message_text(value) -> str:
+    """A prompt/completion cell as text: plain strings, or chat messages (TRL's conversational form)."""
+    if isinstance(value, str):
+        return value
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return ""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, list) and all(isinstance(m, dict) for m in value):
+        if value and value[-1].get("role") == "assistant":
+            return completion_text(value)
+        return "".join(str(m.get("content", "")) for m in value)
+    return str(value)
+
+
+def _read_table(path: Path, name: str) -> pd.DataFrame:
+    suffix = Path(name).suffix.lower()
+    if suffix not in ROLLOUT_SUFFIXES:
+        raise InputError(f"cannot read '{name}': unsupported file type {suffix or '(none)'}; use CSV, JSONL or Parquet")
+    try:
+        if suffix == ".csv":
+            return pd.read_csv(path, dtype={"prompt": str, "completion": str, "answer": str}, keep_default_na=False,
+                               encoding="utf-8")
+        if suffix in (".jsonl", ".json"):
+            text = path.read_text(encoding="utf-8")
+            lines = [ln for ln in text.splitlines() if ln.strip()]
+            if suffix == ".json" and text.lstrip().startswith("["):
+                return pd.DataFrame(json.loads(text))
+            return pd.DataFrame([json.loads(ln) for ln in lines])
+        return pd.read_parquet(path)
+    except UnicodeDecodeError as err:
+        raise InputError(f"'{name}' is not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8") from err
+    except (json.JSONDecodeError, ValueError, OSError) as err:
+        raise InputError(f"could not read '{name}' as {suffix[1:].upper()}: {err}") from err
+    except Exception as err:  # pyarrow raises its own types for a broken parquet file
+        raise InputError(f"could not read '{name}' as {suffix[1:].upper()}: {err}") from err
+
+
+def detect_layout(columns: list[str]) -> str:
+    """``verl`` (input/output/score), ``trl`` (step/prompt/completion/advantage) or ``plain``."""
+    cols = set(columns)
+    if {"input", "output"} <= cols and "completion" not in cols:
+        return "verl"
+    if {"prompt", "completion", "step"} <= cols and "advantage" in cols:
+        return "trl"
+    return "plain"
+
+
+def read_rollouts(path: Path, name: str | None = None, limit_mb: float = MAX_FILE_MB) -> tuple[pd.DataFrame, str]:
+    """A rollout file as columns ``prompt, completion, answer, reward, prompt_id, completion_id``.
+
+    Layouts:
+    * plain CSV/JSONL/Parquet with ``prompt``, ``completion`` and optional ``answer``, ``reward``;
+    * TRL's ``completions/*.parquet`` (``step, prompt, completion, <reward functions>, advantage``):
+      the reward is the ``reward`` column if there is one, else the sum of the reward-function columns;
+    * verl's rollout JSONL dumps (``input, output, score[, gts], step``).
+    ``answer`` / ``reward`` are None where unknown. Returns the table and the layout name.
+    """
+    name = name or path.name
+    check_size(path, limit_mb)
+    raw = _read_table(path, name)
+    if raw.empty:
+        raise InputError(f"'{name}' has no rows")
+    columns = [str(c) for c in raw.columns]
+    layout = detect_layout(columns)
+    if layout == "verl":
+        raw = raw.rename(columns={"input": "prompt", "output": "completion", "score": "reward", "gts": "answer"})
+    missing = [c for c in ("prompt", "completion") if c not in raw.columns]
+    if missing:
+        raise InputError(
+            f"'{name}' has no column {', '.join(map(repr, missing))}; found columns: {columns}. "
+            "Expected: prompt, completion[, answer, reward] (or TRL completions / verl rollout dumps)"
+        )
+    out = pd.DataFrame({
+        "prompt": [_message_text(v) for v in raw["prompt"]],
+        "completion": [_message_text(v) for v in raw["completion"]],
+    })
+    out["answer"] = [None if v is None or str(v).strip() == "" or (isinstance(v, float) and pd.isna(v)) else str(v)
+                     for v in raw["answer"]] if "answer" in raw.columns else None
+    if "reward" in raw.columns:
+        reward = pd.to_numeric(raw["reward"], errors="coerce")
+    elif layout == "trl":
+        skip = {"step", "prompt", "completion", "advantage", "mode", "image"}
+        funcs = [c for c in raw.columns if c not in skip and pd.api.types.is_numeric_dtype(raw[c])]
+        reward = raw[funcs].sum(axis=1, min_count=1) if funcs else pd.Series([None] * len(raw))
+    else:
+        reward = pd.Series([None] * len(raw))
+    out["reward"] = [None if pd.isna(r) else float(r) for r in reward]
+    out["prompt_id"] = [str(v) for v in raw["prompt_id"]] if "prompt_id" in raw.columns else _prompt_ids(out["prompt"])
+    out["completion_id"] = [str(v) for v in raw["completion_id"]] if "completion_id" in raw.columns else [
+        str(i) for i in range(len(out))
+    ]
+    empty = [i for i, c in enumerate(out["completion"]) if not c.strip()]
+    if empty:
+        raise InputError(f"'{name}': row(s) {empty[:5]} have an empty completion; remove them or fill them in")
+    return out, layout
+
+
+def _prompt_ids(prompts: pd.Series) -> list[str]:
+    first: dict[str, int] = {}
+    return [f"p{first.setdefault(p, len(first))}" for p in prompts]
+
+
+# --- run folders ---------------------------------------------------------------------
+
+_STEP_RE = re.compile(r"^step-(\d+)$")
+
+
+@dataclass
+class Run:
+    """What a run folder written by ``train.py`` holds (any part may be missing)."""
+
+    path: Path
+    config_text: str = ""
+    metrics: pd.DataFrame = field(default_factory=pd.DataFrame)
+    checkpoints: list[Path] = field(default_factory=list)
+    trace_steps: list[int] = field(default_factory=list)
+
+    def trace_file(self, step: int) -> Path:
+        return self.path / "traces" / f"step-{int(step)}.parquet"
+
+
+def _numbered(folder: Path, suffix: str = "") -> list[tuple[int, Path]]:
+    if not folder.is_dir():
+        return []
+    out = []
+    for p in folder.iterdir():
+        m = _STEP_RE.match(p.name.removesuffix(suffix) if suffix else p.name)
+        if m and (p.suffix == suffix if suffix else p.is_dir()):
+            out.append((int(m.group(1)), p))
+    return sorted(out)
+
+
+def read_metrics(path: Path) -> pd.DataFrame:
+    """``metrics.jsonl``: one JSON object per line; unreadable lines (a run still writing) are skipped."""
+    rows = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    frame = pd.DataFrame(rows)
+    if "step" in frame.columns:
+        frame = frame.sort_values("step").reset_index(drop=True)
+    return frame
+
+
+def open_run(path: Path) -> Run:
+    """Read a run folder: config, metrics, checkpoints, trace files."""
+    if not path.is_dir():
+        raise InputError(f"'{path}' is not a folder; pick the run folder that holds metrics.jsonl")
+    markers = [path / "metrics.jsonl", path / "config.yaml", path / "checkpoints", path / "traces"]
+    if not any(m.exists() for m in markers):
+        raise InputError(
+            f"'{path}' does not look like a run folder (no metrics.jsonl, config.yaml, checkpoints/ or traces/)"
+        )
+    run = Run(path)
+    if (path / "config.yaml").exists():
+        run.config_text = (path / "config.yaml").read_text(encoding="utf-8", errors="replace")
+    if (path / "metrics.jsonl").exists():
+        run.metrics = read_metrics(path / "metrics.jsonl")
+    run.checkpoints = [p for _, p in _numbered(path / "checkpoints")]
+    run.trace_steps = [n for n, _ in _numbered(path / "traces", ".parquet")]
+    return run
+
+
+def read_run_traces(run: Run, step: int) -> pd.DataFrame:
+    f = run.trace_file(step)
+    if not f.exists():
+        raise InputError(f"run '{run.path.name}' has no traces for step {step}; saved steps: {run.trace_steps}")
+    try:
+        return pd.read_parquet(f)
+    except Exception as err:
+        raise InputError(f"could not read '{f.name}': {err}") from err
+
+
+def find_runs(roots: Iterable[Path], depth: int = 2) -> list[Path]:
+    """Run folders (holding ``metrics.jsonl``) at most ``depth`` levels under each root."""
+    found = []
+    for root in roots:
+        if not root.is_dir():
+            continue
+        for level in range(depth + 1):
+            pattern = "/".join(["*"] * level + ["metrics.jsonl"])
+            found += [p.parent for p in root.glob(pattern)]
+    return sorted(set(found))
+
+
+def find_checkpoints(runs: Iterable[Path]) -> list[Path]:
+    out = []
+    for run in runs:
+        out += [p for _, p in _numbered(run / "checkpoints")]
+    return out
+
+
+def display_path(path: Path) -> str:
+    """A path relative to the repo root when it is inside it (shorter, portable)."""
+    try:
+        return str(path.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,474 @@
+"""View builders: step tables, heatmap HTML and Plotly figures from the core's numbers.
+
+Everything here is presentation. The numbers come from ``acpo`` (a ``Trace``,
+its ``to_frame()``, a run's ``metrics.jsonl``); these functions only choose
+colours, order columns and lay out figures, so they are pure and testable
+without a server or a model.
+
+Colour convention (as inseq's heatmaps): a diverging scale centred at 0,
+blue for credit that raised the reward, red for blame; each view scales its
+credits by their largest magnitude so the strongest step is fully saturated.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Mapping, Sequence
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+POSITIVE_RGB = (33, 102, 172)  # blue: the step raised the answer's probability / reward
+NEGATIVE_RGB = (178, 24, 43)  # red: the step lowered it
+ENTROPY_RGB = (230, 110, 0)  # orange: sequential scale for entropy
+WHITE = (255, 255, 255)
+TOP_FRACTION = 0.3  # share of steps shaded as "top attribution" (METHODS.md §5's f)
+
+# The step table: these columns first (when present), then every other column of Trace.to_frame().
+LEADING_COLUMNS = ["step", "text", "n_tokens", "entropy_mean", "entropy_max"]
+TRAILING_LEADERS = ["credit_acpo", "answer_logprob", "reward"]
+
+
+# --- colours -------------------------------------------------------------------
+
+
+def scale_credits(values: Sequence[float]) -> list[float]:
+    """Credits divided by their largest magnitude: in [-1, 1], sign kept, 0 stays 0.
+
+    All-zero (or empty) input gives zeros; NaN counts as 0.
+
+    >>> scale_credits([0.5, -1.0, 0.0])
+    [0.5, -1.0, 0.0]
+    >>> scale_credits([0.0, 0.0])
+    [0.0, 0.0]
+    """
+    clean = [0.0 if v is None or math.isnan(float(v)) else float(v) for v in values]
+    top = max((abs(v) for v in clean), default=0.0)
+    if top == 0.0:
+        return [0.0 for _ in clean]
+    return [v / top for v in clean]
+
+
+def _mix(rgb: tuple[int, int, int], weight: float) -> tuple[int, int, int]:
+    w = min(1.0, max(0.0, weight))
+    return tuple(round(a + (b - a) * w) for a, b in zip(WHITE, rgb))
+
+
+def credit_color(scaled: float) -> str:
+    """CSS colour of a scaled credit in [-1, 1]: white at 0, blue up to +1, red down to -1.
+
+    >>> credit_color(0.0), credit_color(1.0), credit_color(-1.0)
+    ('rgb(255, 255, 255)', 'rgb(33, 102, 172)', 'rgb(178, 24, 43)')
+    """
+    rgb = _mix(POSITIVE_RGB if scaled >= 0 else NEGATIVE_RGB, abs(scaled))
+    return f"rgb({rgb[0]}, {rgb[1]}, {rgb[2]})"
+
+
+def entropy_color(fraction: float) -> str:
+    """CSS colour of an entropy as a fraction of the view's maximum (0 white, 1 orange)."""
+    rgb = _mix(ENTROPY_RGB, fraction)
+    return f"rgb({rgb[0]}, {rgb[1]}, {rgb[2]})"
+
+
+def _text_color(weight: float) -> str:
+    return "#ffffff" if abs(weight) > 0.6 else "#111111"
+
+
+# --- the step table --------------------------------------------------------------
+
+
+def step_table(frame: pd.DataFrame, method: str | None = None) -> pd.DataFrame:
+    """``Trace.to_frame()`` with the columns a reader wants first; no value is changed.
+
+    Order: step, text, tokens, mean/max entropy, the chosen method's credit,
+    information gain (``credit_acpo``) and ACPO's v_k (``answer_logprob``),
+    reward, then every other column (spans, ids, token advantages). The CSV
+    download writes exactly this table.
+    """
+    leaders = list(LEADING_COLUMNS)
+    if method is not None:
+        leaders.append(f"credit_{method}")
+    leaders += [c for c in frame.columns if c.startswith("credit_")]
+    leaders += TRAILING_LEADERS
+    order = []
+    for c in leaders:
+        if c in frame.columns and c not in order:
+            order.append(c)
+    order += [c for c in frame.columns if c not in order]
+    return frame[order]
+
+
+def top_steps(credits: Sequence[float], fraction: float = TOP_FRACTION) -> list[int]:
+    """Indices of the ``ceil(fraction * K)`` steps with the largest |credit| (none if all are 0)."""
+    if not credits or all(float(c) == 0.0 for c in credits):
+        return []
+    k = max(1, math.ceil(fraction * len(credits)))
+    ranked = sorted(range(len(credits)), key=lambda i: -abs(float(credits[i])))
+    return sorted(ranked[:k])
+
+
+# --- heatmaps (HTML) -------------------------------------------------------------
+
+_BOX = (
+    "font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 15px; "
+    "line-height: 2.0; white-space: pre-wrap; word-break: break-word; padding: 12px 14px; "
+    "border: 1px solid #d0d7de; border-radius: 8px; background: #ffffff; color: #111111;"
+)
+_BADGE = (
+    "display: inline-block; font-family: system-ui, sans-serif; font-size: 11px; line-height: 1.4; "
+    "padding: 0 5px; margin: 0 2px; border-radius: 8px; vertical-align: middle; white-space: nowrap;"
+)
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None:
+        return "n/a"
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return html.escape(str(value))
+    return "n/a" if math.isnan(f) else f"{f:+.{digits}f}"
+
+
+def _legend(low: str, high: str, left: str, right: str) -> str:
+    bar = f"background: linear-gradient(90deg, {left}, #ffffff, {right});" if right else ""
+    if not right:
+        bar = f"background: linear-gradient(90deg, #ffffff, {left});"
+    return (
+        '<div style="display:flex; align-items:center; gap:8px; font: 12px system-ui, sans-serif; '
+        'color:#57606a; margin: 6px 0 2px 0;">'
+        f"<span>{html.escape(low)}</span>"
+        f'<span style="display:inline-block; width:160px; height:10px; border-radius:5px; '
+        f'border:1px solid #d0d7de; {bar}"></span>'
+        f"<span>{html.escape(high)}</span></div>"
+    )
+
+
+def credit_legend() -> str:
+    return _legend("blame (-1)", "credit (+1)", credit_color(-1.0), credit_color(1.0))
+
+
+def _prompt_block(prompt: str | None) -> str:
+    if not prompt:
+        return ""
+    return (
+        f'<div style="{_BOX} background:#f6f8fa; color:#57606a; margin-bottom:6px; line-height:1.6;">'
+        f"{html.escape(prompt)}</div>"
+    )
+
+
+def step_heatmap_html(
+    frame: pd.DataFrame,
+    credit_column: str,
+    prompt: str | None = None,
+    first_error_step: int | None = None,
+    title: str | None = None,
+) -> str:
+    """The completion, each step coloured by its scaled credit; hover shows the numbers.
+
+    ``frame`` has one row per step with ``step``, ``text`` and ``credit_column``
+    (``Trace.to_frame()`` or the rows of a run's traces parquet); ``n_tokens``,
+    ``entropy_mean`` and ``entropy_max`` are shown on hover when present.
+    ``first_error_step`` (the checker's ground truth) gets a dashed outline and
+    a badge; the lowest-credit step gets a badge too, so the two can be compared.
+    """
+    if credit_column not in frame.columns:
+        raise ValueError(f"the step table has no column {credit_column!r}; columns: {list(frame.columns)}")
+    frame = frame.sort_values("step")
+    raw = [float(v) for v in frame[credit_column]]
+    scaled = scale_credits(raw)
+    lowest = int(frame["step"].iloc[min(range(len(raw)), key=raw.__getitem__)]) if raw and any(raw) else None
+    parts = []
+    for (_, row), s in zip(frame.iterrows(), scaled):
+        step = int(row["step"])
+        tip = [f"step {step}", f"{credit_column} {_fmt(row[credit_column])} (scaled {s:+.2f})"]
+        if "entropy_mean" in row:
+            tip.append(f"entropy mean {float(row['entropy_mean']):.3f}, max {float(row.get('entropy_max', float('nan'))):.3f}")
+        if "n_tokens" in row:
+            tip.append(f"{int(row['n_tokens'])} tokens")
+        if "answer_logprob" in row and pd.notna(row["answer_logprob"]):
+            tip.append(f"log p(answer | steps 0..{step}) {float(row['answer_logprob']):.3f}")
+        style = f"background:{credit_color(s)}; color:{_text_color(s)}; border-radius:4px; padding:2px 1px;"
+        badges = ""
+        if step == first_error_step:
+            style += " outline: 2px dashed #cf222e; outline-offset: 1px;"
+            tip.append("checker: first wrong step")
+            badges += f'<span style="{_BADGE} background:#cf222e; color:#fff;">✗ first error</span>'
+        if step == lowest:
+            badges += f'<span style="{_BADGE} background:#24292f; color:#fff;">▼ lowest credit</span>'
+        text = str(row["text"])
+        tail = ""
+        if text.endswith("\n"):  # keep the badge on the step's own line
+            text, tail = text[:-1], "\n"
+        parts.append(
+            f'<span class="acpo-step" data-step="{step}" title="{html.escape(" · ".join(tip))}" '
+            f'style="{style}">{html.escape(text)}</span>{badges}{tail}'
+        )
+    head = f'<div style="font: 600 13px system-ui, sans-serif; margin: 4px 0;">{html.escape(title)}</div>' if title else ""
+    return (
+        f'<div class="acpo-heatmap">{head}{_prompt_block(prompt)}'
+        f'<div style="{_BOX}">{"".join(parts)}</div>{credit_legend()}</div>'
+    )
+
+
+def token_heatmap_html(
+    tokens: Sequence[str],
+    values: Sequence[float],
+    kind: str = "entropy",
+    step_starts: Sequence[int] = (),
+    prompt: str | None = None,
+) -> str:
+    """One span per token: ``kind="entropy"`` on a white-orange scale (0..max),
+    ``kind="advantage"`` on the diverging credit scale. Step starts get a thin bar."""
+    if len(tokens) != len(values):
+        raise ValueError(f"got {len(values)} values for {len(tokens)} tokens")
+    vals = [float(v) for v in values]
+    starts = set(step_starts) - {0}
+    if kind == "entropy":
+        top = max(vals, default=0.0) or 1.0
+        colours = [entropy_color(v / top) for v in vals]
+        weights = [v / top for v in vals]
+        legend = _legend("entropy 0", f"{top:.2f} nats", entropy_color(1.0), "")
+    elif kind == "advantage":
+        weights = scale_credits(vals)
+        colours = [credit_color(w) for w in weights]
+        legend = _legend("negative advantage", "positive advantage", credit_color(-1.0), credit_color(1.0))
+    else:
+        raise ValueError(f"unknown token view {kind!r}; valid: entropy, advantage")
+    parts = []
+    for j, (tok, v, c, w) in enumerate(zip(tokens, vals, colours, weights)):
+        bar = "border-left: 2px solid #57606a;" if j in starts else ""
+        tip = html.escape(f"token {j} {tok!r} · {kind} {v:+.3f}")
+        parts.append(
+            f'<span title="{tip}" style="background:{c}; color:{_text_color(w)}; {bar}">{html.escape(tok)}</span>'
+        )
+    return f'<div class="acpo-heatmap">{_prompt_block(prompt)}<div style="{_BOX}">{"".join(parts)}</div>{legend}</div>'
+
+
+def message_html(text: str, kind: str = "info") -> str:
+    """A boxed note in place of a heatmap (nothing to show yet, or what went wrong)."""
+    colour = {"info": "#57606a", "error": "#cf222e"}.get(kind, "#57606a")
+    return f'<div style="{_BOX} color:{colour}; font-family: system-ui, sans-serif;">{html.escape(text)}</div>'
+
+
+# --- figures --------------------------------------------------------------------
+
+
+def _layout(fig: go.Figure, title: str, height: int = 320) -> go.Figure:
+    fig.update_layout(
+        title=dict(text=title, x=0.01, font=dict(size=14)),
+        template="plotly_white",
+        height=height,
+        margin=dict(l=50, r=20, t=50, b=40),
+        legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1),
+        hovermode="x unified",
+    )
+    return fig
+
+
+def entropy_figure(
+    entropies: Sequence[float],
+    tokens: Sequence[str],
+    frame: pd.DataFrame,
+    credit_column: str | None = None,
+    fraction: float = TOP_FRACTION,
+) -> go.Figure:
+    """Per-token entropy along the completion; step boundaries as dashed lines;
+    the top-|credit| steps shaded (blue for credit, red for blame)."""
+    x = list(range(len(entropies)))
+    fig = go.Figure(
+        go.Scatter(
+            x=x,
+            y=[float(e) for e in entropies],
+            mode="lines+markers",
+            marker=dict(size=4),
+            line=dict(color="#e66e00", width=1.5),
+            name="entropy (nats)",
+            customdata=[repr(t) for t in tokens],
+            hovertemplate="token %{x} %{customdata}<br>entropy %{y:.3f}<extra></extra>",
+        )
+    )
+    for start in frame["token_start"].iloc[1:]:
+        fig.add_vline(x=float(start) - 0.5, line=dict(color="#8c959f", width=1, dash="dot"))
+    if credit_column is not None and credit_column in frame.columns:
+        credits = [float(c) for c in frame[credit_column]]
+        for i in top_steps(credits, fraction):
+            row = frame.iloc[i]
+            fig.add_vrect(
+                x0=float(row["token_start"]) - 0.5,
+                x1=float(row["token_end"]) - 0.5,
+                fillcolor=credit_color(1.0 if credits[i] >= 0 else -1.0),
+                opacity=0.12,
+                line_width=0,
+                layer="below",
+            )
+    fig.update_xaxes(title_text="token")
+    fig.update_yaxes(title_text="entropy (nats)", rangemode="tozero")
+    shaded = f"; shaded: top {fraction:.0%} steps by |{credit_column}|" if credit_column else ""
+    return _layout(fig, f"Entropy per token (dotted: step boundaries{shaded})")
+
+
+def compare_figure(frames: Mapping[str, pd.DataFrame], credit_column: str) -> go.Figure:
+    """Per-step credit and mean entropy under each checkpoint, and the credit difference
+    (each checkpoint minus the first)."""
+    labels = list(frames)
+    fig = make_subplots(
+        rows=3,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.08,
+        subplot_titles=(
+            f"{credit_column} per step",
+            f"difference vs {labels[0]}" if labels else "difference",
+            "mean entropy per step",
+        ),
+    )
+    palette = ["#2166ac", "#e66e00", "#1a7f37", "#8250df", "#cf222e", "#57606a"]
+    base = frames[labels[0]].set_index("step") if labels else None
+    for i, label in enumerate(labels):
+        f = frames[label].sort_values("step")
+        colour = palette[i % len(palette)]
+        fig.add_trace(go.Bar(x=f["step"], y=f[credit_column], name=label, marker_color=colour, legendgroup=label), 1, 1)
+        if i > 0:
+            diff = f.set_index("step")[credit_column] - base[credit_column]
+            fig.add_trace(
+                go.Bar(x=diff.index, y=diff.values, name=f"{label} - {labels[0]}", marker_color=colour,
+                       legendgroup=label, showlegend=False),
+                2,
+                1,
+            )
+        fig.add_trace(
+            go.Scatter(x=f["step"], y=f["entropy_mean"], mode="lines+markers", name=label, line=dict(color=colour),
+                       legendgroup=label, showlegend=False),
+            3,
+            1,
+        )
+    fig.update_xaxes(title_text="step", dtick=1, row=3, col=1)
+    fig.update_layout(barmode="group")
+    return _layout(fig, "Checkpoints compared", height=620)
+
+
+def compare_table(frames: Mapping[str, pd.DataFrame], credit_column: str) -> pd.DataFrame:
+    """One row per step: its text, then credit and mean entropy under each checkpoint."""
+    labels = list(frames)
+    first = frames[labels[0]].sort_values("step")
+    out = first[["step", "text"]].reset_index(drop=True)
+    for label in labels:
+        f = frames[label].sort_values("step").reset_index(drop=True)
+        out[f"{credit_column} @ {label}"] = f[credit_column]
+        out[f"entropy_mean @ {label}"] = f["entropy_mean"]
+    for label in labels[1:]:
+        out[f"diff {label} - {labels[0]}"] = out[f"{credit_column} @ {label}"] - out[f"{credit_column} @ {labels[0]}"]
+    return out
+
+
+# --- runs -------------------------------------------------------------------------
+
+RUN_PANELS = [
+    ("reward and pass@1", ["reward", "eval/pass@1"]),
+    ("entropy (nats)", ["entropy"]),
+    ("KL to reference", ["kl"]),
+    ("step credit", ["credit/mean", "credit/std"]),
+    ("clip ratio", ["clip_ratio/low_mean", "clip_ratio/high_mean"]),
+    ("loss", ["loss"]),
+    ("entropy coefficient", ["entropy_coef"]),
+    ("zero-std groups", ["frac_reward_zero_std"]),
+]
+HAPO_KEYS = ["hapo/pos_high", "hapo/pos_low", "hapo/neg_high", "hapo/neg_low"]
+
+
+def stage_switch_step(metrics: pd.DataFrame) -> int | None:
+    """The first step logged in stage 2, or None (no stage column or never switched)."""
+    if "stage" not in metrics.columns or "step" not in metrics.columns:
+        return None
+    stage2 = metrics.loc[pd.to_numeric(metrics["stage"], errors="coerce") >= 2, "step"]
+    return None if stage2.empty else int(stage2.min())
+
+
+def run_figure(metrics: pd.DataFrame, title: str = "Training run") -> go.Figure:
+    """One panel per metric group that the run logged (missing keys are skipped);
+    the stage-1 -> stage-2 switch as a vertical line on every panel."""
+    if "step" not in metrics.columns or metrics.empty:
+        fig = go.Figure()
+        fig.add_annotation(text="no metrics logged yet", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+        return _layout(fig, title, height=200)
+    panels = [(name, [k for k in keys if k in metrics.columns and metrics[k].notna().any()]) for name, keys in RUN_PANELS]
+    panels = [(name, keys) for name, keys in panels if keys]
+    cols = 2
+    rows = max(1, math.ceil(len(panels) / cols))
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[p[0] for p in panels], vertical_spacing=0.12 / max(1, rows / 2))
+    switch = stage_switch_step(metrics)
+    for i, (name, keys) in enumerate(panels):
+        r, c = i // cols + 1, i % cols + 1
+        for key in keys:
+            sub = metrics[["step", key]].dropna()
+            fig.add_trace(go.Scatter(x=sub["step"], y=sub[key], mode="lines+markers" if len(sub) < 40 else "lines",
+                                     name=key, marker=dict(size=5)), r, c)
+        if switch is not None:
+            fig.add_vline(x=switch, line=dict(color="#cf222e", width=1, dash="dash"), row=r, col=c)
+        fig.update_xaxes(title_text="step", row=r, col=c)
+    note = f" (dashed: stage 2 from step {switch})" if switch is not None else ""
+    return _layout(fig, title + note, height=260 * rows + 80)
+
+
+def hapo_figure(metrics: pd.DataFrame) -> go.Figure | None:
+    """HAPO's four-quadrant shares of gradient mass over steps (stacked), or None when not logged."""
+    keys = [k for k in HAPO_KEYS if k in metrics.columns and metrics[k].notna().any()]
+    if not keys or "step" not in metrics.columns:
+        return None
+    colours = {"hapo/pos_high": "#2166ac", "hapo/pos_low": "#92c5de", "hapo/neg_high": "#b2182b", "hapo/neg_low": "#f4a582"}
+    fig = go.Figure()
+    for key in keys:
+        sub = metrics[["step", key]].dropna()
+        fig.add_trace(go.Scatter(x=sub["step"], y=sub[key], name=key.split("/", 1)[1], stackgroup="q",
+                                 line=dict(color=colours[key])))
+    fig.update_yaxes(title_text="share of sum |A_t|", range=[0, 1])
+    fig.update_xaxes(title_text="step")
+    return _layout(fig, "HAPO quadrants: (advantage sign) x (entropy above/below median)")
+
+
+def run_traces_summary(traces: pd.DataFrame, credit_column: str | None) -> pd.DataFrame:
+    """One row per completion of a run's traces file: ids, reward, steps, the checker's
+    first wrong step and the step with the lowest credit."""
+    keys = [k for k in ("prompt_id", "completion_id") if k in traces.columns]
+    rows = []
+    for key, group in traces.groupby(keys, sort=False) if keys else [((), traces)]:
+        group = group.sort_values("step")
+        key = key if isinstance(key, tuple) else (key,)
+        row = dict(zip(keys, key))
+        row["reward"] = group["reward"].iloc[0] if "reward" in group else None
+        row["steps"] = len(group)
+        if "first_error_step" in group:
+            row["first_error_step"] = int(group["first_error_step"].iloc[0])
+        if credit_column and credit_column in group:
+            row["lowest_credit_step"] = int(group["step"].iloc[group[credit_column].astype(float).argmin()])
+        if "prompt" in group:
+            row["prompt"] = str(group["prompt"].iloc[0]).strip()
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# --- batches ----------------------------------------------------------------------
+
+
+def credit_histogram(table: pd.DataFrame, credit_column: str) -> go.Figure:
+    """Distribution of per-step credits, split by outcome reward when it is known."""
+    fig = go.Figure()
+    if "reward" in table.columns and table["reward"].notna().any():
+        for label, sel, colour in (
+            ("reward > 0", table["reward"].astype(float) > 0, "#2166ac"),
+            ("reward = 0", table["reward"].astype(float) <= 0, "#b2182b"),
+            ("reward unknown", table["reward"].isna(), "#8c959f"),
+        ):
+            values = table.loc[sel, credit_column]
+            if len(values):
+                fig.add_trace(go.Histogram(x=values, name=f"{label} ({len(values)} steps)", marker_color=colour,
+                                           opacity=0.65, nbinsx=40))
+    else:
+        fig.add_trace(go.Histogram(x=table[credit_column], name="all steps", marker_color="#2166ac", nbinsx=40))
+    fig.update_layout(barmode="overlay", hovermode="closest")
+    fig.update_xaxes(title_text=credit_column)
+    fig.update_yaxes(title_text="steps")
+    return _layout(fig, f"Distribution of {credit_column} over all steps")

@@ -1,0 +1,249 @@
+"""The launched app, driven through ``gradio_client`` as a user's script would.
+
+One app per module, on 127.0.0.1, with tiny models saved in a temp folder
+(nothing from the hub, nothing from ``assets/``), so these run anywhere in
+well under a minute.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+
+import pandas as pd
+import pytest
+import torch
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+import acpo  # noqa: E402
+from acpo.models import load_policy  # noqa: E402
+from acpo.tasks import get_task  # noqa: E402
+from conftest import char_tokenizer, tiny_llama  # noqa: E402
+
+EXPLAIN_DEFAULTS = dict(trust_remote_code=False, reward="", checker="arith", method="acpo", segmentation="lines",
+                        probe="#### ", view="steps: credit")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def save(model, tok, folder):
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """Allowed root with two tiny checkpoints, bad model folders, a sample file and a run folder."""
+    torch.set_num_threads(2)
+    root = tmp_path_factory.mktemp("allowed")
+    tok = char_tokenizer()
+    a = save(tiny_llama(len(tok), seed=0, context=128), tok, root / "ckpt-a")
+    b = save(tiny_llama(len(tok), seed=1, context=128), tok, root / "ckpt-b")
+
+    pickled = root / "pickled"
+    pickled.mkdir()
+    shutil.copy(root / "ckpt-a" / "config.json", pickled / "config.json")
+    (pickled / "pytorch_model.bin").write_bytes(b"not really a pickle")
+    remote = root / "remote"
+    shutil.copytree(root / "ckpt-a", remote)
+    cfg = json.loads((remote / "config.json").read_text())
+    cfg["auto_map"] = {"AutoModelForCausalLM": "modeling_evil.EvilModel"}
+    (remote / "config.json").write_text(json.dumps(cfg))
+
+    task = get_task("arith")
+    problems = task.generate(2, level=1, seed=0)
+    wrong = problems[1].solution.replace("=", "=1", 1)  # first step's result is wrong
+    samples = []
+    for p, completion in [(problems[0], problems[0].solution), (problems[1], wrong)]:
+        result = task.check(p, completion)
+        samples.append(dict(id=p.id, family="arith", level=1, prompt=p.prompt, completion=completion, answer=p.answer,
+                            reward=float(result.answer_correct), first_error=result.first_error,
+                            step_char_spans=[list(s) for s in result.step_char_spans]))
+    (root / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
+
+    run = write_run(root / "runs" / "demo-run", a, b, problems)
+    return dict(root=root, a=a, b=b, pickled=str(pickled), remote=str(remote), samples=samples, run=str(run), tok=tok)
+
+
+def write_run(run, ckpt0, ckpt10, problems):
+    """A run folder in train.py's format, written by hand."""
+    (run / "checkpoints").mkdir(parents=True)
+    shutil.copytree(ckpt0, run / "checkpoints" / "step-0")
+    shutil.copytree(ckpt10, run / "checkpoints" / "step-10")
+    (run / "config.yaml").write_text("method: hapo\nmodel: tiny\nseed: 0\n")
+    rows = []
+    for step in range(11):
+        row = {"step": step, "reward": 0.3 + 0.02 * step, "entropy": 1.0 - 0.05 * step, "loss": 0.1,
+               "credit/mean": 0.0, "credit/std": 0.1, "stage": 1 if step < 6 else 2,
+               "hapo/pos_high": 0.3, "hapo/pos_low": 0.2, "hapo/neg_high": 0.3, "hapo/neg_low": 0.2}
+        if step >= 6:
+            row["kl"] = 0.01 * (step - 5)
+        if step % 5 == 0:
+            row["eval/pass@1"] = 0.25 + 0.01 * step
+        rows.append(row)
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    model, tok = load_policy(ckpt10)
+    traces = acpo.explain_batch(model, tok, [p.prompt for p in problems], [p.solution for p in problems],
+                                method="hapo", segmentation="lines", rewards=[1.0, 0.0],
+                                meta=[{"run": "demo-run", "checkpoint": "step-10", "prompt_id": p.id,
+                                       "completion_id": "0"} for p in problems])
+    frames = []
+    for p, t in zip(problems, traces):
+        f = t.to_frame()
+        f["prompt"], f["completion"], f["answer"], f["method"] = p.prompt, p.solution, p.answer, "hapo"
+        f["first_error_step"] = -1
+        frames.append(f)
+    (run / "traces").mkdir()
+    pd.concat(frames, ignore_index=True).to_parquet(run / "traces" / "step-10.parquet")
+    return run
+
+
+@pytest.fixture(scope="module")
+def client(world):
+    from app.main import Explorer, build_app
+
+    explorer = Explorer([world["root"]], default_model=world["a"], samples_path=world["root"] / "samples.jsonl",
+                        max_file_mb=0.01)
+    demo = build_app(explorer)
+    port = free_port()
+    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                        show_error=True)
+    yield Client(f"http://127.0.0.1:{port}/", verbose=False)
+    demo.close()
+
+
+def explain(client, **kwargs):
+    args = {**EXPLAIN_DEFAULTS, **kwargs}
+    return client.predict(
+        args["model"], args["trust_remote_code"], args["prompt"], args["completion"], args["answer"], args["reward"],
+        args["checker"], args["method"], args["segmentation"], args["probe"], args["view"], api_name="/explain",
+    )
+
+
+def test_explain_a_sample_trace_and_its_csv_equals_the_core_table(client, world):
+    s = world["samples"][1]
+    heat, verdict, _, table, csv_path = explain(client, model=world["a"], prompt=s["prompt"],
+                                                completion=s["completion"], answer=s["answer"])
+    assert heat.count('class="acpo-step"') == 3
+    assert "first wrong step is **step 0**" in verdict
+
+    model, tok = load_policy(world["a"])
+    expected = acpo.explain(model, tok, s["prompt"], s["completion"], method="acpo", segmentation="lines",
+                            answer=s["answer"], reward=s["reward"], probe="#### ").to_frame()
+    got = pd.read_csv(csv_path, keep_default_na=False)
+    assert sorted(got.columns) == sorted(expected.columns)
+    assert list(got["text"]) == list(expected["text"])
+    for col in ["step", "n_tokens", "entropy_mean", "entropy_max", "credit_acpo", "answer_logprob", "adv_mean_acpo"]:
+        assert got[col].to_numpy() == pytest.approx(expected[col].to_numpy(), abs=1e-5), col
+    assert table["headers"][:2] == ["step", "text"]
+
+
+def test_the_api_lists_every_action_by_name(client):
+    names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    assert {"/explain", "/render_view", "/sample", "/new_problem", "/load_sample", "/compare", "/open_run",
+            "/run_traces", "/run_trace_view", "/batch_explain"} <= names
+
+
+def test_token_view_and_sampling(client, world):
+    completion = client.predict(world["a"], False, "Q: 1+2=?\n", 1.0, 0, 10, api_name="/sample")
+    assert isinstance(completion, str)
+    prompt, _, answer, _, checker = client.predict("arith", 1, 0, api_name="/new_problem")
+    assert checker == "arith" and prompt.startswith("Q: ")
+
+
+def test_compare_two_checkpoints(client, world):
+    s = world["samples"][0]
+    html, _, table, csv_path = client.predict([world["a"], world["b"]], False, s["prompt"], s["completion"],
+                                              s["answer"], "acpo", "lines", "#### ", api_name="/compare")
+    assert html.count("acpo-heatmap") == 2
+    headers = table["headers"]
+    diff = next(h for h in headers if h.startswith("diff "))
+    rows = pd.DataFrame(table["data"], columns=headers)
+    a_col = next(h for h in headers if h.startswith("credit_acpo @") and "ckpt-a" in h)
+    b_col = next(h for h in headers if h.startswith("credit_acpo @") and "ckpt-b" in h)
+    assert rows[diff].to_numpy() == pytest.approx((rows[b_col] - rows[a_col]).to_numpy(), abs=1e-6)
+    assert len(pd.read_csv(csv_path)) == 2 * len(rows)
+
+
+def test_open_a_run_and_browse_its_traces(client, world):
+    summary, _, _, config, steps, _ = client.predict(world["run"], api_name="/open_run")
+    assert "11 logged steps" in summary and "stage 2 from step 6" in summary and "method: hapo" in config
+    table, _, _ = client.predict(world["run"], "10", api_name="/run_traces")
+    assert len(table["data"]) == 2
+    key = f"{table['data'][0][0]} / {table['data'][0][1]}"
+    html = client.predict(world["run"], "10", key, "credit_hapo", api_name="/run_trace_view")
+    assert "acpo-step" in html
+
+
+def test_batch_explain_an_uploaded_file(client, world, tmp_path):
+    problems = get_task("linear").generate(3, level=1, seed=0)
+    f = tmp_path / "rollouts.jsonl"
+    f.write_text("".join(json.dumps({"prompt": p.prompt, "completion": p.solution, "answer": p.answer, "reward": 1.0})
+                         + "\n" for p in problems))
+    summary, _, _, csv_path = client.predict(handle_file(str(f)), "", world["a"], False, ["acpo"], "lines", "#### ",
+                                             10, api_name="/batch_explain")
+    model, tok = load_policy(world["a"])
+    expected = acpo.explain_batch(model, tok, [p.prompt for p in problems], [p.solution for p in problems],
+                                  method="acpo", segmentation="lines", answers=[p.answer for p in problems],
+                                  rewards=[1.0] * 3, probe="#### ")
+    got = pd.read_csv(csv_path)
+    assert "3 completions" in summary
+    assert got["credit_acpo"].to_numpy() == pytest.approx(
+        pd.concat([t.to_frame() for t in expected])["credit_acpo"].to_numpy(), abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    "model_key, fields, message",
+    [
+        ("outside", {}, "outside the folders"),
+        ("missing", {}, "does not exist"),
+        ("pickled", {}, "pickle"),
+        ("remote", {}, "trust_remote_code"),
+        ("a", {"completion": "   "}, "completion is empty"),
+        ("a", {"completion": "1+1=2\n" * 40}, "longer than the model's context"),
+    ],
+)
+def test_bad_explain_input_gives_a_clear_error_and_the_app_stays_up(client, world, model_key, fields, message):
+    model = {"outside": "/etc", "missing": str(world["root"] / "nope")}.get(model_key) or world[model_key]
+    s = world["samples"][0]
+    args = dict(model=model, prompt=s["prompt"], completion=s["completion"], answer=s["answer"]) | fields
+    with pytest.raises(AppError, match=message):
+        explain(client, **args)
+    heat, *_ = explain(client, model=world["a"], prompt=s["prompt"], completion=s["completion"], answer=s["answer"])
+    assert "acpo-step" in heat
+
+
+def test_bad_uploads_and_paths_are_refused(client, world, tmp_path):
+    def batch(upload, path=""):
+        return client.predict(upload, path, world["a"], False, ["acpo"], "lines", "#### ", 10,
+                              api_name="/batch_explain")
+
+    cols = tmp_path / "cols.csv"
+    cols.write_text("question,response\nq,r\n")
+    with pytest.raises(AppError, match="no column 'prompt'"):
+        batch(handle_file(str(cols)))
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("prompt,completion\nq,caf\xe9\n".encode("latin-1"))
+    with pytest.raises(AppError, match="not UTF-8"):
+        batch(handle_file(str(latin)))
+    big = tmp_path / "big.jsonl"
+    big.write_text(json.dumps({"prompt": "p", "completion": "x" * 20000}) + "\n")  # over this app's 0.01 MB limit
+    with pytest.raises(AppError, match="the limit is"):
+        batch(handle_file(str(big)))
+    with pytest.raises(AppError, match="outside the folders"):
+        batch(None, "/etc/passwd")
+    with pytest.raises(AppError, match="outside the folders"):
+        client.predict("/etc", api_name="/open_run")
