@@ -19,7 +19,7 @@ from acpo.tasks.base import Problem, TaskFamily
 
 # level -> (iterations, multipliers, largest start value)
 LEVELS: dict[int, tuple[int, tuple[int, ...], int]] = {
-    1: (2, (2, 3, 4, 5), 49),
+    1: (2, (2, 3), 49),
     2: (3, (2, 3, 4), 49),
     3: (4, (2, 3, 4), 49),
 }
