@@ -55,25 +55,22 @@ def token_stats(
     flat_targets = targets.reshape(-1)
     flat_mask = None if mask is None else mask.reshape(-1).bool()
     n = flat_targets.numel()
-    logprobs = torch.zeros(n, dtype=torch.float32, device=logits.device)
-    entropy = torch.zeros(n, dtype=torch.float32, device=logits.device)
     step = max(1, int(chunk_tokens or default_chunk_tokens(vocab)))
+    # Under autograd the exp must not be overwritten in place (its backward needs it).
+    in_place = not (torch.is_grad_enabled() and logits.requires_grad)
+    lps, ents = [], []
     for start in range(0, n, step):
-        end = min(n, start + step)
-        rows = slice(start, end)
-        if flat_mask is not None:
-            keep = flat_mask[rows]
-            if not keep.any():
-                continue
+        rows = slice(start, min(n, start + step))
         chunk = flat_logits[rows].float()  # a view when already float32: never write to it
         logp = torch.log_softmax(chunk, dim=-1)
         lp = logp.gather(-1, flat_targets[rows, None].clamp(min=0)).squeeze(-1)
-        ent = -(logp.exp().mul_(logp)).sum(-1)  # H = -sum_v p_v log p_v
-        del chunk, logp
+        probs = logp.exp()
+        ent = -(probs.mul_(logp) if in_place else probs * logp).sum(-1)  # H = -sum_v p_v log p_v
+        del chunk, logp, probs
         if check_finite:
             bad = ~(torch.isfinite(ent) & torch.isfinite(lp))
             if flat_mask is not None:
-                bad &= keep
+                bad &= flat_mask[rows]
             if bad.any():
                 idx = torch.nonzero(bad).squeeze(-1) + start
                 where = [tuple(int(i) for i in torch.unravel_index(j, lead)) for j in idx[:10].cpu()]
@@ -82,8 +79,10 @@ def token_stats(
                     f"{where} (indices into shape {tuple(lead)}); check the model's weights "
                     "and dtype (float16 overflows are common: try bfloat16 or float32)"
                 )
-        logprobs[rows] = lp
-        entropy[rows] = ent
+        lps.append(lp)
+        ents.append(ent)
+    logprobs = torch.cat(lps) if lps else torch.zeros(0, device=logits.device)
+    entropy = torch.cat(ents) if ents else torch.zeros(0, device=logits.device)
     if flat_mask is not None:
         logprobs = logprobs.masked_fill(~flat_mask, 0.0)
         entropy = entropy.masked_fill(~flat_mask, 0.0)

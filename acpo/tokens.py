@@ -118,3 +118,27 @@ def pad_batch(
             completion_ids[i, : len(y)] = torch.tensor(list(y))
             completion_mask[i, : len(y)] = 1
     return prompt_ids, prompt_mask, completion_ids, completion_mask
+
+
+def decode_with_offsets(tokenizer, ids: Sequence[int]) -> tuple[str, list[tuple[int, int]]]:
+    """Text of generated ``ids`` (special tokens dropped) and each id's character span in it.
+
+    Decoding token by token is O(T); when the pieces do not add up to the
+    whole (a character split across byte tokens) we fall back to decoding
+    growing prefixes. Special tokens (e.g. EOS) get an empty span at the end.
+    """
+    special = set(tokenizer.all_special_ids)
+    text = tokenizer.decode(list(ids), skip_special_tokens=True)
+    pieces = ["" if i in special else tokenizer.decode([i]) for i in ids]
+    if "".join(pieces) != text:
+        offsets, prev = [], 0
+        for j in range(len(ids)):
+            cur = len(tokenizer.decode(list(ids[: j + 1]), skip_special_tokens=True))
+            offsets.append((prev, max(prev, cur)))
+            prev = max(prev, cur)
+        return text, offsets
+    offsets, pos = [], 0
+    for piece in pieces:
+        offsets.append((pos, pos + len(piece)))
+        pos += len(piece)
+    return text, offsets

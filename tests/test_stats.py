@@ -66,3 +66,16 @@ def test_completion_stats_match_per_sequence_forward(model_and_tok):
         assert torch.allclose(lp[i, : len(c)].double(), ref_lp, atol=1e-4)
         assert torch.allclose(ent[i, : len(c)].double(), ref_ent, atol=1e-4)
         assert (lp[i, len(c) :] == 0).all()
+
+
+def test_gradients_match_float64_reference():
+    torch.manual_seed(2)
+    logits = torch.randn(2, 5, 13, dtype=torch.float64)
+    targets = torch.randint(0, 13, (2, 5))
+    a = logits.clone().float().requires_grad_(True)
+    lp, ent = token_stats(a, targets, chunk_tokens=3)
+    (lp.sum() + 0.5 * ent.sum()).backward()
+    b = logits.clone().requires_grad_(True)
+    ref_lp, ref_ent = reference(b, targets)
+    (ref_lp.sum() + 0.5 * ref_ent.sum()).backward()
+    assert torch.allclose(a.grad.double(), b.grad, atol=1e-5)

