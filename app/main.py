@@ -314,7 +314,7 @@ class Explorer:
         fig = views.entropy_figure(trace.entropies.tolist(), trace.tokens, trace.to_frame(), f"credit_{method}")
         verdict = verdict_markdown(trace, method, state["check"], state["first_error_step"])
         csv = write_csv(table, f"acpo-steps-{method}-{segmentation}")
-        return render_trace(state, view), verdict, fig, table, csv, state
+        return render_trace(state, view), verdict, fig, views.display_table(table), csv, state
 
     @ui_errors
     def render_view(self, state, view):
@@ -352,7 +352,7 @@ class Explorer:
         grid = (f'<div style="display:grid; grid-template-columns: repeat({min(len(frames), 3)}, minmax(0, 1fr)); '
                 f'gap:12px;">{cells}</div>')
         full = pd.concat([views.step_table(f, method) for f in frames.values()], ignore_index=True)
-        return (grid, views.compare_figure(frames, col), views.compare_table(frames, col),
+        return (grid, views.compare_figure(frames, col), views.display_table(views.compare_table(frames, col)),
                 write_csv(full, f"acpo-compare-{method}"))
 
     # -- Runs --
@@ -397,7 +397,7 @@ class Explorer:
                          credit_cols[0] if credit_cols else None)
         summary = views.run_traces_summary(traces, preferred)
         keys = [f"{r.prompt_id} / {r.completion_id}" for r in summary.itertuples()] if "prompt_id" in summary else []
-        return (summary, gr.update(choices=credit_cols, value=preferred),
+        return (views.display_table(summary), gr.update(choices=credit_cols, value=preferred),
                 gr.update(choices=keys, value=keys[0] if keys else None))
 
     @ui_errors
@@ -460,7 +460,8 @@ class Explorer:
                    f"mean {col} {table[col].mean():+.4f} (std {table[col].std():.4f})")
         if rewards is None:
             summary += "  \nrewards unknown for some rows: token advantages and HAPO credits are 0 there"
-        return summary, views.credit_histogram(table, col), table.head(200), write_csv(table, "acpo-credit-table")
+        return (summary, views.credit_histogram(table, col), views.display_table(table.head(200)),
+                write_csv(table, "acpo-credit-table"))
 
 
 # --- layout --------------------------------------------------------------------------------
@@ -529,7 +530,7 @@ def build_app(explorer: Explorer | None = None, initial: bool = True) -> gr.Bloc
                     heatmap = gr.HTML(first["html"] if first else views.message_html("Explain a completion."))
                     verdict = gr.Markdown(first["verdict"] if first else "")
                     entropy_plot = gr.Plot(first["figure"] if first else None, label="Entropy trace")
-                    table = gr.Dataframe(first["table"] if first else None, label="Steps", wrap=True, max_height=360,
+                    table = gr.Dataframe(first["table"] if first else None, label="Steps", max_height=360,
                                          interactive=False)
                     csv_btn = gr.DownloadButton("Download CSV", value=first["csv"] if first else None, size="sm")
             trace_state = gr.State(first["state"] if first else None)

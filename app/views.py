@@ -100,6 +100,15 @@ def step_table(frame: pd.DataFrame, method: str | None = None) -> pd.DataFrame:
     return frame[order]
 
 
+def display_table(frame: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
+    """The table as shown on screen: floats to ``digits`` significant digits (the CSV keeps them all)."""
+    out = frame.copy()
+    for col in out.columns:
+        if pd.api.types.is_float_dtype(out[col]):
+            out[col] = [float(f"{v:.{digits}g}") if pd.notna(v) else v for v in out[col]]
+    return out
+
+
 def top_steps(credits: Sequence[float], fraction: float = TOP_FRACTION) -> list[int]:
     """Indices of the ``ceil(fraction * K)`` steps with the largest |credit| (none if all are 0)."""
     if not credits or all(float(c) == 0.0 for c in credits):
@@ -116,20 +125,22 @@ _BOX = (
     "line-height: 2.0; white-space: pre-wrap; word-break: break-word; padding: 12px 14px; "
     "border: 1px solid #d0d7de; border-radius: 8px; background: #ffffff; color: #111111;"
 )
+_MONO = "font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;"
+_SPAN = _MONO + " border-radius: 4px; padding: 2px 1px;"
 _BADGE = (
     "display: inline-block; font-family: system-ui, sans-serif; font-size: 11px; line-height: 1.4; "
     "padding: 0 5px; margin: 0 2px; border-radius: 8px; vertical-align: middle; white-space: nowrap;"
 )
 
 
-def _fmt(value, digits: int = 3) -> str:
+def _fmt(value, digits: int = 4) -> str:
     if value is None:
         return "n/a"
     try:
         f = float(value)
     except (TypeError, ValueError):
         return html.escape(str(value))
-    return "n/a" if math.isnan(f) else f"{f:+.{digits}f}"
+    return "n/a" if math.isnan(f) else f"{f:+.{digits}g}"
 
 
 def _legend(low: str, high: str, left: str, right: str) -> str:
@@ -190,7 +201,7 @@ def step_heatmap_html(
             tip.append(f"{int(row['n_tokens'])} tokens")
         if "answer_logprob" in row and pd.notna(row["answer_logprob"]):
             tip.append(f"log p(answer | steps 0..{step}) {float(row['answer_logprob']):.3f}")
-        style = f"background:{credit_color(s)}; color:{_text_color(s)}; border-radius:4px; padding:2px 1px;"
+        style = f"background:{credit_color(s)}; color:{_text_color(s)}; {_SPAN}"
         badges = ""
         if step == first_error_step:
             style += " outline: 2px dashed #cf222e; outline-offset: 1px;"
@@ -242,7 +253,7 @@ def token_heatmap_html(
         bar = "border-left: 2px solid #57606a;" if j in starts else ""
         tip = html.escape(f"token {j} {tok!r} · {kind} {v:+.3f}")
         parts.append(
-            f'<span title="{tip}" style="background:{c}; color:{_text_color(w)}; {bar}">{html.escape(tok)}</span>'
+            f'<span title="{tip}" style="background:{c}; color:{_text_color(w)}; {_MONO} {bar}">{html.escape(tok)}</span>'
         )
     return f'<div class="acpo-heatmap">{_prompt_block(prompt)}<div style="{_BOX}">{"".join(parts)}</div>{legend}</div>'
 
@@ -398,7 +409,8 @@ def run_figure(metrics: pd.DataFrame, title: str = "Training run") -> go.Figure:
     panels = [(name, keys) for name, keys in panels if keys]
     cols = 2
     rows = max(1, math.ceil(len(panels) / cols))
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[p[0] for p in panels], vertical_spacing=0.12 / max(1, rows / 2))
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[p[0] for p in panels], shared_xaxes="all",
+                        vertical_spacing=min(0.3 / rows, 0.12), horizontal_spacing=0.08)
     switch = stage_switch_step(metrics)
     for i, (name, keys) in enumerate(panels):
         r, c = i // cols + 1, i % cols + 1
@@ -408,9 +420,13 @@ def run_figure(metrics: pd.DataFrame, title: str = "Training run") -> go.Figure:
                                      name=key, marker=dict(size=5)), r, c)
         if switch is not None:
             fig.add_vline(x=switch, line=dict(color="#cf222e", width=1, dash="dash"), row=r, col=c)
-        fig.update_xaxes(title_text="step", row=r, col=c)
+    fig.update_xaxes(title_text="step", row=rows, col=1)
+    fig.update_xaxes(title_text="step", row=rows, col=2)
     note = f" (dashed: stage 2 from step {switch})" if switch is not None else ""
-    return _layout(fig, title + note, height=260 * rows + 80)
+    _layout(fig, title + note, height=230 * rows + 140)
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.35 / rows, xanchor="left", x=0),
+                      margin=dict(l=50, r=20, t=60, b=90))
+    return fig
 
 
 def hapo_figure(metrics: pd.DataFrame) -> go.Figure | None:

@@ -48,6 +48,13 @@ def test_credit_colour_is_white_at_zero_and_diverges_by_sign():
     assert half == "rgb(144, 178, 214)"  # halfway between white and (33, 102, 172); 178.5 rounds to even
 
 
+def test_display_table_rounds_floats_only_for_the_screen():
+    frame = pd.DataFrame({"step": [0], "credit_acpo": [0.000123456789], "text": ["a"]})
+    out = views.display_table(frame)
+    assert out.loc[0, "credit_acpo"] == 0.0001235 and frame.loc[0, "credit_acpo"] == 0.000123456789
+    assert list(out.columns) == list(frame.columns)
+
+
 def test_top_steps_picks_the_largest_magnitudes():
     assert views.top_steps([0.1, -0.9, 0.3, 0.0], fraction=0.5) == [1, 2]
     assert views.top_steps([0.0, 0.0]) == []
@@ -82,7 +89,7 @@ def test_step_heatmap_escapes_step_text_and_shows_hover_numbers():
     html = views.step_heatmap_html(step_frame([0.25]), "credit_acpo", prompt="<script>x</script>")
     assert "<b>" not in html and "&lt;b&gt;" in html
     assert "<script>" not in html
-    assert "credit_acpo +0.250" in html and "3 tokens" in html and "entropy mean 0.500" in html
+    assert "credit_acpo +0.25 " in html and "3 tokens" in html and "entropy mean 0.500" in html
 
 
 def test_step_heatmap_marks_the_checkers_first_wrong_step():
