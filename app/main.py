@@ -162,9 +162,12 @@ def check_problem(checker: str, prompt: str, answer: str | None, completion: str
 
 
 def first_error_step(check, trace) -> int | None:
-    """The segmented step holding the checker's first wrong line (None: no error, or only a missing answer)."""
-    if check is None or check.first_error is None or check.first_error >= len(check.step_char_spans):
+    """The segmented step holding the checker's first wrong line; a missing answer line marks the last step
+    (as the trainer's traces do). None when the checker found no error."""
+    if check is None or check.first_error is None:
         return None
+    if check.first_error >= len(check.step_char_spans):
+        return trace.steps[-1].index
     return step_at_char(trace.steps, check.step_char_spans[check.first_error][0])
 
 
@@ -182,8 +185,8 @@ def verdict_markdown(trace, method: str, check, error_step: int | None) -> str:
         return line
     if check.first_error is None:
         return line + "  \n✓ checker: every step and the answer are right"
-    if error_step is None:
-        return line + "  \n✗ checker: the steps are right but the answer line is missing"
+    if check.first_error >= len(check.step_char_spans):
+        return line + f"  \n✗ checker: the steps are right but the answer line is missing (last step, {error_step}, marked)"
     found = "the lowest credit **found it** ✓" if lowest == error_step else f"the lowest credit is at step {lowest}"
     return line + f"  \n✗ checker: first wrong step is **step {error_step}** (dashed outline); {found}"
 

@@ -157,6 +157,24 @@ def test_the_api_lists_every_action_by_name(client):
             "/run_traces", "/run_trace_view", "/batch_explain"} <= names
 
 
+def test_view_toggle_rerenders_the_last_trace_of_the_session(client, world):
+    s = world["samples"][0]
+    explain(client, model=world["a"], prompt=s["prompt"], completion=s["completion"], answer=s["answer"])
+    html = client.predict("tokens: entropy", api_name="/render_view")
+    assert html.count("<span title=\"token ") == len(s["completion"])  # one span per character token
+
+
+def test_problems_from_samples_and_dataset_files(client, world, tmp_path):
+    labels = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/load_sample"]
+    label = labels["parameters"][0]["type"]["enum"][1]
+    prompt, completion, answer, reward, checker = client.predict(label, api_name="/load_sample")
+    assert (prompt, completion, checker) == (world["samples"][1]["prompt"], world["samples"][1]["completion"], "arith")
+    data = tmp_path / "gsm.jsonl"
+    data.write_text(json.dumps({"question": "What is 2+3?", "answer": "2+3=5\n#### 5"}) + "\n")
+    prompt, _, answer, _, checker = client.predict(handle_file(str(data)), "", 0, api_name="/load_dataset_problem")
+    assert (prompt, answer, checker) == ("Q: What is 2+3?\n", "5", "none")
+
+
 def test_token_view_and_sampling(client, world):
     completion = client.predict(world["a"], False, "Q: 1+2=?\n", 1.0, 0, 10, api_name="/sample")
     assert isinstance(completion, str)
