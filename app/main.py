@@ -186,7 +186,7 @@ def verdict_markdown(trace, method: str, check, error_step: int | None) -> str:
     if check.first_error is None:
         return line + "  \n✓ checker: every step and the answer are right"
     if check.first_error >= len(check.step_char_spans):
-        return line + f"  \n✗ checker: the steps are right but the answer line is missing (last step, {error_step}, marked)"
+        return line + f"  \n✗ checker: the steps are right but the answer line is missing (step {error_step} marked)"
     found = "the lowest credit **found it** ✓" if lowest == error_step else f"the lowest credit is at step {lowest}"
     return line + f"  \n✗ checker: first wrong step is **step {error_step}** (dashed outline); {found}"
 
@@ -365,12 +365,13 @@ class Explorer:
         """A run folder's curves, config, checkpoints and saved trace steps."""
         run = open_run(self.guard.resolve(run_path or "", "run folder"))
         m = run.metrics
-        last = m.iloc[-1].to_dict() if not m.empty else {}
-        facts = [f"**{run.path.name}**", f"{len(m)} logged steps", f"{len(run.checkpoints)} checkpoints",
+        n_steps = m["step"].nunique() if "step" in m else 0
+        facts = [f"**{run.path.name}**", f"{n_steps} logged steps", f"{len(run.checkpoints)} checkpoints",
                  f"traces at steps {run.trace_steps}" if run.trace_steps else "no traces saved"]
         for key in ("reward", "eval/pass@1", "entropy", "kl"):
-            if key in last and pd.notna(last[key]):
-                facts.append(f"last {key} {float(last[key]):.3f}")
+            logged = m[key].dropna() if key in m.columns else []
+            if len(logged):
+                facts.append(f"last {key} {float(logged.iloc[-1]):.3f}")
         switch = views.stage_switch_step(m)
         if switch is not None:
             facts.append(f"stage 2 from step {switch}")
@@ -442,20 +443,22 @@ class Explorer:
         frames, total = [], len(rollouts)
         progress(0, desc=f"explaining {total} completions")
         for start in range(0, total, BATCH_CHUNK):
-            chunk = rollouts.iloc[start : start + BATCH_CHUNK]
+            part = slice(start, start + BATCH_CHUNK)
+            chunk = rollouts.iloc[part]
             meta = [{"prompt_id": r.prompt_id, "completion_id": r.completion_id, "checkpoint": str(model_name or "")}
                     for r in chunk.itertuples()]
             try:
                 traces = acpo.explain_batch(
                     model, tokenizer, chunk["prompt"].tolist(), chunk["completion"].tolist(), method=methods,
-                    segmentation=segmentation, answers=None if answers is None else answers[start : start + BATCH_CHUNK],
-                    rewards=None if rewards is None else rewards[start : start + BATCH_CHUNK],
+                    segmentation=segmentation, answers=None if answers is None else answers[part],
+                    rewards=None if rewards is None else rewards[part],
                     probe=probe or DEFAULT_PROBE, meta=meta,
                 )
             except ValueError as err:
                 raise InputError(f"rows {start}..{start + len(chunk) - 1} of '{name}': {err}") from err
             frames += [t.to_frame() for t in traces]
-            progress(min(total, start + BATCH_CHUNK) / total, desc=f"explained {min(total, start + BATCH_CHUNK)}/{total}")
+            done = min(total, start + BATCH_CHUNK)
+            progress(done / total, desc=f"explained {done}/{total}")
         table = views.step_table(pd.concat(frames, ignore_index=True), methods[0])
         col = f"credit_{methods[0]}"
         note = f" (first {limit} of {limit + dropped} rows)" if dropped else ""

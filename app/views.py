@@ -196,7 +196,8 @@ def step_heatmap_html(
         step = int(row["step"])
         tip = [f"step {step}", f"{credit_column} {_fmt(row[credit_column])} (scaled {s:+.2f})"]
         if "entropy_mean" in row:
-            tip.append(f"entropy mean {float(row['entropy_mean']):.3f}, max {float(row.get('entropy_max', float('nan'))):.3f}")
+            top = float(row.get("entropy_max", float("nan")))
+            tip.append(f"entropy mean {float(row['entropy_mean']):.3f}, max {top:.3f}")
         if "n_tokens" in row:
             tip.append(f"{int(row['n_tokens'])} tokens")
         if "answer_logprob" in row and pd.notna(row["answer_logprob"]):
@@ -217,7 +218,9 @@ def step_heatmap_html(
             f'<span class="acpo-step" data-step="{step}" title="{html.escape(" · ".join(tip))}" '
             f'style="{style}">{html.escape(text)}</span>{badges}{tail}'
         )
-    head = f'<div style="font: 600 13px system-ui, sans-serif; margin: 4px 0;">{html.escape(title)}</div>' if title else ""
+    head = ""
+    if title:
+        head = f'<div style="font: 600 13px system-ui, sans-serif; margin: 4px 0;">{html.escape(title)}</div>'
     return (
         f'<div class="acpo-heatmap">{head}{_prompt_block(prompt)}'
         f'<div style="{_BOX}">{"".join(parts)}</div>{credit_legend()}</div>'
@@ -253,7 +256,8 @@ def token_heatmap_html(
         bar = "border-left: 2px solid #57606a;" if j in starts else ""
         tip = html.escape(f"token {j} {tok!r} · {kind} {v:+.3f}")
         parts.append(
-            f'<span title="{tip}" style="background:{c}; color:{_text_color(w)}; {_MONO} {bar}">{html.escape(tok)}</span>'
+            f'<span title="{tip}" style="background:{c}; color:{_text_color(w)}; {_MONO} {bar}">'
+            f"{html.escape(tok)}</span>"
         )
     return f'<div class="acpo-heatmap">{_prompt_block(prompt)}<div style="{_BOX}">{"".join(parts)}</div>{legend}</div>'
 
@@ -405,7 +409,8 @@ def run_figure(metrics: pd.DataFrame, title: str = "Training run") -> go.Figure:
         fig = go.Figure()
         fig.add_annotation(text="no metrics logged yet", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
         return _layout(fig, title, height=200)
-    panels = [(name, [k for k in keys if k in metrics.columns and metrics[k].notna().any()]) for name, keys in RUN_PANELS]
+    logged = [k for k in metrics.columns if metrics[k].notna().any()]
+    panels = [(name, [k for k in keys if k in logged]) for name, keys in RUN_PANELS]
     panels = [(name, keys) for name, keys in panels if keys]
     cols = 2
     rows = max(1, math.ceil(len(panels) / cols))
@@ -434,7 +439,7 @@ def hapo_figure(metrics: pd.DataFrame) -> go.Figure | None:
     keys = [k for k in HAPO_KEYS if k in metrics.columns and metrics[k].notna().any()]
     if not keys or "step" not in metrics.columns:
         return None
-    colours = {"hapo/pos_high": "#2166ac", "hapo/pos_low": "#92c5de", "hapo/neg_high": "#b2182b", "hapo/neg_low": "#f4a582"}
+    colours = dict(zip(HAPO_KEYS, ["#2166ac", "#92c5de", "#b2182b", "#f4a582"]))
     fig = go.Figure()
     for key in keys:
         sub = metrics[["step", key]].dropna()

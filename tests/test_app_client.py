@@ -20,13 +20,13 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 gradio_client = pytest.importorskip("gradio_client")
+from conftest import char_tokenizer, tiny_llama  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 import acpo  # noqa: E402
 from acpo.models import load_policy  # noqa: E402
 from acpo.tasks import get_task  # noqa: E402
-from conftest import char_tokenizer, tiny_llama  # noqa: E402
 
 EXPLAIN_DEFAULTS = dict(trust_remote_code=False, reward="", checker="arith", method="acpo", segmentation="lines",
                         probe="#### ", view="steps: credit")

@@ -179,7 +179,8 @@ def test_path_guard_refuses_paths_outside_the_roots(tmp_path):
 
 def test_read_rollouts_plain_trl_and_verl_layouts(tmp_path):
     plain = tmp_path / "plain.csv"
-    pd.DataFrame({"prompt": ["Q: 1+1=?\n"], "completion": ["1+1=2\n#### 2"], "answer": ["2"]}).to_csv(plain, index=False)
+    frame = pd.DataFrame({"prompt": ["Q: 1+1=?\n"], "completion": ["1+1=2\n#### 2"], "answer": ["2"]})
+    frame.to_csv(plain, index=False)
     out, layout = read_rollouts(plain)
     assert layout == "plain" and out.loc[0, "answer"] == "2" and out.loc[0, "reward"] is None
 
