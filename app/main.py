@@ -500,19 +500,20 @@ def build_app(explorer: Explorer | None = None, initial: bool = True) -> gr.Bloc
                                         label="Model", info="a checkpoint folder, LoRA adapter folder or hub id")
                     trust = gr.Checkbox(False, label="Allow the model's own code (trust_remote_code)",
                                         info="runs Python from the model's repository; only for sources you trust")
-                    with gr.Accordion("Problem", open=True):
-                        sample_pick = gr.Dropdown(samples, value=samples[0] if samples else None,
-                                                  label="Sample trace (assets/sample_traces.jsonl)")
+                    sample_pick = gr.Dropdown(samples, value=first["label"] if first else None,
+                                              label="Sample trace (assets/sample_traces.jsonl)")
+                    with gr.Accordion("New synthetic problem", open=False):
                         with gr.Row():
                             family = gr.Dropdown(list(TASKS), value=next(iter(TASKS)), label="Task", min_width=90)
                             level = gr.Number(1, label="Level", precision=0, minimum=1, min_width=60)
                             pseed = gr.Number(0, label="Seed", precision=0, min_width=60)
-                        new_btn = gr.Button("New synthetic problem", size="sm")
-                        with gr.Accordion("From a dataset file (GSM8K / MATH style)", open=False):
-                            ds_file = gr.File(label="Upload", file_types=[".jsonl", ".json", ".csv", ".parquet"])
-                            ds_path = gr.Textbox(label="or a path inside the allowed folders")
-                            ds_row = gr.Number(0, label="Row", precision=0)
-                            ds_btn = gr.Button("Load problem", size="sm")
+                        new_btn = gr.Button("New problem", size="sm")
+                    with gr.Accordion("Problem from a dataset file (GSM8K / MATH style)", open=False):
+                        ds_file = gr.File(label="Upload", file_types=[".jsonl", ".json", ".csv", ".parquet"])
+                        with gr.Row():
+                            ds_path = gr.Textbox(label="or a path inside the allowed folders", scale=3)
+                            ds_row = gr.Number(0, label="Row", precision=0, min_width=60, scale=1)
+                        ds_btn = gr.Button("Load problem", size="sm")
                     prompt = gr.Textbox(first["prompt"] if first else "", label="Prompt", lines=2)
                     with gr.Row():
                         answer = gr.Textbox(first["answer"] if first else "", label="Reference answer", min_width=80)
@@ -520,15 +521,17 @@ def build_app(explorer: Explorer | None = None, initial: bool = True) -> gr.Bloc
                                             min_width=80)
                         checker = gr.Dropdown([NO_CHECKER, *TASKS], value=first["checker"] if first else NO_CHECKER,
                                               label="Step checker", min_width=90)
-                    completion = gr.Textbox(first["completion"] if first else "", label="Completion", lines=7)
+                    completion = gr.Textbox(first["completion"] if first else "", label="Completion", lines=6,
+                                            info="paste one, or sample it from the model below")
+                    with gr.Accordion("Sample a completion from the model", open=False):
+                        with gr.Row():
+                            temperature = gr.Slider(0, 1.5, value=1.0, step=0.1, label="Temperature", min_width=160)
+                            sseed = gr.Number(0, label="Seed", precision=0, min_width=60)
+                            max_new = gr.Number(112, label="Max new tokens", precision=0, min_width=60)
+                        sample_btn = gr.Button("Sample", size="sm")
                     with gr.Row():
-                        temperature = gr.Slider(0, 1.5, value=1.0, step=0.1, label="Temperature")
-                        sseed = gr.Number(0, label="Sample seed", precision=0, min_width=60)
-                        max_new = gr.Number(112, label="Max new tokens", precision=0, min_width=60)
-                    sample_btn = gr.Button("Sample a completion")
-                    with gr.Row():
-                        method = gr.Dropdown(UI_METHODS, value="acpo", label="Credit method")
-                        segmentation = gr.Dropdown(SEGMENTATIONS, value="lines", label="Segmentation")
+                        method = gr.Dropdown(UI_METHODS, value="acpo", label="Credit method", min_width=100)
+                        segmentation = gr.Dropdown(SEGMENTATIONS, value="lines", label="Segmentation", min_width=100)
                         probe = gr.Textbox("#### ", label="Answer probe (acpo)", min_width=80)
                     explain_btn = gr.Button("Explain", variant="primary")
                 with gr.Column(scale=3):
