@@ -25,6 +25,8 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("\ntrain.py: interrupted; the last checkpoint in the run folder is intact (--resume it)", file=sys.stderr)
         return 130
+    if not summary["is_main"]:
+        return 0
     print(
         f"held-out pass@1 {summary['start_pass@1']:.3f} -> {summary['end_pass@1']:.3f} "
         f"in {summary['wall_s'] / 60:.1f} min ({summary['steps']} steps); run folder: {summary['run_dir']}"

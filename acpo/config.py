@@ -34,6 +34,10 @@ class TrainConfig:
     method: str = opt("acpo", "credit-assignment method", choices=METHODS)
     tasks: str = opt("default", "synthetic task mix: 'default' or 'family:level,...' (e.g. 'arith:1,linear:2')")
     dataset: str | None = opt(None, "problems from a JSONL/CSV/Parquet file or a hub dataset instead of the synthetic tasks")
+    dataset_config: str | None = opt(None, "hub dataset configuration (e.g. 'main' for openai/gsm8k)")
+    dataset_split: str = opt("train", "hub dataset split")
+    question_field: str | None = opt(None, "dataset column with the problem (default: detected, e.g. question/problem)")
+    answer_field: str | None = opt(None, "dataset column with the answer (default: detected, e.g. answer/solution)")
     reward: str = opt("auto", "reward: auto (task checker, or #### / math-verify for datasets), hash_answer, math_verify")
     trust_remote_code: bool = opt(False, "allow models whose config needs custom code from their repository")
     seed: int = opt(0, "random seed (problems, sampling, initialisation of LoRA)")
@@ -115,7 +119,8 @@ class TrainConfig:
     lora_alpha: int = opt(16, "LoRA alpha")
     lora_targets: str = opt("all-linear", "LoRA target modules: 'all-linear' or comma-separated names")
     dtype: str = opt("float32", "model dtype", choices=("float32", "bfloat16", "float16"))
-    threads: int = opt(0, "torch CPU threads (0: torch's default)")
+    threads: int = opt(0, "torch CPU threads (0: auto, 1 for models under 20M parameters, which run faster "
+                          "on one thread, else torch's default)")
 
     @property
     def is_reset(self) -> bool:

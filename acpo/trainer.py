@@ -75,21 +75,25 @@ class Trainer:
         self.cfg = cfg
         self.acc = accelerator or Accelerator(cpu=not torch.cuda.is_available())
         self.rank, self.world = self.acc.process_index, self.acc.num_processes
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
         if cfg.prompts_per_step % self.world:
             raise ValueError(f"prompts_per_step={cfg.prompts_per_step} must divide evenly over {self.world} processes")
         self.seed_everything(cfg.seed + self.rank)
 
-        # the run folder
-        self.run_dir = Path(cfg.resume) if cfg.resume else Path(cfg.output_dir) / (
-            cfg.run_name or f"{cfg.method}-{datetime.now():%Y%m%d-%H%M%S}"
-        )
+        # the run folder (named by the main process, so every rank agrees)
+        name = [cfg.run_name or f"{cfg.method}-{datetime.now():%Y%m%d-%H%M%S}"]
+        if self.world > 1:
+            from accelerate.utils import broadcast_object_list
+
+            broadcast_object_list(name)
+        self.run_dir = Path(cfg.resume) if cfg.resume else Path(cfg.output_dir) / name[0]
         if not cfg.resume and self.run_dir.exists() and any(self.run_dir.iterdir()):
             raise ValueError(f"run folder '{self.run_dir}' already exists; pick another --run-name or --resume it")
 
         # the policy, its optimizer and the rollout engine
         model, self.tokenizer = load_policy(cfg.model, cfg.trust_remote_code, dtype=cfg.dtype)
+        small = sum(p.numel() for p in model.parameters()) < 20_000_000
+        if cfg.threads or (small and not torch.cuda.is_available()):
+            torch.set_num_threads(cfg.threads or 1)  # thread sync costs more than tiny matmuls save
         if cfg.lora_r > 0:
             from peft import LoraConfig, get_peft_model
 
@@ -174,10 +178,27 @@ class Trainer:
                             entropy=f"{metrics['entropy']:.2f}", stage=self.stage)
         bar.close()
         summary = {"run_dir": str(self.run_dir), "start_pass@1": first_eval, "end_pass@1": last_eval,
-                   "wall_s": time.time() - start_time, "steps": self.step}
+                   "wall_s": time.time() - start_time, "steps": self.step, "processes": self.world,
+                   "param_checksums": self.param_checksums()}
+        if len(set(summary["param_checksums"])) > 1:
+            raise RuntimeError(f"processes ended with different weights: {summary['param_checksums']}")
+        if self.acc.is_main_process:
+            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         if self.writer:
             self.writer.close()
+        summary["is_main"] = self.acc.is_main_process
         return summary
+
+    def param_checksums(self) -> list[str]:
+        """A hash of the policy's weights from every process (DDP must keep them identical)."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for name, p in sorted(self.policy.state_dict().items()):
+            h.update(name.encode())
+            h.update(p.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        digest = h.hexdigest()[:16]
+        return [digest] if self.world == 1 else gather_objects(digest)
 
     # ------------------------------------------------------------------ 1. rollout and reward
     def sample_groups(self, n_problems: int) -> tuple[list[Problem], list[Sample], torch.Tensor]:
@@ -563,7 +584,8 @@ class Trainer:
         if cfg.dataset:
             from acpo.data import load_problems
 
-            problems = load_problems(cfg.dataset)
+            problems = load_problems(cfg.dataset, question_field=cfg.question_field, answer_field=cfg.answer_field,
+                                     split=cfg.dataset_split, config=cfg.dataset_config)
             rng = random.Random(cfg.seed)
             shuffled = problems[:]
             rng.shuffle(shuffled)

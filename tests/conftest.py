@@ -7,6 +7,8 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+torch.set_num_threads(1)  # tiny models: thread sync costs more than it saves, worse on a busy machine
+
 CHARS = list("0123456789+-*/=#()\n :QA?.,!;<>abcdefghijklmnopqrstuvwxyzTSEP")
 CORPUS = [
     "Q: 7-3*4+2=?\n3*4=12\n7-12=-5\n-5+2=-3\n#### -3",
