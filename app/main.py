@@ -639,14 +639,19 @@ def build_app(explorer: Explorer | None = None, initial: bool = True) -> gr.Bloc
 
 
 def _initial_view(ex: Explorer, samples: list[str]) -> dict | None:
-    """Explain one bundled sample (a failed one when there is one) for the first screen."""
-    if not samples:
-        return None
+    """Explain one bundled sample (a failed one when there is one) for the first screen;
+    without bundled samples, the reference solution of a synthetic problem."""
     rows = ex.samples
-    pick = next((r for r in rows if float(r.get("reward") or 0) == 0 and r.get("first_error") is not None), rows[0])
-    label = sample_label(pick)
     try:
-        prompt, completion, answer, reward, checker = ex.load_sample(label)
+        if samples:
+            pick = next((r for r in rows if float(r.get("reward") or 0) == 0 and r.get("first_error") is not None),
+                        rows[0])
+            label = sample_label(pick)
+            prompt, completion, answer, reward, checker = ex.load_sample(label)
+        else:
+            label = None
+            prompt, _, answer, reward, checker = ex.new_problem(next(iter(TASKS)), 1, 0)
+            completion = TASKS[checker].generate(1, 1, 0)[0].solution
         heat, verdict, fig, table, csv, state = ex.explain(None, False, prompt, completion, answer, reward, checker,
                                                            "acpo", "lines", "#### ", VIEWS[0])
     except gr.Error as err:
@@ -672,6 +677,8 @@ def main(argv=None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     roots = [ASSETS, REPO_ROOT / "runs", *args.allow]
+    if Path(args.model).exists():  # the operator named it at launch: it may be read
+        roots.append(args.model)
     explorer = Explorer(roots, default_model=args.model)
     started = time.perf_counter()
     demo = build_app(explorer)
