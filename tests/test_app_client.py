@@ -53,6 +53,15 @@ def world(tmp_path_factory):
     a = save(tiny_llama(len(tok), seed=0, context=128), tok, root / "ckpt-a")
     b = save(tiny_llama(len(tok), seed=1, context=128), tok, root / "ckpt-b")
 
+    from peft import LoraConfig, get_peft_model
+
+    lora = get_peft_model(tiny_llama(len(tok), seed=0, context=128),
+                          LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    lora.save_pretrained(root / "lora")
+    adapter_cfg = json.loads((root / "lora" / "adapter_config.json").read_text())
+    adapter_cfg["base_model_name_or_path"] = a  # the adapter sits on ckpt-a
+    (root / "lora" / "adapter_config.json").write_text(json.dumps(adapter_cfg))
+
     pickled = root / "pickled"
     pickled.mkdir()
     shutil.copy(root / "ckpt-a" / "config.json", pickled / "config.json")
@@ -75,7 +84,8 @@ def world(tmp_path_factory):
     (root / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
 
     run = write_run(root / "runs" / "demo-run", a, b, problems)
-    return dict(root=root, a=a, b=b, pickled=str(pickled), remote=str(remote), samples=samples, run=str(run), tok=tok)
+    return dict(root=root, a=a, b=b, lora=str(root / "lora"), pickled=str(pickled), remote=str(remote),
+                samples=samples, run=str(run), tok=tok)
 
 
 def write_run(run, ckpt0, ckpt10, problems):
@@ -194,6 +204,15 @@ def test_compare_two_checkpoints(client, world):
     b_col = next(h for h in headers if h.startswith("credit_acpo @") and "ckpt-b" in h)
     assert rows[diff].to_numpy() == pytest.approx((rows[b_col] - rows[a_col]).to_numpy(), rel=1e-3, abs=1e-4)
     assert len(pd.read_csv(csv_path)) == 2 * len(rows)
+
+
+def test_compare_a_base_model_with_its_lora_adapter(client, world):
+    s = world["samples"][0]
+    html, _, table, _ = client.predict([world["a"], world["lora"]], False, s["prompt"], s["completion"], s["answer"],
+                                       "acpo", "lines", "#### ", api_name="/compare")
+    rows = pd.DataFrame(table["data"], columns=table["headers"])
+    diff = next(h for h in table["headers"] if h.startswith("diff "))
+    assert html.count("acpo-heatmap") == 2 and rows[diff].abs().max() > 0  # the adapter changes the credits
 
 
 def test_open_a_run_and_browse_its_traces(client, world):
