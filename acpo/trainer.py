@@ -131,6 +131,7 @@ class Trainer:
         self.writer = None
         if cfg.resume:
             self.load_checkpoint()
+            self.engine.sync_weights(self.policy)  # a separate engine (vLLM) started from cfg.model
         elif self.acc.is_main_process:
             (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
             (self.run_dir / "traces").mkdir(exist_ok=True)
