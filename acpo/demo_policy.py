@@ -39,6 +39,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from acpo.rollout import generate_texts
 from acpo.tasks import DEFAULT_TRAIN_MIX, TASKS, Problem, check, heldout_problems, make_problems
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -189,44 +190,6 @@ def train(model, tokenizer, problems: Sequence[Problem], cfg: BuildConfig) -> li
 # --- generation and evaluation ------------------------------------------------
 
 
-@torch.no_grad()
-def generate(
-    model,
-    tokenizer,
-    prompts: Sequence[str],
-    *,
-    temperature: float = 0.0,
-    seed: int = 0,
-    max_new_tokens: int = 112,
-    batch_size: int = 128,
-    progress: bool = False,
-) -> list[str]:
-    """Completions for ``prompts``: greedy when ``temperature == 0``, else pure sampling.
-
-    Sampling uses no top-k/top-p truncation (what RL samples from) and is
-    seeded, so the same call returns the same texts on the same machine.
-    """
-    torch.manual_seed(seed)
-    out: list[str] = []
-    batches = range(0, len(prompts), batch_size)
-    for start in tqdm(batches, desc="generate", disable=not progress):
-        chunk = list(prompts[start : start + batch_size])
-        enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False)
-        kwargs = {"do_sample": False} if temperature == 0 else {
-            "do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0
-        }
-        generated = model.generate(
-            **enc,
-            max_new_tokens=max_new_tokens,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            **kwargs,
-        )
-        new_tokens = generated[:, enc["input_ids"].shape[1] :]
-        out.extend(tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
-    return out
-
-
 @dataclass
 class EvalResult:
     """Pass@1 overall and per (family, level), plus the share of well-formed completions."""
@@ -244,7 +207,7 @@ def evaluate(model, tokenizer, problems: Sequence[Problem], *, temperature: floa
     "well-formed" means it has an answer line and every line before it parses
     as a step (it may still be wrong).
     """
-    completions = generate(model, tokenizer, [p.prompt for p in problems], temperature=temperature, seed=seed)
+    completions = generate_texts(model, tokenizer, [p.prompt for p in problems], temperature=temperature, seed=seed)
     hits: dict[str, list[int]] = defaultdict(list)
     formed = 0
     for problem, completion in zip(problems, completions):
@@ -442,7 +405,7 @@ def sample_traces(model, tokenizer, n: int, seed: int) -> list[dict]:
     the app's demo shows both.
     """
     problems = heldout_problems(min(600, 4 * n))
-    completions = generate(model, tokenizer, [p.prompt for p in problems], temperature=1.0, seed=seed)
+    completions = generate_texts(model, tokenizer, [p.prompt for p in problems], temperature=1.0, seed=seed)
     rows = {True: [], False: []}
     for problem, completion in zip(problems, completions):
         result = check(problem, completion)

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
+from tqdm.auto import tqdm
 
-from acpo.tokens import decode_with_offsets
+from acpo.tokens import decode_with_offsets, encode_prompt
 
 
 @dataclass
@@ -48,7 +49,9 @@ class HFEngine:
             self.eos_ids |= set(gen_eos if isinstance(gen_eos, list) else [gen_eos])
 
     @torch.no_grad()
-    def generate(self, prompts: Sequence[Sequence[int]], n: int = 1, greedy: bool = False) -> list[Sample]:
+    def generate(
+        self, prompts: Sequence[Sequence[int]], n: int = 1, greedy: bool = False, progress: bool = False
+    ) -> list[Sample]:
         """``n`` completions of each prompt, in prompt order (prompt 0's n samples first)."""
         flat = [list(p) for p in prompts for _ in range(n)]
         out: list[Sample] = []
@@ -57,7 +60,7 @@ class HFEngine:
         device = next(self.model.parameters()).device
         pad = self.tokenizer.pad_token_id
         try:
-            for b0 in range(0, len(flat), self.batch_size):
+            for b0 in tqdm(range(0, len(flat), self.batch_size), desc="generate", disable=not progress):
                 chunk = flat[b0 : b0 + self.batch_size]
                 width = max(len(p) for p in chunk)
                 ids = torch.full((len(chunk), width), pad, dtype=torch.long)
@@ -81,6 +84,29 @@ class HFEngine:
 
     def sync_weights(self, model) -> None:
         """Nothing to do: generation uses the training model itself."""
+
+
+def generate_texts(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    *,
+    temperature: float = 0.0,
+    seed: int = 0,
+    max_new_tokens: int = 112,
+    batch_size: int = 128,
+    progress: bool = False,
+) -> list[str]:
+    """Completions of text prompts: greedy when ``temperature == 0``, else pure sampling.
+
+    Sampling uses no top-k/top-p truncation (what RL samples from) and is
+    seeded, so the same call returns the same texts on the same machine.
+    Prompts are encoded as the trainer encodes them (``encode_prompt``).
+    """
+    torch.manual_seed(seed)
+    engine = HFEngine(model, tokenizer, max_new_tokens, temperature or 1.0, batch_size)
+    ids = [encode_prompt(tokenizer, p) for p in prompts]
+    return [s.text for s in engine.generate(ids, greedy=temperature == 0, progress=progress)]
 
 
 class VLLMEngine:

@@ -33,9 +33,9 @@ from acpo.explain import batch_outcome_advantages, explain_batch
 from acpo.loss import policy_loss
 from acpo.models import load_policy
 from acpo.rollout import Sample, make_engine
-from acpo.segment import SegmentConfig, segment, step_at_char
+from acpo.segment import SegmentConfig, segment
 from acpo.stats import completion_stats
-from acpo.tasks import DEFAULT_TRAIN_MIX, TASKS, Problem, get_task, heldout_problems, make_problems
+from acpo.tasks import DEFAULT_TRAIN_MIX, TASKS, Problem, first_error_step, get_task, heldout_problems, make_problems
 from acpo.tokens import encode_prompt, pad_batch
 
 STATE_FILE = "trainer_state.pt"
@@ -470,13 +470,7 @@ class Trainer:
         frames = []
         for (p, s), tr in zip(keep, traces):
             df = tr.to_frame()
-            first = None
-            if p.family in TASKS:
-                res = get_task(p.family).check(p, tr.completion)
-                if res.first_error is not None and res.first_error < len(res.step_char_spans):
-                    first = step_at_char(tr.steps, res.step_char_spans[res.first_error][0])
-                elif res.first_error is not None:
-                    first = tr.steps[-1].index
+            first = first_error_step(get_task(p.family).check(p, tr.completion), tr.steps) if p.family in TASKS else None
             df["prompt"], df["completion"], df["answer"] = p.prompt, tr.completion, p.answer
             df["first_error_step"] = -1 if first is None else first
             df["method"] = self.cfg.method

@@ -34,11 +34,10 @@ import torch  # noqa: E402
 import acpo  # noqa: E402
 from acpo.credit.info_gain import DEFAULT_PROBE  # noqa: E402
 from acpo.data import load_problems  # noqa: E402
-from acpo.demo_policy import generate  # noqa: E402
 from acpo.models import DEMO_POLICY, ModelLoadError, load_policy  # noqa: E402
 from acpo.rewards import hash_answer_reward  # noqa: E402
-from acpo.segment import step_at_char  # noqa: E402
-from acpo.tasks import TASKS, Problem, extract_final_answer  # noqa: E402
+from acpo.rollout import generate_texts  # noqa: E402
+from acpo.tasks import TASKS, Problem, extract_final_answer, first_error_step  # noqa: E402
 from acpo.tokens import context_length  # noqa: E402
 from app import views  # noqa: E402
 from app.loaders import (  # noqa: E402
@@ -161,16 +160,6 @@ def check_problem(checker: str, prompt: str, answer: str | None, completion: str
         return None
 
 
-def first_error_step(check, trace) -> int | None:
-    """The segmented step holding the checker's first wrong line; a missing answer line marks the last step
-    (as the trainer's traces do). None when the checker found no error."""
-    if check is None or check.first_error is None:
-        return None
-    if check.first_error >= len(check.step_char_spans):
-        return trace.steps[-1].index
-    return step_at_char(trace.steps, check.step_char_spans[check.first_error][0])
-
-
 def verdict_markdown(trace, method: str, check, error_step: int | None) -> str:
     col = f"credit_{method}"
     credits = [float(c) for c in trace.credits[method]]
@@ -281,8 +270,8 @@ class Explorer:
             if n_prompt >= limit:
                 raise InputError(f"the prompt ({n_prompt} tokens) fills the model's context of {limit} tokens")
             budget = min(budget, limit - n_prompt)
-        return generate(model, tokenizer, [prompt], temperature=float(temperature), seed=int(seed),
-                        max_new_tokens=budget)[0]
+        return generate_texts(model, tokenizer, [prompt], temperature=float(temperature), seed=int(seed),
+                              max_new_tokens=budget)[0]
 
     def explain_trace(self, model_name, trust_remote_code, prompt, completion, answer, reward, checker, method,
                       segmentation, probe):
@@ -304,7 +293,7 @@ class Explorer:
         model, tokenizer = self.models.get(model_name, trust_remote_code)
         trace = acpo.explain(model, tokenizer, prompt or "", completion, method=methods, segmentation=segmentation,
                              answer=answer, reward=reward_value, probe=probe or DEFAULT_PROBE)
-        state = {"trace": trace, "method": method, "first_error_step": first_error_step(check, trace), "check": check}
+        state = {"trace": trace, "method": method, "first_error_step": first_error_step(check, trace.steps), "check": check}
         return state, views.step_table(trace.to_frame(), method)
 
     @ui_errors

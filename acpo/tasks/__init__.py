@@ -33,6 +33,7 @@ from acpo.tasks.base import (
     format_prompt,
     parse_number,
 )
+from acpo.segment import Step, step_at_char
 from acpo.tasks.linear import LinearEq
 from acpo.tasks.recurrence import Recurrence
 
@@ -47,6 +48,7 @@ __all__ = [
     "answers_match",
     "check",
     "extract_final_answer",
+    "first_error_step",
     "format_prompt",
     "get_task",
     "heldout_problems",
@@ -190,6 +192,20 @@ def _heldout_prompts() -> frozenset[str]:
     if extra:
         prompts |= {p.prompt for p in heldout_problems(HELDOUT_POOL, extra)}
     return frozenset(prompts)
+
+
+def first_error_step(result: CheckResult | None, steps: Sequence[Step]) -> int | None:
+    """Index of the segmented step holding the checker's first wrong line (None: no error found).
+
+    A missing answer line (``first_error == len(result.steps)``, no character
+    span) is blamed on the last step. The trainer's traces, the app and the
+    credit-fidelity benchmark all map checker verdicts to steps through this.
+    """
+    if result is None or result.first_error is None:
+        return None
+    if result.first_error >= len(result.step_char_spans):
+        return steps[-1].index
+    return step_at_char(steps, result.step_char_spans[result.first_error][0])
 
 
 def check(problem: Problem, completion: str) -> CheckResult:
