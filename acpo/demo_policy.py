@@ -58,7 +58,7 @@ class BuildConfig:
     num_layers: int = 4
     num_heads: int = 4
     intermediate_size: int = 384
-    steps: int = 1000
+    steps: int = 2000
     batch_size: int = 64
     lr: float = 3e-3
     warmup_steps: int = 50
