@@ -27,6 +27,7 @@ from acpo.advantage import AdvantageConfig, broadcast_steps, normalize_step_cred
 from acpo.config import CREDIT_OF_METHOD, TrainConfig, to_yaml
 from acpo.credit import CreditBatch, get_credit_method
 from acpo.credit.hapo import hapo_quadrants
+from acpo.credit.mc_reset import parse_self_localisation, self_localisation_prompt
 from acpo.credit.info_gain import DEFAULT_PROBE
 from acpo.curriculum import Curriculum
 from acpo.explain import batch_outcome_advantages, explain_batch
@@ -334,16 +335,11 @@ class Trainer:
         return int(torch.argmin(credits))  # keep the steps before the blamed one
 
     def self_localise(self, text: str, steps) -> int:
-        """SRPO: ask the policy which step is first wrong; last \\boxed{N}, else last 'Step N', else the middle."""
-        numbered = "".join(f"Step {k + 1}: {s.text.strip()}\n" for k, s in enumerate(steps))
-        prompt = f"{numbered}Which step is the first wrong one? Answer with \\boxed{{N}}.\n"
-        out = self.engine.generate([encode_prompt(self.tokenizer, prompt)], n=1, greedy=True)[0].text
-        self.rollout_tokens += len(out)
-        for pattern in (r"\\boxed\{(\d+)\}", r"Step (\d+)"):
-            found = re.findall(pattern, out)
-            if found and 1 <= int(found[-1]) <= len(steps):
-                return int(found[-1])
-        return (len(steps) + 1) // 2
+        """SRPO: ask the policy which step is first wrong (see ``parse_self_localisation``)."""
+        prompt = self_localisation_prompt([s.text for s in steps])
+        out = self.engine.generate([encode_prompt(self.tokenizer, prompt)], n=1, greedy=True)[0]
+        self.rollout_tokens += len(out.completion_ids)
+        return parse_self_localisation(out.text, len(steps))[0]
 
     # ------------------------------------------------------------------ 4. loss and step
     def optimize(self, scored: Scored) -> dict:

@@ -11,9 +11,12 @@ vllm = pytest.importorskip("vllm")
 
 import torch  # noqa: E402
 
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
 from acpo.models import DEMO_POLICY, load_policy  # noqa: E402
-import os  # noqa: E402
-DEMO_POLICY = os.environ.get("ACPO_TEST_POLICY", DEMO_POLICY)
 from acpo.rollout import HFEngine, VLLMEngine  # noqa: E402
 from acpo.tasks import heldout_problems  # noqa: E402
 from acpo.tokens import encode_prompt  # noqa: E402
@@ -54,3 +57,15 @@ def test_weight_sync_reaches_vllm(engines):
     after = [s.completion_ids for s in fast.generate(prompts, greedy=True)]
     assert after != before
     assert sum(x == y for x, y in zip(after, after_hf)) >= len(after) - 1
+
+
+def test_trainer_runs_with_vllm_rollouts(tmp_path):
+    """One training step end to end with --rollout vllm (its own process: one vLLM per process)."""
+    root = Path(__file__).resolve().parent.parent
+    cmd = [sys.executable, str(root / "train.py"), "--rollout", "vllm", "--vllm-gpu-memory-utilization", "0.1",
+           "--method", "grpo", "--steps", "1", "--prompts-per-step", "2", "--group-size", "4",
+           "--eval-problems", "6", "--trace-problems", "2", "--output-dir", str(tmp_path), "--run-name", "v"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=root)
+    assert out.returncode == 0, out.stderr[-3000:]
+    last = json.loads((tmp_path / "v" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == 1 and last["rollout_tokens"] > 0

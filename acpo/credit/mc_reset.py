@@ -13,6 +13,7 @@ still telescope to V_K - V_0 (RRPO samples one boundary, ``mc_oracle`` all).
 
 from __future__ import annotations
 
+import re
 from typing import Mapping, Sequence
 
 import torch
@@ -42,6 +43,26 @@ def mc_step_credits(
     for a, b in zip(marks, marks[1:]):
         credits[a:b] = (known[b] - known[a]) / (b - a)
     return credits.float()
+
+
+def self_localisation_prompt(step_texts: Sequence[str]) -> str:
+    """SRPO's question to the policy: the numbered steps, then which one is first wrong."""
+    numbered = "".join(f"Step {k + 1}: {t.strip()}\n" for k, t in enumerate(step_texts))
+    return f"{numbered}Which step is the first wrong one? Answer with \\boxed{{N}}.\n"
+
+
+def parse_self_localisation(answer: str, n_steps: int) -> tuple[int, bool]:
+    r"""(1-based step the policy named, whether it named one): the last ``\boxed{N}``,
+    else the last ``Step N``, else the middle step.
+
+    >>> parse_self_localisation(r"I think \boxed{2}", 3), parse_self_localisation("no idea", 3)
+    ((2, True), (2, False))
+    """
+    for pattern in (r"\\boxed\{(\d+)\}", r"Step (\d+)"):
+        found = re.findall(pattern, answer)
+        if found and 1 <= int(found[-1]) <= n_steps:
+            return int(found[-1]), True
+    return (n_steps + 1) // 2, False
 
 
 @register("mc_reset")

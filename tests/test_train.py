@@ -1,0 +1,112 @@
+"""The trainer end to end on the demo policy: run folders, every method, resume, LoRA, DDP, errors."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from acpo.config import METHODS, make_config
+from acpo.models import load_policy
+from acpo.trainer import run
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = {"prompts_per_step": 2, "group_size": 4, "max_new_tokens": 40, "eval_problems": 6, "trace_problems": 2,
+        "pool_size": 200}
+
+
+def train(tmp_path, name, **kw):
+    cfg = make_config({**TINY, "output_dir": str(tmp_path), "run_name": name, **kw})
+    return run(cfg)
+
+
+def test_run_folder_layout(tmp_path):
+    summary = train(tmp_path, "r", method="acpo", steps=2, eval_every=1)
+    run_dir = Path(summary["run_dir"])
+    assert (run_dir / "config.yaml").read_text().startswith("model:")
+    lines = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [l["step"] for l in lines] == [0, 1, 2]
+    for key in ("reward", "reward_std", "frac_reward_zero_std", "entropy", "clip_ratio/low_mean",
+                "clip_ratio/high_mean", "credit/mean", "stage", "entropy_coef", "eval/pass@1", "rollout_tokens"):
+        assert key in lines[-1], key
+    ck = run_dir / "checkpoints" / "step-2"
+    assert {"model.safetensors", "config.json", "trainer_state.pt", "tokenizer.json"} <= {p.name for p in ck.iterdir()}
+    assert not list((run_dir / "checkpoints").glob(".tmp*"))
+    traces = pd.read_parquet(run_dir / "traces" / "step-2.parquet")
+    assert {"credit_acpo", "first_error_step", "prompt", "completion", "checkpoint"} <= set(traces.columns)
+    assert set(traces["checkpoint"]) == {"step-2"}
+    assert json.loads((run_dir / "summary.json").read_text())["steps"] == 2
+
+
+@pytest.mark.parametrize("method", [m for m in METHODS if m != "acpo"])
+def test_every_method_takes_a_step(tmp_path, method):
+    summary = train(tmp_path, method, method=method, steps=1, trace_problems=0, resets_per_step=2, reset_samples=2)
+    last = json.loads((Path(summary["run_dir"]) / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == 1 and 0.0 <= last["reward"] <= 1.0
+    if method == "hapo":
+        assert sum(last[f"hapo/{q}"] for q in ("pos_high", "pos_low", "neg_high", "neg_low")) == pytest.approx(1.0)
+
+
+def weights(run_dir, step):
+    return load_file(str(Path(run_dir) / "checkpoints" / f"step-{step}" / "model.safetensors"))
+
+
+def test_resume_continues_exactly(tmp_path):
+    # stage 2 from step 1 on, so the resumed run must also restore the frozen reference policy
+    kw = dict(method="acpo", eval_every=1, stage1_steps=1, trace_problems=0)
+    straight = train(tmp_path, "straight", steps=3, save_every=1, **kw)
+    first = train(tmp_path, "resumed", steps=2, **kw)
+    resumed = run(make_config({**TINY, "output_dir": str(tmp_path), "run_name": "resumed", "steps": 3,
+                               "resume": first["run_dir"], **kw}))
+    a, b = weights(straight["run_dir"], 3), weights(resumed["run_dir"], 3)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], weights(straight["run_dir"], 2)[k]) for k in a)  # step 3 changed something
+    log = lambda d: [json.loads(l) for l in (Path(d) / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
+    assert [l["step"] for l in log(resumed["run_dir"])] == [l["step"] for l in log(straight["run_dir"])]
+    assert log(resumed["run_dir"])[-1]["reward"] == log(straight["run_dir"])[-1]["reward"]
+
+
+def test_lora_checkpoint_is_an_adapter_the_loader_opens(tmp_path):
+    summary = train(tmp_path, "lora", method="grpo", steps=1, lora_r=4, lora_alpha=8, trace_problems=0)
+    ck = Path(summary["run_dir"]) / "checkpoints" / "step-1"
+    assert (ck / "adapter_config.json").exists() and (ck / "adapter_model.safetensors").exists()
+    assert not (ck / "model.safetensors").exists()
+    model, tok = load_policy(str(ck))
+    assert type(model).__name__ == "PeftModelForCausalLM"
+    assert tok("Q: 1+1=?\n")["input_ids"]
+
+
+def test_two_processes_end_with_identical_weights(tmp_path):
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(ROOT / "train.py"),
+           "--method", "grpo", "--steps", "2", "--prompts-per-step", "2", "--group-size", "4",
+           "--max-new-tokens", "40", "--eval-problems", "6", "--trace-problems", "0", "--pool-size", "200",
+           "--output-dir", str(tmp_path), "--run-name", "ddp"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
+    assert summary["processes"] == 2
+    assert len(summary["param_checksums"]) == 2 and len(set(summary["param_checksums"])) == 1
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+
+
+def test_cli_errors_are_one_clear_line(tmp_path):
+    out = cli("--model", str(tmp_path / "nope"), "--output-dir", str(tmp_path))
+    assert out.returncode == 2 and "does not exist" in out.stderr and "Traceback" not in out.stderr
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "x").write_text("")
+    out = cli("--output-dir", str(tmp_path), "--run-name", "taken", "--steps", "1")
+    assert out.returncode == 2 and "already exists" in out.stderr
+    out = cli("--rollout", "vllm", "--output-dir", str(tmp_path), "--run-name", "v", "--steps", "1")
+    assert out.returncode == 2 and "pip install vllm" in out.stderr
+    out = cli("--method", "ppo")
+    assert out.returncode == 2 and "invalid choice: 'ppo'" in out.stderr
