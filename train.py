@@ -28,7 +28,8 @@ def main(argv=None) -> int:
     if not summary["is_main"]:
         return 0
     print(
-        f"held-out pass@1 {summary['start_pass@1']:.3f} -> {summary['end_pass@1']:.3f} "
+        f"held-out pass@1 greedy {summary['start_pass@1']:.3f} -> {summary['end_pass@1']:.3f}, "
+        f"sampled {summary['start_pass@1_sampled']:.3f} -> {summary['end_pass@1_sampled']:.3f} "
         f"in {summary['wall_s'] / 60:.1f} min ({summary['steps']} steps); run folder: {summary['run_dir']}"
     )
     return 0

@@ -43,12 +43,12 @@ class TrainConfig:
     seed: int = opt(0, "random seed (problems, sampling, initialisation of LoRA)")
 
     # schedule and batch
-    steps: int = opt(60, "optimizer steps")
+    steps: int = opt(100, "optimizer steps")
     prompts_per_step: int = opt(8, "distinct problems per step (across all processes)")
     group_size: int = opt(8, "completions sampled per problem (G)")
     max_new_tokens: int = opt(64, "longest completion sampled")
     temperature: float = opt(1.0, "sampling temperature of rollouts")
-    lr: float = opt(2e-4, "AdamW learning rate")
+    lr: float = opt(1e-5, "AdamW learning rate")
     weight_decay: float = opt(0.0, "AdamW weight decay")
     warmup_steps: int = opt(0, "linear learning-rate warm-up steps")
     max_grad_norm: float = opt(1.0, "gradient clipping norm")
@@ -103,8 +103,8 @@ class TrainConfig:
     resets_per_step: int = opt(4, "failed completions reset per step")
 
     # evaluation, logging, checkpoints
-    eval_every: int = opt(10, "evaluate held-out greedy pass@1 every N steps (and at the start and end)")
-    eval_problems: int = opt(100, "held-out problems per evaluation")
+    eval_every: int = opt(20, "evaluate held-out pass@1 (greedy and sampled) every N steps, at the start and the end")
+    eval_problems: int = opt(200, "held-out problems per evaluation")
     trace_problems: int = opt(8, "held-out problems explained into traces/step-N.parquet at each evaluation")
     save_every: int = opt(0, "write a checkpoint every N steps (0: only at the end)")
     output_dir: str = opt("runs", "parent folder of run folders")
