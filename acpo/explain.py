@@ -10,7 +10,6 @@ app shows is exactly what training would use.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from typing import Sequence
 
 import torch
@@ -20,28 +19,12 @@ from acpo.advantage import AdvantageConfig, outcome_advantages
 from acpo.credit import CreditBatch, get_credit_method
 from acpo.credit.info_gain import DEFAULT_PROBE
 from acpo.segment import SegmentConfig, owned_char_starts, resolve_segmentation, segment
-from acpo.stats import completion_stats
+from acpo.stats import eval_mode, scored_stats
 from acpo.tasks.base import extract_final_answer
 from acpo.tokens import check_context, encode_prompt, encode_with_offsets, pad_batch, require_pad_token
 from acpo.trace import Trace
 
 NO_GROUP_BASELINE = 0.5  # [ours] outcome advantage of a lone completion: r - 0.5
-
-
-@contextmanager
-def eval_mode(model):
-    """Dropout off and no gradients while scoring; the model's mode is restored after."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        model.train(was_training)
-
-
-def _own_answer(text: str) -> str | None:
-    return extract_final_answer(text)
 
 
 def resolve_answers(
@@ -63,9 +46,9 @@ def resolve_answers(
         found = None
         if rewards is not None:
             for j in torch.nonzero(group_ids == group_ids[i]).flatten().tolist():
-                if float(rewards[j]) >= 1.0 and (found := _own_answer(completions[j])):
+                if float(rewards[j]) >= 1.0 and (found := extract_final_answer(completions[j])):
                     break
-        out.append(found or _own_answer(text))
+        out.append(found or extract_final_answer(text))
     return out
 
 
@@ -100,19 +83,7 @@ def score_batch(
     batch_size: int = 8,
 ) -> tuple[torch.Tensor, torch.Tensor, list]:
     """Token statistics (micro-batched forwards) and the steps of every completion."""
-    device = next(model.parameters()).device
-    logprobs = torch.zeros(completion_ids.shape)
-    entropy = torch.zeros(completion_ids.shape)
-    for b0 in range(0, len(completion_ids), batch_size):
-        sl = slice(b0, b0 + batch_size)
-        lp, ent = completion_stats(
-            model,
-            prompt_ids[sl].to(device),
-            prompt_mask[sl].to(device),
-            completion_ids[sl].to(device),
-            completion_mask[sl].to(device),
-        )
-        logprobs[sl], entropy[sl] = lp.cpu(), ent.cpu()
+    logprobs, entropy = scored_stats(model, prompt_ids, prompt_mask, completion_ids, completion_mask, batch_size)
     steps = []
     for i, text in enumerate(completions):
         n = int(completion_mask[i].sum())

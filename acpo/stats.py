@@ -9,6 +9,8 @@ chunk at a time (METHODS.md §1).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 
 CHUNK_BYTES = 1 << 26  # ~64 MiB per float32 temporary: chunk rows = CHUNK_BYTES / (4 * vocab)
@@ -121,3 +123,37 @@ def completion_stats(
     """(logprobs, entropy) of each completion token, (batch, time), padding zeroed."""
     logits = completion_logits(model, prompt_ids, prompt_mask, completion_ids, completion_mask)
     return token_stats(logits, completion_ids, completion_mask, chunk_tokens)
+
+
+@contextmanager
+def eval_mode(model):
+    """Dropout off and no gradients while scoring; the model's mode is restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def scored_stats(
+    model,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    completion_ids: torch.Tensor,
+    completion_mask: torch.Tensor,
+    batch_size: int = 8,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``completion_stats`` without gradients, in micro-batches of ``batch_size`` rows, returned on CPU."""
+    device = next(model.parameters()).device
+    logprobs = torch.zeros(completion_ids.shape)
+    entropy = torch.zeros(completion_ids.shape)
+    with eval_mode(model):
+        for b0 in range(0, len(completion_ids), batch_size):
+            sl = slice(b0, b0 + batch_size)
+            lp, ent = completion_stats(
+                model, *(t[sl].to(device) for t in (prompt_ids, prompt_mask, completion_ids, completion_mask))
+            )
+            logprobs[sl], entropy[sl] = lp.cpu(), ent.cpu()
+    return logprobs, entropy

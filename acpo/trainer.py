@@ -35,7 +35,7 @@ from acpo.loss import policy_loss
 from acpo.models import load_policy
 from acpo.rollout import Sample, make_engine
 from acpo.segment import SegmentConfig, segment
-from acpo.stats import completion_stats
+from acpo.stats import completion_stats, scored_stats
 from acpo.tasks import DEFAULT_TRAIN_MIX, TASKS, Problem, first_error_step, get_task, heldout_problems, make_problems
 from acpo.tokens import encode_prompt, pad_batch
 
@@ -251,7 +251,7 @@ class Trainer:
         per = len(samples) // len(problems)
         tensors = pad_batch([s.prompt_ids for s in samples], [s.completion_ids for s in samples],
                             self.tokenizer.pad_token_id)
-        logprobs, entropy = self.batched_stats(self.policy, *tensors)
+        logprobs, entropy = scored_stats(self.policy, *tensors, batch_size=self.cfg.micro_batch_size)
         steps = [segment(s.text, s.offsets, entropy[i, : len(s.completion_ids)], cfg.segmentation, self.seg_cfg)
                  for i, s in enumerate(samples)]
         if group_ids is None:
@@ -279,21 +279,6 @@ class Trainer:
             if toks:
                 conf[i] = float(torch.exp(logprobs[i, toks].mean()))
         return rewards * (1 + gamma * (1 - conf)) - (1 - rewards) * gamma * conf
-
-    @torch.no_grad()
-    def batched_stats(self, model, prompt_ids, prompt_mask, completion_ids, completion_mask):
-        was = model.training
-        model.eval()
-        out_lp, out_ent = torch.zeros(completion_ids.shape), torch.zeros(completion_ids.shape)
-        mb = self.cfg.micro_batch_size
-        device = self.acc.device
-        for b0 in range(0, len(completion_ids), mb):
-            sl = slice(b0, b0 + mb)
-            lp, ent = completion_stats(model, prompt_ids[sl].to(device), prompt_mask[sl].to(device),
-                                       completion_ids[sl].to(device), completion_mask[sl].to(device))
-            out_lp[sl], out_ent[sl] = lp.cpu(), ent.cpu()
-        model.train(was)
-        return out_lp, out_ent
 
     # ------------------------------------------------------------------ 3. resets
     def add_reset_groups(self, scored: Scored, problems, samples, rewards) -> Scored:
@@ -353,8 +338,8 @@ class Trainer:
         ent_weight = self.entropy_weights(scored) if (self.stage == 1 and self.entropy_coef > 0) else None
         ref_lp = None
         if self.stage == 2 and self.ref_model is not None and cfg.kl_coef > 0:
-            ref_lp, _ = self.batched_stats(self.ref_model, batch.prompt_ids, batch.prompt_mask,
-                                           batch.completion_ids, batch.completion_mask)
+            ref_lp, _ = scored_stats(self.ref_model, batch.prompt_ids, batch.prompt_mask, batch.completion_ids,
+                                     batch.completion_mask, batch_size=cfg.micro_batch_size)
         n_seq, n_tok = len(mask), int(mask.sum())
         mb, device = cfg.micro_batch_size, self.acc.device
         logs = {"loss": 0.0, "clip_ratio/low_mean": 0.0, "clip_ratio/high_mean": 0.0, "kl": 0.0}
