@@ -44,6 +44,8 @@ class TrainConfig:
 
     # schedule and batch
     steps: int = opt(100, "optimizer steps")
+    max_rollout_tokens: int = opt(0, "stop when this many tokens have been sampled (every process, reset "
+                                     "continuations included; the last step is evaluated and saved); 0 = no limit")
     prompts_per_step: int = opt(8, "distinct problems per step (across all processes)")
     group_size: int = opt(8, "completions sampled per problem (G)")
     max_new_tokens: int = opt(64, "longest completion sampled")
@@ -237,6 +239,7 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.group_size >= 2, "group_size must be at least 2 (advantages compare completions of one problem)"),
         (cfg.prompts_per_step >= 1, "prompts_per_step must be at least 1"),
         (cfg.steps >= 1, "steps must be at least 1"),
+        (cfg.max_rollout_tokens >= 0, "max_rollout_tokens must be 0 (no limit) or positive"),
         (cfg.max_new_tokens >= 1, "max_new_tokens must be at least 1"),
         (cfg.lr > 0, "lr must be positive"),
         (0 < cfg.eps_low < 1 and cfg.eps_high > 0, "need 0 < eps_low < 1 and eps_high > 0"),
