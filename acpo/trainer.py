@@ -172,14 +172,17 @@ class Trainer:
             metrics.update(self.reduce({"time_s": time.time() - t0}))
             metrics.update(step=self.step, stage=self.stage, entropy_coef=self.entropy_coef,
                            lr=self.scheduler.get_last_lr()[0], rollout_tokens=self.rollout_tokens)
-            if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
+            last = self.step == cfg.steps or self.budget_spent()
+            if self.step % cfg.eval_every == 0 or last:
                 last_eval = self.evaluate(metrics)
                 self.maybe_switch_stage(last_eval)
             self.log(metrics)
-            if (cfg.save_every and self.step % cfg.save_every == 0) or self.step == cfg.steps:
+            if (cfg.save_every and self.step % cfg.save_every == 0) or last:
                 self.save_checkpoint()
             bar.set_postfix(reward=f"{metrics['reward']:.2f}", pass1=f"{last_eval:.2f}",
                             entropy=f"{metrics['entropy']:.2f}", stage=self.stage)
+            if last:
+                break
         bar.close()
         summary = {"run_dir": str(self.run_dir), "start_pass@1": first_eval, "end_pass@1": last_eval,
                    "start_pass@1_sampled": first_sampled, "end_pass@1_sampled": self.last_sampled,
@@ -406,6 +409,12 @@ class Trainer:
             self.entropy_target = mean_entropy
         beta = self.entropy_coef * math.exp(cfg.entropy_eta * (self.entropy_target - mean_entropy))
         self.entropy_coef = min(cfg.entropy_coef_max, max(cfg.entropy_coef_min, beta))
+
+    def budget_spent(self) -> bool:
+        """max_rollout_tokens sampled, counted over every process (so all of them stop at the same step)."""
+        if not self.cfg.max_rollout_tokens:
+            return False
+        return self.reduce({"tokens": self.rollout_tokens}, op="sum")["tokens"] >= self.cfg.max_rollout_tokens
 
     def maybe_switch_stage(self, pass_at_1: float) -> None:
         """Stage 2 after stage1_steps, or when held-out pass@1 stalled for `patience` evaluations."""
