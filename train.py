@@ -19,13 +19,17 @@ def main(argv=None) -> int:
         from acpo.trainer import run
 
         summary = run(cfg)
-    except (ValueError, ModelLoadError, RuntimeError, FileNotFoundError) as err:
+    except (ValueError, ModelLoadError, RuntimeError, OSError) as err:  # NaN loss, disk full, bad input, ...
         print(f"train.py: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before training started
         print("\ntrain.py: interrupted; the last checkpoint in the run folder is intact (--resume it)", file=sys.stderr)
         return 130
     if not summary["is_main"]:
+        return 0
+    if summary["stopped_by"]:  # Ctrl-C / SIGTERM: the step finished and a checkpoint was written
+        print(f"train.py: stopped by {summary['stopped_by']} after step {summary['steps']}; "
+              f"checkpoint: {summary['checkpoint']}\nresume with: {summary['resume_command']}")
         return 0
     print(
         f"held-out pass@1 greedy {summary['start_pass@1']:.3f} -> {summary['end_pass@1']:.3f}, "

@@ -112,6 +112,8 @@ class TrainConfig:
     output_dir: str = opt("runs", "parent folder of run folders")
     run_name: str = opt("", "run folder name (default: <method>-<date>-<time>)")
     resume: str | None = opt(None, "continue the run in this folder from its last checkpoint")
+    overwrite: bool = opt(False, "start afresh in a run folder that already exists, deleting its contents "
+                                 "(without it an existing folder is refused; --resume continues it instead)")
     report_to: str = opt("none", "extra logging", choices=("none", "tensorboard"))
 
     # engines and scale

@@ -8,12 +8,19 @@ number coming from the shared core (``acpo.stats``, ``acpo.segment``,
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
+import os
 import random
 import re
+import shlex
 import shutil
+import signal
+import sys
+import threading
 import time
+import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -80,15 +87,8 @@ class Trainer:
             raise ValueError(f"prompts_per_step={cfg.prompts_per_step} must divide evenly over {self.world} processes")
         self.seed_everything(cfg.seed + self.rank)
 
-        # the run folder (named by the main process, so every rank agrees)
-        name = [cfg.run_name or f"{cfg.method}-{datetime.now():%Y%m%d-%H%M%S}"]
-        if self.world > 1:
-            from accelerate.utils import broadcast_object_list
-
-            broadcast_object_list(name)
-        self.run_dir = Path(cfg.resume) if cfg.resume else Path(cfg.output_dir) / name[0]
-        if not cfg.resume and self.run_dir.exists() and any(self.run_dir.iterdir()):
-            raise ValueError(f"run folder '{self.run_dir}' already exists; pick another --run-name or --resume it")
+        # the run folder (named and checked by the main process, so every rank agrees)
+        self.run_dir = self.claim_run_dir()
 
         # the policy, its optimizer and the rollout engine
         model, self.tokenizer = load_policy(cfg.model, cfg.trust_remote_code, dtype=cfg.dtype)
@@ -135,9 +135,12 @@ class Trainer:
             self.load_checkpoint()
             self.engine.sync_weights(self.policy)  # a separate engine (vLLM) started from cfg.model
         elif self.acc.is_main_process:
+            if cfg.overwrite:  # only now, after the model loaded (it may even live in the old run folder)
+                empty_folder(self.run_dir)
             (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
             (self.run_dir / "traces").mkdir(exist_ok=True)
-            (self.run_dir / "config.yaml").write_text(to_yaml(cfg))
+            # saved without --overwrite, so that `--resume` of this folder does not ask to wipe it
+            (self.run_dir / "config.yaml").write_text(to_yaml(dataclasses.replace(cfg, overwrite=False)))
         self.acc.wait_for_everyone()
         if cfg.report_to == "tensorboard" and self.acc.is_main_process:
             from torch.utils.tensorboard import SummaryWriter
@@ -146,11 +149,21 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def train(self) -> dict:
+        previous_handlers = self.catch_stop_signals()
+        try:
+            return self.train_loop()
+        finally:
+            restore_signal_handlers(previous_handlers)
+            if self.writer:
+                self.writer.close()
+
+    def train_loop(self) -> dict:
         cfg = self.cfg
         start_time = time.time()
         first_eval = self.evaluate() if self.step == 0 else self.last_logged_eval()
         first_sampled = self.last_sampled if self.step == 0 else float("nan")
         last_eval = first_eval
+        stopped_by = None
         bar = tqdm(range(self.step, cfg.steps), desc=f"{cfg.method}", initial=self.step, total=cfg.steps,
                    disable=not self.acc.is_main_process, dynamic_ncols=True)
         for step in bar:
@@ -177,11 +190,18 @@ class Trainer:
                 last_eval = self.evaluate(metrics)
                 self.maybe_switch_stage(last_eval)
             self.log(metrics)
-            if (cfg.save_every and self.step % cfg.save_every == 0) or last:
+            saved = (cfg.save_every and self.step % cfg.save_every == 0) or last
+            if saved:
                 self.save_checkpoint()
             bar.set_postfix(reward=f"{metrics['reward']:.2f}", pass1=f"{last_eval:.2f}",
                             entropy=f"{metrics['entropy']:.2f}", stage=self.stage)
             if last:
+                break
+            # 6. Ctrl-C / SIGTERM: stop after this step, on every process, with a checkpoint to resume from
+            if self.any_process(self.stop_signal is not None):
+                if not saved:
+                    self.save_checkpoint()
+                stopped_by = self.stop_signal or "a signal to another process"
                 break
         bar.close()
         summary = {"run_dir": str(self.run_dir), "start_pass@1": first_eval, "end_pass@1": last_eval,
@@ -190,11 +210,10 @@ class Trainer:
                    "param_checksums": self.param_checksums()}
         if len(set(summary["param_checksums"])) > 1:
             raise RuntimeError(f"processes ended with different weights: {summary['param_checksums']}")
-        if self.acc.is_main_process:
+        if self.acc.is_main_process and stopped_by is None:  # summary.json marks a finished run
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-        if self.writer:
-            self.writer.close()
-        summary["is_main"] = self.acc.is_main_process
+        summary.update(stopped_by=stopped_by, checkpoint=str(self.run_dir / "checkpoints" / f"step-{self.step}"),
+                       resume_command=self.resume_command(), is_main=self.acc.is_main_process)
         return summary
 
     def param_checksums(self) -> list[str]:
@@ -368,7 +387,8 @@ class Trainer:
             for p in self.model.parameters():
                 if p.grad is not None:
                     p.grad.copy_(self.acc.reduce(p.grad, "mean"))
-        self.acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+        grad_norm = self.acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+        self.check_finite(logs["loss"], grad_norm)  # before the step: a NaN must not reach the weights
         self.optimizer.step()
         self.scheduler.step()
         self.engine.sync_weights(self.policy)
@@ -398,6 +418,23 @@ class Trainer:
         thr = torch.topk(flat, k).values.min()
         chosen = [(h.abs() >= thr).float() for h in hat]
         return self.entropy_coef * broadcast_steps(chosen, batch.step_index, batch.completion_mask)
+
+    def check_finite(self, loss: float, grad_norm: torch.Tensor | None) -> None:
+        """Stop the run (NonFiniteLossError) if any process has a NaN/inf loss or gradient norm."""
+        norm = 0.0 if grad_norm is None else float(grad_norm)  # DeepSpeed clips inside and returns None
+        bad = not (math.isfinite(loss) and math.isfinite(norm))
+        if not self.any_process(bad):
+            return
+        if not math.isfinite(loss):
+            what = f"loss is {'NaN' if math.isnan(loss) else loss}"
+        elif not math.isfinite(norm):
+            what = f"gradient norm is {'NaN' if math.isnan(norm) else norm}"
+        else:
+            what = "loss is NaN/inf on another process"
+        good = self.complete_checkpoints()
+        where = (f"the last good checkpoint is {good[-1]} (resume with: {self.resume_command()})" if good else
+                 "no checkpoint was written yet (--save-every N writes one every N steps)")
+        raise NonFiniteLossError(f"{what} at step {self.step + 1}; the optimizer step was not taken; {where}")
 
     # ------------------------------------------------------------------ 5. bookkeeping
     def adapt_entropy_coef(self, mean_entropy: float) -> None:
@@ -510,14 +547,48 @@ class Trainer:
         evals = [e for e in evals if e is not None]
         return evals[-1] if evals else float("nan")
 
+    # ------------------------------------------------------------------ 6. stopping on a signal
+    def catch_stop_signals(self) -> dict:
+        """Ctrl-C / SIGTERM set a flag the loop reads after each step; a second one aborts at once.
+
+        Returns the handlers it replaced. Python only lets the main thread set
+        handlers, so elsewhere (a Gradio worker thread) signals keep their defaults.
+        """
+        self.stop_signal = None
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        return {sig: signal.signal(sig, self.on_stop_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def on_stop_signal(self, signum, frame) -> None:
+        name = signal.Signals(signum).name
+        if self.stop_signal is not None:
+            raise KeyboardInterrupt(f"second stop signal ({name})")
+        self.stop_signal = name
+        if self.acc.is_main_process:
+            # os.write, not print: printing while tqdm writes to stderr can raise "reentrant call"
+            say(f"\n{name}: finishing step {self.step + 1}, then writing a checkpoint "
+                "(press Ctrl-C again to abort at once)\n")
+
+    def any_process(self, flag: bool) -> bool:
+        """True if ``flag`` is true on any process; every process must call it, and all get the same answer."""
+        if self.world == 1:
+            return flag
+        t = torch.tensor([float(flag)], device=self.acc.device)
+        return bool(self.acc.reduce(t, "sum").item() > 0)
+
+    def resume_command(self) -> str:
+        launcher = "python" if self.world == 1 else f"accelerate launch --num_processes {self.world}"
+        return f"{launcher} train.py --resume {shlex.quote(str(self.run_dir))}"
+
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> None:
         """checkpoints/step-N: weights (adapter for LoRA), tokenizer, optimizer/scheduler/RNG/curriculum state."""
-        final = self.run_dir / "checkpoints" / f"step-{self.step}"
-        tmp = self.run_dir / "checkpoints" / f".tmp-step-{self.step}"
+        folder = self.run_dir / "checkpoints"
+        final, tmp = folder / f"step-{self.step}", folder / f".tmp-step-{self.step}"
         rank_state = {"rng": rng_state(), "curriculum": self.curriculum.state_dict()}
         if self.acc.is_main_process:
-            shutil.rmtree(tmp, ignore_errors=True)
+            for stale in [*folder.glob(".tmp-step-*"), *folder.glob(".old-step-*")]:  # left by a killed write
+                shutil.rmtree(stale, ignore_errors=True)
             tmp.mkdir(parents=True)
             self.policy.save_pretrained(tmp, safe_serialization=True)
             self.tokenizer.save_pretrained(tmp)
@@ -533,16 +604,43 @@ class Trainer:
         gathered = [rank_state] if self.world == 1 else gather_objects(rank_state)
         if self.acc.is_main_process:
             torch.save(gathered, tmp / "rank_states.pt")
+            # the rename publishes a complete folder; an old step-N (resumed from an earlier one) goes only after
             if final.exists():
-                shutil.rmtree(final)
-            tmp.rename(final)
+                old = folder / f".old-step-{self.step}"
+                final.rename(old)
+                tmp.rename(final)
+                shutil.rmtree(old)
+            else:
+                tmp.rename(final)
         self.acc.wait_for_everyone()
 
+    def complete_checkpoints(self) -> list[Path]:
+        """checkpoints/step-N folders holding every file a resume reads, oldest first."""
+        return [ck for ck in list_checkpoints(self.run_dir) if not self.missing_files(ck)]
+
+    def missing_files(self, ck: Path) -> list[str]:
+        weights = "adapter_model.safetensors" if self.cfg.lora_r > 0 else "model.safetensors"
+        return [name for name in (weights, STATE_FILE, "rank_states.pt") if not (ck / name).is_file()]
+
+    def resume_checkpoint(self) -> Path:
+        """The newest complete checkpoint; newer incomplete ones (a copy cut short) are skipped with a warning."""
+        skipped = []
+        for ck in reversed(list_checkpoints(self.run_dir)):
+            missing = self.missing_files(ck)
+            if not missing:
+                if skipped and self.acc.is_main_process:
+                    warnings.warn(f"skipping incomplete checkpoint(s) {'; '.join(skipped)}: resuming from {ck}",
+                                  stacklevel=3)
+                return ck
+            skipped.append(f"{ck} (missing {', '.join(missing)})")
+        if skipped:
+            raise ValueError(f"run folder '{self.run_dir}' has no complete checkpoint to resume from: "
+                             f"{'; '.join(skipped)}; start it afresh with --overwrite")
+        raise ValueError(f"run folder '{self.run_dir}' has no checkpoints/step-N to resume from; "
+                         "start it afresh with --overwrite")
+
     def load_checkpoint(self) -> None:
-        ckpts = sorted((self.run_dir / "checkpoints").glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
-        if not ckpts:
-            raise ValueError(f"run folder '{self.run_dir}' has no checkpoints/step-N to resume from")
-        ck = ckpts[-1]
+        ck = self.resume_checkpoint()
         from safetensors.torch import load_file
 
         weights = ck / ("adapter_model.safetensors" if self.cfg.lora_r > 0 else "model.safetensors")
@@ -579,6 +677,28 @@ class Trainer:
             path.write_text("".join(l + "\n" for l in lines))
 
     # ------------------------------------------------------------------ setup helpers
+    def claim_run_dir(self) -> Path:
+        """--resume's folder, or output_dir/run_name: new, empty, or (with --overwrite) a run to start afresh.
+
+        The main process names and checks it and tells the others, so every rank
+        agrees; with --overwrite the old contents go later, once the model loaded.
+        """
+        cfg = self.cfg
+        if cfg.resume:
+            if cfg.overwrite:
+                raise ValueError(f"--resume '{cfg.resume}' continues that run and --overwrite deletes it: pass one")
+            return Path(cfg.resume)
+        found = [cfg.run_name or f"{cfg.method}-{datetime.now():%Y%m%d-%H%M%S}", None]
+        if self.acc.is_main_process:
+            found[1] = run_dir_problem(Path(cfg.output_dir) / found[0], cfg.overwrite)
+        if self.world > 1:
+            from accelerate.utils import broadcast_object_list
+
+            broadcast_object_list(found)
+        if found[1]:
+            raise ValueError(found[1])
+        return Path(cfg.output_dir) / found[0]
+
     def load_problems(self) -> tuple[list[Problem], list[Problem], dict[str, set[int]]]:
         cfg = self.cfg
         if cfg.dataset:
@@ -640,6 +760,55 @@ def concat_scored(a: Scored, b: Scored) -> Scored:
                         group_ids=torch.cat([x.group_ids, y.group_ids]), rewards=torch.cat([x.rewards, y.rewards]),
                         answers=x.answers + y.answers, model=x.model, tokenizer=x.tokenizer)
     return Scored(batch, cat(a.token_adv, b.token_adv), a.step_credits + b.step_credits)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss or gradient went NaN/inf; the run stopped before the optimizer step."""
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """checkpoints/step-N folders, oldest first (not .tmp-step-N or .old-step-N, the leftovers of a write)."""
+    found = [(int(m.group(1)), p) for p in (Path(run_dir) / "checkpoints").glob("step-*")
+             if p.is_dir() and (m := re.fullmatch(r"step-(\d+)", p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def run_dir_problem(run_dir: Path, overwrite: bool) -> str | None:
+    """Why a fresh run cannot start in ``run_dir`` (None: it can)."""
+    if not run_dir.exists():
+        return None
+    if not run_dir.is_dir():
+        return f"run folder '{run_dir}' is a file; pick another --run-name or --output-dir"
+    if not any(run_dir.iterdir()):
+        return None
+    if not overwrite:
+        return (f"run folder '{run_dir}' already exists; continue it with --resume {run_dir}, start it afresh "
+                "with --overwrite (deletes its contents), or pick another --run-name")
+    if not any((run_dir / name).exists() for name in ("config.yaml", "checkpoints", "metrics.jsonl")):
+        return (f"--overwrite will not empty '{run_dir}': it does not look like a run folder (no config.yaml, "
+                "checkpoints/ or metrics.jsonl); delete it yourself or pick another --run-name")
+    return None
+
+
+def empty_folder(folder: Path) -> None:
+    for child in folder.iterdir() if folder.exists() else []:
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
+def restore_signal_handlers(previous: dict) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+
+def say(text: str) -> None:
+    """Write to stderr without Python's buffered stream (safe inside a signal handler)."""
+    try:
+        os.write(sys.stderr.fileno(), text.encode())
+    except (OSError, ValueError, AttributeError):  # no real file descriptor (e.g. captured by pytest)
+        pass
 
 
 def rng_state() -> dict:

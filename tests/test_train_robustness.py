@@ -1,0 +1,264 @@
+"""Bad input gets a clear error, and nothing is lost: run folders, NaN loss, Ctrl-C / SIGTERM, killed writes."""
+
+import hashlib
+import importlib.util
+import json
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import acpo.trainer
+from acpo.config import make_config
+from acpo.trainer import NonFiniteLossError, Trainer, run
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL = {"method": "grpo", "prompts_per_step": 2, "group_size": 2, "max_new_tokens": 12, "eval_problems": 4,
+         "trace_problems": 1, "pool_size": 50}
+
+
+def config(tmp_path, name, **kw):
+    return make_config({**SMALL, "output_dir": str(tmp_path), "run_name": name, **kw})
+
+
+def hashes(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def logged_steps(run_dir) -> list[int]:
+    return [json.loads(l)["step"] for l in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+
+
+def nan_at_call(monkeypatch, k: int, effect=None):
+    """policy_loss returns NaN from its k-th call on (one call per step here: micro_batch_size > batch)."""
+    calls = []
+    real = acpo.trainer.policy_loss
+
+    def patched(*args, **kwargs):
+        calls.append(1)
+        loss, metrics = real(*args, **kwargs)
+        if len(calls) >= k:
+            if effect:
+                effect()
+            return loss * float("nan"), metrics
+        return loss, metrics
+
+    monkeypatch.setattr(acpo.trainer, "policy_loss", patched)
+
+
+def load_train_py():
+    spec = importlib.util.spec_from_file_location("train_cli", ROOT / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# ---------------------------------------------------------------- run folders
+def test_existing_run_folder_is_refused_unless_resume_or_overwrite(tmp_path):
+    first = run(config(tmp_path, "r", steps=2))
+    ck = Path(first["run_dir"]) / "checkpoints"
+    before = hashes(ck)
+    with pytest.raises(ValueError, match=r"already exists.*--resume.*--overwrite"):
+        run(config(tmp_path, "r", steps=1))
+    assert hashes(ck) == before  # the refusal touched nothing
+
+    again = run(config(tmp_path, "r", steps=1, overwrite=True))
+    assert again["run_dir"] == first["run_dir"]
+    assert sorted(p.name for p in ck.iterdir()) == ["step-1"]  # step-2 of the old run is gone
+    assert logged_steps(again["run_dir"]) == [0, 1]  # the old metrics too, not appended to
+    assert "overwrite: false" in (Path(again["run_dir"]) / "config.yaml").read_text()  # so --resume works
+
+
+def test_overwrite_and_resume_together_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="--resume .* --overwrite"):
+        run(config(tmp_path, "r", steps=1, resume=str(tmp_path / "r"), overwrite=True))
+
+
+def test_overwrite_will_not_empty_a_folder_that_is_not_a_run(tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "thesis.tex").write_text("precious")
+    with pytest.raises(ValueError, match="does not look like a run folder"):
+        run(config(tmp_path, "notes", steps=1, overwrite=True))
+    assert (tmp_path / "notes" / "thesis.tex").read_text() == "precious"
+
+
+# ---------------------------------------------------------------- NaN / inf
+def test_nan_loss_stops_before_the_step_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    trainer = Trainer(config(tmp_path, "nan", steps=4, save_every=1))
+    ck = trainer.run_dir / "checkpoints"
+    seen = {}
+    nan_at_call(monkeypatch, 3, effect=lambda: seen.setdefault("step-2", hashes(ck / "step-2")))
+    with pytest.raises(NonFiniteLossError) as err:
+        trainer.train()
+    message = str(err.value)
+    assert message.startswith("loss is NaN at step 3;")
+    assert f"the last good checkpoint is {ck / 'step-2'}" in message
+    assert f"(resume with: python train.py --resume {trainer.run_dir})" in message
+    assert hashes(ck / "step-2") == seen["step-2"]  # written before step 3 began, untouched after
+    assert sorted(p.name for p in ck.iterdir()) == ["step-1", "step-2"]
+    assert logged_steps(trainer.run_dir) == [0, 1, 2]
+    # the optimizer step was not taken: the weights are still those of step 2
+    saved = load_file(str(ck / "step-2" / "model.safetensors"))
+    live = trainer.policy.state_dict()
+    assert all(torch.equal(saved[k], live[k]) for k in saved)
+
+
+def test_train_py_reports_a_nan_loss_in_one_line(tmp_path, monkeypatch, capsys):
+    nan_at_call(monkeypatch, 1)
+    cli = load_train_py()
+    rc = cli.main(["--method", "grpo", "--steps", "2", "--prompts-per-step", "2", "--group-size", "2",
+                   "--max-new-tokens", "12", "--eval-problems", "4", "--trace-problems", "0", "--pool-size", "50",
+                   "--output-dir", str(tmp_path), "--run-name", "nan"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "train.py: error: loss is NaN at step 1;" in err and "no checkpoint was written yet" in err
+    assert "Traceback" not in err
+    assert list((tmp_path / "nan" / "checkpoints").iterdir()) == []
+
+
+def test_a_nan_gradient_is_caught_by_the_gradient_norm(tmp_path):
+    trainer = Trainer(config(tmp_path, "nang", steps=2, trace_problems=0))
+    param = next(p for p in trainer.model.parameters() if p.requires_grad)
+    param.register_hook(lambda grad: torch.full_like(grad, float("nan")))  # a finite loss, a NaN gradient
+    before = param.detach().clone()
+    with pytest.raises(NonFiniteLossError, match=r"^gradient norm is NaN at step 1;"):
+        trainer.train()
+    assert torch.equal(param.detach(), before)
+
+
+# ---------------------------------------------------------------- Ctrl-C / SIGTERM
+def test_ctrl_c_finishes_the_step_writes_a_checkpoint_and_returns(tmp_path, monkeypatch):
+    before = signal.getsignal(signal.SIGINT)
+    calls = []
+    real = acpo.trainer.policy_loss
+
+    def ctrl_c_during_step_2(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            signal.raise_signal(signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(acpo.trainer, "policy_loss", ctrl_c_during_step_2)
+    summary = run(config(tmp_path, "int", steps=4))  # save_every=0: only the signal makes step-2 a checkpoint
+    assert summary["stopped_by"] == "SIGINT" and summary["steps"] == 2
+    assert summary["resume_command"] == f"python train.py --resume {tmp_path / 'int'}"
+    assert sorted(p.name for p in (tmp_path / "int" / "checkpoints").iterdir()) == ["step-2"]
+    assert not (tmp_path / "int" / "summary.json").exists()  # not a finished run
+    assert signal.getsignal(signal.SIGINT) is before  # handlers restored
+
+
+def test_a_second_ctrl_c_aborts_at_once(tmp_path, monkeypatch):
+    before = signal.getsignal(signal.SIGINT)
+    nan_free = acpo.trainer.policy_loss
+
+    def two_ctrl_c(*args, **kwargs):
+        signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGINT)
+        return nan_free(*args, **kwargs)
+
+    monkeypatch.setattr(acpo.trainer, "policy_loss", two_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        run(config(tmp_path, "abort", steps=3, save_every=1))
+    assert list((tmp_path / "abort" / "checkpoints").iterdir()) == []
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def wait_for_step(run_dir: Path, step: int, proc, timeout: float = 120.0) -> None:
+    end = time.time() + timeout
+    while time.time() < end:
+        if proc.poll() is not None:
+            raise AssertionError(f"train.py exited early: {proc.communicate()}")
+        path = run_dir / "metrics.jsonl"
+        if path.exists() and any(json.loads(l)["step"] >= step for l in path.read_text().splitlines() if l.strip()):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no step {step} logged in {timeout}s")
+
+
+def test_sigterm_mid_run_checkpoints_exits_0_and_resume_finishes(tmp_path):
+    args = ["--method", "grpo", "--prompts-per-step", "2", "--group-size", "2", "--max-new-tokens", "12",
+            "--eval-problems", "4", "--trace-problems", "0", "--pool-size", "50", "--eval-every", "1000"]
+    run_dir = tmp_path / "term"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args, "--steps", "500",
+                             "--output-dir", str(tmp_path), "--run-name", "term"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        wait_for_step(run_dir, 2, proc)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    assert "SIGTERM: finishing step" in err and "Traceback" not in err
+    assert f"resume with: python train.py --resume {run_dir}" in out
+    stopped = int(re.search(r"stopped by SIGTERM after step (\d+)", out).group(1))
+    assert 2 <= stopped < 500
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [f"step-{stopped}"]
+    assert logged_steps(run_dir) == list(range(stopped + 1))
+
+    done = subprocess.run([sys.executable, str(ROOT / "train.py"), "--resume", str(run_dir),
+                           "--steps", str(stopped + 1)], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((run_dir / "summary.json").read_text())["steps"] == stopped + 1
+    assert logged_steps(run_dir) == list(range(stopped + 2))
+
+
+# ---------------------------------------------------------------- killed checkpoint writes
+def test_leftover_of_a_killed_write_is_ignored_and_cleaned(tmp_path):
+    first = run(config(tmp_path, "kill", steps=2, save_every=1, trace_problems=0))
+    ck = Path(first["run_dir"]) / "checkpoints"
+    # kill -9 while writing step 3: a temp folder with part of the files, a truncated weights file
+    partial = ck / ".tmp-step-3"
+    partial.mkdir()
+    (partial / "config.json").write_bytes((ck / "step-2" / "config.json").read_bytes())
+    (partial / "model.safetensors").write_bytes((ck / "step-2" / "model.safetensors").read_bytes()[:100])
+    resumed = run(config(tmp_path, "kill", steps=3, trace_problems=0, resume=first["run_dir"]))
+    assert resumed["steps"] == 3
+    assert logged_steps(first["run_dir"]) == [0, 1, 2, 3]  # went on from step-2
+    assert sorted(p.name for p in ck.iterdir()) == ["step-1", "step-2", "step-3"]  # leftover gone
+
+
+def test_a_failed_write_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+    trainer = Trainer(config(tmp_path, "fail", steps=1, trace_problems=0))
+    trainer.train()
+    ck = trainer.run_dir / "checkpoints"
+    before = hashes(ck / "step-1")
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(acpo.trainer.torch, "save", disk_full)
+    with pytest.raises(OSError):
+        trainer.save_checkpoint()  # re-writing step-1 (as after a resume from an earlier checkpoint)
+    assert hashes(ck / "step-1") == before
+    monkeypatch.undo()
+    trainer.step = 7  # the next save cleans the leftover up
+    trainer.save_checkpoint()
+    assert sorted(p.name for p in ck.iterdir()) == ["step-1", "step-7"]
+
+
+def test_resume_skips_an_incomplete_last_checkpoint_with_a_warning(tmp_path):
+    first = run(config(tmp_path, "cut", steps=2, save_every=1, trace_problems=0))
+    ck = Path(first["run_dir"]) / "checkpoints"
+    (ck / "step-2" / "trainer_state.pt").unlink()  # e.g. a copy of the run folder cut short
+    with pytest.warns(UserWarning, match=r"step-2 \(missing trainer_state.pt\): resuming from .*step-1"):
+        resumed = run(config(tmp_path, "cut", steps=2, trace_problems=0, resume=first["run_dir"]))
+    assert resumed["steps"] == 2
+    assert logged_steps(first["run_dir"]) == [0, 1, 2]
+    assert (ck / "step-2" / "trainer_state.pt").exists()  # step 2 redone and saved whole
+    assert sorted(p.name for p in ck.iterdir()) == ["step-1", "step-2"]
+
+
+def test_resume_with_no_complete_checkpoint_says_so(tmp_path):
+    first = run(config(tmp_path, "none", steps=1, trace_problems=0))
+    (Path(first["run_dir"]) / "checkpoints" / "step-1" / "rank_states.pt").unlink()
+    with pytest.raises(ValueError, match=r"no complete checkpoint.*missing rank_states.pt.*--overwrite"):
+        run(config(tmp_path, "none", steps=2, resume=first["run_dir"]))
