@@ -1,0 +1,528 @@
+"""Trainer throughput: where one step's time goes, grpo vs acpo, and our grpo vs TRL's GRPOTrainer.
+
+(a) Our trainer with ``--method grpo`` and ``--method acpo`` on the demo
+policy, CPU, identical batch shapes. Each round runs one step of each variant
+(order alternating), both from the same weights and RNG state, so they sample
+token-identical batches and differ only in credit and loss. A step is timed by
+phase, calling the Trainer's methods as ``Trainer.train`` does: rollout
+(``sample_groups``: generate + reward), score (``score``: old-policy token stats,
+segmentation, credit -> token advantages), optimize (``optimize``), bookkeeping.
+Target (issue 4): credit <= 30% of acpo's step time.
+
+(b) Our ``grpo`` against TRL's ``GRPOTrainer`` on the same model, group size,
+batch, completion length, temperature 1, one optimizer step per generation
+batch, the same reward (the synthetic task checker) and torch threads. TRL runs
+in its own virtualenv (``.venv-trl``) in a child process that pauses between
+blocks of steps, so the two alternate round by round. Target: ours >= 1.0x
+TRL's tokens/s.
+
+    python bench/trainer.py             # 10 rounds of (a), 12 rounds x 2 steps of (b): ~2 min
+    python bench/trainer.py --quick     # tiny batch, 2 rounds: for CI (TRL part only if .venv-trl exists)
+    python bench/trainer.py --html      # also a Plotly figure of the phases
+
+TRL's environment, once (torch pinned by constraints.txt to the CPU build):
+    python3 -m venv .venv-trl && .venv-trl/bin/pip install -r requirements.txt -c constraints.txt trl==1.16.0
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+OUT = ROOT / "bench" / "out"
+TRL_PYTHON = ROOT / ".venv-trl" / "bin" / "python"
+MARK = "@@bench "  # prefix of the TRL child's messages on stdout (everything else it prints is ignored)
+SMALL_MODEL = 20_000_000  # the trainer's rule: one torch thread for models under this many parameters
+
+
+def med(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if xs else float("nan")
+
+
+def threads_for(model, requested: int) -> int:
+    """The trainer's thread rule (acpo.trainer.Trainer.__init__), applied to TRL too."""
+    import torch
+
+    if requested:
+        return requested
+    small = sum(p.numel() for p in model.parameters()) < SMALL_MODEL
+    return 1 if small and not torch.cuda.is_available() else torch.get_num_threads()
+
+
+def training_pool(seed: int, pool_size: int, tasks: str = "default"):
+    """The problems ``Trainer.load_problems`` trains on without the curriculum (the mix's levels only)."""
+    from acpo.tasks import make_problems
+    from acpo.trainer import parse_mix
+
+    mix = parse_mix(tasks)
+    pool = make_problems(families=sorted({f for f, _ in mix}), levels=None, n=pool_size, seed=seed)
+    return [p for p in pool if (p.family, p.level) in set(mix)]
+
+
+# ---------------------------------------------------------------------------- the TRL side
+def problem_columns(problems) -> dict[str, list]:
+    """Dataset columns of problems; TRL hands every column but ``prompt`` to reward functions as kwargs."""
+    return {key: [getattr(p, key) for p in problems] for key in ("id", "family", "level", "answer", "solution")}
+
+
+def reward(completions: list[str], **kwargs) -> list[float]:
+    """TRL reward function: 1.0 when the task's checker accepts the completion's answer, else 0.0.
+
+    The same reward our trainer uses on the synthetic tasks
+    (``get_task(p.family).check(p, text).answer_correct``).
+
+    Args:
+        completions: completion texts (our prompts are raw text, so these are strings, not messages).
+        **kwargs: ``prompts`` and the dataset columns of ``problem_columns``, one entry per completion;
+            TRL's other kwargs (``completion_ids``, ``trainer_state``, ...) are ignored.
+
+    >>> from acpo.tasks import make_problems
+    >>> p = make_problems(n=1, seed=0)[0]
+    >>> reward([p.solution, "#### nope"], prompts=[p.prompt] * 2, **problem_columns([p, p]))
+    [1.0, 0.0]
+    """
+    from acpo.tasks import Problem, get_task
+
+    problems = [Problem(id=i, family=f, level=int(lv), prompt=q, answer=a, solution=s) for i, f, lv, q, a, s in
+                zip(kwargs["id"], kwargs["family"], kwargs["level"], kwargs["prompts"], kwargs["answer"],
+                    kwargs["solution"])]
+    return [float(get_task(p.family).check(p, text).answer_correct) for p, text in zip(problems, completions)]
+
+
+def trl_child(spec: dict) -> None:
+    """Run TRL's GRPOTrainer; after the warm-up and every block of steps, report timings and wait for 'go'."""
+    import torch
+    import transformers
+    import trl
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from acpo.models import load_policy
+
+    transformers.logging.set_verbosity_error()
+    model, tok = load_policy(spec["model"])
+    torch.set_num_threads(threads_for(model, spec["threads"]))
+    torch.manual_seed(spec["seed"])
+    pool = training_pool(spec["seed"], spec["pool_size"])
+    dataset = Dataset.from_dict({"prompt": [p.prompt for p in pool], **problem_columns(pool)})
+    batch = spec["prompts"] * spec["group_size"]
+    warmup, block, rounds = spec["warmup"], spec["steps_per_round"], spec["rounds"]
+    out_dir = tempfile.mkdtemp(prefix="bench-trl-")
+    args = GRPOConfig(
+        output_dir=out_dir, report_to="none", use_cpu=True, save_strategy="no", logging_steps=1, disable_tqdm=True,
+        seed=spec["seed"], max_steps=warmup + rounds * block,
+        # one optimizer step per generation batch of prompts x G completions, as ours
+        per_device_train_batch_size=batch, gradient_accumulation_steps=1, num_generations=spec["group_size"],
+        num_iterations=1, max_completion_length=spec["max_new_tokens"], temperature=1.0, top_k=0, top_p=1.0,
+        # our grpo preset: clip 0.2 both sides, mean over tokens then sequences, group-std scaling, no KL
+        loss_type="grpo", epsilon=0.2, scale_rewards="group", beta=0.0,
+        learning_rate=spec["lr"], lr_scheduler_type="constant", weight_decay=0.0, max_grad_norm=1.0,
+        # TRL defaults that would not match our trainer: bf16 autocast and activation checkpointing
+        bf16=False, activation_checkpointing=False,
+    )
+    trainer = GRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=dataset, processing_class=tok)
+    cur: dict[str, float] = {}
+
+    def timed(name, fn, count_tokens=False):
+        def wrapper(*a, **kw):
+            t0 = time.perf_counter()
+            out = fn(*a, **kw)
+            cur[name] = cur.get(name, 0.0) + time.perf_counter() - t0
+            if count_tokens:  # (completion_ids, logprobs): ids cut after the first EOS, EOS kept (as ours)
+                cur["tokens"] = cur.get("tokens", 0) + sum(len(c) for c in out[0])
+            return out
+
+        return wrapper
+
+    trainer._generate_and_score_completions = timed("rollout", trainer._generate_and_score_completions)
+    trainer._generate_single_turn = timed("generate", trainer._generate_single_turn, count_tokens=True)
+    done: list[dict] = []
+
+    def send(kind: str, payload) -> bool:
+        print(MARK + json.dumps({"kind": kind, "data": payload}), flush=True)
+        return sys.stdin.readline().strip() == "go"
+
+    class Pause(TrainerCallback):
+        t0 = 0.0
+
+        def on_train_begin(self, args, state, control, **kw):
+            info = {"trl": trl.__version__, "transformers": transformers.__version__, "torch": torch.__version__,
+                    "threads": torch.get_num_threads(), "params": sum(p.numel() for p in model.parameters()),
+                    "bf16": args.bf16, "checkpointing": args.activation_checkpointing}
+            if not send("ready", info):
+                control.should_training_stop = True
+
+        def on_step_begin(self, args, state, control, **kw):
+            cur.clear()
+            self.t0 = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kw):
+            done.append({"step_s": time.perf_counter() - self.t0, **cur})
+            n = state.global_step
+            if n == warmup or (n > warmup and (n - warmup) % block == 0):
+                if not send("block", done):
+                    control.should_training_stop = True
+                done.clear()
+
+    trainer.add_callback(Pause())
+    trainer.train()
+
+
+class TRLWorker:
+    """The TRL child process: ``read()`` its next message, ``go()`` lets it run the next block."""
+
+    def __init__(self, python: Path, spec: dict, log: Path):
+        self.log = log
+        self.stderr = open(log, "w")
+        self.proc = subprocess.Popen([str(python), __file__, "--trl-child", json.dumps(spec)], cwd=ROOT, text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr)
+
+    def read(self, kind: str):
+        for line in self.proc.stdout:
+            if line.startswith(MARK):
+                msg = json.loads(line[len(MARK):])
+                if msg["kind"] != kind:
+                    raise RuntimeError(f"TRL child sent {msg['kind']!r}, expected {kind!r}")
+                return msg["data"]
+        code = self.proc.wait()
+        tail = "".join(self.log.read_text().splitlines(keepends=True)[-20:])
+        raise RuntimeError(f"TRL child exited with code {code} before sending {kind!r}; its log {self.log}:\n{tail}")
+
+    def go(self, more: bool = True) -> None:
+        self.proc.stdin.write("go\n" if more else "stop\n")
+        self.proc.stdin.flush()
+
+    def close(self) -> None:
+        try:
+            self.go(more=False)
+            self.proc.wait(timeout=120)
+        except (BrokenPipeError, subprocess.TimeoutExpired):
+            self.proc.kill()
+        self.stderr.close()
+
+
+# ---------------------------------------------------------------------------- our side
+class Clock:
+    """Seconds per named phase of the current step; ``wrap`` times a function into a phase."""
+
+    def __init__(self):
+        self.t: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.t[name] = self.t.get(name, 0.0) + time.perf_counter() - t0
+
+    def wrap(self, name: str, fn):
+        def timed(*a, **kw):
+            with self(name):
+                return fn(*a, **kw)
+
+        return timed
+
+
+class TimedCredit:
+    """A credit method whose ``credits`` and ``token_advantages`` count into the clock's 'credit' phase."""
+
+    def __init__(self, inner, clock: Clock):
+        self.inner, self.clock = inner, clock
+
+    def credits(self, batch):
+        with self.clock("credit"):
+            return self.inner.credits(batch)
+
+    def token_advantages(self, *a, **kw):
+        with self.clock("credit"):
+            return self.inner.token_advantages(*a, **kw)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+@contextmanager
+def instrumented(clock: Clock):
+    """Time the token statistics and segmentation inside ``Trainer.score`` (the trainer's module names)."""
+    import acpo.trainer as T
+
+    saved = T.scored_stats, T.segment
+    T.scored_stats, T.segment = clock.wrap("stats", T.scored_stats), clock.wrap("segment", T.segment)
+    try:
+        yield
+    finally:
+        T.scored_stats, T.segment = saved
+
+
+def make_trainer(method: str, args, out_dir: str, accelerator, clock: Clock):
+    from acpo.config import make_config
+    from acpo.trainer import Trainer
+
+    overrides = dict(
+        method=method, model=args.model, seed=args.seed, prompts_per_step=args.prompts, group_size=args.group_size,
+        max_new_tokens=args.max_new_tokens, micro_batch_size=args.prompts * args.group_size, temperature=1.0,
+        lr=args.lr, threads=args.threads, pool_size=args.pool_size,
+        # no evaluation, traces, checkpoints or tensorboard: the bench never calls train(), and these say so
+        eval_every=10**9, eval_problems=1, trace_problems=0, save_every=0, report_to="none",
+        output_dir=out_dir, run_name=method,
+    )
+    if method == "acpo":  # same batch shape as grpo: no re-drawn groups, no curriculum; stage 1 only (no evals)
+        overrides.update(dynamic_sampling=False, curriculum=False, two_stage=False)
+    tr = Trainer(make_config(overrides), accelerator=accelerator)
+    tr.credit = TimedCredit(tr.credit, clock)
+    return tr
+
+
+def snapshot(tr) -> dict:
+    return {"model": copy.deepcopy(tr.policy.state_dict()), "optimizer": copy.deepcopy(tr.optimizer.state_dict()),
+            "scheduler": copy.deepcopy(tr.scheduler.state_dict()), "entropy_coef": tr.entropy_coef,
+            "entropy_target": tr.entropy_target}
+
+
+def restore(tr, snap: dict) -> None:
+    tr.policy.load_state_dict(snap["model"])
+    tr.optimizer.load_state_dict(copy.deepcopy(snap["optimizer"]))
+    tr.scheduler.load_state_dict(copy.deepcopy(snap["scheduler"]))
+    tr.entropy_coef, tr.entropy_target = snap["entropy_coef"], snap["entropy_target"]
+
+
+def seed_all(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def our_step(tr, clock: Clock) -> dict:
+    """One step of ``Trainer.train`` (no reset groups, no evaluation, no logging), timed by phase."""
+    cfg = tr.cfg
+    clock.t = {}
+    t0 = time.perf_counter()
+    with clock("rollout"):
+        problems, samples, rewards = tr.sample_groups(cfg.prompts_per_step // tr.world)
+    with clock("score"):
+        batch = tr.score(problems, samples, rewards)
+    with clock("optimize"):
+        metrics = tr.optimize(batch)
+    with clock("bookkeeping"):
+        tr.step += 1
+        tr.adapt_entropy_coef(metrics["entropy"])
+        for i, p in enumerate(problems):
+            tr.curriculum.update(p, rewards[i * cfg.group_size : (i + 1) * cfg.group_size].tolist())
+    step_s = time.perf_counter() - t0
+    t = clock.t
+    return {"step_s": step_s, "rollout_s": t["rollout"], "stats_s": t.get("stats", 0.0),
+            "segment_s": t.get("segment", 0.0), "credit_s": t.get("credit", 0.0),
+            "score_other_s": t["score"] - t.get("stats", 0.0) - t.get("segment", 0.0) - t.get("credit", 0.0),
+            "optimize_s": t["optimize"], "bookkeeping_s": t["bookkeeping"],
+            "tokens": sum(len(s.completion_ids) for s in samples), "reward": float(rewards.mean())}
+
+
+# ---------------------------------------------------------------------------- the runs
+def run_credit_overhead(trainers: dict, clock: Clock, args) -> list[dict]:
+    """Part (a): one step of each variant per round, same weights and seed, order alternating."""
+    snaps = {name: snapshot(tr) for name, tr in trainers.items()}
+    rows = []
+    for r in range(args.warmup + args.rounds):
+        names = list(trainers) if r % 2 == 0 else list(trainers)[::-1]
+        for name in names:
+            restore(trainers[name], snaps[name])
+            seed_all(args.seed * 100_003 + r)
+            row = our_step(trainers[name], clock)
+            rows.append({"part": "a", "round": r - args.warmup, "variant": name, **row})
+        print(f"(a) round {r - args.warmup}: " + ", ".join(
+            f"{x['variant']} {x['step_s']:.2f}s" for x in rows[-2:]), file=sys.stderr)
+    for name, tr in trainers.items():
+        restore(tr, snaps[name])
+    return [row for row in rows if row["round"] >= 0]
+
+
+def run_vs_trl(tr, worker: TRLWorker, clock: Clock, args) -> list[dict]:
+    """Part (b): TRL runs a block of steps while we wait, then ours runs as many; the warm-up block is dropped."""
+    rows = []
+    seed_all(args.seed)
+    for r in range(-1, args.trl_rounds):  # round -1: warm-up
+        n = args.warmup if r < 0 else args.trl_steps
+        worker.go()
+        for step in worker.read("block"):
+            rows.append({"part": "b", "round": r, "variant": "trl_grpo", "step_s": step["step_s"],
+                         "rollout_s": step.get("rollout", float("nan")),
+                         "generate_s": step.get("generate", float("nan")),
+                         "optimize_s": step["step_s"] - step.get("rollout", 0.0), "tokens": step.get("tokens", 0)})
+        for _ in range(n):
+            rows.append({"part": "b", "round": r, "variant": "ours_grpo", **our_step(tr, clock)})
+        if r >= 0:
+            last = [x for x in rows if x["round"] == r]
+            print(f"(b) round {r}: " + ", ".join(f"{v} {med([x['step_s'] for x in last if x['variant'] == v]):.2f}s"
+                                                  for v in ("trl_grpo", "ours_grpo")), file=sys.stderr)
+    return [row for row in rows if row["round"] >= 0]
+
+
+def summarize(rows: list[dict]):
+    """Per variant: medians of each phase, steps/s and tokens/s (of the median step), and per-round ratios."""
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    df["tokens_per_s"] = df["tokens"] / df["step_s"]
+    phases = [c for c in ("rollout_s", "generate_s", "stats_s", "segment_s", "credit_s", "score_other_s",
+                          "optimize_s", "bookkeeping_s") if c in df]
+    table = df.groupby(["part", "variant"], sort=False).agg(
+        steps=("step_s", "size"), step_s=("step_s", "median"), tokens_per_step=("tokens", "mean"),
+        tokens_per_s=("tokens_per_s", "median"), **{c: (c, "median") for c in phases}).reset_index()
+    table.insert(4, "steps_per_s", 1 / table["step_s"])
+    if "credit_s" in df:
+        df["credit_share"] = df["credit_s"] / df["step_s"]
+        table["credit_share"] = table.apply(
+            lambda t: df[(df.part == t.part) & (df.variant == t.variant)]["credit_share"].median(), axis=1)
+    return df, table
+
+
+def round_ratio(df, part: str, num: str, den: str, col: str) -> float:
+    """Median over rounds of (median ``col`` of ``num`` in the round) / (same of ``den``)."""
+    sub = df[df.part == part].groupby(["round", "variant"])[col].median().unstack()
+    return float((sub[num] / sub[den]).median()) if {num, den} <= set(sub) else float("nan")
+
+
+def plot(table, path: Path) -> None:
+    import plotly.graph_objects as go
+
+    labels = {"rollout_s": "rollout (generate + reward)", "stats_s": "old-policy token stats",
+              "segment_s": "segmentation", "credit_s": "credit", "score_other_s": "score: other",
+              "optimize_s": "optimize (forward + backward + step)", "bookkeeping_s": "bookkeeping"}
+    names = [f"({p}) {v}" for p, v in zip(table["part"], table["variant"])]
+    fig = go.Figure([go.Bar(name=label, y=names, x=table[col].fillna(0), orientation="h")
+                     for col, label in labels.items() if col in table])
+    fig.update_layout(barmode="stack", title="Median seconds per optimizer step, by phase (demo policy, CPU)",
+                      xaxis_title="seconds", height=360)
+    fig.write_html(path, include_plotlyjs=True)  # self-contained: opens offline
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=None, help="policy folder (default: the bundled demo policy)")
+    ap.add_argument("--prompts", type=int, default=8, help="problems per step")
+    ap.add_argument("--group-size", type=int, default=8, help="completions per problem (G, TRL's num_generations)")
+    ap.add_argument("--max-new-tokens", type=int, default=64, help="longest completion (TRL's max_completion_length)")
+    ap.add_argument("--lr", type=float, default=1e-5, help="AdamW learning rate of both trainers")
+    ap.add_argument("--pool-size", type=int, default=2000, help="synthetic training problems")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch threads for both trainers (0: the trainer's rule, 1 for models under 20M parameters)")
+    ap.add_argument("--rounds", type=int, default=10, help="(a) interleaved rounds of one grpo and one acpo step")
+    ap.add_argument("--trl-rounds", type=int, default=12, help="(b) interleaved rounds of TRL steps and ours")
+    ap.add_argument("--trl-steps", type=int, default=2, help="(b) optimizer steps per trainer per round")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed warm-up steps (rounds) before each part")
+    ap.add_argument("--trl-python", type=Path, default=None,
+                    help=f"python of TRL's virtualenv (default: {TRL_PYTHON.relative_to(ROOT)} when it exists)")
+    ap.add_argument("--no-trl", action="store_true", help="skip part (b)")
+    ap.add_argument("--quick", action="store_true",
+                    help="2 problems x 4 samples of 16 tokens, 2 rounds: for CI (part (b) only if TRL is installed)")
+    ap.add_argument("--csv", type=Path, default=OUT / "trainer.csv", help="the summary table (per-step rows beside it)")
+    ap.add_argument("--html", nargs="?", type=Path, const=OUT / "trainer.html", default=None,
+                    help="also write a Plotly figure of the phases (default path: bench/out/trainer.html)")
+    ap.add_argument("--trl-child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.trl_child:
+        trl_child(json.loads(args.trl_child))
+        return
+    if args.quick:
+        args.prompts, args.group_size, args.max_new_tokens, args.pool_size = 2, 4, 16, 200
+        args.rounds, args.trl_rounds, args.trl_steps = 2, 1, 1
+    from acpo.models import DEMO_POLICY
+
+    args.model = args.model or DEMO_POLICY
+    trl_python = args.trl_python or (TRL_PYTHON if TRL_PYTHON.exists() else None)
+    if args.no_trl:
+        trl_python = None
+    elif trl_python is None:
+        print("skipping part (b), ours vs TRL: no TRL environment (.venv-trl). Create it with\n"
+              "  python3 -m venv .venv-trl && .venv-trl/bin/pip install -r requirements.txt -c constraints.txt "
+              "trl==1.16.0\nor pass --trl-python.", file=sys.stderr)
+    elif not Path(trl_python).exists():
+        raise SystemExit(f"--trl-python {trl_python} does not exist")
+
+    import torch
+    from accelerate import Accelerator
+
+    args.csv.parent.mkdir(parents=True, exist_ok=True)
+    worker = None
+    if trl_python:  # starts now (its setup overlaps ours) and waits at train begin until told to go
+        spec = {k: getattr(args, k) for k in ("model", "prompts", "group_size", "max_new_tokens", "lr", "pool_size",
+                                             "seed", "threads", "warmup")}
+        spec.update(steps_per_round=args.trl_steps, rounds=args.trl_rounds)
+        worker = TRLWorker(Path(trl_python), spec, args.csv.parent / "trainer_trl.log")
+    clock = Clock()
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="bench-trainer-") as out_dir, instrumented(clock):
+        acc = Accelerator(cpu=True)
+        trainers = {m: make_trainer(m, args, out_dir, acc, clock) for m in ("grpo", "acpo")}
+        trl_info = worker.read("ready") if worker else None
+        ours_info = {"threads": torch.get_num_threads(),
+                     "params": sum(p.numel() for p in trainers["grpo"].policy.parameters())}
+        try:
+            rows += run_credit_overhead(trainers, clock, args)
+            if worker:
+                rows += run_vs_trl(trainers["grpo"], worker, clock, args)
+        finally:
+            if worker:
+                worker.close()
+    df, table = summarize(rows)
+    df.to_csv(args.csv.with_name(args.csv.stem + "_steps.csv"), index=False)
+    table.to_csv(args.csv, index=False)
+
+    shape = f"{args.prompts} problems x {args.group_size} samples, <= {args.max_new_tokens} new tokens"
+    print(f"trainer throughput: demo policy ({ours_info['params'] / 1e6:.2f}M params), CPU, {shape}, "
+          f"{ours_info['threads']} torch thread(s); medians over rounds (after {args.warmup} warm-up)")
+    cols = ["part", "variant", "steps", "step_s", "steps_per_s", "tokens_per_s", "tokens_per_step", "rollout_s",
+            "generate_s", "stats_s", "segment_s", "credit_s", "score_other_s", "optimize_s", "credit_share"]
+    fmt = lambda x: f"{x:.0f}" if abs(x) >= 100 else f"{x:.3g}"  # noqa: E731
+    print(table[[c for c in cols if c in table]].to_string(index=False, float_format=fmt, na_rep="-"))
+    a = df[df.part == "a"]
+    identical = (a.pivot(index="round", columns="variant", values="tokens").nunique(axis=1) == 1).mean()
+    share = table.loc[(table.part == "a") & (table.variant == "acpo"), "credit_share"].iloc[0]
+    print(f"\n(a) rollouts token-identical in {identical:.0%} of rounds; acpo/grpo step time "
+          f"{round_ratio(df, 'a', 'acpo', 'grpo', 'step_s'):.2f}x; credit share of acpo's step {share:.1%} "
+          f"(target <= 30%: {'met' if share <= 0.30 else 'NOT met'})")
+    print("    acpo here = --method acpo without dynamic sampling, curriculum or stage 2 (same batch shape as grpo); "
+          "its loss keeps the acpo preset (token_mean, clip-higher 0.28, entropy bonus on top-credit steps)")
+    if worker:
+        tps = round_ratio(df, "b", "ours_grpo", "trl_grpo", "tokens_per_s")
+        sps = round_ratio(df, "b", "trl_grpo", "ours_grpo", "step_s")
+        print(f"(b) ours/TRL tokens/s {tps:.2f}x, TRL/ours seconds per step {sps:.2f}x "
+              f"(target ours >= 1.0x: {'met' if tps >= 1.0 else 'NOT met'}); TRL {trl_info['trl']}, transformers "
+              f"{trl_info['transformers']}, torch {trl_info['torch']}, {trl_info['threads']} thread(s), bf16 "
+              f"{trl_info['bf16']}, activation checkpointing {trl_info['checkpointing']}")
+        print("    matched: model and weights, fp32, prompts (raw text, no chat template), G, batch = one optimizer "
+              "step per generation batch, max completion length, T=1 with no top-k/top-p, reward (task checker), "
+              "lr/AdamW/clip-norm 1.0, clip eps 0.2, loss_type grpo = our seq_mean_token_mean, group-std "
+              "advantages, no KL, no activation checkpointing, torch threads")
+        print("    differs: TRL generates through its own path (GenerationConfig, EOS masking) and skips the "
+              "old-policy forward when it does one step per batch; ours runs that no-grad forward (old log-probs "
+              "+ entropy) and segments every completion; problems come from the same pool in a different order; "
+              "TRL's per-step logging (outside the timed span) and our metrics (inside optimize) differ")
+    else:
+        print("(b) skipped: no TRL environment")
+    print(f"wrote {args.csv} and {args.csv.with_name(args.csv.stem + '_steps.csv')}")
+    if args.html:
+        plot(table, args.html)
+        print(f"wrote {args.html}")
+
+
+if __name__ == "__main__":
+    main()
