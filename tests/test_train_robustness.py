@@ -245,6 +245,27 @@ def test_a_failed_write_leaves_the_previous_checkpoint_intact(tmp_path, monkeypa
     assert sorted(p.name for p in ck.iterdir()) == ["step-1", "step-7"]
 
 
+def test_rewriting_a_step_is_never_left_half_deleted(tmp_path, monkeypatch):
+    trainer = Trainer(config(tmp_path, "swap", steps=1, trace_problems=0))
+    trainer.train()
+    ck = trainer.run_dir / "checkpoints"
+    real_rmtree = shutil.rmtree
+
+    def killed_while_deleting(path, *args, **kwargs):  # kill -9 after rmtree removed one file
+        next(f for f in Path(path).rglob("*") if f.is_file()).unlink()
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(acpo.trainer.shutil, "rmtree", killed_while_deleting)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.save_checkpoint()  # re-writing step-1: the old one may only go once the new one is in place
+    assert trainer.missing_files(ck / "step-1") == []
+    assert trainer.resume_checkpoint() == ck / "step-1"
+    monkeypatch.setattr(acpo.trainer.shutil, "rmtree", real_rmtree)
+    trainer.step = 2
+    trainer.save_checkpoint()
+    assert sorted(p.name for p in ck.iterdir()) == ["step-1", "step-2"]  # the half-deleted old copy cleaned up
+
+
 def test_resume_skips_an_incomplete_last_checkpoint_with_a_warning(tmp_path):
     first = run(config(tmp_path, "cut", steps=2, save_every=1, trace_problems=0))
     ck = Path(first["run_dir"]) / "checkpoints"
