@@ -4,8 +4,9 @@ Each run is the product's own trainer in a subprocess (`python train.py --method
 --seed S --max-rollout-tokens B ...`), single-threaded, stopped by the trainer
 at the first step whose sampled tokens (every training completion, reset
 continuations and self-localisation answers included) reach the budget B;
-`--steps` is only a cap. Shared hyper-parameters are the trainer's defaults
-(`TrainConfig`, the same values as `configs/demo_cpu.yaml`) plus each method's
+`--steps` is only a cap. Shared hyper-parameters are whatever the trainer's
+defaults are (`TrainConfig`; no --config file, so the ACPO switches of
+`configs/demo_cpu.yaml` stay out of the other methods) plus each method's
 preset; `--extra "--lr 1e-4"` passes flags to every run.
 
 Reads each run's metrics.jsonl and reports: held-out pass@1 curves (greedy and
@@ -20,8 +21,10 @@ greedy pass@1; entropy at the start and the end; ACPO's stage switch.
     python bench/rl_compare.py --quick                 # CI smoke: 2 steps' worth of tokens, 1 seed, tiny eval
     python bench/rl_compare.py --report-only --out DIR # tables and figures from runs made elsewhere
 
-A run whose folder has summary.json is skipped, so an interrupted bench resumes
-where it stopped (an unfinished run folder is deleted and run again).
+An interrupted bench resumes where it stopped: a run whose folder has
+summary.json is skipped, a run stopped by Ctrl-C goes on from the checkpoint
+the trainer saved, any other unfinished run folder is deleted and run again.
+Finished runs trained with another config (say, new defaults) are an error, not mixed in.
 """
 
 from __future__ import annotations
@@ -165,30 +168,58 @@ def run_all(variants: list[Variant], seeds: list[int], out: Path, budget: int, e
            "PYTHONUNBUFFERED": "1"}
     if device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
-    print(f"{len(todo)} runs to train, {done} already finished in {runs_dir} (logs in {logs})", file=sys.stderr)
+    resumed = sum(has_checkpoint(runs_dir / name) for name, _ in todo)
+    print(f"{len(todo)} runs to train ({resumed} from a checkpoint), {done} already finished in {runs_dir} "
+          f"(logs in {logs})", file=sys.stderr)
 
     def one(name: str, argv: list[str]) -> tuple[str, int, float]:
-        shutil.rmtree(runs_dir / name, ignore_errors=True)  # an unfinished run starts again from step 0
+        folder = runs_dir / name
+        if has_checkpoint(folder):  # stopped by Ctrl-C / SIGTERM: the trainer saved a step to go on from
+            argv = [*argv, "--resume", str(folder)]
+        else:  # never started, or killed before its first checkpoint: again from step 0
+            shutil.rmtree(folder, ignore_errors=True)
         t0 = time.time()
-        with open(logs / f"{name}.log", "w") as log:
+        with open(logs / f"{name}.log", "a") as log:
             rc = subprocess.run([sys.executable, str(ROOT / "train.py"), *argv], stdout=log,
                                 stderr=subprocess.STDOUT, env=env, cwd=ROOT).returncode
+        if rc == 0 and not (folder / "summary.json").exists():
+            rc = -1  # exit 0 without summary.json: stopped by a signal, resumable
         return name, rc, time.time() - t0
 
-    failed = []
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool, \
-            tqdm(total=len(todo), desc="runs", unit="run", dynamic_ncols=True) as bar:
-        futures = [pool.submit(one, name, argv) for name, argv in todo]
-        for fut in as_completed(futures):
-            name, rc, secs = fut.result()
-            bar.update(1)
-            bar.set_postfix_str(f"{name} {secs:.0f}s" + ("" if rc == 0 else f" FAILED rc={rc}"))
-            if rc != 0:
-                failed.append(name)
-                tail = (logs / f"{name}.log").read_text()[-1500:]
-                tqdm.write(f"run {name} failed (exit {rc}); last lines of {logs / (name + '.log')}:\n{tail}",
-                           file=sys.stderr)
+    failed, stopped = [], []
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    try:
+        with tqdm(total=len(todo), desc="runs", unit="run", dynamic_ncols=True) as bar:
+            futures = [pool.submit(one, name, argv) for name, argv in todo]
+            for fut in as_completed(futures):
+                if fut.cancelled():
+                    continue
+                name, rc, secs = fut.result()
+                bar.update(1)
+                bar.set_postfix_str(f"{name} {secs:.0f}s" + {0: "", -1: " stopped"}.get(rc, f" FAILED rc={rc}"))
+                if rc == -1:  # Ctrl-C / SIGTERM reached the runs: start no new ones
+                    stopped.append(name)
+                    for f in futures:
+                        f.cancel()
+                elif rc != 0:
+                    failed.append(name)
+                    tail = (logs / f"{name}.log").read_text()[-1500:]
+                    tqdm.write(f"run {name} did not finish (exit {rc}); last lines of {logs / (name + '.log')}:"
+                               f"\n{tail}", file=sys.stderr)
+    except KeyboardInterrupt:  # Ctrl-C reached the runs too: each finishes its step and saves a checkpoint
+        stopped.append("this bench")
+        pool.shutdown(wait=True, cancel_futures=True)
+    pool.shutdown()
+    if stopped:
+        raise SystemExit(f"rl_compare.py: interrupted ({', '.join(stopped)}); run the same command again to resume "
+                         "(finished runs are skipped, stopped ones go on from their checkpoint)")
     return failed
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    """A complete checkpoint (weights, trainer and per-process state) that `train.py --resume` can go on from."""
+    need = ("model.safetensors", "trainer_state.pt", "rank_states.pt")
+    return any(all((ck / f).exists() for f in need) for ck in (run_dir / "checkpoints").glob("step-*"))
 
 
 # ---------------------------------------------------------------------------------------------- statistics

@@ -136,4 +136,4 @@ def test_quick_run_of_two_methods_writes_their_rows_and_resumes(tmp_path, capsys
     assert table["final_greedy"].between(0, 1).all()
     capsys.readouterr()
     assert rc.main(["--quick", "--methods", "grpo,hapo", "--out", str(tmp_path)]) == 0  # both finished: skipped
-    assert "0 runs to train, 2 already finished" in capsys.readouterr().err
+    assert "0 runs to train (0 from a checkpoint), 2 already finished" in capsys.readouterr().err
