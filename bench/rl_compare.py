@@ -294,13 +294,16 @@ def entropy_ends(df: pd.DataFrame, k: int = SMOOTH_STEPS) -> tuple[float, float]
     return float(ent[:k].mean()), float(ent[-k:].mean())
 
 
-def mean_curve(curves: list[tuple[np.ndarray, np.ndarray]], n: int = 60) -> pd.DataFrame:
-    """Seeds' (x, y) curves interpolated onto a common grid (0 .. the shortest seed's last x), then mean and CI."""
+def mean_curve(curves: list[tuple[np.ndarray, np.ndarray]]) -> pd.DataFrame:
+    """Mean and 95% t-interval over seeds' (x, y) curves, on every seed's x up to the shortest seed's last x.
+
+    Each seed is linearly interpolated between its own points, so with one seed the line is its evaluations.
+    """
     curves = [(np.asarray(x, float), np.asarray(y, float)) for x, y in curves if len(x)]
     if not curves:
         return pd.DataFrame(columns=["x", "mean", "lo", "hi", "n"])
     end = min(x[-1] for x, _ in curves)
-    grid = np.linspace(min(x[0] for x, _ in curves), end, n) if end > 0 else np.array([0.0])
+    grid = np.unique(np.concatenate([x[x <= end] for x, _ in curves]))
     ys = np.stack([np.interp(grid, x, y) for x, y in curves])
     stats = [t_interval(ys[:, j]) for j in range(len(grid))]
     return pd.DataFrame({"x": grid, "mean": [s[0] for s in stats], "lo": [s[1] for s in stats],
@@ -566,8 +569,8 @@ def report(out: Path) -> pd.DataFrame:
           f"{shared_settings(out / 'runs', table)}")
     print("Per compute: seconds are the sum of each run's time_s (rollouts, probe forwards, reset continuations, "
           "optimizer; not evaluation), every run single-threaded; comparable within one bench run only.")
-    print("Bands and [CI]: 95% t-interval over seeds (curves: each seed's points linearly interpolated onto a "
-          "common grid).\n")
+    print("Bands and [CI]: 95% t-interval over seeds (curves: each seed linearly interpolated between its "
+          "evaluations, up to the shortest seed's end).\n")
     print("Final held-out pass@1\n" + markdown(tables["final"]) + "\n")
     target = grpo_target(table)
     if tables["reach"]:

@@ -95,7 +95,7 @@ def test_entropy_start_and_end_average_the_first_and_last_steps(bench_out):
 
 
 def test_mean_curve_interpolates_seeds_onto_the_shortest_common_range():
-    c = rc.mean_curve([([0, 10], [0.0, 1.0]), ([0, 20], [0.0, 1.0])], n=3)
+    c = rc.mean_curve([([0, 5, 10], [0.0, 0.5, 1.0]), ([0, 20], [0.0, 1.0])])
     assert list(c["x"]) == [0, 5, 10]
     assert list(c["mean"]) == pytest.approx([0.0, 0.375, 0.75])  # seed 2 is at 0.5 where seed 1 ends
     half = 12.706 * math.sqrt(((1 - 0.75) ** 2 + (0.5 - 0.75) ** 2) / 1) / math.sqrt(2)
