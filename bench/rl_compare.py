@@ -21,9 +21,10 @@ greedy pass@1; entropy at the start and the end; ACPO's stage switch.
     python bench/rl_compare.py --quick                 # CI smoke: 2 steps' worth of tokens, 1 seed, tiny eval
     python bench/rl_compare.py --report-only --out DIR # tables and figures from runs made elsewhere
 
-The default is 39 runs (13 variants x 3 seeds) of 180,000 sampled tokens each; one
-run alone takes 2.5 min (grpo) to 3.7 min (rrpo) on one core, so the whole bench
-about 65 min with --jobs 2 on an idle 2-core machine (estimated from single runs).
+The default is 39 runs (13 variants x 3 seeds) of 180,000 sampled tokens each; a
+run takes 2.5 min (grpo, alone) to 3.0 min (acpo) and 3.7 min (rrpo, those two side
+by side) on one core, so the whole bench about 65 min with --jobs 2 on an idle
+2-core machine (estimated from those three runs, not measured whole).
 
 An interrupted bench resumes where it stopped: a run whose folder has
 summary.json is skipped, a run stopped by Ctrl-C goes on from the checkpoint
