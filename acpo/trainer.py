@@ -43,7 +43,9 @@ from acpo.models import load_policy
 from acpo.rollout import Sample, make_engine
 from acpo.segment import SegmentConfig, segment
 from acpo.stats import completion_stats, scored_stats
-from acpo.tasks import DEFAULT_TRAIN_MIX, TASKS, Problem, first_error_step, get_task, heldout_problems, make_problems
+from acpo.tasks import (
+    DEFAULT_TRAIN_MIX, RL_SEED_OFFSET, TASKS, Problem, first_error_step, get_task, heldout_problems, make_problems,
+)
 from acpo.tokens import encode_prompt, pad_batch
 
 STATE_FILE = "trainer_state.pt"
@@ -713,7 +715,7 @@ class Trainer:
             return shuffled[n_eval:] or shuffled, shuffled[:n_eval], {p.family: {p.level} for p in shuffled}
         mix = parse_mix(cfg.tasks)
         families = sorted({f for f, _ in mix})
-        pool = make_problems(families=families, levels=None, n=cfg.pool_size, seed=cfg.seed)
+        pool = make_problems(families=families, levels=None, n=cfg.pool_size, seed=RL_SEED_OFFSET + cfg.seed)
         start: dict[str, set[int]] = {}
         for f, lv in mix:
             start.setdefault(f, set()).add(lv)

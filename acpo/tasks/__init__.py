@@ -41,6 +41,7 @@ __all__ = [
     "ANSWER_MARKER",
     "DEFAULT_TRAIN_MIX",
     "HELDOUT_SEED",
+    "RL_SEED_OFFSET",
     "CheckResult",
     "Problem",
     "TASKS",
@@ -120,6 +121,14 @@ def _generate_mix(mix: Sequence[tuple[str, int]], n: int, seed: int, exclude: Se
         out.extend(itertools.islice(stream, want))
     random.Random(f"mix-s{seed}").shuffle(out)
     return out
+
+
+RL_SEED_OFFSET = 1000
+"""RL problem pools use the streams ``RL_SEED_OFFSET + seed``; supervised data (the
+demo policy's SFT set, seed 0) uses the low seeds. Why: with the same seed the RL pool
+would be the first problems of the very streams the demo policy was fine-tuned on for
+many epochs, so an RL run would train on recalled problems while it is evaluated on
+new ones."""
 
 
 def make_problems(
