@@ -834,4 +834,10 @@ def gather_objects(obj) -> list:
 
 def run(cfg: TrainConfig) -> dict:
     """Train and return the summary (start/end held-out pass@1, wall time, run folder)."""
-    return Trainer(cfg).train()
+    trainer = Trainer(cfg)
+    try:
+        return trainer.train()
+    finally:
+        # Tear the process group down before the interpreter exits: gloo's threads
+        # otherwise abort the process ("terminate called without an active exception").
+        trainer.acc.end_training()
