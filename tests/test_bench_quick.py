@@ -1,0 +1,50 @@
+"""The benchmarks' --quick modes run end to end (CI smoke) and write tables whose numbers make sense.
+
+The full runs and their figures live in docs/BENCHMARKS.md; here we check that each
+script still runs against the current core and that what it writes is well formed.
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def bench(*args: str, timeout: int = 300) -> str:
+    out = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+def test_credit_fidelity_quick_scores_every_method_with_intervals_around_the_estimate(tmp_path):
+    bench("bench/credit_fidelity.py", "--quick", "--out", str(tmp_path))
+    df = pd.read_csv(tmp_path / "credit_fidelity.csv")
+    assert {"acpo (lines)", "hapo step mean (lines)", "random", "last step", "min-logprob step"} <= set(df["method"])
+    assert any(m.startswith("mc_oracle") for m in df["method"])
+    for col in ("top1", "auroc"):
+        assert df[col].between(0, 1).all()
+        assert (df[f"{col}_lo"] <= df[col] + 1e-9).all() and (df[col] <= df[f"{col}_hi"] + 1e-9).all()
+    lines = df[df["method"].isin(["acpo (lines)", "random", "last step", "min-logprob step"])]
+    assert lines["chance_top1"].nunique() == 1  # the same traces and steps for every line-segmented method
+    assert df["chance_top1"].between(0, 1).all()
+    assert (df["mean_steps"] >= 1).all()
+
+
+def test_trainer_quick_times_grpo_and_acpo_phases(tmp_path):
+    csv = tmp_path / "trainer.csv"
+    bench("bench/trainer.py", "--quick", "--no-trl", "--csv", str(csv))
+    table = pd.read_csv(csv)
+    assert len(table) >= 2
+    text = table.to_string()
+    assert "grpo" in text and "acpo" in text
+
+
+@pytest.mark.parametrize("script", ["bench/stats.py", "bench/mi.py"])
+def test_core_benches_quick_write_their_table(tmp_path, script):
+    csv = tmp_path / "table.csv"
+    bench(script, "--quick", "--csv", str(csv))
+    assert len(pd.read_csv(csv)) >= 1
