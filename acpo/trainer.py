@@ -275,9 +275,14 @@ class Trainer:
         per = len(samples) // len(problems)
         tensors = pad_batch([s.prompt_ids for s in samples], [s.completion_ids for s in samples],
                             self.tokenizer.pad_token_id)
-        logprobs, entropy = scored_stats(self.policy, *tensors, batch_size=self.cfg.micro_batch_size)
-        steps = [segment(s.text, s.offsets, entropy[i, : len(s.completion_ids)], cfg.segmentation, self.seg_cfg)
-                 for i, s in enumerate(samples)]
+        credit = credit or self.credit
+        if self.needs_old_stats(credit):
+            logprobs, entropy = scored_stats(self.policy, *tensors, batch_size=self.cfg.micro_batch_size)
+            steps = [segment(s.text, s.offsets, entropy[i, : len(s.completion_ids)], cfg.segmentation, self.seg_cfg)
+                     for i, s in enumerate(samples)]
+        else:  # uniform credit reads no step: one step per completion, stats from the training forward
+            logprobs = entropy = None
+            steps = [segment(s.text, s.offsets, torch.zeros(len(s.offsets)), "fixed-100000") for s in samples]
         if group_ids is None:
             group_ids = torch.arange(len(samples)) // per
         if self.stage == 2 and cfg.conf_gamma > 0:
@@ -286,10 +291,21 @@ class Trainer:
                             advantages=batch_outcome_advantages(rewards, group_ids, cfg.outcome), group_ids=group_ids,
                             rewards=rewards, answers=[problems[i // per].answer for i in range(len(samples))],
                             model=self.policy, tokenizer=self.tokenizer)
-        credit = credit or self.credit
         with torch.no_grad():
             result = credit.credits(batch)
         return Scored(batch, credit.token_advantages(batch, result, self.adv_cfg), result.step_credits)
+
+    def needs_old_stats(self, credit) -> bool:
+        """Whether anything reads token statistics before the loss.
+
+        With one optimizer step per batch the old policy is the policy, so the
+        training forward's own log-probs, detached, are the old log-probs (as in
+        TRL) and a separate no-grad forward is needed only for step credits other
+        than ``uniform`` (and their segmentation), reset boundaries, and stage 2's
+        confidence-weighted reward.
+        """
+        return (credit.name != "uniform" or self.cfg.is_reset
+                or (self.stage == 2 and self.cfg.conf_gamma > 0))
 
     def confidence_weighted(self, rewards: torch.Tensor, samples: list[Sample], logprobs: torch.Tensor) -> torch.Tensor:
         """Stage 2 [ours]: r' = r (1 + g (1 - conf)) - (1 - r) g conf, conf = geo-mean prob of the answer tokens."""
@@ -367,14 +383,17 @@ class Trainer:
         n_seq, n_tok = len(mask), int(mask.sum())
         mb, device = cfg.micro_batch_size, self.acc.device
         logs = {"loss": 0.0, "clip_ratio/low_mean": 0.0, "clip_ratio/high_mean": 0.0, "kl": 0.0}
+        entropy_sum = 0.0  # of the training forward: the batch's mean entropy when no old stats were scored
         self.optimizer.zero_grad(set_to_none=True)
         for b0 in range(0, n_seq, mb):
             sl = slice(b0, b0 + mb)
             t = [x[sl].to(device) for x in (batch.prompt_ids, batch.prompt_mask, batch.completion_ids, mask)]
             with self.acc.no_sync(self.model):
                 lp, ent = completion_stats(self.model, *t)
+                old_lp = lp.detach() if batch.logprobs is None else batch.logprobs[sl].to(device)
+                entropy_sum += float((ent.detach() * t[3]).sum())
                 loss, metrics = policy_loss(
-                    lp, batch.logprobs[sl].to(device), adv[sl].to(device), t[3], cfg.eps_low, cfg.eps_high,
+                    lp, old_lp, adv[sl].to(device), t[3], cfg.eps_low, cfg.eps_high,
                     cfg.aggregation, cfg.max_new_tokens, entropy=ent,
                     entropy_weight=None if ent_weight is None else ent_weight[sl].to(device),
                     ref_logprobs=None if ref_lp is None else ref_lp[sl].to(device), kl_coef=cfg.kl_coef,
@@ -401,7 +420,7 @@ class Trainer:
         logs.update(
             reward=float(batch.rewards.mean()), reward_std=float(base.std(-1).mean()),
             frac_reward_zero_std=float((base.std(-1) == 0).float().mean()),
-            entropy=float(batch.entropy[m].mean()), **{"credit/mean": float(credits.mean()),
+            entropy=entropy_sum / max(1, n_tok) if batch.entropy is None else float(batch.entropy[m].mean()), **{"credit/mean": float(credits.mean()),
                                                         "credit/std": float(credits.std()) if credits.numel() > 1 else 0.0},
             completion_length=float(mask.sum(-1).float().mean()),
         )

@@ -110,3 +110,27 @@ def test_cli_errors_are_one_clear_line(tmp_path):
     assert out.returncode == 2 and "pip install vllm" in out.stderr
     out = cli("--method", "ppo")
     assert out.returncode == 2 and "invalid choice: 'ppo'" in out.stderr
+
+
+def test_grpo_without_the_old_policy_forward_takes_the_same_step(tmp_path, monkeypatch):
+    """With one optimizer step per batch, the detached training log-probs are the old ones: same update."""
+    from acpo.trainer import Trainer
+
+    def one_step(name, force_stats):
+        if force_stats:
+            monkeypatch.setattr(Trainer, "needs_old_stats", lambda self, credit: True)
+        trainer = Trainer(make_config({**TINY, "method": "grpo", "steps": 1, "lr": 1e-3, "trace_problems": 0,
+                                       "output_dir": str(tmp_path), "run_name": name}))
+        problems, samples, rewards = trainer.sample_groups(2)
+        scored = trainer.score(problems, samples, rewards)
+        assert (scored.batch.logprobs is not None) == force_stats
+        metrics = trainer.optimize(scored)
+        monkeypatch.undo()
+        return [p.detach().clone() for p in trainer.policy.parameters()], metrics, rewards
+
+    fast, m_fast, r_fast = one_step("fast", False)
+    slow, m_slow, r_slow = one_step("slow", True)
+    assert torch.equal(r_fast, r_slow) and r_fast.std() > 0  # same rollouts, with a learning signal
+    assert max(float((a - b).abs().max()) for a, b in zip(fast, slow)) < 1e-6
+    assert m_fast["entropy"] == pytest.approx(m_slow["entropy"], rel=1e-4)
+    assert m_fast["loss"] == pytest.approx(m_slow["loss"], abs=1e-5)
