@@ -268,7 +268,7 @@ def instrumented(clock: Clock):
         T.scored_stats, T.segment = saved
 
 
-def make_trainer(method: str, args, out_dir: str, accelerator, clock: Clock):
+def make_trainer(method: str, args, out_dir: str, accelerator, clock: Clock, run_name: str | None = None):
     from acpo.config import make_config
     from acpo.trainer import Trainer
 
@@ -278,7 +278,7 @@ def make_trainer(method: str, args, out_dir: str, accelerator, clock: Clock):
         lr=args.lr, threads=args.threads, pool_size=args.pool_size,
         # no evaluation, traces, checkpoints or tensorboard: the bench never calls train(), and these say so
         eval_every=10**9, eval_problems=1, trace_problems=0, save_every=0, report_to="none",
-        output_dir=out_dir, run_name=method,
+        output_dir=out_dir, run_name=run_name or method,
     )
     if method == "acpo":  # same batch shape as grpo: no re-drawn groups, no curriculum; stage 1 only (no evals)
         overrides.update(dynamic_sampling=False, curriculum=False, two_stage=False)
@@ -347,7 +347,7 @@ def run_credit_overhead(trainers: dict, clock: Clock, args) -> list[dict]:
             row = our_step(trainers[name], clock)
             rows.append({"part": "a", "round": r - args.warmup, "variant": name, **row})
         print(f"(a) round {r - args.warmup}: " + ", ".join(
-            f"{x['variant']} {x['step_s']:.2f}s" for x in rows[-2:]), file=sys.stderr)
+            f"{x['variant']} {x['step_s']:.2f}s" for x in rows[-len(trainers):]), file=sys.stderr)
     for name, tr in trainers.items():
         restore(tr, snaps[name])
     return [row for row in rows if row["round"] >= 0]
@@ -472,6 +472,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-trainer-") as out_dir, instrumented(clock):
         acc = Accelerator(cpu=True)
         trainers = {m: make_trainer(m, args, out_dir, acc, clock) for m in ("grpo", "acpo")}
+        # the trainer before it skipped the old-policy forward for uniform credit: the same step, plus that pass
+        trainers["grpo_old_forward"] = make_trainer("grpo", args, out_dir, acc, clock, run_name="grpo_old_forward")
+        trainers["grpo_old_forward"].needs_old_stats = lambda credit: True
         trl_info = worker.read("ready") if worker else None
         ours_info = {"threads": torch.get_num_threads(),
                      "params": sum(p.numel() for p in trainers["grpo"].policy.parameters())}
@@ -499,6 +502,8 @@ def main() -> None:
     print(f"\n(a) rollouts token-identical in {identical:.0%} of rounds; acpo/grpo step time "
           f"{round_ratio(df, 'a', 'acpo', 'grpo', 'step_s'):.2f}x; credit share of acpo's step {share:.1%} "
           f"(target <= 30%: {'met' if share <= 0.30 else 'NOT met'})")
+    print(f"    grpo/grpo_old_forward step time {round_ratio(df, 'a', 'grpo', 'grpo_old_forward', 'step_s'):.2f}x "
+          "(grpo_old_forward: the same step with the no-grad old-policy forward the trainer used to run)")
     print("    acpo here = --method acpo without dynamic sampling, curriculum or stage 2 (same batch shape as grpo); "
           "its loss keeps the acpo preset (token_mean, clip-higher 0.28, entropy bonus on top-credit steps)")
     if worker:
@@ -512,9 +517,9 @@ def main() -> None:
               "step per generation batch, max completion length, T=1 with no top-k/top-p, reward (task checker), "
               "lr/AdamW/clip-norm 1.0, clip eps 0.2, loss_type grpo = our seq_mean_token_mean, group-std "
               "advantages, no KL, no activation checkpointing, torch threads")
-        print("    differs: TRL generates through its own path (GenerationConfig, EOS masking) and skips the "
-              "old-policy forward when it does one step per batch; ours runs that no-grad forward (old log-probs "
-              "+ entropy) and segments every completion; problems come from the same pool in a different order; "
+        print("    differs: TRL generates through its own path (GenerationConfig, EOS masking); with one step per "
+              "batch both skip the old-policy forward (ours reads the training forward's detached log-probs for "
+              "uniform credit); problems come from the same pool in a different order; "
               "TRL's per-step logging (outside the timed span) and our metrics (inside optimize) differ")
     else:
         print("(b) skipped: no TRL environment")
