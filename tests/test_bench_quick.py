@@ -48,3 +48,11 @@ def test_core_benches_quick_write_their_table(tmp_path, script):
     csv = tmp_path / "table.csv"
     bench(script, "--quick", "--csv", str(csv))
     assert len(pd.read_csv(csv)) >= 1
+
+
+def test_app_latency_quick_times_requests_in_process_and_over_http(tmp_path):
+    csv = tmp_path / "app.csv"
+    bench("bench/app.py", "--quick", "--csv", str(csv))
+    df = pd.read_csv(csv)
+    assert len(df) == 3 and set(df["method"]) == {"acpo"}
+    assert (df["in_process_s"] > 0).all() and (df["http_s"] > 0).all()
