@@ -420,8 +420,9 @@ class Trainer:
         logs.update(
             reward=float(batch.rewards.mean()), reward_std=float(base.std(-1).mean()),
             frac_reward_zero_std=float((base.std(-1) == 0).float().mean()),
-            entropy=entropy_sum / max(1, n_tok) if batch.entropy is None else float(batch.entropy[m].mean()), **{"credit/mean": float(credits.mean()),
-                                                        "credit/std": float(credits.std()) if credits.numel() > 1 else 0.0},
+            entropy=entropy_sum / max(1, n_tok) if batch.entropy is None else float(batch.entropy[m].mean()),
+            **{"credit/mean": float(credits.mean()),
+               "credit/std": float(credits.std()) if credits.numel() > 1 else 0.0},
             completion_length=float(mask.sum(-1).float().mean()),
         )
         if self.credit_name == "hapo":
@@ -639,9 +640,13 @@ class Trainer:
         """checkpoints/step-N folders holding every file a resume reads, oldest first."""
         return [ck for ck in list_checkpoints(self.run_dir) if not self.missing_files(ck)]
 
+    @property
+    def weights_file(self) -> str:
+        """What a checkpoint's weights are saved as: the adapter for LoRA runs, else the whole model."""
+        return "adapter_model.safetensors" if self.cfg.lora_r > 0 else "model.safetensors"
+
     def missing_files(self, ck: Path) -> list[str]:
-        weights = "adapter_model.safetensors" if self.cfg.lora_r > 0 else "model.safetensors"
-        return [name for name in (weights, STATE_FILE, "rank_states.pt") if not (ck / name).is_file()]
+        return [name for name in (self.weights_file, STATE_FILE, "rank_states.pt") if not (ck / name).is_file()]
 
     def resume_checkpoint(self) -> Path:
         """The newest complete checkpoint; newer incomplete ones (a copy cut short) are skipped with a warning."""
@@ -664,7 +669,7 @@ class Trainer:
         ck = self.resume_checkpoint()
         from safetensors.torch import load_file
 
-        weights = ck / ("adapter_model.safetensors" if self.cfg.lora_r > 0 else "model.safetensors")
+        weights = ck / self.weights_file
         state_dict = load_file(str(weights))
         if self.cfg.lora_r > 0:
             from peft import set_peft_model_state_dict
