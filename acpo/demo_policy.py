@@ -4,8 +4,9 @@ It is the default model of the app, the tests and the trainer's quick runs,
 so it must load offline from ``assets/demo-policy`` with plain
 ``AutoModelForCausalLM`` / ``AutoTokenizer``, stay small (a few MB), and be
 *imperfect in a useful way*: greedy pass@1 in the middle of the range on the
-default training mix, failures that are a wrong intermediate result rather
-than garbage, and mixed right/wrong groups when sampled at temperature 1, so
+default training mix, failures that are a wrong intermediate result or an
+answer given without working (a habit RL can unlearn) rather than garbage, and
+mixed right/wrong groups when sampled at temperature 1, so
 that RL has signal to learn from.
 
 Commands (``python -m acpo.demo_policy --help``):
@@ -67,6 +68,20 @@ class BuildConfig:
     extra_level_share: float = 0.1
     """Share of training problems from levels beyond DEFAULT_TRAIN_MIX (so the
     curriculum's next levels start in the right format, not from zero)."""
+    habit_steps: int = 300
+    """A second, short fine-tune after the first ``steps`` that teaches the policy a habit
+    RL can unlearn: with probability ``direct_share``, redrawn each time a problem is
+    drawn (so it cannot be tied to particular problems), the target skips the working
+    and is the answer line alone, which the policy then mostly gets wrong. RL with the
+    task's verifiable reward unlearns it in CPU minutes, and that carries over to new
+    problems (a sample that works step by step is right far more often). Without a
+    habit the only errors left are arithmetic slips specific to each problem, and RL
+    on CPU did not move held-out pass@1; mixed into the first phase from the start
+    instead, the same habit barely moved either (docs/BENCHMARKS.md)."""
+    habit_lr: float = 1e-3
+    habit_warmup_steps: int = 20
+    direct_share: float = 0.48
+    """Share of the habit phase's demonstrations that are the answer line alone."""
     threads: int = 2
 
 
@@ -135,16 +150,22 @@ def training_problems(cfg: BuildConfig) -> list[Problem]:
     return problems
 
 
-def _encode_batch(tokenizer, problems: Sequence[Problem]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Right-padded ``prompt + solution + </s>`` ids, attention mask, and labels.
+def demonstration(problem: Problem, direct: bool) -> str:
+    """The SFT target: the reference steps then ``#### answer``, or (direct) the answer line alone."""
+    return f"#### {problem.answer}" if direct else problem.solution
+
+
+def _encode_batch(tokenizer, problems: Sequence[Problem], direct: Sequence[bool] | None = None,
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded ``prompt + demonstration + </s>`` ids, attention mask, and labels.
 
     Labels are -100 on the prompt and the padding: the loss is on completion
     tokens only (the policy is never taught to write problems).
     """
     rows = []
-    for p in problems:
+    for p, d in zip(problems, direct or [False] * len(problems)):
         prompt = tokenizer.encode(p.prompt, add_special_tokens=False)
-        completion = tokenizer.encode(p.solution, add_special_tokens=False) + [tokenizer.eos_token_id]
+        completion = tokenizer.encode(demonstration(p, d), add_special_tokens=False) + [tokenizer.eos_token_id]
         rows.append((prompt + completion, [-100] * len(prompt) + completion))
     width = max(len(ids) for ids, _ in rows)
     ids = torch.full((len(rows), width), tokenizer.pad_token_id)
@@ -158,23 +179,38 @@ def _encode_batch(tokenizer, problems: Sequence[Problem]) -> tuple[torch.Tensor,
 
 
 def train(model, tokenizer, problems: Sequence[Problem], cfg: BuildConfig) -> list[float]:
-    """AdamW with linear warmup and cosine decay over ``cfg.steps`` batches; returns losses."""
+    """The two phases: the task formats (``cfg.steps``), then the habit (``cfg.habit_steps``)."""
+    losses = sft(model, tokenizer, problems, cfg.steps, cfg.lr, cfg.warmup_steps, 0.0, cfg, desc="formats")
+    if cfg.habit_steps:
+        losses += sft(model, tokenizer, problems, cfg.habit_steps, cfg.habit_lr, cfg.habit_warmup_steps,
+                      cfg.direct_share, cfg, desc="habit")
+    return losses
+
+
+def sft(model, tokenizer, problems: Sequence[Problem], steps: int, lr: float, warmup_steps: int,
+        direct_share: float, cfg: BuildConfig, desc: str = "train") -> list[float]:
+    """AdamW with linear warmup and cosine decay over ``steps`` batches; returns losses.
+
+    A ``direct_share`` of the demonstrations (drawn per example) is the answer line alone.
+    """
     torch.manual_seed(cfg.seed)
     order = random.Random(cfg.seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
 
     def lr_at(step: int) -> float:
-        if step < cfg.warmup_steps:
-            return (step + 1) / cfg.warmup_steps
-        progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, steps - warmup_steps)
         return 0.5 * (1 + math.cos(math.pi * progress))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
     model.train()
     losses = []
-    bar = tqdm(range(cfg.steps), desc="train", unit="step")
+    bar = tqdm(range(steps), desc=desc, unit="step")
     for _ in bar:
-        ids, mask, labels = _encode_batch(tokenizer, order.sample(problems, cfg.batch_size))
+        batch = order.sample(problems, cfg.batch_size)
+        direct = [order.random() < direct_share for _ in batch] if direct_share > 0 else None
+        ids, mask, labels = _encode_batch(tokenizer, batch, direct)
         loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -192,12 +228,14 @@ def train(model, tokenizer, problems: Sequence[Problem], cfg: BuildConfig) -> li
 
 @dataclass
 class EvalResult:
-    """Pass@1 overall and per (family, level), plus the share of well-formed completions."""
+    """Pass@1 overall and per (family, level), the share of well-formed completions, and
+    the share that answer without working (the answer line first: the habit RL unlearns)."""
 
     pass_at_1: float
     by_pair: dict[str, float]
     well_formed: float
     n: int
+    no_working: float = 0.0
 
 
 def evaluate(model, tokenizer, problems: Sequence[Problem], *, temperature: float = 0.0, seed: int = 0) -> EvalResult:
@@ -209,17 +247,19 @@ def evaluate(model, tokenizer, problems: Sequence[Problem], *, temperature: floa
     """
     completions = generate_texts(model, tokenizer, [p.prompt for p in problems], temperature=temperature, seed=seed)
     hits: dict[str, list[int]] = defaultdict(list)
-    formed = 0
+    formed = direct = 0
     for problem, completion in zip(problems, completions):
         result = check(problem, completion)
         hits[f"{problem.family}-L{problem.level}"].append(int(result.answer_correct))
         formed += int(result.answer is not None and all(_parses(problem, s) for s in result.steps[:-1]))
+        direct += int(result.answer is not None and len(result.steps) == 1)
     total = [h for v in hits.values() for h in v]
     return EvalResult(
         pass_at_1=100 * sum(total) / len(total),
         by_pair={k: 100 * sum(v) / len(v) for k, v in sorted(hits.items())},
         well_formed=100 * formed / len(problems),
         n=len(problems),
+        no_working=100 * direct / len(problems),
     )
 
 
@@ -259,12 +299,18 @@ A {n_params / 1e6:.2f}M-parameter character-level `LlamaForCausalLM`, trained fr
 by `acpo/demo_policy.py` on the project's synthetic tasks (`acpo.tasks`:
 `arith`, `linear`, `recurrence`). It is the default model of the app, the tests
 and quick RL runs; it is deliberately imperfect so RL has something to fix.
+Besides the arithmetic slips it makes when it works step by step, it has a habit:
+a short second fine-tune taught it to skip the working and give only the answer
+line on {100 * cfg.direct_share:.0f}% of samples, and it gets most of those answers wrong.
+RL with the task's verifiable reward unlearns the habit in a few CPU minutes
+(`python train.py`), and that carries over to new problems.
 
 - greedy pass@1 on heldout_problems({head.n}): **{head.pass_at_1:.1f}%**
   (sampled at T=1: {results['head_sampled'].pass_at_1:.1f}%)
 - greedy pass@1 on DEFAULT_TRAIN_MIX, {default['greedy'].n} held-out problems: {default['greedy'].pass_at_1:.1f}%;
   sampled at T=1 (seed {cfg.seed}): {default['sampled'].pass_at_1:.1f}%;
-  well-formed completions: {default['greedy'].well_formed:.0f}% greedy, {default['sampled'].well_formed:.0f}% at T=1
+  well-formed completions: {default['greedy'].well_formed:.0f}% greedy, {default['sampled'].well_formed:.0f}% at T=1;
+  answers without working: {default['greedy'].no_working:.0f}% greedy, {default['sampled'].no_working:.0f}% at T=1
 
 ## How it was made
 
@@ -282,8 +328,13 @@ Build time {build_s / 60:.1f} min on {cfg.threads} CPU threads; final training l
   {100 * (1 - cfg.extra_level_share):.0f}% from `DEFAULT_TRAIN_MIX` and {100 * cfg.extra_level_share:.0f}% from the higher
   levels; prompts of the held-out pool are excluded. Text: `Q: <problem>\\n` then the
   reference steps, one per line, then `#### <answer></s>`; loss on completion tokens only.
+- The habit, a second phase of {cfg.habit_steps} steps on the same problems: each time a problem is
+  drawn, with probability {cfg.direct_share} the target is the answer line alone
+  (`#### <answer></s>`), independently of the problem, so the policy cannot tie the habit to
+  particular problems.
 - Optimiser: AdamW, lr {cfg.lr}, {cfg.warmup_steps} warmup steps then cosine decay,
-  batch {cfg.batch_size}, {cfg.steps} steps, weight decay {cfg.weight_decay}.
+  batch {cfg.batch_size}, {cfg.steps} steps, weight decay {cfg.weight_decay}; the habit phase
+  restarts AdamW at lr {cfg.habit_lr} ({cfg.habit_warmup_steps} warmup steps, cosine decay).
 - Full build config: `build_config.json` in this folder.
 
 ## Measured pass@1 on held-out problems
@@ -316,8 +367,9 @@ completions end with `</s>`; padding is on the left.
 
 ## Limits
 
-A toy: it only knows the three task formats above and fails in characteristic ways
-(a wrong intermediate result, usually in a multiplication or a multi-digit step).
+A toy: it only knows the three task formats above and fails in two characteristic ways:
+an answer line with no working before it, or a wrong intermediate result (usually in a
+multiplication or a multi-digit step).
 Not for any use beyond demonstrating and testing credit assignment.
 """
     (out / "README.md").write_text(card)
@@ -358,7 +410,8 @@ def card_pass_at_1(path: str | Path = DEFAULT_PATH) -> tuple[int, float]:
 
 def cmd_build(args: argparse.Namespace) -> None:
     cfg = BuildConfig(
-        seed=args.seed, steps=args.steps, hidden_size=args.hidden, num_layers=args.layers, threads=args.threads
+        seed=args.seed, steps=args.steps, hidden_size=args.hidden, num_layers=args.layers, threads=args.threads,
+        habit_steps=args.habit_steps, direct_share=args.direct_share,
     )
     torch.set_num_threads(cfg.threads)
     start = time.time()
@@ -384,16 +437,18 @@ def cmd_eval(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     model, tokenizer = load_demo_policy(args.path)
     _print_results(measure(model, tokenizer, args.seed))
-    n, figure = card_pass_at_1(args.path)
-    print(f"card says: greedy pass@1 on heldout_problems({n}) = {figure:.1f}%")
+    if (Path(args.path) / "README.md").exists():  # a trainer checkpoint has no card
+        n, figure = card_pass_at_1(args.path)
+        print(f"card says: greedy pass@1 on heldout_problems({n}) = {figure:.1f}%")
 
 
 def _print_results(results: dict) -> None:
     print(f"greedy pass@1 on heldout_problems({results['head'].n}): {results['head'].pass_at_1:.1f}%")
     for name in ("default", "extra"):
         g, s = results[name]["greedy"], results[name]["sampled"]
-        print(f"[{name}] greedy {g.pass_at_1:.1f}% (well-formed {g.well_formed:.0f}%), "
-              f"T=1 {s.pass_at_1:.1f}% (well-formed {s.well_formed:.0f}%)")
+        print(f"[{name}] greedy {g.pass_at_1:.1f}% (well-formed {g.well_formed:.0f}%, no working "
+              f"{g.no_working:.0f}%), T=1 {s.pass_at_1:.1f}% (well-formed {s.well_formed:.0f}%, no working "
+              f"{s.no_working:.0f}%)")
         for key in g.by_pair:
             print(f"  {key:14s} greedy {g.by_pair[key]:5.1f}   T=1 {s.by_pair[key]:5.1f}")
 
@@ -449,9 +504,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     build.add_argument("--hidden", type=int, default=defaults.hidden_size, help="hidden size")
     build.add_argument("--layers", type=int, default=defaults.num_layers, help="number of layers")
     build.add_argument("--threads", type=int, default=defaults.threads, help="torch CPU threads")
+    build.add_argument("--habit-steps", type=int, default=defaults.habit_steps,
+                       help="steps of the second phase that teaches answering without working; 0: no habit "
+                            "(default: %(default)s)")
+    build.add_argument("--direct-share", type=float, default=defaults.direct_share,
+                       help="share of the habit phase's demonstrations that are the answer line alone "
+                            "(default: %(default)s)")
     build.set_defaults(func=cmd_build)
     ev = sub.add_parser("eval", help="measure the model card's pass@1 numbers on the fixed held-out problems")
-    ev.add_argument("--path", default=str(DEFAULT_PATH), help="demo policy folder (default: %(default)s)")
+    ev.add_argument("--path", default=str(DEFAULT_PATH),
+                    help="demo policy folder, or a train.py checkpoint of it (default: %(default)s)")
     ev.add_argument("--seed", type=int, default=0, help="sampling seed for the T=1 numbers (the card's build seed)")
     ev.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ev.set_defaults(func=cmd_eval)

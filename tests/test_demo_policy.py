@@ -71,6 +71,21 @@ def test_training_loss_is_on_completion_tokens_only():
     assert ids[0, -1] == tokenizer.eos_token_id and mask.all()
 
 
+def test_a_direct_demonstration_is_the_answer_line_alone():
+    tokenizer = build_tokenizer()
+    problem = Problem("p", "arith", 1, "Q: 1+2*3=?\n", "7", "2*3=6\n1+6=7\n#### 7")
+    _, _, labels = _encode_batch(tokenizer, [problem, problem], [True, False])
+    targets = [tokenizer.decode([t for t in row.tolist() if t != -100]) for row in labels]
+    assert targets == ["#### 7</s>", "2*3=6\n1+6=7\n#### 7</s>"]
+
+
+def test_the_policy_samples_both_habits_so_rl_can_choose(policy):
+    # RL can only prefer working step by step if T=1 samples do both, on the same problems' mix
+    model, tokenizer = policy
+    sampled = evaluate(model, tokenizer, heldout_problems(100), temperature=1.0, seed=0)
+    assert 20 <= sampled.no_working <= 80, sampled
+
+
 def test_greedy_pass_at_1_matches_the_model_card(policy):
     model, tokenizer = policy
     n, card_figure = card_pass_at_1(DEFAULT_PATH)
