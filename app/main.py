@@ -628,13 +628,13 @@ def build_app(explorer: Explorer | None = None, initial: bool = True) -> gr.Bloc
 
 
 def _initial_view(ex: Explorer, samples: list[str]) -> dict | None:
-    """Explain one bundled sample (a failed one when there is one) for the first screen;
-    without bundled samples, the reference solution of a synthetic problem."""
+    """Explain one bundled sample (a failed one that shows its working, when there is one) for
+    the first screen; without bundled samples, the reference solution of a synthetic problem."""
     rows = ex.samples
     try:
         if samples:
-            pick = next((r for r in rows if float(r.get("reward") or 0) == 0 and r.get("first_error") is not None),
-                        rows[0])
+            pick = next((r for r in rows if float(r.get("reward") or 0) == 0 and r.get("first_error") is not None
+                         and len(r.get("steps") or []) >= 2), rows[0])
             label = sample_label(pick)
             prompt, completion, answer, reward, checker = ex.load_sample(label)
         else:

@@ -53,7 +53,7 @@ class MethodResult:
 
 
 def collect_failed(model, tok, n: int, seed: int, max_new_tokens: int) -> list[Failed]:
-    """Failed T=1 samples on held-out problems whose first wrong line has a character span."""
+    """Failed T=1 samples on held-out problems that show working and whose first wrong line has a span."""
     engine = HFEngine(model, tok, max_new_tokens, temperature=1.0)
     problems = heldout_problems(600)
     out: list[Failed] = []
@@ -62,7 +62,9 @@ def collect_failed(model, tok, n: int, seed: int, max_new_tokens: int) -> list[F
         samples = engine.generate([encode_prompt(tok, p.prompt) for p in problems], n=1)
         for p, s in zip(problems, samples):
             res = get_task(p.family).check(p, s.text)
-            if not res.answer_correct and res.first_error is not None and res.first_error < len(res.step_char_spans):
+            # two lines at least: an answer given without working has one step, nothing to localise
+            if (not res.answer_correct and res.first_error is not None and res.first_error < len(res.step_char_spans)
+                    and len(res.step_char_spans) >= 2):
                 out.append(Failed(p, s.text, res))
         if len(out) >= n:
             break
