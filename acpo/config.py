@@ -90,7 +90,9 @@ class TrainConfig:
     stage1_steps: int = opt(40, "switch to stage 2 after this many steps at most")
     patience: int = opt(2, "switch earlier when held-out pass@1 has not improved for this many evaluations")
     kl_coef: float = opt(0.05, "stage 2: k3 KL penalty to the policy frozen at the switch")
-    conf_gamma: float = opt(0.5, "stage 2: confidence weighting of the reward (0 = off)")
+    conf_gamma: float = opt(0.0, "stage 2: confidence weighting of the reward, gamma (0 = off; METHODS.md's "
+                                 "reading uses 0.5, which on the demo policy rewards answering without working, "
+                                 "because an answer after working is always confident: docs/BENCHMARKS.md)")
 
     # curriculum and sampling (METHODS.md §7)
     curriculum: bool = opt(False, "weight problems by p(1-p) of their running pass rate; unlock levels")

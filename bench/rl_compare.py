@@ -16,7 +16,7 @@ forwards and reset continuations but not evaluation ("per compute"); final
 pass@1 per method; the rollout tokens each method needs to reach GRPO's final
 greedy pass@1; entropy at the start and the end; ACPO's stage switch.
 
-    python bench/rl_compare.py                         # 7 methods + 6 ACPO ablations, 3 seeds, --jobs 2
+    python bench/rl_compare.py                         # 7 methods + 7 ACPO ablations, 3 seeds, --jobs 2
     python bench/rl_compare.py --suite methods --srpo  # methods only, with srpo
     python bench/rl_compare.py --quick                 # CI smoke: 2 steps' worth of tokens, 1 seed, tiny eval
     python bench/rl_compare.py --report-only --out DIR # tables and figures from runs made elsewhere
@@ -82,6 +82,7 @@ ABLATIONS = [
     Variant("acpo-no-entropy-bonus", ("--method", "acpo", "--entropy-bonus", "false")),
     Variant("acpo-one-stage", ("--method", "acpo", "--two-stage", "false")),
     Variant("acpo-no-curriculum", ("--method", "acpo", "--curriculum", "false")),
+    Variant("acpo-conf-0.5", ("--method", "acpo", "--conf-gamma", "0.5")),  # METHODS.md's confidence reward
 ]
 ORDER = [v.name for v in METHODS] + [SRPO.name] + [v.name for v in ABLATIONS]
 

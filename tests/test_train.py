@@ -57,7 +57,8 @@ def weights(run_dir, step):
 
 def test_resume_continues_exactly(tmp_path):
     # stage 2 from step 1 on, so the resumed run must also restore the frozen reference policy
-    kw = dict(method="acpo", eval_every=1, stage1_steps=1, trace_problems=0)
+    # (and the confidence-weighted reward reads the restored policy's log-probs)
+    kw = dict(method="acpo", eval_every=1, stage1_steps=1, trace_problems=0, conf_gamma=0.5)
     straight = train(tmp_path, "straight", steps=3, save_every=1, **kw)
     first = train(tmp_path, "resumed", steps=2, **kw)
     resumed = run(make_config({**TINY, "output_dir": str(tmp_path), "run_name": "resumed", "steps": 3,
@@ -134,3 +135,23 @@ def test_grpo_without_the_old_policy_forward_takes_the_same_step(tmp_path, monke
     assert max(float((a - b).abs().max()) for a, b in zip(fast, slow)) < 1e-6
     assert m_fast["entropy"] == pytest.approx(m_slow["entropy"], rel=1e-4)
     assert m_fast["loss"] == pytest.approx(m_slow["loss"], abs=1e-5)
+
+
+def test_confidence_weighted_reward_matches_the_formula():
+    # r' = r (1 + g (1 - conf)) - (1 - r) g conf, conf = geometric-mean probability of the answer tokens
+    from types import SimpleNamespace
+
+    from acpo.rollout import Sample
+    from acpo.trainer import Trainer
+
+    texts = ["1+2=3\n#### 3", "#### 42", "no answer line"]
+    samples = [Sample([], list(range(len(t))), t, [(i, i + 1) for i in range(len(t))]) for t in texts]
+    logprobs = torch.full((3, 16), -5.0)
+    logprobs[0, 11] = -0.1  # the answer "3"
+    logprobs[1, 5:7] = torch.tensor([-0.2, -0.6])  # the answer "42"
+    rewards = torch.tensor([1.0, 0.0, 0.0])
+    trainer = SimpleNamespace(cfg=SimpleNamespace(conf_gamma=0.5))
+    got = Trainer.confidence_weighted(trainer, rewards, samples, logprobs)
+    conf0, conf1 = 0.9048374180359595, 0.6703200460356393  # exp(-0.1), exp(-(0.2 + 0.6) / 2)
+    want = [1 * (1 + 0.5 * (1 - conf0)), -0.5 * conf1, 0.0]  # no answer line: conf 0, wrong: r' = 0
+    assert got.tolist() == pytest.approx(want, abs=1e-6)
