@@ -633,8 +633,9 @@ def _initial_view(ex: Explorer, samples: list[str]) -> dict | None:
     rows = ex.samples
     try:
         if samples:
-            pick = next((r for r in rows if float(r.get("reward") or 0) == 0 and r.get("first_error") is not None
-                         and len(r.get("steps") or []) >= 2), rows[0])
+            failed = [r for r in rows if float(r.get("reward") or 0) == 0 and r.get("first_error") is not None]
+            worked = [r for r in failed if "\n" in str(r.get("completion", "")).strip()]
+            pick = (worked or failed or rows)[0]
             label = sample_label(pick)
             prompt, completion, answer, reward, checker = ex.load_sample(label)
         else:

@@ -284,3 +284,16 @@ def test_bad_uploads_and_paths_are_refused(client, world, tmp_path):
         batch(None, "/etc/passwd")
     with pytest.raises(AppError, match="outside the folders"):
         client.predict("/etc", api_name="/open_run")
+
+
+def test_first_screen_shows_a_failed_trace_that_shows_its_working(world, tmp_path):
+    from app.main import Explorer, _initial_view
+
+    correct, worked = [dict(s) for s in world["samples"]]  # the second one's first step is wrong
+    worked.update(reward=0.0, first_error=0)
+    unworked = dict(worked, completion=f"#### {int(worked['answer']) + 1}", step_char_spans=[[0, 6]], id="unworked")
+    path = tmp_path / "samples.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in [correct, unworked, worked]))
+    explorer = Explorer([world["root"], tmp_path], default_model=world["a"], samples_path=path)
+    view = _initial_view(explorer, explorer.sample_choices())
+    assert view["completion"] == worked["completion"]
