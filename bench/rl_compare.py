@@ -21,10 +21,10 @@ greedy pass@1; entropy at the start and the end; ACPO's stage switch.
     python bench/rl_compare.py --quick                 # CI smoke: 2 steps' worth of tokens, 1 seed, tiny eval
     python bench/rl_compare.py --report-only --out DIR # tables and figures from runs made elsewhere
 
-The default is 39 runs (13 variants x 3 seeds) of 180,000 sampled tokens each; a
-run takes 2.5 min (grpo, alone) to 3.0 min (acpo) and 3.7 min (rrpo, those two side
-by side) on one core, so the whole bench about 65 min with --jobs 2 on an idle
-2-core machine (estimated from those three runs, not measured whole).
+The default is 42 runs (14 variants x 3 seeds) of 180,000 sampled tokens each. On the
+current demo policy a run takes about 2 min on one core (two side by side): the 21 runs
+of `--suite methods` took 21.3 min with --jobs 2 on the 2-core development machine, so
+the whole bench takes about 45 min.
 
 An interrupted bench resumes where it stopped: a run whose folder has
 summary.json is skipped, a run stopped by Ctrl-C goes on from the checkpoint
@@ -53,8 +53,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-# 100 grpo steps of the default config (8 problems x 8 samples) sampled 183,602 tokens on the demo
-# policy (28.7 tokens per completion, seed 0): 180,000 is ~98 grpo steps.
+# 180,000 sampled tokens: about 100 acpo steps of the default config (8 problems x 8 samples, dynamic
+# sampling's re-draws included) and about 120 grpo steps on the current demo policy (2026-11-25).
 DEFAULT_BUDGET = 180_000
 STEP_CAP = 10_000  # --steps of every run: the token budget stops it long before
 QUICK_BUDGET = 320  # 2 problems x 4 samples x ~28 tokens a step: grpo's second step passes it
