@@ -252,7 +252,7 @@ def evaluate(model, tokenizer, problems: Sequence[Problem], *, temperature: floa
         result = check(problem, completion)
         hits[f"{problem.family}-L{problem.level}"].append(int(result.answer_correct))
         formed += int(result.answer is not None and all(_parses(problem, s) for s in result.steps[:-1]))
-        direct += int(result.answer is not None and len(result.steps) == 1)
+        direct += int(result.answer is not None and not result.shows_working)
     total = [h for v in hits.values() for h in v]
     return EvalResult(
         pass_at_1=100 * sum(total) / len(total),

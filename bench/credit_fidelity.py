@@ -62,9 +62,9 @@ def collect_failed(model, tok, n: int, seed: int, max_new_tokens: int) -> list[F
         samples = engine.generate([encode_prompt(tok, p.prompt) for p in problems], n=1)
         for p, s in zip(problems, samples):
             res = get_task(p.family).check(p, s.text)
-            # two lines at least: an answer given without working has one step, nothing to localise
-            if (not res.answer_correct and res.first_error is not None and res.first_error < len(res.step_char_spans)
-                    and len(res.step_char_spans) >= 2):
+            # an answer given without working has one step: nothing to localise
+            if (not res.answer_correct and res.shows_working and res.first_error is not None
+                    and res.first_error < len(res.step_char_spans)):
                 out.append(Failed(p, s.text, res))
         if len(out) >= n:
             break

@@ -87,6 +87,11 @@ class CheckResult:
         """True when the answer is right and no step was flagged."""
         return self.answer_correct and self.first_error is None
 
+    @property
+    def shows_working(self) -> bool:
+        """More than one parsed line: some working besides (or instead of) the answer line."""
+        return len(self.steps) >= 2
+
 
 def format_prompt(problem_text: str) -> str:
     """The prompt for a problem: ``"Q: <problem>\\n"``, the one format of every family.
