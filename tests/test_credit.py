@@ -1,4 +1,4 @@
-"""Credit methods: packed ACPO probes vs naive forwards, HAPO by hand, MC values, registry."""
+"""Credit methods: ACPO probes (KV cache, packed) vs naive forwards, HAPO by hand, MC values, registry."""
 
 import pytest
 import torch
@@ -7,10 +7,12 @@ from hypothesis import strategies as st
 
 import acpo
 from acpo.credit import answer_values, answer_values_naive, get_credit_method, hapo_token_advantages, mc_step_credits
+from acpo.credit.base import CreditBatch
 from acpo.credit.entropy_mask import top_entropy_mask
 from acpo.credit.hapo import hapo_quadrants
-from acpo.credit.info_gain import ProbeRow
-from acpo.tokens import encode_probe
+from acpo.credit.info_gain import ProbeRow, answer_values_packed
+from acpo.segment import Step
+from acpo.tokens import encode_probe, pad_batch
 
 COMPLETIONS = [
     "3*4=12\n7-12=-5\n-5+2=-3\n#### -3",
@@ -30,13 +32,59 @@ def rows_for(tok, probe="\nThe answer is ", answer="-3"):
     return rows
 
 
-def test_packed_probes_equal_naive_forwards(model_and_tok):
+@pytest.mark.parametrize("values", [answer_values, answer_values_packed], ids=["kv_cache", "packed"])
+def test_probes_equal_naive_forwards(model_and_tok, values):
     model, tok = model_and_tok
     rows = rows_for(tok)
-    packed = answer_values(model, rows, batch_size=2)  # 2 rows per forward: padding inside a micro-batch
+    got = values(model, rows, batch_size=2)  # 2 rows per forward: padding inside a micro-batch
     naive = answer_values_naive(model, rows)
-    for p, n, r in zip(packed, naive, rows):
+    for p, n, r in zip(got, naive, rows):
         assert p.shape == (len(r.step_ends) + 1,)
+        assert torch.allclose(p, n, atol=1e-4), (p - n).abs().max()
+
+
+def naive_answer_logprob(model, ids: list[int], n_answer: int) -> float:
+    """log pi(last n_answer ids | the ids before), float64 log-softmax of one plain forward."""
+    logits = model(input_ids=torch.tensor([ids])).logits[0].double()
+    logp = torch.log_softmax(logits[-n_answer - 1 : -1], dim=-1)
+    return float(logp.gather(-1, torch.tensor(ids[-n_answer:])[:, None]).sum())
+
+
+@pytest.mark.parametrize("n_steps", [1, 32])
+def test_acpo_credit_from_kv_cache_equals_naive_forwards_in_a_padded_batch(model_and_tok, n_steps):
+    """Prompts of different lengths (left-padded), completions of different lengths (right-padded)."""
+    model, tok = model_and_tok
+    prompts = [tok(q)["input_ids"] for q in ("Q: 7-3*4+2=?\n", "Q: 1+1=?\n", "Q: what is 6*7? think.\n")]
+    completions = [tok(t * 3, add_special_tokens=False)["input_ids"] for t in COMPLETIONS]
+    completions[1] = completions[1][: len(completions[1]) - 5]
+    assert all(len(c) >= n_steps for c in completions)
+    steps = []
+    for c in completions:  # n_steps spans of (nearly) equal length
+        ends = [round(len(c) * (k + 1) / n_steps) for k in range(n_steps)]
+        steps.append([Step(k, s, e, 0, 0, "") for k, (s, e) in enumerate(zip([0, *ends[:-1]], ends))])
+    answers = ["-3", "42", "7"]
+    batch = CreditBatch(*pad_batch(prompts, completions, tok.pad_token_id), logprobs=None, entropy=None, steps=steps,
+                        advantages=torch.zeros(3), group_ids=torch.zeros(3, dtype=torch.long), answers=answers,
+                        model=model, tokenizer=tok)
+    result = get_credit_method("acpo", batch_size=2).credits(batch)
+    for i in range(3):
+        probe, n_answer = encode_probe(tok, "\nThe answer is ", answers[i])
+        v = torch.tensor([naive_answer_logprob(model, prompts[i] + completions[i][: s.token_end] + probe, n_answer)
+                          for s in [Step(0, 0, 0, 0, 0, ""), *steps[i]]], dtype=torch.float64)
+        assert result.step_credits[i].shape == (n_steps,)
+        assert torch.allclose(result.extras["answer_logprob"][i].double(), v[1:], atol=1e-4)
+        assert torch.allclose(result.step_credits[i].double(), v[1:] - v[:-1], atol=1e-4)
+
+
+def test_kv_cache_probes_work_through_a_lora_adapter(char_tok):
+    from peft import LoraConfig, get_peft_model
+
+    from conftest import tiny_llama
+
+    model = get_peft_model(tiny_llama(len(char_tok)), LoraConfig(r=4, target_modules=["q_proj", "v_proj"],
+                                                                  init_lora_weights=False)).eval()
+    rows = rows_for(char_tok)
+    for p, n in zip(answer_values(model, rows), answer_values_naive(model, rows)):
         assert torch.allclose(p, n, atol=1e-4), (p - n).abs().max()
 
 
@@ -104,3 +152,15 @@ def test_entropy_mask_keeps_top_fraction_of_batch():
 def test_unknown_credit_method_lists_valid_names():
     with pytest.raises(ValueError, match="valid: acpo, entropy_mask, hapo, mc_reset, uniform"):
         get_credit_method("vineppo")
+
+
+def test_acpo_refuses_a_probe_with_no_text_before_the_answer(char_tok):
+    from conftest import tiny_llama
+
+    prompt, completion = char_tok("Q: 1+1=?\n")["input_ids"], char_tok("2", add_special_tokens=False)["input_ids"]
+    batch = CreditBatch(*pad_batch([prompt], [completion], 0), logprobs=None, entropy=None,
+                        steps=[[Step(0, 0, 1, 0, 1, "2")]], advantages=torch.zeros(1),
+                        group_ids=torch.zeros(1, dtype=torch.long), answers=["2"],
+                        model=tiny_llama(len(char_tok)), tokenizer=char_tok)
+    with pytest.raises(ValueError, match="no token of its own before the answer"):
+        get_credit_method("acpo", probe="").credits(batch)

@@ -3,11 +3,14 @@
     v_k = log pi(a | x, S_1..S_k, rho)      k = 0..K   (teacher-forced answer log-prob)
     c_k = v_k - v_{k-1}                     k = 1..K   (sum_k c_k = v_K - v_0)
 
-All K+1 probes of a completion run in ONE forward pass: the probes are packed
-after the completion, and a block attention mask lets probe k see the prompt,
-the completion tokens of steps 1..k and itself, with position ids continuing
-from the end of step k. ``answer_values_naive`` (K+1 separate forwards) is the
-reference the tests hold the packed version to.
+The probes run against the KV cache of one plain forward of prompt + completion:
+only the K+1 probes go through the model a second time, packed side by side,
+and a block attention mask lets probe k see the cached prompt, the cached
+completion tokens of steps 1..k and itself, with position ids continuing from
+the end of step k. Only the positions that predict answer tokens go through the
+LM head. ``answer_values_packed`` (trace and probes in one forward, no cache)
+and ``answer_values_naive`` (K+1 separate forwards) are the references the
+tests hold it to.
 """
 
 from __future__ import annotations
@@ -63,8 +66,8 @@ def packed_layout(row: ProbeRow) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
 
 
 @torch.no_grad()
-def answer_values(model, rows: Sequence[ProbeRow], batch_size: int = 8) -> list[torch.Tensor]:
-    """v_0..v_K of each row: one forward per micro-batch of ``batch_size`` rows."""
+def answer_values_packed(model, rows: Sequence[ProbeRow], batch_size: int = 8) -> list[torch.Tensor]:
+    """v_0..v_K of each row, trace and probes packed in one forward per micro-batch (no cache)."""
     values = []
     device = next(model.parameters()).device
     for b0 in range(0, len(rows), batch_size):
@@ -87,6 +90,69 @@ def answer_values(model, rows: Sequence[ProbeRow], batch_size: int = 8) -> list[
             values.append(
                 torch.stack([_answer_logprob(logits[i, s : s + r], probe_ids, row.n_answer) for s in starts]).cpu()
             )
+    return values
+
+
+def probe_layout(rows: Sequence[ProbeRow], cache_len: int):
+    """Inputs of the probe forward against a cache of ``cache_len`` positions.
+
+    Row i's probes sit side by side, each without its last answer token (an
+    input nothing reads: only the positions before it predict answer tokens).
+    ``ids`` and ``pos`` are (B, Q), ``mask`` is (B, 1, Q, cache_len + Q) with True
+    where a query may attend. ``picks`` lists, for every answer token, (row,
+    query index, target id, flat probe index) where the flat probe index numbers
+    the probes of all rows in order (row 0's v_0..v_K, then row 1's, ...).
+    """
+    width = max((len(r.probe) - 1) * (len(r.step_ends) + 1) for r in rows)
+    ids = torch.zeros((len(rows), width), dtype=torch.long)
+    pos = torch.zeros((len(rows), width), dtype=torch.long)
+    mask = torch.zeros((len(rows), 1, width, cache_len + width), dtype=torch.bool)
+    mask[:, 0, :, 0] = True  # padding queries attend somewhere: no all-masked softmax
+    tri = torch.tril(torch.ones((width, width), dtype=torch.bool))
+    picks, probe_no = [], 0
+    for i, row in enumerate(rows):
+        p, r, n = len(row.prompt), len(row.probe) - 1, row.n_answer
+        for k, end in enumerate([0, *row.step_ends]):
+            s = k * r
+            ids[i, s : s + r] = torch.tensor(row.probe[:-1])
+            pos[i, s : s + r] = torch.arange(p + end, p + end + r)
+            mask[i, 0, s : s + r, : p + end] = True  # cached prompt and steps 1..k
+            mask[i, 0, s : s + r, cache_len + s : cache_len + s + r] = tri[:r, :r]  # causal inside the probe
+            for j in range(r + 1 - n, r + 1):  # answer token j is predicted at query s + j - 1
+                picks.append((i, s + j - 1, row.probe[j], probe_no))
+            probe_no += 1
+    return ids, pos, mask, torch.tensor(picks, dtype=torch.long).reshape(-1, 4)
+
+
+@torch.no_grad()
+def answer_values(model, rows: Sequence[ProbeRow], batch_size: int = 8) -> list[torch.Tensor]:
+    """v_0..v_K of each row: per micro-batch, one plain forward that fills the KV cache, one probe forward.
+
+    The traces are right-padded (causal attention never looks ahead, so the
+    padding changes nothing the probes can see); the probe mask skips it.
+    """
+    device = next(model.parameters()).device
+    decoder, head = model.get_decoder(), model.get_output_embeddings()
+    values = []
+    for b0 in range(0, len(rows), batch_size):
+        chunk = rows[b0 : b0 + batch_size]
+        traces = [r.prompt + r.completion for r in chunk]
+        cache_len = max(len(t) for t in traces)
+        trace_ids = torch.zeros((len(chunk), cache_len), dtype=torch.long)
+        for i, t in enumerate(traces):
+            trace_ids[i, : len(t)] = torch.tensor(t)
+        cache = decoder(input_ids=trace_ids.to(device), use_cache=True).past_key_values
+        ids, pos, mask, picks = probe_layout(chunk, cache_len)
+        hidden = decoder(
+            input_ids=ids.to(device), position_ids=pos.to(device), attention_mask=mask.to(device),
+            past_key_values=cache, use_cache=True,
+        ).last_hidden_state
+        picks = picks.to(device)
+        logits = head(hidden[picks[:, 0], picks[:, 1]])  # (answer tokens of all probes, vocab)
+        lp, _ = token_stats(logits, picks[:, 2])
+        n_probes = sum(len(r.step_ends) + 1 for r in chunk)
+        v = torch.zeros(n_probes, device=device).index_add_(0, picks[:, 3], lp).cpu()
+        values.extend(v.split([len(r.step_ends) + 1 for r in chunk]))
     return values
 
 
@@ -116,6 +182,11 @@ def probe_rows(batch: CreditBatch, probe: str) -> list[ProbeRow]:
                 "(the reference answer, or the completion's own final answer)"
             )
         probe_ids, n_answer = encode_probe(batch.tokenizer, probe, answer)
+        if n_answer >= len(probe_ids):
+            raise ValueError(
+                f"the answer probe {probe!r} has no token of its own before the answer {answer!r}; "
+                f"use a probe that ends in text, e.g. {DEFAULT_PROBE!r}"
+            )
         prompt = batch.prompt_ids[i][batch.prompt_mask[i].bool()].tolist()
         completion = batch.completion_ids[i][batch.completion_mask[i].bool()].tolist()
         check_context(batch.model, len(prompt), len(completion), len(probe_ids), " (answer probe)")
