@@ -10,7 +10,7 @@ The first explain of the app (the model's load, from the cached safetensors conv
 GGUF, and its first forward) is reported on its own line; the table holds the later requests.
 
     python bench/app.py                                         # every sample trace, acpo and hapo
-    python bench/app.py --policy real --threads 2 --methods acpo   # a 256-token trace of the real model
+    python bench/app.py --policy real --threads 1 --methods acpo   # a 256-token trace of the real model
     python bench/app.py --quick                                 # 3 traces, acpo: for CI
 """
 
