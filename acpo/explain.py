@@ -82,9 +82,11 @@ def score_batch(
     segmentation: str = "hybrid",
     segment_config: SegmentConfig | None = None,
     batch_size: int = 8,
+    caches: list | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, list]:
     """Token statistics (micro-batched forwards) and the steps of every completion."""
-    logprobs, entropy = scored_stats(model, prompt_ids, prompt_mask, completion_ids, completion_mask, batch_size)
+    logprobs, entropy = scored_stats(model, prompt_ids, prompt_mask, completion_ids, completion_mask, batch_size,
+                                     caches)
     steps = []
     for i, text in enumerate(completions):
         n = int(completion_mask[i].sum())
@@ -155,9 +157,12 @@ def explain_batch(
     acfg = advantage_config or AdvantageConfig()
 
     bar = tqdm(total=len(methods) + 1, desc="explain", disable=not progress)
+    # One micro-batch: keep its KV cache for the acpo probes (saves them a forward over every trace).
+    # More would hold every micro-batch's cache at once, so larger batches let the credit run its own.
+    caches = [] if "acpo" in methods and len(completions) <= batch_size else None
     with eval_mode(model):
         logprobs, entropy, steps = score_batch(
-            model, tokenizer, *tensors, completions, offsets, segmentation, segment_config, batch_size
+            model, tokenizer, *tensors, completions, offsets, segmentation, segment_config, batch_size, caches
         )
         bar.update()
         batch = CreditBatch(
@@ -171,6 +176,7 @@ def explain_batch(
             answers=resolve_answers(completions, answers, reward_t, groups) if "acpo" in methods else [],
             model=model,
             tokenizer=tokenizer,
+            trace_cache=caches[0] if caches else None,
         )
         credits, token_adv, extras = {}, {}, {}
         for name, cm in credit_methods.items():

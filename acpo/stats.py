@@ -97,17 +97,23 @@ def completion_logits(
     prompt_mask: torch.Tensor,
     completion_ids: torch.Tensor,
     completion_mask: torch.Tensor,
+    caches: list | None = None,
 ) -> torch.Tensor:
     """Logits that predict each completion token, shape (batch, time, vocab).
 
     Layout used everywhere in the project (and by TRL): prompts left-padded,
     completions right-padded, concatenated. Position ids come from the mask so
-    left padding does not shift positions.
+    left padding does not shift positions. With a ``caches`` list, the
+    forward's KV cache is appended to it (the ``acpo`` probes reuse it).
     """
     input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
     attention_mask = torch.cat([prompt_mask, completion_mask], dim=1).long()
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).logits
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                use_cache=caches is not None)
+    if caches is not None:
+        caches.append(out.past_key_values)
+    logits = out.logits
     p = prompt_ids.shape[1]
     return logits[:, p - 1 : -1]
 
@@ -119,9 +125,10 @@ def completion_stats(
     completion_ids: torch.Tensor,
     completion_mask: torch.Tensor,
     chunk_tokens: int | None = None,
+    caches: list | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(logprobs, entropy) of each completion token, (batch, time), padding zeroed."""
-    logits = completion_logits(model, prompt_ids, prompt_mask, completion_ids, completion_mask)
+    logits = completion_logits(model, prompt_ids, prompt_mask, completion_ids, completion_mask, caches)
     return token_stats(logits, completion_ids, completion_mask, chunk_tokens)
 
 
@@ -144,8 +151,12 @@ def scored_stats(
     completion_ids: torch.Tensor,
     completion_mask: torch.Tensor,
     batch_size: int = 8,
+    caches: list | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``completion_stats`` without gradients, in micro-batches of ``batch_size`` rows, returned on CPU."""
+    """``completion_stats`` without gradients, in micro-batches of ``batch_size`` rows, returned on CPU.
+
+    With a ``caches`` list, each micro-batch's KV cache is appended to it.
+    """
     device = next(model.parameters()).device
     logprobs = torch.zeros(completion_ids.shape)
     entropy = torch.zeros(completion_ids.shape)
@@ -153,7 +164,8 @@ def scored_stats(
         for b0 in range(0, len(completion_ids), batch_size):
             sl = slice(b0, b0 + batch_size)
             lp, ent = completion_stats(
-                model, *(t[sl].to(device) for t in (prompt_ids, prompt_mask, completion_ids, completion_mask))
+                model, *(t[sl].to(device) for t in (prompt_ids, prompt_mask, completion_ids, completion_mask)),
+                caches=caches,
             )
             logprobs[sl], entropy[sl] = lp.cpu(), ent.cpu()
     return logprobs, entropy

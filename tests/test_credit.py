@@ -164,3 +164,28 @@ def test_acpo_refuses_a_probe_with_no_text_before_the_answer(char_tok):
                         model=tiny_llama(len(char_tok)), tokenizer=char_tok)
     with pytest.raises(ValueError, match="no token of its own before the answer"):
         get_credit_method("acpo", probe="").credits(batch)
+
+
+def test_explain_runs_the_probes_on_the_scoring_forwards_cache_and_equals_naive_forwards(model_and_tok, monkeypatch):
+    """Prompts of different lengths (left padding in the shared cache); the cache is left as found."""
+    from acpo.credit import info_gain
+    from acpo.explain import explain_batch
+    from acpo.tokens import encode_prompt
+
+    model, tok = model_and_tok
+    prompts = ["Q: 7-3*4+2=?\n", "Q: 1+1=?\n", "Q: what is 6*7? think.\n"]
+    answers = ["-3", "42", "7"]
+    caches = []
+    real = info_gain.answer_values
+    monkeypatch.setattr(info_gain, "answer_values", lambda *a, **k: caches.append(a[3]) or real(*a, **k))
+    traces = explain_batch(model, tok, prompts, COMPLETIONS, method=["acpo", "hapo"], segmentation="lines",
+                           answers=answers, probe="\nThe answer is ", batch_size=8)
+    assert caches and caches[0] is not None  # the scoring forward's cache reached the probes
+    for prompt, answer, trace in zip(prompts, answers, traces):
+        probe, n_answer = encode_probe(tok, "\nThe answer is ", answer)
+        ids = encode_prompt(tok, prompt) + list(trace.token_ids)
+        n_prompt = len(ids) - len(trace.token_ids)
+        v = torch.tensor([naive_answer_logprob(model, ids[: n_prompt + end] + probe, n_answer)
+                          for end in [0, *(s.token_end for s in trace.steps)]], dtype=torch.float64)
+        assert torch.allclose(trace.extras["answer_logprob"].double(), v[1:], atol=1e-4)
+        assert torch.allclose(trace.credits["acpo"].double(), v[1:] - v[:-1], atol=1e-4)

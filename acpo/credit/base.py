@@ -34,6 +34,7 @@ class CreditBatch:
     reset_values: list[dict[int, list[float]]] | None = None  # boundary k -> continuation rewards (mc_reset)
     model: Any = None
     tokenizer: Any = None
+    trace_cache: Any = None  # KV cache of one forward over all rows in this layout (acpo reuses it), or None
 
     @property
     def step_index(self) -> torch.Tensor:

@@ -93,8 +93,11 @@ def answer_values_packed(model, rows: Sequence[ProbeRow], batch_size: int = 8) -
     return values
 
 
-def probe_layout(rows: Sequence[ProbeRow], cache_len: int):
+def probe_layout(rows: Sequence[ProbeRow], cache_len: int, shifts: Sequence[int] | None = None):
     """Inputs of the probe forward against a cache of ``cache_len`` positions.
+
+    Row i's prompt + completion sit in the cache from column ``shifts[i]`` on
+    (0 by default; the left padding of the shared layout otherwise).
 
     Row i's probes sit side by side, each without its last answer token (an
     input nothing reads: only the positions before it predict answer tokens).
@@ -107,32 +110,55 @@ def probe_layout(rows: Sequence[ProbeRow], cache_len: int):
     ids = torch.zeros((len(rows), width), dtype=torch.long)
     pos = torch.zeros((len(rows), width), dtype=torch.long)
     mask = torch.zeros((len(rows), 1, width, cache_len + width), dtype=torch.bool)
-    mask[:, 0, :, 0] = True  # padding queries attend somewhere: no all-masked softmax
     tri = torch.tril(torch.ones((width, width), dtype=torch.bool))
     picks, probe_no = [], 0
     for i, row in enumerate(rows):
         p, r, n = len(row.prompt), len(row.probe) - 1, row.n_answer
+        shift = shifts[i] if shifts is not None else 0
         for k, end in enumerate([0, *row.step_ends]):
             s = k * r
             ids[i, s : s + r] = torch.tensor(row.probe[:-1])
             pos[i, s : s + r] = torch.arange(p + end, p + end + r)
-            mask[i, 0, s : s + r, : p + end] = True  # cached prompt and steps 1..k
+            mask[i, 0, s : s + r, shift : shift + p + end] = True  # cached prompt and steps 1..k
             mask[i, 0, s : s + r, cache_len + s : cache_len + s + r] = tri[:r, :r]  # causal inside the probe
             for j in range(r + 1 - n, r + 1):  # answer token j is predicted at query s + j - 1
                 picks.append((i, s + j - 1, row.probe[j], probe_no))
             probe_no += 1
+        mask[i, 0, r * (len(row.step_ends) + 1) :, cache_len] = True  # padding queries attend somewhere (no NaN)
     return ids, pos, mask, torch.tensor(picks, dtype=torch.long).reshape(-1, 4)
 
 
+def _probe_values(model, rows: Sequence[ProbeRow], cache, cache_len: int, shifts=None) -> list[torch.Tensor]:
+    """v_0..v_K of each row from one probe forward against ``cache`` (left as it was found)."""
+    device = next(model.parameters()).device
+    ids, pos, mask, picks = probe_layout(rows, cache_len, shifts)
+    hidden = model.get_decoder()(
+        input_ids=ids.to(device), position_ids=pos.to(device), attention_mask=mask.to(device),
+        past_key_values=cache, use_cache=True,
+    ).last_hidden_state
+    cache.crop(cache_len - cache.get_seq_length())  # drop the probes' keys and values: the cache holds the traces alone again
+    picks = picks.to(device)
+    logits = model.get_output_embeddings()(hidden[picks[:, 0], picks[:, 1]])  # (answer tokens of all probes, vocab)
+    lp, _ = token_stats(logits, picks[:, 2])
+    sizes = [len(r.step_ends) + 1 for r in rows]
+    return list(torch.zeros(sum(sizes), device=device).index_add_(0, picks[:, 3], lp).cpu().split(sizes))
+
+
 @torch.no_grad()
-def answer_values(model, rows: Sequence[ProbeRow], batch_size: int = 8) -> list[torch.Tensor]:
+def answer_values(
+    model, rows: Sequence[ProbeRow], batch_size: int = 8, trace_cache=None, shifts: Sequence[int] | None = None
+) -> list[torch.Tensor]:
     """v_0..v_K of each row: per micro-batch, one plain forward that fills the KV cache, one probe forward.
 
     The traces are right-padded (causal attention never looks ahead, so the
     padding changes nothing the probes can see); the probe mask skips it.
+    ``trace_cache`` is the cache of a forward already run over all rows (the
+    scoring forward, in the shared layout, row i starting at column
+    ``shifts[i]``): then only the probe forward runs.
     """
+    if trace_cache is not None:
+        return _probe_values(model, rows, trace_cache, trace_cache.get_seq_length(), shifts)
     device = next(model.parameters()).device
-    decoder, head = model.get_decoder(), model.get_output_embeddings()
     values = []
     for b0 in range(0, len(rows), batch_size):
         chunk = rows[b0 : b0 + batch_size]
@@ -141,18 +167,8 @@ def answer_values(model, rows: Sequence[ProbeRow], batch_size: int = 8) -> list[
         trace_ids = torch.zeros((len(chunk), cache_len), dtype=torch.long)
         for i, t in enumerate(traces):
             trace_ids[i, : len(t)] = torch.tensor(t)
-        cache = decoder(input_ids=trace_ids.to(device), use_cache=True).past_key_values
-        ids, pos, mask, picks = probe_layout(chunk, cache_len)
-        hidden = decoder(
-            input_ids=ids.to(device), position_ids=pos.to(device), attention_mask=mask.to(device),
-            past_key_values=cache, use_cache=True,
-        ).last_hidden_state
-        picks = picks.to(device)
-        logits = head(hidden[picks[:, 0], picks[:, 1]])  # (answer tokens of all probes, vocab)
-        lp, _ = token_stats(logits, picks[:, 2])
-        n_probes = sum(len(r.step_ends) + 1 for r in chunk)
-        v = torch.zeros(n_probes, device=device).index_add_(0, picks[:, 3], lp).cpu()
-        values.extend(v.split([len(r.step_ends) + 1 for r in chunk]))
+        cache = model.get_decoder()(input_ids=trace_ids.to(device), use_cache=True).past_key_values
+        values.extend(_probe_values(model, chunk, cache, cache_len))
     return values
 
 
@@ -203,5 +219,6 @@ class InfoGainCredit(CreditMethod):
         self.batch_size = batch_size
 
     def credits(self, batch: CreditBatch) -> CreditResult:
-        values = answer_values(batch.model, probe_rows(batch, self.probe), self.batch_size)
+        shifts = (batch.prompt_mask.shape[1] - batch.prompt_mask.sum(1)).tolist()  # left padding of each row
+        values = answer_values(batch.model, probe_rows(batch, self.probe), self.batch_size, batch.trace_cache, shifts)
         return CreditResult([v[1:] - v[:-1] for v in values], {"answer_logprob": [v[1:] for v in values]})
