@@ -3,8 +3,9 @@
     v_k = log pi(a | x, S_1..S_k, rho)      k = 0..K   (teacher-forced answer log-prob)
     c_k = v_k - v_{k-1}                     k = 1..K   (sum_k c_k = v_K - v_0)
 
-The probes run against the KV cache of one plain forward of prompt + completion:
-only the K+1 probes go through the model a second time, packed side by side,
+The probes run against the KV cache of one plain forward of prompt + completion
+(the scoring forward's own, when ``CreditBatch.trace_cache`` carries it, as
+``acpo.explain`` does): only the K+1 probes go through the model, packed side by side,
 and a block attention mask lets probe k see the cached prompt, the cached
 completion tokens of steps 1..k and itself, with position ids continuing from
 the end of step k. Only the positions that predict answer tokens go through the
