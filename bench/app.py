@@ -46,7 +46,9 @@ def main() -> None:
     from gradio_client import Client
 
     from acpo.models import DEMO_POLICY
-    from app.main import DEFAULT_SAMPLES, Explorer, build_app
+    from app.callbacks import Explorer
+    from app.layout import build_app
+    from app.loaders import DEFAULT_SAMPLES
 
     torch.set_num_threads(1)  # the app's model is tiny; one thread is what a CPU Space gives it anyway
     samples = [json.loads(line) for line in DEFAULT_SAMPLES.read_text().splitlines() if line.strip()]

@@ -123,7 +123,8 @@ def write_run(run, ckpt0, ckpt10, problems):
 
 @pytest.fixture(scope="module")
 def client(world):
-    from app.main import Explorer, build_app
+    from app.callbacks import Explorer
+    from app.layout import build_app
 
     explorer = Explorer([world["root"]], default_model=world["a"], samples_path=world["root"] / "samples.jsonl",
                         max_file_mb=0.01)
@@ -287,7 +288,8 @@ def test_bad_uploads_and_paths_are_refused(client, world, tmp_path):
 
 
 def test_first_screen_shows_a_failed_trace_that_shows_its_working(world, tmp_path):
-    from app.main import Explorer, _initial_view
+    from app.callbacks import Explorer
+    from app.layout import initial_view
 
     correct, worked = [dict(s) for s in world["samples"]]  # the second one's first step is wrong
     worked.update(reward=0.0, first_error=0)
@@ -295,5 +297,5 @@ def test_first_screen_shows_a_failed_trace_that_shows_its_working(world, tmp_pat
     path = tmp_path / "samples.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in [correct, unworked, worked]))
     explorer = Explorer([world["root"], tmp_path], default_model=world["a"], samples_path=path)
-    view = _initial_view(explorer, explorer.sample_choices())
+    view = initial_view(explorer, explorer.sample_choices())
     assert view["completion"] == worked["completion"]
