@@ -54,6 +54,7 @@ class Trace:
     answer: str | None = None
     reward: float | None = None
     meta: dict[str, str] = field(default_factory=dict)  # run, checkpoint, prompt_id, completion_id
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time of each method's credits (whole batch)
 
     @property
     def methods(self) -> list[str]:

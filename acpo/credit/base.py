@@ -32,6 +32,7 @@ class CreditBatch:
     rewards: torch.Tensor | None = None  # (batch,) outcome rewards, when known
     answers: list[str | None] = field(default_factory=list)  # target answer per completion (acpo)
     reset_values: list[dict[int, list[float]]] | None = None  # boundary k -> continuation rewards (mc_reset)
+    texts: list[str] = field(default_factory=list)  # the completions' texts (mc_reset scores prefix + continuation)
     model: Any = None
     tokenizer: Any = None
 
