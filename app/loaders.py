@@ -8,6 +8,7 @@ through the UI. Every path a user types goes through ``PathGuard.resolve``.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from acpo.rewards import completion_text
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ASSETS = REPO_ROOT / "assets"
 DEFAULT_SAMPLES = ASSETS / "sample_traces.jsonl"
+FIDELITY_FILE = ASSETS / "credit_fidelity.csv"  # written by `python bench/credit_fidelity.py --publish`
 MAX_FILE_MB = 25
 ROLLOUT_SUFFIXES = (".csv", ".jsonl", ".json", ".parquet")
 
@@ -58,7 +60,7 @@ class PathGuard:
         raise InputError(f"{what} '{text}' does not exist")
 
     def outside_message(self, text: str, what: str) -> str:
-        roots = ", ".join(str(r) for r in self.roots)
+        roots = ", ".join(display_path(r) for r in self.roots)
         return (
             f"{what} '{text}' is outside the folders this app may read ({roots}); "
             "upload the file instead, or restart the app with --allow DIR"
@@ -112,6 +114,33 @@ def _message_text(value) -> str:
     return str(value)
 
 
+def _refuse_constant(name: str):
+    raise InputError(f"the file holds {name}; rewards and scores must be finite numbers (null or empty when unknown)")
+
+
+def parse_rewards(values, name: str) -> list[float | None]:
+    """A reward column as floats, None where empty or null; NaN, infinities and text are refused."""
+    out, bad = [], []
+    for i, v in enumerate(values):
+        if v is None or (isinstance(v, str) and not v.strip()) or (isinstance(v, float) and math.isnan(v)
+                                                                    and not isinstance(v, str)):
+            out.append(None)
+            continue
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            bad.append((i, v))
+            continue
+        if not math.isfinite(f):
+            bad.append((i, v))
+        out.append(f)
+    if bad:
+        shown = ", ".join(f"row {i}: {v!r}" for i, v in bad[:5])
+        raise InputError(f"'{name}' has rewards that are not finite numbers ({shown}); "
+                         "fix them, or leave a reward empty when it is unknown")
+    return out
+
+
 def _read_table(path: Path, name: str) -> pd.DataFrame:
     suffix = Path(name).suffix.lower()
     if suffix not in ROLLOUT_SUFFIXES:
@@ -125,7 +154,7 @@ def _read_table(path: Path, name: str) -> pd.DataFrame:
             lines = [ln for ln in text.splitlines() if ln.strip()]
             if suffix == ".json" and text.lstrip().startswith("["):
                 return pd.DataFrame(json.loads(text))
-            return pd.DataFrame([json.loads(ln) for ln in lines])
+            return pd.DataFrame([json.loads(ln, parse_constant=_refuse_constant) for ln in lines])
         return pd.read_parquet(path)
     except UnicodeDecodeError as err:
         raise InputError(f"'{name}' is not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8") from err
@@ -153,7 +182,10 @@ def read_rollouts(path: Path, name: str | None = None, limit_mb: float = MAX_FIL
     * TRL's ``completions/*.parquet`` (``step, prompt, completion, <reward functions>, advantage``):
       the reward is the ``reward`` column if there is one, else the sum of the reward-function columns;
     * verl's rollout JSONL dumps (``input, output, score[, gts], step``).
-    ``answer`` / ``reward`` are None where unknown. Returns the table and the layout name.
+    ``answer`` / ``reward`` are None where unknown; a reward that is NaN, infinite or text is refused.
+    ``family`` (a synthetic task's name, when the file has it) lets a step checker label the rows;
+    ids come from ``prompt_id``/``problem_id`` and ``completion_id``/``id`` when the file has them.
+    Returns the table and the layout name.
     """
     name = name or path.name
     check_size(path, limit_mb)
@@ -177,18 +209,20 @@ def read_rollouts(path: Path, name: str | None = None, limit_mb: float = MAX_FIL
     out["answer"] = [None if v is None or str(v).strip() == "" or (isinstance(v, float) and pd.isna(v)) else str(v)
                      for v in raw["answer"]] if "answer" in raw.columns else None
     if "reward" in raw.columns:
-        reward = pd.to_numeric(raw["reward"], errors="coerce")
+        out["reward"] = parse_rewards(raw["reward"].tolist(), name)
     elif layout == "trl":
         skip = {"step", "prompt", "completion", "advantage", "mode", "image"}
         funcs = [c for c in raw.columns if c not in skip and pd.api.types.is_numeric_dtype(raw[c])]
         reward = raw[funcs].sum(axis=1, min_count=1) if funcs else pd.Series([None] * len(raw))
+        out["reward"] = parse_rewards([None if pd.isna(r) else float(r) for r in reward], name)
     else:
-        reward = pd.Series([None] * len(raw))
-    out["reward"] = [None if pd.isna(r) else float(r) for r in reward]
-    out["prompt_id"] = [str(v) for v in raw["prompt_id"]] if "prompt_id" in raw.columns else _prompt_ids(out["prompt"])
-    out["completion_id"] = [str(v) for v in raw["completion_id"]] if "completion_id" in raw.columns else [
-        str(i) for i in range(len(out))
-    ]
+        out["reward"] = None
+    out["family"] = [str(v) if isinstance(v, str) else None for v in raw["family"]] if "family" in raw else None
+    prompt_ids = next((c for c in ("prompt_id", "problem_id") if c in raw.columns), None)
+    completion_ids = next((c for c in ("completion_id", "id", "sample_id") if c in raw.columns), None)
+    out["prompt_id"] = [str(v) for v in raw[prompt_ids]] if prompt_ids else _prompt_ids(out["prompt"])
+    out["completion_id"] = ([str(v) for v in raw[completion_ids]] if completion_ids
+                            else [str(i) for i in range(len(out))])
     empty = [i for i, c in enumerate(out["completion"]) if not c.strip()]
     if empty:
         raise InputError(f"'{name}': row(s) {empty[:5]} have an empty completion; remove them or fill them in")
@@ -239,9 +273,19 @@ def read_metrics(path: Path) -> pd.DataFrame:
         except json.JSONDecodeError:
             continue
     frame = pd.DataFrame(rows)
+    for col in frame.columns:  # a value of the wrong type (a string, a list) becomes a gap, not a crash
+        if col not in TEXT_METRICS:
+            frame[col] = pd.to_numeric(frame[col].map(_number_or_none), errors="coerce")
     if "step" in frame.columns:
-        frame = frame.sort_values("step").reset_index(drop=True)
+        frame = frame.dropna(subset=["step"]).sort_values("step").reset_index(drop=True)
     return frame
+
+
+TEXT_METRICS = {"method", "run", "time", "timestamp", "note"}
+
+
+def _number_or_none(value):
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def open_run(path: Path) -> Run:
@@ -274,7 +318,8 @@ def read_run_traces(run: Run, step: int) -> pd.DataFrame:
 
 
 def find_runs(roots: Iterable[Path], depth: int = 2) -> list[Path]:
-    """Run folders (holding ``metrics.jsonl``) at most ``depth`` levels under each root."""
+    """Run folders (holding ``metrics.jsonl``) at most ``depth`` levels under each root, oldest first
+    (by when their metrics were last written), so the last one is the newest."""
     found = []
     for root in roots:
         if not root.is_dir():
@@ -282,7 +327,7 @@ def find_runs(roots: Iterable[Path], depth: int = 2) -> list[Path]:
         for level in range(depth + 1):
             pattern = "/".join(["*"] * level + ["metrics.jsonl"])
             found += [p.parent for p in root.glob(pattern)]
-    return sorted(set(found))
+    return sorted(set(found), key=lambda run: ((run / "metrics.jsonl").stat().st_mtime, str(run)))
 
 
 def find_checkpoints(runs: Iterable[Path]) -> list[Path]:
@@ -298,3 +343,10 @@ def display_path(path: Path) -> str:
         return str(path.resolve().relative_to(REPO_ROOT))
     except ValueError:
         return str(path)
+
+
+def read_fidelity(path: Path = FIDELITY_FILE) -> pd.DataFrame:
+    """The credit-fidelity table measured on the demo policy (empty when it was never published)."""
+    if not path.exists():
+        return pd.DataFrame()
+    return pd.read_csv(path)

@@ -16,7 +16,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from acpo.render import credit_color
+from acpo.render import blamed_step, credit_color
 
 TOP_FRACTION = 0.3  # share of steps shaded as "top attribution" (METHODS.md §5's f)
 
@@ -47,6 +47,15 @@ def step_table(frame: pd.DataFrame, method: str | None = None) -> pd.DataFrame:
             order.append(c)
     order += [c for c in frame.columns if c not in order]
     return frame[order]
+
+
+HIDDEN_COLUMNS = ["run", "checkpoint", "prompt_id", "completion_id", "token_start", "token_end", "char_start",
+                  "char_end"]
+
+
+def hide_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """The table on screen without span and id columns (the CSV download keeps them)."""
+    return frame.drop(columns=[c for c in HIDDEN_COLUMNS if c in frame.columns])
 
 
 def display_table(frame: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
@@ -260,10 +269,16 @@ def run_traces_summary(traces: pd.DataFrame, credit_column: str | None) -> pd.Da
         row = dict(zip(keys, key))
         row["reward"] = group["reward"].iloc[0] if "reward" in group else None
         row["steps"] = len(group)
-        if "first_error_step" in group:
-            row["first_error_step"] = int(group["first_error_step"].iloc[0])
+        error = None
+        if "first_error_step" in group and pd.notna(group["first_error_step"].iloc[0]):
+            error = int(group["first_error_step"].iloc[0])
+            row["first_error_step"] = error if error >= 0 else None
+            error = row["first_error_step"]
         if credit_column and credit_column in group:
-            row["lowest_credit_step"] = int(group["step"].iloc[group[credit_column].astype(float).argmin()])
+            blamed = blamed_step(group["step"].astype(int).tolist(), group[credit_column].astype(float).tolist())
+            row["lowest_credit_step"] = blamed
+            if "first_error_step" in group:
+                row["found"] = hit_mark(blamed, error)
         if "prompt" in group:
             row["prompt"] = str(group["prompt"].iloc[0]).strip()
         rows.append(row)
@@ -271,6 +286,22 @@ def run_traces_summary(traces: pd.DataFrame, credit_column: str | None) -> pd.Da
 
 
 # --- batches ----------------------------------------------------------------------
+
+
+def batch_rows(rollouts: pd.DataFrame, traces, errors, methods) -> pd.DataFrame:
+    """One row per completion: ids, reward, steps, the checker's first wrong step, and per method
+    the lowest-credit step and ✓/✗ (did it blame the first wrong step)."""
+    rows = []
+    for (r, trace, error) in zip(rollouts.itertuples(), traces, errors):
+        row = {"row": r.Index, "prompt_id": r.prompt_id, "completion_id": r.completion_id, "reward": trace.reward,
+               "steps": len(trace.steps), "first_wrong_step": error}
+        for m in methods:
+            blamed = blamed_step([s.index for s in trace.steps], trace.credits[m].tolist())
+            row[f"lowest {m}"] = blamed
+            row[f"found {m}"] = hit_mark(blamed, error)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
 
 
 def credit_histogram(table: pd.DataFrame, credit_column: str) -> go.Figure:
@@ -292,3 +323,35 @@ def credit_histogram(table: pd.DataFrame, credit_column: str) -> go.Figure:
     fig.update_xaxes(title_text=credit_column)
     fig.update_yaxes(title_text="steps")
     return _layout(fig, f"Distribution of {credit_column} over all steps")
+
+
+# --- verdicts ---------------------------------------------------------------------
+
+_MD_SPECIAL = {c: f"&#{ord(c)};" for c in "\\`*_{}[]()<>#+-.!|~&\"'"}
+
+
+def md_escape(text: str) -> str:
+    """Text shown literally inside Markdown/HTML: every markup character as an HTML entity."""
+    return "".join(_MD_SPECIAL.get(c, c) for c in str(text))
+
+
+def hit_or_miss(blamed: int | None, error_step: int | None, method: str) -> str | None:
+    """The plain verdict on one completion: did the credit blame the checker's first wrong step?
+    None when the checker found no wrong step (nothing to find)."""
+    if error_step is None:
+        return None
+    if blamed is None:
+        return (f"– {method} gives every step the same credit, so it blames no step; "
+                f"the first wrong step is step {error_step}")
+    if blamed == error_step:
+        return f"✓ credit found the first wrong step (step {error_step})"
+    return f"✗ credit missed: it blamed step {blamed}; the first wrong step is step {error_step}"
+
+
+def hit_mark(blamed: int | None, error_step: int | None) -> str:
+    """One-character verdict for tables: ✓ hit, ✗ miss, – no blame, empty when there is no error step."""
+    if error_step is None:
+        return ""
+    if blamed is None:
+        return "–"
+    return "✓" if blamed == error_step else "✗"

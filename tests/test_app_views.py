@@ -32,13 +32,16 @@ def step_frame(credits, entropies=None):
 # --- colour scaling ---
 
 
-def test_scale_credits_maps_the_largest_magnitude_to_one_and_keeps_signs():
-    assert render.scale_credits([0.2, -0.4, 0.1]) == pytest.approx([0.5, -1.0, 0.25])
+def test_a_signed_scale_maps_the_largest_magnitude_to_one_and_keeps_signs():
+    scale = render.credit_scale("credit_acpo", [0.2, -0.4, 0.1])
+    assert scale.signed and scale.top == 0.4 and scale.unit == "nats"
+    assert [scale.weight(v) for v in [0.2, -0.4, 0.1]] == pytest.approx([0.5, -1.0, 0.25])
 
 
-def test_scale_credits_of_all_zeros_and_nan_is_zero():
-    assert render.scale_credits([0.0, 0.0]) == [0.0, 0.0]
-    assert render.scale_credits([float("nan"), 2.0]) == [0.0, 1.0]
+def test_a_scale_of_all_zeros_and_nan_is_zero():
+    scale = render.credit_scale("credit_uniform", [0.0, 0.0])
+    assert [scale.weight(0.0), scale.weight(float("nan"))] == [0.0, 0.0]
+    assert render.credit_scale("credit_acpo", [float("nan"), 2.0]).weight(2.0) == 1.0
 
 
 def test_credit_colour_is_white_at_zero_and_diverges_by_sign():

@@ -67,6 +67,8 @@ class CreditMethod:
 
     name: str = ""
     token_level = False  # True when the method sets token advantages itself
+    signed = True  # credits are signed contributions (0 = neutral); False: a score on a one-sided scale
+    unit = ""  # what one unit of credit is, for legends ("nats", "reward")
 
     def credits(self, batch: CreditBatch) -> CreditResult:
         raise NotImplementedError

@@ -103,6 +103,8 @@ class MonteCarloResetCredit(CreditMethod):
         progress: ``progress(done, total)`` after each batch of continuations; raise to stop.
     """
 
+    unit = "reward"
+
     def __init__(self, samples: int = 8, temperature: float = 1.0, batch_size: int = 64, max_new_tokens: int = 128,
                  score: Scorer | None = None, seed: int = 0, progress: Callable[[int, int], None] | None = None):
         if int(samples) < 1:

@@ -15,6 +15,7 @@ from acpo.credit.base import CreditBatch, CreditMethod, CreditResult, register
 
 @register("min_logprob")
 class MinLogprobCredit(CreditMethod):
+    signed, unit = False, "nats"
     def credits(self, batch: CreditBatch) -> CreditResult:
         return CreditResult([
             torch.stack([batch.logprobs[i, s.token_start : s.token_end].float().min() for s in steps])
