@@ -2,7 +2,7 @@
 
 Colour convention (as inseq's heatmaps): signed credits on a diverging scale
 centred at 0, blue for credit that raised the reward, red for blame; one-sided
-scores (a step's lowest log-prob, entropy, the share of tokens kept) on a
+scores (a step's mean log-prob, entropy, the share of tokens kept) on a
 sequential scale. Each view draws its largest magnitude at full colour and
 prints that magnitude, with its unit, in the legend.
 Everything here is pure (strings in, HTML out), so it is testable without a
@@ -21,7 +21,7 @@ import pandas as pd
 POSITIVE_RGB = (33, 102, 172)  # blue: the step raised the answer's probability / reward
 NEGATIVE_RGB = (178, 24, 43)  # red: the step lowered it
 ENTROPY_RGB = (230, 110, 0)  # orange: sequential scale for entropy
-SEQUENTIAL_RGB = (84, 39, 143)  # purple: one-sided scores (a step's lowest log-prob, share of tokens kept)
+SEQUENTIAL_RGB = (84, 39, 143)  # purple: one-sided scores (a step's mean log-prob, share of tokens kept)
 WHITE = (255, 255, 255)
 
 
@@ -179,7 +179,7 @@ def step_heatmap_html(
     ``frame`` has one row per step with ``step``, ``text`` and ``credit_column``
     (``Trace.to_frame()`` or the rows of a run's traces parquet); ``n_tokens``,
     ``entropy_mean`` and ``entropy_max`` are shown on hover when present.
-    Signed credits use the diverging map, one-sided scores (``min_logprob``,
+    Signed credits use the diverging map, one-sided scores (``mean_logprob``,
     ``entropy_mask``) a sequential one; ``top`` fixes the magnitude drawn at
     full colour (Compare shares one across panels), the legend prints it.
     ``first_error_step`` (the checker's ground truth) gets a dashed outline and

@@ -54,7 +54,7 @@ from app.loaders import (
 from app.models import ModelCache
 
 # Cheap methods first; mc_reset samples continuations (seconds per step boundary), so Batch leaves it out.
-UI_METHODS = [m for m in ("min_logprob", "acpo", "hapo", "entropy_mask", "uniform", "mc_reset")
+UI_METHODS = [m for m in ("mean_logprob", "acpo", "hapo", "entropy_mask", "uniform", "mc_reset")
               if m in acpo.CREDIT_METHODS]
 BATCH_METHODS = [m for m in UI_METHODS if m != "mc_reset"]
 RESAMPLING = "mc_reset"

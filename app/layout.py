@@ -30,7 +30,7 @@ CSS = """
 INTRO = """# acpo explorer
 Which reasoning steps earned or lost the reward. Signed credits are
 <span style="color:#2166ac">blue where the step raised the reward</span> and
-<span style="color:#b2182b">red where it is blamed</span>; one-sided scores (a step's lowest token
+<span style="color:#b2182b">red where it is blamed</span>; one-sided scores (a step's mean token
 log-prob, entropy) are shaded purple/orange by size. Each legend prints the scale in the method's unit.
 Where a step checker knows the first wrong step, the verdict says whether the credit found it (✓) or
 missed it (✗). Every number comes from `acpo.explain`; the methods are described in `docs/METHODS.md`."""

@@ -146,8 +146,11 @@ def file_fidelity(model, tok, path: Path, methods, segmentation: str = "lines", 
         if localisable(check):
             kept.append(r)
             checks.append(check)
+    # the file's reward, else the checker's verdict on the answer (0: these completions failed), as the app does
+    rewards = [float(r.reward) if pd.notna(getattr(r, "reward", None)) else 0.0 for r in kept]
     traces = acpo.explain_batch(model, tok, [r.prompt for r in kept], [r.completion for r in kept], method=methods,
-                                segmentation=segmentation, answers=[str(r.answer) for r in kept], probe=probe)
+                                segmentation=segmentation, answers=[str(r.answer) for r in kept], rewards=rewards,
+                                probe=probe)
     labels = [first_error_step(c, t.steps) for c, t in zip(checks, traces)]
     return fidelity_table({m: [t.credits[m].numpy() for t in traces] for m in methods}, labels, reps)
 
@@ -164,7 +167,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("bench/out"), help="folder for the CSV and the figure")
     ap.add_argument("--publish", action="store_true", help=f"also write the table to {PUBLISHED.relative_to(PUBLISHED.parent.parent)}, where the app reads which credit localises best")
     ap.add_argument("--traces", type=Path, help="score the registered methods on this file's traces instead")
-    ap.add_argument("--methods", nargs="+", default=["min_logprob", "acpo", "hapo", "entropy_mask"],
+    ap.add_argument("--methods", nargs="+", default=["mean_logprob", "acpo", "hapo", "entropy_mask"],
                     help="registered methods for --traces")
     args = ap.parse_args()
     if args.quick:
@@ -193,8 +196,8 @@ def main() -> None:
     ]
     results.append(traced_method("hapo step mean (lines)", model, tok, failed, "hapo", "lines", credit("hapo"),
                                  credit="hapo"))
-    results.append(traced_method("min_logprob (lines)", model, tok, failed, "min_logprob", "lines",
-                                 credit("min_logprob"), credit="min_logprob"))
+    results.append(traced_method("mean_logprob (lines)", model, tok, failed, "mean_logprob", "lines",
+                                 credit("mean_logprob"), credit="mean_logprob"))
     results.append(traced_method("entropy_mask (lines)", model, tok, failed, "entropy_mask", "lines",
                                  credit("entropy_mask"), credit="entropy_mask"))
     results += [mc_reset(model, tok, failed, m, args.max_new_tokens, args.seed) for m in args.mc]
@@ -203,7 +206,8 @@ def main() -> None:
         "random": lambda tr: rng.random(len(tr.steps)),
         "last step": lambda tr: -np.arange(len(tr.steps), dtype=float),
         "max-entropy step": lambda tr: -tr.to_frame()["entropy_mean"].to_numpy(),
-        "lowest mean log-prob step": lambda tr: tr.to_frame()["logprob_mean"].to_numpy(),
+        "lowest-token log-prob step": lambda tr: np.array([float(tr.logprobs[s.token_start:s.token_end].min())
+                                                           for s in tr.steps]),
     }
     for name, fn in baselines.items():
         results.append(traced_method(name, model, tok, failed, "uniform", "lines", fn))

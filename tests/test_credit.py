@@ -102,25 +102,25 @@ def test_entropy_mask_keeps_top_fraction_of_batch():
 
 
 def test_unknown_credit_method_lists_valid_names():
-    with pytest.raises(ValueError, match="valid: acpo, entropy_mask, hapo, mc_reset, min_logprob, uniform"):
+    with pytest.raises(ValueError, match="valid: acpo, entropy_mask, hapo, mc_reset, mean_logprob, uniform"):
         get_credit_method("vineppo")
 
 
 WRONG = "3*4=12\n7-12=-4\n-4+2=-2\n#### -2"
 
 
-def test_min_logprob_is_each_steps_lowest_token_logprob(model_and_tok):
+def test_mean_logprob_is_each_steps_mean_token_logprob(model_and_tok):
     model, tok = model_and_tok
-    trace = acpo.explain(model, tok, "Q: 7-3*4+2=?\n", WRONG, method="min_logprob", segmentation="lines")
+    trace = acpo.explain(model, tok, "Q: 7-3*4+2=?\n", WRONG, method="mean_logprob", segmentation="lines")
     # by hand: log-softmax of one plain forward over prompt + completion, in float64
     prompt = tok("Q: 7-3*4+2=?\n")["input_ids"]
     ids = prompt + trace.token_ids
     with torch.no_grad():
         logits = model(torch.tensor([ids])).logits[0].double()
     lp = torch.log_softmax(logits[:-1], -1).gather(1, torch.tensor(ids[1:])[:, None])[:, 0][len(prompt) - 1 :]
-    expected = [float(lp[s.token_start : s.token_end].min()) for s in trace.steps]
-    assert trace.credits["min_logprob"].tolist() == pytest.approx(expected, abs=1e-4)
-    assert trace.lowest_credit_step("min_logprob") == min(range(len(expected)), key=expected.__getitem__)
+    expected = [float(lp[s.token_start : s.token_end].mean()) for s in trace.steps]
+    assert trace.credits["mean_logprob"].tolist() == pytest.approx(expected, abs=1e-4)
+    assert trace.lowest_credit_step("mean_logprob") == min(range(len(expected)), key=expected.__getitem__)
 
 
 def test_mc_reset_samples_every_boundary_and_matches_a_brute_force_computation(char_tok):

@@ -40,7 +40,7 @@ def test_signed_credits_use_the_diverging_map_with_the_absolute_scale_in_the_leg
 
 
 def test_one_sided_scores_use_a_sequential_map():
-    html = render.step_heatmap_html(frame([-0.5, -7.0, -1.0], "credit_min_logprob"), "credit_min_logprob")
+    html = render.step_heatmap_html(frame([-0.5, -7.0, -1.0], "credit_mean_logprob"), "credit_mean_logprob")
     assert 'data-signed="false"' in html and "−7 nats" in html
     assert render.sequential_color(1.0) in html and render.credit_color(-1.0) not in html
     assert "▼ lowest credit" in html.split('data-step="1"')[1].split('data-step="2"')[0]
