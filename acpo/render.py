@@ -125,7 +125,7 @@ class ColourScale:
         if self.signed:
             return _legend(f"−{self.top:.3g}{unit} (blame)", f"+{self.top:.3g}{unit} (credit)", credit_color(-1.0),
                            credit_color(1.0), middle="0")
-        far = f"{'−' if negative else ''}{self.top:.3g}{unit}"
+        far = f"{'−' if negative and self.top else ''}{self.top:.3g}{unit}"
         return _legend(f"{self.label} 0", far, sequential_color(0.0), sequential_color(1.0))
 
 

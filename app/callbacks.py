@@ -470,24 +470,24 @@ class Explorer:
         col = f"credit_{method}"
         top = max(credit_scale(col, f[col].tolist()).top for f in frames.values())
         error_step = first_error_step(check, next(iter(traces.values())).steps)
-        cells, verdicts = [], []
+        cells = []
         for label, f in frames.items():
             blamed = blamed_step(f["step"].tolist(), f[col].tolist())
             said = views.hit_or_miss(blamed, error_step, method) if check is not None and localisable_error(check) \
-                else None
-            title = f"{label}" + (f" — {said}" if said else "")
-            verdicts.append(f"**{label}**: {said}" if said else f"**{label}**: lowest credit at step {blamed}")
-            cells.append(f"<div>{step_heatmap_html(f, col, None, error_step, title=title, top=top)}</div>")
+                else f"lowest credit at step {blamed}"
+            cells.append(f"<div>{step_heatmap_html(f, col, None, error_step, title=f'{label}: {said}', top=top)}</div>")
         labels = list(frames)
         first, last = frames[labels[0]], frames[labels[-1]]
         diff = first[["step", "text"]].copy()
-        diff[col] = last[col].to_numpy() - first[col].to_numpy()
-        diff_html = step_heatmap_html(diff, col, None, error_step, title=f"difference: {labels[-1]} − {labels[0]}")
+        delta = f"Δ {col}"  # a difference is signed even where the credit is one-sided: the diverging map
+        diff[delta] = last[col].to_numpy() - first[col].to_numpy()
+        diff_html = step_heatmap_html(diff, delta, None, error_step, title=f"difference: {labels[-1]} − {labels[0]}")
         grid = (f'<div style="display:grid; grid-template-columns: repeat({min(len(frames), 3)}, minmax(0, 1fr)); '
                 f'gap:12px;">{"".join(cells)}</div><div style="margin-top:12px;">{diff_html}</div>')
+        unit = credit_scale(col, []).unit
         grid = (f'<div class="acpo-compare" data-shared-scale="{top:.6g}">'
-                f'<p style="font: 12px system-ui, sans-serif; color:#57606a;">All panels share one colour scale '
-                f'(±{top:.3g}); {" · ".join(verdicts)}</p>{grid}</div>').replace("**", "")
+                f'<p style="font: 12px system-ui, sans-serif; color:#57606a;">The checkpoints\' panels share one '
+                f'colour scale ({top:.3g} {unit} at full colour); the difference has its own.</p>{grid}</div>')
         full = pd.concat(frames.values(), ignore_index=True)
         return (grid, views.compare_figure(frames, col), views.display_table(views.compare_table(frames, col)),
                 self.downloads.write(full, f"acpo-compare-{method}"))

@@ -70,15 +70,16 @@ def build_app(explorer: Explorer | None = None, initial: bool = True) -> gr.Bloc
                             ds_path = gr.Textbox(label="or a path inside the allowed folders", scale=3)
                             ds_row = gr.Number(0, label="Row", precision=0, min_width=60, scale=1)
                         ds_btn = gr.Button("Load problem", size="sm")
-                    prompt = gr.Textbox(first["prompt"] if first else "", label="Prompt", lines=2)
+                    prompt = gr.Textbox(first["prompt"] if first else "", label="Prompt", lines=2, elem_id="acpo-prompt")
                     with gr.Row():
-                        answer = gr.Textbox(first["answer"] if first else "", label="Reference answer", min_width=80)
+                        answer = gr.Textbox(first["answer"] if first else "", label="Reference answer", min_width=80,
+                                            elem_id="acpo-answer")
                         reward = gr.Textbox(first["reward"] if first else "", label="Reward (empty: checker)",
                                             min_width=80)
                         checker = gr.Dropdown([NO_CHECKER, *TASKS], value=first["checker"] if first else NO_CHECKER,
-                                              label="Step checker", min_width=90)
+                                              label="Step checker", min_width=90, elem_id="acpo-checker")
                     completion = gr.Textbox(first["completion"] if first else "", label="Completion", lines=6,
-                                            info="paste one, or sample it from the model below")
+                                            info="paste one, or sample it from the model below", elem_id="acpo-completion")
                     with gr.Accordion("Sample a completion from the model", open=False):
                         with gr.Row():
                             temperature = gr.Slider(0, 1.5, value=1.0, step=0.1, label="Temperature", min_width=160)
@@ -86,7 +87,8 @@ def build_app(explorer: Explorer | None = None, initial: bool = True) -> gr.Bloc
                             max_new = gr.Number(112, label="Max new tokens", precision=0, min_width=60)
                         sample_btn = gr.Button("Sample", size="sm")
                     with gr.Row():
-                        method = gr.Dropdown(UI_METHODS, value=first_method, label="Credit method", min_width=100)
+                        method = gr.Dropdown(UI_METHODS, value=first_method, label="Credit method", min_width=100,
+                                             elem_id="acpo-method")
                         segmentation = gr.Dropdown(SEGMENTATIONS, value="lines", label="Segmentation", min_width=100)
                         probe = gr.Textbox("#### ", label="Answer probe (acpo)", min_width=80)
                     gr.Markdown(ex.first_method_why, elem_id="acpo-why")
@@ -202,7 +204,8 @@ def build_app(explorer: Explorer | None = None, initial: bool = True) -> gr.Bloc
                 "which credit method finds the first wrong step on **your** traces."
             )
             with gr.Row():
-                b_file = gr.File(label="Upload", file_types=[".jsonl", ".json", ".csv", ".parquet"])
+                b_file = gr.File(label="Upload", file_types=[".jsonl", ".json", ".csv", ".parquet"],
+                                 elem_id="acpo-batch-file")
                 with gr.Column():
                     b_path = gr.Textbox(label="or a path inside the allowed folders")
                     b_model = gr.Dropdown(model_choices, value=model_choices[0], allow_custom_value=True, label="Model")
