@@ -129,8 +129,8 @@ def convert_gguf(gguf: Path) -> Path:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     except (ValueError, KeyError, OSError) as err:
         arch = _gguf_architecture(gguf)
-        raise ModelLoadError(f"could not load GGUF '{gguf}' (architecture {arch!r}): {err}. transformers "
-                             "dequantises only the GGUF architectures it supports") from err
+        raise ModelLoadError(f"could not load GGUF '{gguf}' (architecture {arch!r}): {str(err).rstrip('.')}. "
+                             "transformers dequantises only the GGUF architectures it supports") from err
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     config._name_or_path = str(gguf)

@@ -567,7 +567,8 @@ class Trainer:
             self.policy, self.tokenizer, [x for _, x, _ in keep], [s.text for _, _, s in keep], method=methods,
             segmentation=self.cfg.segmentation, answers=[p.answer for p, _, _ in keep], rewards=rewards,
             group_ids=list(range(len(keep))), probe=self.probe, segment_config=self.seg_cfg,
-            chat_template=self.cfg.chat_template, meta=[{"run": self.run_dir.name, "checkpoint": f"step-{self.step}", "prompt_id": p.id,
+            chat_template=self.cfg.chat_template,
+            meta=[{"run": self.run_dir.name, "checkpoint": f"step-{self.step}", "prompt_id": p.id,
                    "completion_id": f"{p.id}/greedy"} for p, _, _ in keep],
         )
         frames = []

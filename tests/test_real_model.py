@@ -81,7 +81,8 @@ def test_explain_on_a_chat_prompt_partitions_the_completion(smol):
     assert trace.prompt == render_prompt(tok, messages)
     assert [s.text for s in trace.steps] == ["7 * 3 = 21\n", "12 + 21 = 33\n", "#### 33"]
     assert trace.steps[0].token_start == 0 and trace.steps[-1].token_end == len(trace.token_ids)
-    assert all(a.token_end == b.token_start and a.char_end == b.char_start for a, b in zip(trace.steps, trace.steps[1:]))
+    pairs = zip(trace.steps, trace.steps[1:])
+    assert all(a.token_end == b.token_start and a.char_end == b.char_start for a, b in pairs)
     assert torch.isfinite(trace.credits["acpo"]).all() and torch.isfinite(trace.entropies).all()
     with pytest.raises(ValueError, match="special token '<\\|im_end\\|>'"):
         acpo.explain(model, tok, messages, completion + "<|im_end|>", answer="33")
