@@ -1,5 +1,6 @@
 """Bad input gets a clear error, and nothing is lost: run folders, NaN loss, Ctrl-C / SIGTERM, killed writes."""
 
+import errno
 import hashlib
 import importlib.util
 import json
@@ -15,8 +16,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import acpo.checkpoint
 import acpo.trainer
 from acpo.config import make_config
+from acpo.runs import RunWriteError
 from acpo.trainer import NonFiniteLossError, Trainer, run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -226,19 +229,21 @@ def test_leftover_of_a_killed_write_is_ignored_and_cleaned(tmp_path):
     assert sorted(p.name for p in ck.iterdir()) == ["step-1", "step-2", "step-3"]  # leftover gone
 
 
-def test_a_failed_write_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+def test_a_full_disk_during_a_checkpoint_says_so_and_leaves_the_previous_one_intact(tmp_path, monkeypatch):
     trainer = Trainer(config(tmp_path, "fail", steps=1, trace_problems=0))
     trainer.train()
     ck = trainer.run_dir / "checkpoints"
     before = hashes(ck / "step-1")
 
     def disk_full(*args, **kwargs):
-        raise OSError(28, "No space left on device")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(acpo.trainer.torch, "save", disk_full)
-    with pytest.raises(OSError):
+    monkeypatch.setattr(acpo.checkpoint, "save_file", disk_full)
+    with pytest.raises(RunWriteError, match=rf"^could not write checkpoint step-1 in '{ck}': disk full "
+                                            r"\(\d+\.\d MB free there\)"):
         trainer.save_checkpoint()  # re-writing step-1 (as after a resume from an earlier checkpoint)
     assert hashes(ck / "step-1") == before
+    assert sorted(p.name for p in ck.iterdir()) == ["step-1"]  # the partial copy is gone, its space freed
     monkeypatch.undo()
     trainer.step = 7  # the next save cleans the leftover up
     trainer.save_checkpoint()
@@ -255,12 +260,12 @@ def test_rewriting_a_step_is_never_left_half_deleted(tmp_path, monkeypatch):
         next(f for f in Path(path).rglob("*") if f.is_file()).unlink()
         raise KeyboardInterrupt("killed")
 
-    monkeypatch.setattr(acpo.trainer.shutil, "rmtree", killed_while_deleting)
+    monkeypatch.setattr(acpo.checkpoint.shutil, "rmtree", killed_while_deleting)
     with pytest.raises(KeyboardInterrupt):
         trainer.save_checkpoint()  # re-writing step-1: the old one may only go once the new one is in place
-    assert trainer.missing_files(ck / "step-1") == []
-    assert trainer.resume_checkpoint() == ck / "step-1"
-    monkeypatch.setattr(acpo.trainer.shutil, "rmtree", real_rmtree)
+    assert acpo.checkpoint.missing_files(ck / "step-1", lora=False) == []
+    assert acpo.checkpoint.newest_checkpoint(trainer.run_dir, lora=False)[0] == ck / "step-1"
+    monkeypatch.setattr(acpo.checkpoint.shutil, "rmtree", real_rmtree)
     trainer.step = 2
     trainer.save_checkpoint()
     assert sorted(p.name for p in ck.iterdir()) == ["step-1", "step-2"]  # the half-deleted old copy cleaned up
@@ -269,17 +274,17 @@ def test_rewriting_a_step_is_never_left_half_deleted(tmp_path, monkeypatch):
 def test_resume_skips_an_incomplete_last_checkpoint_with_a_warning(tmp_path):
     first = run(config(tmp_path, "cut", steps=2, save_every=1, trace_problems=0))
     ck = Path(first["run_dir"]) / "checkpoints"
-    (ck / "step-2" / "trainer_state.pt").unlink()  # e.g. a copy of the run folder cut short
-    with pytest.warns(UserWarning, match=r"step-2 \(missing trainer_state.pt\): resuming from .*step-1"):
-        resumed = run(config(tmp_path, "cut", steps=2, trace_problems=0, resume=first["run_dir"]))
-    assert resumed["steps"] == 2
-    assert logged_steps(first["run_dir"]) == [0, 1, 2]
-    assert (ck / "step-2" / "trainer_state.pt").exists()  # step 2 redone and saved whole
-    assert sorted(p.name for p in ck.iterdir()) == ["step-1", "step-2"]
+    (ck / "step-2" / "trainer_state.json").unlink()  # e.g. a copy of the run folder cut short
+    with pytest.warns(UserWarning, match=r"step-2 \(missing trainer_state.json\): resuming from .*step-1"):
+        resumed = run(config(tmp_path, "cut", steps=3, save_every=1, trace_problems=0, resume=first["run_dir"]))
+    assert resumed["steps"] == 3
+    assert logged_steps(first["run_dir"]) == [0, 1, 2, 3]
+    assert (ck / "step-2" / "trainer_state.json").exists()  # step 2 redone and saved whole
+    assert sorted(p.name for p in ck.iterdir()) == ["step-1", "step-2", "step-3"]
 
 
 def test_resume_with_no_complete_checkpoint_says_so(tmp_path):
     first = run(config(tmp_path, "none", steps=1, trace_problems=0))
-    (Path(first["run_dir"]) / "checkpoints" / "step-1" / "rank_states.pt").unlink()
-    with pytest.raises(ValueError, match=r"no complete checkpoint.*missing rank_states.pt.*--overwrite"):
+    (Path(first["run_dir"]) / "checkpoints" / "step-1" / "trainer_state.safetensors").unlink()
+    with pytest.raises(ValueError, match=r"no complete checkpoint.*missing trainer_state.safetensors.*--overwrite"):
         run(config(tmp_path, "none", steps=2, resume=first["run_dir"]))
