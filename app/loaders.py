@@ -15,6 +15,7 @@ from typing import Iterable
 
 import pandas as pd
 
+import acpo.runs
 from acpo.rewards import completion_text
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -231,14 +232,8 @@ def _numbered(folder: Path, suffix: str = "") -> list[tuple[int, Path]]:
 
 
 def read_metrics(path: Path) -> pd.DataFrame:
-    """``metrics.jsonl``: one JSON object per line; unreadable lines (a run still writing) are skipped."""
-    rows = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    frame = pd.DataFrame(rows)
+    """``metrics.jsonl`` as a frame by step; unreadable lines (a run still writing) are skipped."""
+    frame = pd.DataFrame(acpo.runs.read_metrics(path))
     if "step" in frame.columns:
         frame = frame.sort_values("step").reset_index(drop=True)
     return frame
