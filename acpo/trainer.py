@@ -40,8 +40,8 @@ from acpo.loss import policy_loss
 from acpo.models import load_policy
 from acpo.rollout import Sample, make_engine
 from acpo.runs import (
-    CHECKPOINTS, CONFIG, SUMMARY, TRACES, RunFinished, empty_folder, eval_at, finished_at, lock_run_folder, read_metrics,
-    append_metrics, run_dir_problem, truncate_metrics, write_atomic, write_summary, write_text_atomic,
+    CHECKPOINTS, CONFIG, SUMMARY, TRACES, RunFinished, append_metrics, empty_folder, eval_at, finished_at,
+    lock_run_folder, read_metrics, run_dir_problem, truncate_metrics, write_atomic, write_summary, write_text_atomic,
 )
 from acpo.segment import SegmentConfig, segment
 from acpo.stats import completion_stats, scored_stats
@@ -810,7 +810,7 @@ def concat_scored(a: Scored, b: Scored) -> Scored:
 
 
 class NonFiniteLossError(RuntimeError):
-    """The loss or gradient went NaN/inf; the run stopped before the optimizer step."""
+    """The loss, the gradient or the weights went NaN/inf; the run stopped, and nothing non-finite was saved."""
 
 
 def restore_signal_handlers(previous: dict) -> None:
