@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from acpo.config import METHODS, TrainConfig, make_config, parse_args
+from acpo.rewards import REWARDS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -117,7 +118,7 @@ def test_train_py_reports_a_wrong_yaml_type_in_one_line(tmp_path):
         ({"lora_r": -4}, "lora_r must be at least 0, got -4"),
         ({"max_steps": 0}, "max_steps must be at least 1, got 0"),
         ({"eval_every": 0}, "eval_every must be at least 1, got 0"),
-        ({"reward": "hash"}, "unknown reward 'hash'; valid: auto, format, hash_answer, math_verify"),
+        ({"reward": "hash"}, f"unknown reward 'hash'; valid: auto, {', '.join(sorted(REWARDS))}"),
         ({"segmentation": "line"}, "unknown segmentation 'line'"),
         ({"probe": ""}, "probe must not be empty"),
         ({"lr": "1e-5x"}, "lr: '1e-5x' is not a number"),
