@@ -81,6 +81,10 @@ class RunLock:
             os.close(self.fd)
             self.fd = None
 
+    def __del__(self):  # a trainer dropped without train() (the benches) frees its folder too
+        if fcntl is not None:  # None late in interpreter shutdown, when the kernel frees the lock anyway
+            self.release()
+
 
 def lock_run_folder(run_dir: Path, fresh: bool, overwrite: bool = False) -> RunLock:
     """Lock ``run_dir`` for writing; a ``fresh`` run's folder is made, and checked again under the lock."""
