@@ -39,7 +39,17 @@ class TrainConfig:
     dataset_split: str = opt("train", "hub dataset split")
     question_field: str | None = opt(None, "dataset column with the problem (default: detected, e.g. question/problem)")
     answer_field: str | None = opt(None, "dataset column with the answer (default: detected, e.g. answer/solution)")
-    reward: str = opt("auto", "reward: auto (task checker, or #### / math-verify for datasets), hash_answer, math_verify")
+    reward: str = opt("auto", "reward: auto (the task's checker; for datasets 'answer'), answer (####, \\boxed{}, "
+                              "'the answer is' or the last number, compared by value or math-verify), hash_answer "
+                              "(#### only), math_verify")
+    chat_template: bool = opt(True, "render prompts with the tokenizer's chat template when it has one (false: "
+                                    "plain 'Q: ...' text, as for base models and the demo policy)")
+    system_prompt: str = opt("", "chat models: a system message before each question ('' = none, the template's "
+                                 "default applies)")
+    instruction: str = opt("", "chat models: the user message, with {question} where the problem goes ('' = ask "
+                               "for step-by-step working and the answer in --answer-format)")
+    answer_format: str = opt("####", "the answer format the default instruction asks for; also sets the acpo "
+                                     "probe when --probe is auto", choices=("####", "boxed"))
     trust_remote_code: bool = opt(False, "allow models whose config needs custom code from their repository")
     seed: int = opt(0, "random seed (problems, sampling, initialisation of LoRA)")
 
@@ -68,7 +78,8 @@ class TrainConfig:
     entropy_quantile: float = opt(0.1, "q: top-q entropy tokens count as decisions (entropy/hybrid segmentation)")
     min_step_tokens: int = opt(4, "m: minimum step length of entropy segmentation")
     max_steps: int = opt(32, "K_max: most steps per completion (hybrid)")
-    probe: str = opt("auto", "ACPO answer probe text; auto = the task's ('#### ') or '\\nThe answer is '")
+    probe: str = opt("auto", "ACPO answer probe text; auto = the task's ('#### '), or for datasets the answer "
+                             "format's ('#### ' or '\\boxed{')")
     composition: str = opt("sign_preserving", "step credit -> token advantage", choices=("sign_preserving", "additive"))
     credit_scale: float = opt(1.0, "lambda: weight of the normalised step credit")
     w_min: float = opt(0.2, "sign_preserving: smallest token weight")

@@ -17,7 +17,6 @@ instruction template around the problem's question, for models that read chat.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,11 +87,6 @@ def render_prompt(tokenizer, prompt: Prompt, chat_template: bool = True) -> str:
         if not chat_template:
             raise ValueError("chat_template=False needs a plain-text prompt, but got a list of chat messages")
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-
-
-def prompt_key(prompt: Prompt) -> str:
-    """A hashable key of a prompt (groups completions of the same prompt)."""
-    return prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True)
 
 
 def default_instruction(answer_format: str = "####") -> str:

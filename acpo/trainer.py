@@ -7,6 +7,7 @@ number coming from the shared core (``acpo.stats``, ``acpo.segment``,
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
@@ -33,11 +34,11 @@ from acpo.config import CREDIT_OF_METHOD, TrainConfig, to_yaml
 from acpo.credit import CreditBatch, get_credit_method
 from acpo.credit.hapo import hapo_quadrants
 from acpo.credit.mc_reset import parse_self_localisation, self_localisation_prompt
-from acpo.credit.info_gain import DEFAULT_PROBE
 from acpo.curriculum import Curriculum
 from acpo.explain import batch_outcome_advantages, explain_batch
 from acpo.loss import policy_loss
 from acpo.models import load_policy
+from acpo.prompts import PromptStyle, answer_probe, render_prompt
 from acpo.rollout import Sample, make_engine
 from acpo.runs import (
     CHECKPOINTS, CONFIG, SUMMARY, TRACES, RunFinished, append_metrics, empty_folder, eval_at, finished_at,
@@ -110,6 +111,7 @@ class Trainer:
         self.model, self.optimizer, self.scheduler = self.acc.prepare(model, optimizer, scheduler)
         self.policy = self.acc.unwrap_model(self.model)
         self.engine = make_engine(cfg.rollout, self.policy, self.tokenizer, cfg.model, cfg)
+        self.prompt_style = PromptStyle(cfg.chat_template, cfg.system_prompt, cfg.instruction, cfg.answer_format)
         self.credit_name = CREDIT_OF_METHOD[cfg.method]
         self.probe = self.resolve_probe()
         self.credit = (get_credit_method("acpo", probe=self.probe) if self.credit_name == "acpo"
@@ -131,6 +133,7 @@ class Trainer:
         self.entropy_target = cfg.entropy_target
         self.best_eval, self.evals_since_best = -1.0, 0
         self.rollout_tokens = 0
+        self.timings: dict[str, float] = {}  # seconds per phase of the current step (time/*)
         self.last_sampled = float("nan")
         self.ref_model = None
         self.writer = None
@@ -183,6 +186,7 @@ class Trainer:
                    disable=not self.acc.is_main_process, dynamic_ncols=True)
         for step in bar:
             t0 = time.time()
+            self.timings = dict.fromkeys(("rollout", "score", "credit", "update"), 0.0)
             # 1. rollout + reward: G completions per problem, equal-reward groups re-drawn
             problems, samples, rewards = self.sample_groups(cfg.prompts_per_step // self.world)
             # 2. token statistics, segmentation, step credits -> token advantages
@@ -197,12 +201,15 @@ class Trainer:
             self.adapt_entropy_coef(metrics["entropy"])
             for i, p in enumerate(problems):
                 self.curriculum.update(p, rewards[i * cfg.group_size : (i + 1) * cfg.group_size].tolist())
-            metrics.update(self.reduce({"time_s": time.time() - t0}))
+            metrics.update(self.reduce({"time_s": time.time() - t0,
+                                        **{f"time/{k}": v for k, v in self.timings.items()}}))
             metrics.update(step=self.step, stage=self.stage, entropy_coef=self.entropy_coef,
                            lr=self.scheduler.get_last_lr()[0], rollout_tokens=self.rollout_tokens)
             last = self.step == cfg.steps or self.budget_spent()
             if self.step % cfg.eval_every == 0 or last:
+                t_eval = time.time()
                 last_eval = self.evaluate(metrics)
+                metrics["time/eval"] = time.time() - t_eval
                 self.maybe_switch_stage(last_eval)
             self.log(metrics)
             saved = (cfg.save_every and self.step % cfg.save_every == 0) or last
@@ -249,7 +256,7 @@ class Trainer:
         """Sample problems and G completions each; with dynamic sampling, re-draw all-equal groups."""
         cfg, g = self.cfg, self.cfg.group_size
         problems = self.curriculum.sample(n_problems)
-        samples = self.engine.generate([encode_prompt(self.tokenizer, p.prompt) for p in problems], n=g)
+        samples = self.generate(problems, n=g)
         rewards = self.rewards(problems, samples)
         for _ in range(cfg.max_resample if cfg.dynamic_sampling else 0):
             flat = [i for i in range(len(problems)) if rewards[i * g : (i + 1) * g].std() == 0]
@@ -258,13 +265,32 @@ class Trainer:
             for i in flat:  # the equal-reward group still teaches the curriculum its pass rate
                 self.curriculum.update(problems[i], rewards[i * g : (i + 1) * g].tolist())
             fresh = self.curriculum.sample(len(flat))
-            new = self.engine.generate([encode_prompt(self.tokenizer, p.prompt) for p in fresh], n=g)
+            new = self.generate(fresh, n=g)
             new_rewards = self.rewards(fresh, new)
             for j, i in enumerate(flat):
                 problems[i] = fresh[j]
                 samples[i * g : (i + 1) * g] = new[j * g : (j + 1) * g]
                 rewards[i * g : (i + 1) * g] = new_rewards[j * g : (j + 1) * g]
         return problems, samples, rewards
+
+    def prompt_of(self, problem: Problem):
+        """What the policy is sent for ``problem``: its plain prompt, or chat messages (PromptStyle)."""
+        return self.prompt_style.prompt_for(self.tokenizer, problem)
+
+    def generate(self, problems: list[Problem], n: int = 1, greedy: bool = False) -> list[Sample]:
+        """``n`` completions of each problem from the rollout engine (timed as ``time/rollout``)."""
+        ids = [encode_prompt(self.tokenizer, self.prompt_of(p), self.cfg.chat_template) for p in problems]
+        with self.timed("rollout"):
+            return self.engine.generate(ids, n=n, greedy=greedy)
+
+    @contextlib.contextmanager
+    def timed(self, phase: str):
+        """Add the seconds spent inside to ``time/<phase>`` of the current step."""
+        t0 = time.time()
+        try:
+            yield
+        finally:
+            self.timings[phase] = self.timings.get(phase, 0.0) + time.time() - t0
 
     def rewards(self, problems: list[Problem], samples: list[Sample]) -> torch.Tensor:
         """Outcome reward of each sample (1 right, 0 wrong); counts sampled tokens."""
@@ -278,8 +304,8 @@ class Trainer:
             return [float(get_task(p.family).check(p, t).answer_correct) for p, t in zip(problems, texts)]
         from acpo.rewards import get_reward
 
-        name = self.cfg.reward if self.cfg.reward != "auto" else "hash_answer"
-        values = get_reward(name)([p.prompt for p in problems], texts, answer=[p.answer for p in problems])
+        name = self.cfg.reward if self.cfg.reward != "auto" else "answer"
+        values = get_reward(name)([self.prompt_of(p) for p in problems], texts, answer=[p.answer for p in problems])
         return [0.0 if v is None else float(v) for v in values]
 
     # ------------------------------------------------------------------ 2. credit
@@ -292,9 +318,10 @@ class Trainer:
                             self.tokenizer.pad_token_id)
         credit = credit or self.credit
         if self.needs_old_stats(credit):
-            logprobs, entropy = scored_stats(self.policy, *tensors, batch_size=self.cfg.micro_batch_size)
-            steps = [segment(s.text, s.offsets, entropy[i, : len(s.completion_ids)], cfg.segmentation, self.seg_cfg)
-                     for i, s in enumerate(samples)]
+            with self.timed("score"):
+                logprobs, entropy = scored_stats(self.policy, *tensors, batch_size=self.cfg.micro_batch_size)
+                steps = [segment(s.text, s.offsets, entropy[i, : len(s.completion_ids)], cfg.segmentation,
+                                 self.seg_cfg) for i, s in enumerate(samples)]
         else:  # uniform credit reads no step: one step per completion, stats from the training forward
             logprobs = entropy = None
             steps = [segment(s.text, s.offsets, torch.zeros(len(s.offsets)), "fixed-100000") for s in samples]
@@ -306,9 +333,10 @@ class Trainer:
                             advantages=batch_outcome_advantages(rewards, group_ids, cfg.outcome), group_ids=group_ids,
                             rewards=rewards, answers=[problems[i // per].answer for i in range(len(samples))],
                             model=self.policy, tokenizer=self.tokenizer)
-        with torch.no_grad():
+        with torch.no_grad(), self.timed("credit"):
             result = credit.credits(batch)
-        return Scored(batch, credit.token_advantages(batch, result, self.adv_cfg), result.step_credits)
+            token_adv = credit.token_advantages(batch, result, self.adv_cfg)
+        return Scored(batch, token_adv, result.step_credits)
 
     def needs_old_stats(self, credit) -> bool:
         """Whether anything reads token statistics before the loss.
@@ -350,7 +378,8 @@ class Trainer:
             end = batch.steps[i][k - 1].token_end if k > 0 else 0
             prefixes.append(samples[i].prompt_ids + samples[i].completion_ids[:end])
             owners.append((i, samples[i].text[: batch.steps[i][k - 1].char_end] if k > 0 else ""))
-        cont = self.engine.generate(prefixes, n=cfg.reset_samples)
+        with self.timed("rollout"):
+            cont = self.engine.generate(prefixes, n=cfg.reset_samples)
         m = cfg.reset_samples
         new_problems = [problems[i // g] for i, _ in owners]
         texts = [owners[j // m][1] + c.text for j, c in enumerate(cont)]
@@ -374,18 +403,26 @@ class Trainer:
                           steps=[batch.steps[i]], advantages=batch.advantages[i : i + 1],
                           group_ids=torch.zeros(1, dtype=torch.long), answers=[problem.answer], model=self.policy,
                           tokenizer=self.tokenizer)
-        credits = get_credit_method("acpo", probe=self.probe).credits(one).step_credits[0]
+        with self.timed("credit"):
+            credits = get_credit_method("acpo", probe=self.probe).credits(one).step_credits[0]
         return int(torch.argmin(credits))  # keep the steps before the blamed one
 
     def self_localise(self, text: str, steps) -> int:
         """SRPO: ask the policy which step is first wrong (see ``parse_self_localisation``)."""
         prompt = self_localisation_prompt([s.text for s in steps])
-        out = self.engine.generate([encode_prompt(self.tokenizer, prompt)], n=1, greedy=True)[0]
+        ids = encode_prompt(self.tokenizer, prompt, self.cfg.chat_template)
+        with self.timed("rollout"):
+            out = self.engine.generate([ids], n=1, greedy=True)[0]
         self.rollout_tokens += len(out.completion_ids)
         return parse_self_localisation(out.text, len(steps))[0]
 
     # ------------------------------------------------------------------ 4. loss and step
     def optimize(self, scored: Scored) -> dict:
+        with self.timed("update"):
+            return self.update(scored)
+
+    def update(self, scored: Scored) -> dict:
+        """Loss over micro-batches, gradient sync, clipping and the optimizer step; returns the step's metrics."""
         cfg, batch = self.cfg, scored.batch
         self.model.train()
         adv = scored.token_adv
@@ -528,7 +565,7 @@ class Trainer:
         training stream does not depend on how often we evaluate.
         """
         shard = self.eval_set[self.rank :: self.world]
-        prompts = [encode_prompt(self.tokenizer, p.prompt) for p in shard]
+        prompts = [encode_prompt(self.tokenizer, self.prompt_of(p), self.cfg.chat_template) for p in shard]
         greedy = self.engine.generate(prompts, n=1, greedy=True)
         rng = torch.get_rng_state()
         torch.manual_seed(self.cfg.seed * 100_003 + self.step)
@@ -549,24 +586,26 @@ class Trainer:
         return pass_at_1
 
     def write_traces(self, problems: list[Problem]) -> None:
-        samples = self.engine.generate([encode_prompt(self.tokenizer, p.prompt) for p in problems], n=1, greedy=True)
-        keep = [(p, s) for p, s in zip(problems, samples) if s.text.strip()]
+        prompts = [render_prompt(self.tokenizer, self.prompt_of(p), self.cfg.chat_template) for p in problems]
+        ids = [encode_prompt(self.tokenizer, x, self.cfg.chat_template) for x in prompts]
+        samples = self.engine.generate(ids, n=1, greedy=True)
+        keep = [(p, x, s) for p, x, s in zip(problems, prompts, samples) if s.text.strip()]
         if not keep:
             return
         methods = list(dict.fromkeys([self.credit_name, "acpo"]))
-        rewards = self.reward_fn([p for p, _ in keep], [s.text for _, s in keep])
+        rewards = self.reward_fn([p for p, _, _ in keep], [s.text for _, _, s in keep])
         traces = explain_batch(
-            self.policy, self.tokenizer, [p.prompt for p, _ in keep], [s.text for _, s in keep], method=methods,
-            segmentation=self.cfg.segmentation, answers=[p.answer for p, _ in keep], rewards=rewards,
+            self.policy, self.tokenizer, [x for _, x, _ in keep], [s.text for _, _, s in keep], method=methods,
+            segmentation=self.cfg.segmentation, answers=[p.answer for p, _, _ in keep], rewards=rewards,
             group_ids=list(range(len(keep))), probe=self.probe, segment_config=self.seg_cfg,
-            meta=[{"run": self.run_dir.name, "checkpoint": f"step-{self.step}", "prompt_id": p.id,
-                   "completion_id": f"{p.id}/greedy"} for p, _ in keep],
+            chat_template=self.cfg.chat_template, meta=[{"run": self.run_dir.name, "checkpoint": f"step-{self.step}", "prompt_id": p.id,
+                   "completion_id": f"{p.id}/greedy"} for p, _, _ in keep],
         )
         frames = []
-        for (p, s), tr in zip(keep, traces):
+        for (p, _, _), tr in zip(keep, traces):
             df = tr.to_frame()
             first = first_error_step(get_task(p.family).check(p, tr.completion), tr.steps) if p.family in TASKS else None
-            df["prompt"], df["completion"], df["answer"] = p.prompt, tr.completion, p.answer
+            df["prompt"], df["completion"], df["answer"] = tr.prompt, tr.completion, p.answer
             df["first_error_step"] = -1 if first is None else first
             df["method"] = self.cfg.method
             frames.append(df)
@@ -771,7 +810,8 @@ class Trainer:
     def resolve_probe(self) -> str:
         if self.cfg.probe != "auto":
             return self.cfg.probe
-        return TASKS[parse_mix(self.cfg.tasks)[0][0]].answer_probe if not self.cfg.dataset else DEFAULT_PROBE
+        return TASKS[parse_mix(self.cfg.tasks)[0][0]].answer_probe if not self.cfg.dataset else answer_probe(
+            self.cfg.answer_format)
 
     def credit_kwargs(self) -> dict:
         if self.credit_name == "hapo":
