@@ -777,7 +777,7 @@ class Trainer:
             return
         budget = context - self.cfg.max_new_tokens
         long = [(p.id, n) for p in [*self.pool, *self.eval_set]
-                if (n := len(encode_prompt(self.tokenizer, p.prompt))) > budget]
+                if (n := len(encode_prompt(self.tokenizer, self.prompt_of(p), self.cfg.chat_template))) > budget]
         if long:
             shown = ", ".join(f"{pid} ({n} tokens)" for pid, n in long[:3])
             raise ValueError(
