@@ -73,21 +73,25 @@ BATCH_CHUNK = 16
 
 
 class ModelCache:
-    """The last few loaded policies, by (name, trust_remote_code); local paths go through the guard."""
+    """The last few loaded policies, by (name, trust_remote_code); local paths go through the guard.
 
-    def __init__(self, guard: PathGuard, default: str = DEMO_POLICY, capacity: int = 3):
+    A model's own code (``trust_remote_code``) runs only where the server was
+    started with ``--allow-remote-code``: the caller of an endpoint cannot turn it on.
+    """
+
+    def __init__(self, guard: PathGuard, default: str = DEMO_POLICY, capacity: int = 3,
+                 allow_remote_code: bool = False):
         self.guard, self.default, self.capacity = guard, default, capacity
+        self.allow_remote_code = allow_remote_code
         self._models: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, name: str | None, trust_remote_code: bool = False):
+        if trust_remote_code and not self.allow_remote_code:
+            raise InputError("this server does not run a model's own code (trust_remote_code); its operator can "
+                             "allow it by starting the app with --allow-remote-code")
         name = (name or "").strip() or self.default
-        if self.guard.looks_local(name):
-            source = str(self.guard.resolve(name, "model path"))
-        elif name.count("/") > 1:
-            raise InputError(f"model path '{name}' does not exist")
-        else:
-            source = name  # a hub id; loads only where the hub is reachable
+        source = self.guard.model_source(name)
         key = (source, bool(trust_remote_code))
         with self._lock:
             if key in self._models:
@@ -201,9 +205,10 @@ class Explorer:
     """The callbacks; holds the model cache, the path guard and the bundled samples."""
 
     def __init__(self, roots, default_model: str = DEMO_POLICY, samples_path: Path = DEFAULT_SAMPLES,
-                 max_file_mb: float = MAX_FILE_MB):
+                 max_file_mb: float = MAX_FILE_MB, allow_remote_code: bool = False):
         self.guard = PathGuard(roots)
-        self.models = ModelCache(self.guard, default_model)
+        self.allow_remote_code = allow_remote_code
+        self.models = ModelCache(self.guard, default_model, allow_remote_code=allow_remote_code)
         self.default_model = default_model
         self.samples = read_samples(samples_path)
         self.max_file_mb = max_file_mb
@@ -352,7 +357,7 @@ class Explorer:
     @ui_errors
     def open_run(self, run_path):
         """A run folder's curves, config, checkpoints and saved trace steps."""
-        run = open_run(self.guard.resolve(run_path or "", "run folder"))
+        run = open_run(self.guard.resolve(run_path or "", "run folder"), self.guard)
         m = run.metrics
         n_steps = m["step"].nunique() if "step" in m else 0
         facts = [f"**{run.path.name}**", f"{n_steps} logged steps", f"{len(run.checkpoints)} checkpoints",
@@ -378,7 +383,7 @@ class Explorer:
     def _run_traces(self, run_path, step):
         if step in (None, ""):
             raise InputError("this run has no saved traces to browse; pick a step after opening a run")
-        run = open_run(self.guard.resolve(run_path or "", "run folder"))
+        run = open_run(self.guard.resolve(run_path or "", "run folder"), self.guard)
         return read_run_traces(run, int(step))
 
     @ui_errors
@@ -488,7 +493,8 @@ def build_app(explorer: Explorer | None = None, initial: bool = True) -> gr.Bloc
                     model = gr.Dropdown(model_choices, value=model_choices[0], allow_custom_value=True,
                                         label="Model", info="a checkpoint folder, LoRA adapter folder or hub id")
                     trust = gr.Checkbox(False, label="Allow the model's own code (trust_remote_code)",
-                                        info="runs Python from the model's repository; only for sources you trust")
+                                        info="runs Python from the model's repository; only for sources you trust",
+                                        visible=ex.allow_remote_code)
                     sample_pick = gr.Dropdown(samples, value=first["label"] if first else None,
                                               label="Sample trace (assets/sample_traces.jsonl)")
                     with gr.Accordion("New synthetic problem", open=False):
@@ -554,7 +560,8 @@ def build_app(explorer: Explorer | None = None, initial: bool = True) -> gr.Bloc
             with gr.Row():
                 c_models = gr.Dropdown(model_choices, value=model_choices[:2], multiselect=True,
                                        allow_custom_value=True, label="Checkpoints (two or more)", scale=3)
-                c_trust = gr.Checkbox(False, label="Allow the models' own code", scale=1)
+                c_trust = gr.Checkbox(False, label="Allow the models' own code", scale=1,
+                                      visible=ex.allow_remote_code)
             with gr.Row():
                 c_prompt = gr.Textbox(first["prompt"] if first else "", label="Prompt", lines=2)
                 c_answer = gr.Textbox(first["answer"] if first else "", label="Reference answer")
@@ -610,7 +617,7 @@ def build_app(explorer: Explorer | None = None, initial: bool = True) -> gr.Bloc
                 with gr.Column():
                     b_path = gr.Textbox(label="or a path inside the allowed folders")
                     b_model = gr.Dropdown(model_choices, value=model_choices[0], allow_custom_value=True, label="Model")
-                    b_trust = gr.Checkbox(False, label="Allow the model's own code")
+                    b_trust = gr.Checkbox(False, label="Allow the model's own code", visible=ex.allow_remote_code)
             with gr.Row():
                 b_methods = gr.CheckboxGroup(UI_METHODS, value=["acpo", "hapo"], label="Credit methods")
                 b_seg = gr.Dropdown(SEGMENTATIONS, value="lines", label="Segmentation")
@@ -663,13 +670,16 @@ def main(argv=None) -> None:
                              "assets/ and runs/ are always allowed")
     parser.add_argument("--model", default=DEMO_POLICY, help="default model (default: the bundled demo policy)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--allow-remote-code", action="store_true",
+                        help="let users load models that run their own Python (trust_remote_code); off by default, "
+                             "and never on a public server: anyone could point the app at a repository of theirs")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     roots = [ASSETS, REPO_ROOT / "runs", *args.allow]
     if Path(args.model).exists():  # the operator named it at launch: it may be read
         roots.append(args.model)
-    explorer = Explorer(roots, default_model=args.model)
+    explorer = Explorer(roots, default_model=args.model, allow_remote_code=args.allow_remote_code)
     started = time.perf_counter()
     demo = build_app(explorer)
     print(f"[acpo app] ready in {time.perf_counter() - started:.1f} s; reading from: "
