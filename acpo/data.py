@@ -6,12 +6,17 @@ the argument is not an existing path, a Hugging Face dataset through
 detected from the columns:
 
 * GSM8K: ``question`` / ``answer``, the answer text ending with ``#### <number>``;
-* MATH: ``problem`` / ``solution``, the final answer in the last ``\\boxed{}``.
+* MATH: ``problem`` / ``solution``, the final answer in the last ``\\boxed{}``;
+* TRL's conversational format: ``prompt`` (a list of chat messages, or a
+  string) / ``solution`` or ``answer``.
 
 The gold answer is extracted from the answer field (``####`` line, else the
 last ``\\boxed{}``, else the whole field when it is a short plain answer).
 Rows where none of that works are skipped with one warning that counts them.
-Prompts use the same ``"Q: <question>\\n"`` format as the synthetic tasks.
+A question column becomes the plain prompt ``"Q: <question>\\n"`` (the format of
+the synthetic tasks) and the problem's ``question``, which a chat model gets
+inside an instruction (:class:`acpo.prompts.PromptStyle`); a message-list
+prompt is kept as it is.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from acpo.tasks.base import Problem, extract_final_answer, format_prompt
+from acpo.answers import extract_final_answer, last_boxed
+from acpo.prompts import check_messages
+from acpo.tasks.base import Problem, format_prompt
 
 READERS = {
     ".jsonl": lambda p: pd.read_json(p, lines=True, dtype=False),
@@ -30,26 +37,8 @@ READERS = {
     ".parquet": pd.read_parquet,
 }
 
-KNOWN_LAYOUTS = {"gsm8k": ("question", "answer"), "math": ("problem", "solution")}
-
-
-def last_boxed(text: str) -> str | None:
-    """Content of the last ``\\boxed{...}`` (or ``\\fbox{...}``), braces balanced; None if none.
-
-    >>> last_boxed(r"so $\\boxed{\\frac{1}{2}}$.")
-    '\\\\frac{1}{2}'
-    """
-    start = max(text.rfind("\\boxed{"), text.rfind("\\fbox{"))
-    if start < 0:
-        return None
-    i = text.index("{", start) + 1
-    depth, begin = 1, i
-    while i < len(text):
-        depth += {"{": 1, "}": -1}.get(text[i], 0)
-        if depth == 0:
-            return text[begin:i].strip() or None
-        i += 1
-    return None
+KNOWN_LAYOUTS = {"gsm8k": ("question", "answer"), "math": ("problem", "solution"),
+                 "conversational": ("prompt", "solution"), "conversational_answer": ("prompt", "answer")}
 
 
 def extract_gold(answer_text: str) -> str | None:
@@ -116,6 +105,20 @@ def _pick_fields(columns: list[str], question_field: str | None, answer_field: s
     return question_field, answer_field
 
 
+def _prompt_of(cell, field: str, row: int, source: str) -> tuple[str | list[dict[str, str]], str]:
+    """(prompt, question) of a dataset cell: a question string, or a list of chat messages."""
+    if isinstance(cell, str):
+        return (cell, cell) if field == "prompt" else (format_prompt(cell), cell.strip())
+    if hasattr(cell, "tolist"):  # parquet gives numpy arrays of dicts
+        cell = cell.tolist()
+    try:
+        messages = check_messages(cell)
+    except ValueError as err:
+        raise ValueError(f"{source} row {row}, column {field!r}: {err}") from None
+    users = [m["content"] for m in messages if m["role"] == "user"]
+    return messages, users[-1] if users else ""
+
+
 def load_problems(
     path_or_name: str | Path,
     *,
@@ -159,16 +162,18 @@ def load_problems(
     skipped = 0
     for row, (question, answer_text) in enumerate(zip(frame[q_field], frame[a_field])):
         gold = extract_gold(answer_text) if isinstance(answer_text, str) or pd.notna(answer_text) else None
-        if gold is None or not str(question).strip():
+        if gold is None or (isinstance(question, str) and not question.strip()):
             skipped += 1
             continue
         text = str(answer_text).strip()
+        prompt, question_text = _prompt_of(question, q_field, row, source)
         problems.append(
             Problem(
                 id=f"{stem}-{row}",
                 family="dataset",
                 level=0,
-                prompt=format_prompt(str(question)),
+                prompt=prompt,
+                question=question_text,
                 answer=gold,
                 solution=text if extract_final_answer(text) is not None else "",
             )

@@ -20,6 +20,7 @@ from acpo.advantage import AdvantageConfig, outcome_advantages
 from acpo.credit import CreditBatch, get_credit_method
 from acpo.credit.info_gain import DEFAULT_PROBE
 from acpo.credit.mc_reset import answer_scorer
+from acpo.prompts import Prompt, render_prompt
 from acpo.segment import SegmentConfig, owned_char_starts, resolve_segmentation, segment
 from acpo.stats import eval_mode, scored_stats
 from acpo.tasks.base import extract_final_answer
@@ -96,7 +97,7 @@ def score_batch(
 def explain_batch(
     model,
     tokenizer,
-    prompts: Sequence[str],
+    prompts: Sequence[Prompt],
     completions: Sequence[str],
     method: str | Sequence[str] = "acpo",
     segmentation: str = "hybrid",
@@ -110,12 +111,15 @@ def explain_batch(
     meta: Sequence[dict] | None = None,
     progress: bool = False,
     method_options: Mapping[str, dict] | None = None,
+    chat_template: bool = True,
 ) -> list[Trace]:
     """Explain many completions with batched forwards.
 
     Args:
         model, tokenizer: any Hugging Face causal LM and its tokenizer (with a pad token).
-        prompts, completions: parallel lists of texts.
+        prompts, completions: parallel lists; a prompt is a string or a list of chat messages, rendered
+            with the tokenizer's chat template when it has one (``acpo.prompts.render_prompt``; the
+            trace keeps the rendered text). A completion is the assistant's text only.
         method: a credit method name or a list of them (see ``acpo.credit.CREDIT_METHODS``).
         segmentation: ``lines``, ``markers``, ``entropy``, ``hybrid``, ``fixed`` / ``fixed-N``.
         answers: reference answers (ACPO's target); None entries fall back as in ``resolve_answers``.
@@ -126,6 +130,7 @@ def explain_batch(
         meta: per-completion labels (run, checkpoint, prompt_id, completion_id) for the table.
         method_options: constructor options per method, e.g. ``{"mc_reset": {"samples": 16}}``;
             ``mc_reset`` scores its continuations against ``answers`` unless given a ``score``.
+        chat_template: False sends string prompts as plain text even to a tokenizer with a template.
     """
     methods = [method] if isinstance(method, str) else list(method)
     options = {m: dict((method_options or {}).get(m, {})) for m in methods}
@@ -140,14 +145,16 @@ def explain_batch(
     if not completions:
         raise ValueError("no completions to explain")
     pad_id = require_pad_token(tokenizer)
+    prompts = [render_prompt(tokenizer, p, chat_template) for p in prompts]
     prompt_tok, comp_tok, offsets = [], [], []
     for i, (p, c) in enumerate(zip(prompts, completions)):
         if not c or not c.strip():
             raise ValueError(f"completion {i} is empty; there is nothing to explain")
+        check_no_special_tokens(tokenizer, c, i)
         ids, offs = encode_with_offsets(tokenizer, c)
         if not ids:
             raise ValueError(f"completion {i} ({c[:40]!r}) tokenizes to no tokens")
-        pids = encode_prompt(tokenizer, p)
+        pids = encode_prompt(tokenizer, p, chat_template)
         check_context(model, len(pids), len(ids))
         prompt_tok.append(pids)
         comp_tok.append(ids)
@@ -214,10 +221,22 @@ def explain_batch(
     return traces
 
 
+def check_no_special_tokens(tokenizer, completion: str, index: int = 0) -> None:
+    """Refuse a completion that holds a special token such as the template's end of turn (``<|im_end|>``).
+
+    The completion must be the assistant's text alone: a special token inside
+    it would be scored as if the model had written it mid-answer.
+    """
+    for token in sorted(set(getattr(tokenizer, "all_special_tokens", []) or []), key=len, reverse=True):
+        if len(token) > 1 and (at := completion.find(token)) >= 0:
+            raise ValueError(f"completion {index} contains the special token {token!r} at character {at}; pass the "
+                             f"assistant's text only (cut the completion before {token!r})")
+
+
 def explain(
     model,
     tokenizer,
-    prompt: str,
+    prompt: Prompt,
     completion: str,
     method: str | Sequence[str] = "acpo",
     segmentation: str = "hybrid",

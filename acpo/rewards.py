@@ -4,30 +4,30 @@ Gold answers arrive as a keyword column (``answer=[...]``), like TRL passes
 dataset columns. ``None`` means "no reward for this row" (TRL skips it), used
 when the gold answer itself cannot be parsed.
 
-* ``hash_answer``: exact / numeric match of the text after ``####`` (the
-  synthetic tasks and GSM8K-style data);
+* ``answer``: the answer a real model writes (``####``, ``\\boxed{}``, "the answer
+  is", else the last number: :func:`acpo.answers.extract_answer`), equal to the
+  gold answer numerically or, through math-verify, symbolically;
+* ``hash_answer``: exact / numeric match of the text after ``####`` only (the
+  synthetic tasks, which teach that format);
 * ``math_verify``: symbolic equivalence with Hugging Face math-verify
   (``\\boxed{}`` or ``$...$`` answers: ``\\frac{1}{2}``, ``0.5`` and ``1/2`` agree);
 * ``format``: the fixed step format (step lines, then a final ``#### answer`` line).
 
-All answer parsing goes through :func:`acpo.tasks.extract_final_answer`; math
-parsing through :func:`_math_parse`. One helper each, not copies.
+All answer parsing goes through :mod:`acpo.answers`; math parsing through
+:func:`_math_parse`. One helper each, not copies.
 """
 
 from __future__ import annotations
 
 import re
-import threading
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from acpo.tasks.base import answers_match, extract_final_answer
+from acpo.answers import answers_equivalent, answers_match, extract_answer, extract_final_answer, math_verify_timeout
 
 Completion = str | list[dict[str, Any]]
 RewardFn = Callable[..., list[float | None]]
-
-MATH_VERIFY_TIMEOUT_S = 5
 
 _FORMAT_RE = re.compile(r"(?:[^\n]*\S[^\n]*\n)+[ \t]*####[ \t]*\S[^\n]*\s*")
 
@@ -68,6 +68,25 @@ def hash_answer_reward(prompts: Sequence[Any], completions: Sequence[Completion]
     return [float(answers_match(extract_final_answer(completion_text(c)), str(g))) for c, g in zip(completions, gold)]
 
 
+def answer_reward(prompts: Sequence[Any], completions: Sequence[Completion], **kwargs: Any) -> list[float | None]:
+    """1.0 when the completion's final answer (:func:`acpo.answers.extract_answer`) equals the gold answer.
+
+    Numbers compare by value (``$1,200`` = ``1200.0``); other answers through
+    math-verify where it is installed.
+
+    Args:
+        prompts: the prompts (unused; part of the TRL signature).
+        completions: completion strings (or TRL conversational messages).
+        answer: gold answers, one per completion (keyword column).
+
+    Example:
+        >>> answer_reward(None, ["#### 18", "so \\boxed{18}", "The answer is $18.", "12+7=19"], answer=["18"] * 4)
+        [1.0, 1.0, 1.0, 0.0]
+    """
+    gold = _gold_column(kwargs, len(completions), "answer_reward")
+    return [float(answers_equivalent(extract_answer(completion_text(c)), str(g))) for c, g in zip(completions, gold)]
+
+
 def format_reward(prompts: Sequence[Any], completions: Sequence[Completion], **kwargs: Any) -> list[float | None]:
     """1.0 when a completion is step lines, one per line, then a final ``#### answer`` line.
 
@@ -82,12 +101,6 @@ def format_reward(prompts: Sequence[Any], completions: Sequence[Completion], **k
     return [float(_FORMAT_RE.fullmatch(completion_text(c)) is not None) for c in completions]
 
 
-def _timeout() -> int | None:
-    # math_verify uses signal.alarm(), which only works in the main thread;
-    # elsewhere (a Gradio worker, a rollout thread) run without its timeout.
-    return MATH_VERIFY_TIMEOUT_S if threading.current_thread() is threading.main_thread() else None
-
-
 def _math_parse(text: str, *, gold: bool) -> list:
     """math-verify's parse, reading bare LaTeX gold answers as LaTeX.
 
@@ -98,7 +111,7 @@ def _math_parse(text: str, *, gold: bool) -> list:
     """
     from math_verify import parse
 
-    timeout = _timeout()
+    timeout = math_verify_timeout()
     if gold and "$" not in text and "\\boxed" not in text and text.strip():
         parsed = parse(f"${text.strip()}$", parsing_timeout=timeout)
         if parsed:
@@ -140,7 +153,7 @@ def math_verify_reward(prompts: Sequence[Any], completions: Sequence[Completion]
             rewards.append(None)
             continue
         answer = _math_parse(completion_text(completion), gold=False)
-        rewards.append(float(bool(answer) and verify(gold, answer, timeout_seconds=_timeout())))
+        rewards.append(float(bool(answer) and verify(gold, answer, timeout_seconds=math_verify_timeout())))
     if unparseable:
         warnings.warn(
             f"math_verify_reward: {unparseable} of {len(completions)} gold answers could not be parsed; "
@@ -151,6 +164,7 @@ def math_verify_reward(prompts: Sequence[Any], completions: Sequence[Completion]
 
 
 REWARDS: dict[str, RewardFn] = {
+    "answer": answer_reward,
     "hash_answer": hash_answer_reward,
     "math_verify": math_verify_reward,
     "format": format_reward,

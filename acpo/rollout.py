@@ -14,6 +14,7 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
+from acpo.prompts import Prompt
 from acpo.tokens import decode_with_offsets, encode_prompt
 
 
@@ -89,23 +90,25 @@ class HFEngine:
 def generate_texts(
     model,
     tokenizer,
-    prompts: Sequence[str],
+    prompts: Sequence[Prompt],
     *,
     temperature: float = 0.0,
     seed: int = 0,
     max_new_tokens: int = 112,
     batch_size: int = 128,
     progress: bool = False,
+    chat_template: bool = True,
 ) -> list[str]:
     """Completions of text prompts: greedy when ``temperature == 0``, else pure sampling.
 
     Sampling uses no top-k/top-p truncation (what RL samples from) and is
     seeded, so the same call returns the same texts on the same machine.
-    Prompts are encoded as the trainer encodes them (``encode_prompt``).
+    Prompts (strings or chat messages) are encoded as the trainer encodes
+    them (``encode_prompt``, with the chat template unless ``chat_template=False``).
     """
     torch.manual_seed(seed)
     engine = HFEngine(model, tokenizer, max_new_tokens, temperature or 1.0, batch_size)
-    ids = [encode_prompt(tokenizer, p) for p in prompts]
+    ids = [encode_prompt(tokenizer, p, chat_template) for p in prompts]
     return [s.text for s in engine.generate(ids, greedy=temperature == 0, progress=progress)]
 
 
@@ -189,6 +192,13 @@ def make_engine(kind: str, model, tokenizer, model_path: str, cfg) -> HFEngine |
     if kind == "hf":
         return HFEngine(model, tokenizer, cfg.max_new_tokens, cfg.temperature, cfg.micro_batch_size)
     if kind == "vllm":
+        from pathlib import Path
+
+        from acpo.models import convert_gguf, find_gguf, resolve_model_name
+
+        model_path = resolve_model_name(model_path)
+        gguf = find_gguf(Path(model_path)) if Path(model_path).exists() else None
+        model_path = str(convert_gguf(gguf)) if gguf is not None else model_path  # vLLM reads the safetensors copy
         return VLLMEngine(model_path, tokenizer, cfg.max_new_tokens, cfg.temperature,
                           cfg.vllm_gpu_memory_utilization, cfg.seed, cfg.dtype)
     raise ValueError(f"unknown rollout engine {kind!r}; valid: hf, vllm")

@@ -12,6 +12,8 @@ from typing import Sequence
 
 import torch
 
+from acpo.prompts import Prompt, is_rendered, render_prompt
+
 
 def require_pad_token(tokenizer) -> int:
     """The pad id; a clear error when the tokenizer has none."""
@@ -23,9 +25,13 @@ def require_pad_token(tokenizer) -> int:
     return int(tokenizer.pad_token_id)
 
 
-def encode_prompt(tokenizer, prompt: str) -> list[int]:
-    """Prompt ids, with the tokenizer's special tokens (e.g. BOS) as at generation time."""
-    return list(tokenizer(prompt, add_special_tokens=True)["input_ids"])
+def encode_prompt(tokenizer, prompt: Prompt, chat_template: bool = True) -> list[int]:
+    """Prompt ids as at generation time: plain text with the tokenizer's special tokens (e.g. BOS),
+    or a chat prompt rendered by :func:`acpo.prompts.render_prompt`, whose template already wrote
+    them (so they are not added twice, as in TRL)."""
+    text = render_prompt(tokenizer, prompt, chat_template)
+    rendered = not isinstance(prompt, str) or text != prompt or is_rendered(tokenizer, text)
+    return list(tokenizer(text, add_special_tokens=not rendered)["input_ids"])
 
 
 def encode_with_offsets(tokenizer, text: str) -> tuple[list[int], list[tuple[int, int]]]:

@@ -74,10 +74,8 @@ BATCH_CHUNK = 16
 
 
 def scrub_paths(message: str) -> str:
-    """A message without the server's absolute folders (the repo and temp folders become short names)."""
-    for folder, short in ((str(REPO_ROOT) + "/", ""), (tempfile.gettempdir() + "/", "")):
-        message = message.replace(folder, short)
-    return message
+    """A message without the server's repo folder (its paths become relative ones)."""
+    return message.replace(str(REPO_ROOT) + "/", "")
 
 
 def ui_errors(fn):
@@ -232,9 +230,11 @@ class Explorer:
     """The callbacks; holds the model cache, the path guard, the bundled samples and the download folder."""
 
     def __init__(self, roots, default_model: str = DEMO_POLICY, samples_path: Path = DEFAULT_SAMPLES,
-                 max_file_mb: float = MAX_FILE_MB, fidelity_path: Path = FIDELITY_FILE):
+                 max_file_mb: float = MAX_FILE_MB, fidelity_path: Path = FIDELITY_FILE,
+                 allow_remote_code: bool = False):
         self.guard = PathGuard(roots)
-        self.models = ModelCache(self.guard, default_model)
+        self.allow_remote_code = allow_remote_code
+        self.models = ModelCache(self.guard, default_model, allow_remote_code=allow_remote_code)
         self.default_model = default_model
         self.samples = read_samples(samples_path)
         self.max_file_mb = max_file_mb
@@ -497,7 +497,7 @@ class Explorer:
     @ui_errors
     def open_run(self, run_path):
         """A run folder's curves, config, checkpoints and saved trace steps."""
-        run = open_run(self.guard.resolve(run_path or "", "run folder"))
+        run = open_run(self.guard.resolve(run_path or "", "run folder"), self.guard)
         m = run.metrics
         n_steps = m["step"].nunique() if "step" in m else 0
         facts = [f"**{views.md_escape(run.path.name)}**", f"{n_steps} logged steps", f"{len(run.checkpoints)} checkpoints",
@@ -523,7 +523,7 @@ class Explorer:
     def _run_traces(self, run_path, step):
         if step in (None, ""):
             raise InputError("this run has no saved traces to browse; pick a step after opening a run")
-        run = open_run(self.guard.resolve(run_path or "", "run folder"))
+        run = open_run(self.guard.resolve(run_path or "", "run folder"), self.guard)
         return read_run_traces(run, whole_number(step, "training step", 0, 10**9))
 
     @ui_errors

@@ -55,7 +55,8 @@ def build_app(explorer: Explorer | None = None, initial: bool = True) -> gr.Bloc
                                             scale=5)
                         refresh = gr.Button("↻", size="sm", scale=0, min_width=40)
                     trust = gr.Checkbox(False, label="Allow the model's own code (trust_remote_code)",
-                                        info="runs Python from the model's repository; only for sources you trust")
+                                        info="runs Python from the model's repository; only for sources you trust",
+                                        visible=ex.allow_remote_code)
                     sample_pick = gr.Dropdown(samples, value=first["label"] if first else None,
                                               label="Sample trace (assets/sample_traces.jsonl)")
                     with gr.Accordion("New synthetic problem", open=False):
@@ -143,7 +144,8 @@ def build_app(explorer: Explorer | None = None, initial: bool = True) -> gr.Bloc
             with gr.Row():
                 c_models = gr.Dropdown(model_choices, value=model_choices[:2], multiselect=True,
                                        allow_custom_value=True, label="Checkpoints (two or more)", scale=3)
-                c_trust = gr.Checkbox(False, label="Allow the models' own code", scale=1)
+                c_trust = gr.Checkbox(False, label="Allow the models' own code", scale=1,
+                                      visible=ex.allow_remote_code)
             with gr.Row():
                 c_prompt = gr.Textbox(first["prompt"] if first else "", label="Prompt", lines=2)
                 c_answer = gr.Textbox(first["answer"] if first else "", label="Reference answer")
@@ -209,7 +211,7 @@ def build_app(explorer: Explorer | None = None, initial: bool = True) -> gr.Bloc
                 with gr.Column():
                     b_path = gr.Textbox(label="or a path inside the allowed folders")
                     b_model = gr.Dropdown(model_choices, value=model_choices[0], allow_custom_value=True, label="Model")
-                    b_trust = gr.Checkbox(False, label="Allow the model's own code")
+                    b_trust = gr.Checkbox(False, label="Allow the model's own code", visible=ex.allow_remote_code)
             with gr.Row():
                 b_methods = gr.CheckboxGroup(BATCH_METHODS, value=list(dict.fromkeys([first_method, "acpo", "hapo"])),
                                              label="Credit methods")

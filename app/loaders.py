@@ -2,13 +2,17 @@
 
 The app reads only inside *allowed roots* (the repo's ``assets/`` and ``runs/``
 by default, plus every ``--allow DIR`` given at launch) and files uploaded
-through the UI. Every path a user types goes through ``PathGuard.resolve``.
+through the UI. Every path a user types goes through ``PathGuard.resolve``, and
+every file inside an allowed folder through ``PathGuard.inside`` when it is
+opened: both follow symbolic links first, so a link inside ``runs/`` cannot
+lead out of the roots.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +20,7 @@ from typing import Iterable
 
 import pandas as pd
 
+import acpo.runs
 from acpo.rewards import completion_text
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -37,8 +42,47 @@ class PathGuard:
         self.roots = [Path(r).expanduser().resolve() for r in roots]
 
     def allowed(self, path: Path) -> bool:
-        path = path.resolve()
+        """Whether ``path``, every link followed (``realpath``), lies inside a root."""
+        path = Path(os.path.realpath(path))
         return any(path == r or path.is_relative_to(r) for r in self.roots)
+
+    def inside(self, path: Path, what: str = "file") -> Path:
+        """The real path of ``path``, a file the app is about to open; InputError if a link leads out of the roots."""
+        if not self.allowed(path):
+            raise InputError(f"{what} '{display_path(path)}' is a link to outside the folders this app may read; "
+                             "refused")
+        return Path(os.path.realpath(path))
+
+    def model_source(self, name: str) -> str:
+        """What ``load_policy`` may load for ``name``: a checked local path, or a hub id.
+
+        A local model folder's files must all lie inside the roots (a weights
+        file may be a link), and so must a LoRA adapter's base model, checked as
+        transformers will read it (relative to the working directory). Outside
+        paths get one message whether or not they exist.
+        """
+        if not self.looks_local(name):
+            if name.count("/") > 1:
+                raise InputError(f"model path '{name}' does not exist")
+            return name  # a hub id; loads only where the hub is reachable
+        path = self.resolve(name, "model path")
+        if path.is_dir():
+            for f in path.iterdir():
+                self.inside(f, "model file")
+            adapter = path / "adapter_config.json"
+            if adapter.is_file():
+                try:
+                    base = str(json.loads(adapter.read_text())["base_model_name_or_path"])
+                except (ValueError, KeyError, TypeError) as err:
+                    raise InputError(f"'{display_path(adapter)}' names no base_model_name_or_path") from err
+                local = Path(base).expanduser()
+                if local.exists() or base.startswith((".", "/", "~")) or base.count("/") > 1:
+                    if not self.allowed(local):
+                        raise InputError(self.outside_message(base, "the adapter's base model"))
+                    if local.is_dir():
+                        for f in local.iterdir():
+                            self.inside(f, "base model file")
+        return str(path)
 
     def candidates(self, text: str) -> list[Path]:
         """Where a typed path could point: relative to the repo root, then as given."""
@@ -60,7 +104,7 @@ class PathGuard:
         raise InputError(f"{what} '{text}' does not exist")
 
     def outside_message(self, text: str, what: str) -> str:
-        roots = ", ".join(display_path(r) for r in self.roots)
+        roots = ", ".join(short_path(r) for r in self.roots)
         return (
             f"{what} '{text}' is outside the folders this app may read ({roots}); "
             "upload the file instead, or restart the app with --allow DIR"
@@ -244,13 +288,14 @@ class Run:
     """What a run folder written by ``train.py`` holds (any part may be missing)."""
 
     path: Path
+    guard: PathGuard
     config_text: str = ""
     metrics: pd.DataFrame = field(default_factory=pd.DataFrame)
     checkpoints: list[Path] = field(default_factory=list)
     trace_steps: list[int] = field(default_factory=list)
 
     def trace_file(self, step: int) -> Path:
-        return self.path / "traces" / f"step-{int(step)}.parquet"
+        return self.path / acpo.runs.TRACES / f"step-{int(step)}.parquet"
 
 
 def _numbered(folder: Path, suffix: str = "") -> list[tuple[int, Path]]:
@@ -265,15 +310,10 @@ def _numbered(folder: Path, suffix: str = "") -> list[tuple[int, Path]]:
 
 
 def read_metrics(path: Path) -> pd.DataFrame:
-    """``metrics.jsonl``: one JSON object per line; unreadable lines (a run still writing) are skipped."""
-    rows = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    frame = pd.DataFrame(rows)
-    for col in frame.columns:  # a value of the wrong type (a string, a list) becomes a gap, not a crash
+    """``metrics.jsonl`` as a frame by step; unreadable lines (a run still writing) are skipped, and a
+    value of the wrong type (a string, a list) becomes a gap, not a crash."""
+    frame = pd.DataFrame(acpo.runs.read_metrics(path))
+    for col in frame.columns:
         if col not in TEXT_METRICS:
             frame[col] = pd.to_numeric(frame[col].map(_number_or_none), errors="coerce")
     if "step" in frame.columns:
@@ -288,8 +328,13 @@ def _number_or_none(value):
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def open_run(path: Path) -> Run:
-    """Read a run folder: config, metrics, checkpoints, trace files."""
+def open_run(path: Path, guard: PathGuard | None = None) -> Run:
+    """Read a run folder: config, metrics, checkpoints, trace files.
+
+    Each file and subfolder is checked by ``guard`` (by default: it must stay
+    inside the run folder) before it is read, so a link cannot lead out.
+    """
+    guard = guard or PathGuard([path])
     if not path.is_dir():
         raise InputError(f"'{path}' is not a folder; pick the run folder that holds metrics.jsonl")
     markers = [path / "metrics.jsonl", path / "config.yaml", path / "checkpoints", path / "traces"]
@@ -297,12 +342,15 @@ def open_run(path: Path) -> Run:
         raise InputError(
             f"'{path}' does not look like a run folder (no metrics.jsonl, config.yaml, checkpoints/ or traces/)"
         )
-    run = Run(path)
+    for m in markers:
+        if m.exists() or m.is_symlink():
+            guard.inside(m, "run file")
+    run = Run(path, guard)
     if (path / "config.yaml").exists():
         run.config_text = (path / "config.yaml").read_text(encoding="utf-8", errors="replace")
     if (path / "metrics.jsonl").exists():
         run.metrics = read_metrics(path / "metrics.jsonl")
-    run.checkpoints = [p for _, p in _numbered(path / "checkpoints")]
+    run.checkpoints = [p for _, p in _numbered(path / "checkpoints") if guard.allowed(p)]
     run.trace_steps = [n for n, _ in _numbered(path / "traces", ".parquet")]
     return run
 
@@ -311,6 +359,7 @@ def read_run_traces(run: Run, step: int) -> pd.DataFrame:
     f = run.trace_file(step)
     if not f.exists():
         raise InputError(f"run '{run.path.name}' has no traces for step {step}; saved steps: {run.trace_steps}")
+    f = run.guard.inside(f, "traces file")
     try:
         return pd.read_parquet(f)
     except Exception as err:
@@ -326,15 +375,26 @@ def find_runs(roots: Iterable[Path], depth: int = 2) -> list[Path]:
             continue
         for level in range(depth + 1):
             pattern = "/".join(["*"] * level + ["metrics.jsonl"])
-            found += [p.parent for p in root.glob(pattern)]
+            found += [p.parent for p in root.glob(pattern) if _within(p, root)]
     return sorted(set(found), key=lambda run: ((run / "metrics.jsonl").stat().st_mtime, str(run)))
 
 
 def find_checkpoints(runs: Iterable[Path]) -> list[Path]:
     out = []
     for run in runs:
-        out += [p for _, p in _numbered(run / "checkpoints")]
+        out += [p for _, p in _numbered(run / "checkpoints") if _within(p, run)]
     return out
+
+
+def _within(path: Path, root: Path) -> bool:
+    """Whether ``path`` stays inside ``root`` once every link is followed (links out are not listed)."""
+    return PathGuard([root]).allowed(path)
+
+
+def short_path(path: Path) -> str:
+    """A folder as a message may name it: relative to the repo root, else only its last part."""
+    shown = display_path(path)
+    return shown if not Path(shown).is_absolute() else f"…/{Path(shown).name}"
 
 
 def display_path(path: Path) -> str:

@@ -45,13 +45,16 @@ def main(argv=None) -> None:
                              "assets/ and runs/ are always allowed")
     parser.add_argument("--model", default=DEMO_POLICY, help="default model (default: the bundled demo policy)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--allow-remote-code", action="store_true",
+                        help="let users load models that run their own Python (trust_remote_code); off by default, "
+                             "and never on a public server: anyone could point the app at a repository of theirs")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     roots = [ASSETS, REPO_ROOT / "runs", *args.allow]
     if Path(args.model).exists():  # the operator named it at launch: it may be read
         roots.append(args.model)
-    explorer = Explorer(roots, default_model=args.model)
+    explorer = Explorer(roots, default_model=args.model, allow_remote_code=args.allow_remote_code)
     started = time.perf_counter()
     demo = build_app(explorer)
     print(f"[acpo app] ready in {time.perf_counter() - started:.1f} s; reading from: "

@@ -10,21 +10,25 @@ from app.loaders import InputError, PathGuard
 
 
 class ModelCache:
-    """The last few loaded policies, by (name, trust_remote_code); local paths go through the guard."""
+    """The last few loaded policies, by (name, trust_remote_code); local paths go through the guard.
 
-    def __init__(self, guard: PathGuard, default: str = DEMO_POLICY, capacity: int = 3):
+    A model's own code (``trust_remote_code``) runs only where the server was
+    started with ``--allow-remote-code``: the caller of an endpoint cannot turn it on.
+    """
+
+    def __init__(self, guard: PathGuard, default: str = DEMO_POLICY, capacity: int = 3,
+                 allow_remote_code: bool = False):
         self.guard, self.default, self.capacity = guard, default, capacity
+        self.allow_remote_code = allow_remote_code
         self._models: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, name: str | None, trust_remote_code: bool = False):
+        if trust_remote_code and not self.allow_remote_code:
+            raise InputError("this server does not run a model's own code (trust_remote_code); its operator can "
+                             "allow it by starting the app with --allow-remote-code")
         name = (name or "").strip() or self.default
-        if self.guard.looks_local(name):
-            source = str(self.guard.resolve(name, "model path"))
-        elif name.count("/") > 1:
-            raise InputError(f"model path '{name}' does not exist")
-        else:
-            source = name  # a hub id; loads only where the hub is reachable
+        source = self.guard.model_source(name)
         key = (source, bool(trust_remote_code))
         with self._lock:
             if key in self._models:

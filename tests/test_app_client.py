@@ -531,3 +531,108 @@ def test_a_metrics_line_of_a_bad_type_does_not_stop_a_run_from_opening(client, w
     assert "3 logged steps" in summary and "last reward 0.700" in summary
     newest = client.predict(api_name="/refresh_runs")  # the newest run is the default
     assert (newest["value"] if isinstance(newest, dict) else newest).endswith("broken-run")
+
+# --- what a caller may not do: run a model's code, read outside the allowed folders ---
+
+
+@pytest.fixture(scope="module")
+def outside(tmp_path_factory, world):
+    """A folder outside the app's roots: a model, a secret file, a traces folder."""
+    out = tmp_path_factory.mktemp("outside")
+    shutil.copytree(world["a"], out / "model")
+    (out / "secret.txt").write_text("top secret\n")
+    (out / "metrics.jsonl").write_text('{"step": 0, "reward": 0.123456}\n')
+    return out
+
+
+def test_remote_code_is_the_servers_decision_not_the_callers(client, world, tmp_path):
+    evil = world["root"] / "evil-code"
+    shutil.copytree(world["a"], evil)
+    marker = tmp_path / "the-models-code-ran"
+    cfg = json.loads((evil / "config.json").read_text())
+    cfg["auto_map"] = {"AutoConfig": "modeling_evil.EvilConfig", "AutoModelForCausalLM": "modeling_evil.EvilModel"}
+    (evil / "config.json").write_text(json.dumps(cfg))
+    (evil / "modeling_evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    s = world["samples"][0]
+    refused = "does not run a model's own code.*--allow-remote-code"
+    with pytest.raises(AppError, match=refused):
+        explain(client, model=str(evil), trust_remote_code=True, prompt=s["prompt"], completion=s["completion"],
+                answer=s["answer"])
+    with pytest.raises(AppError, match=refused):
+        client.predict(str(evil), True, "Q: 1+2=?\n", 1.0, 0, 10, api_name="/sample")
+    with pytest.raises(AppError, match=refused):
+        client.predict([world["a"], str(evil)], True, s["prompt"], s["completion"], s["answer"], "acpo", "lines",
+                       "#### ", api_name="/compare")
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"prompt": s["prompt"], "completion": s["completion"]}) + "\n")
+    with pytest.raises(AppError, match=refused):
+        client.predict(handle_file(str(rows)), "", str(evil), True, ["acpo"], "lines", "#### ", 10,
+                       api_name="/batch_explain")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("allow", [False, True])
+def test_the_remote_code_checkbox_shows_only_where_the_server_allows_it(world, allow):
+    from app.main import Explorer, build_app
+
+    demo = build_app(Explorer([world["root"]], default_model=world["a"], allow_remote_code=allow), initial=False)
+    boxes = [c["props"] for c in demo.config["components"] if "own code" in str(c["props"].get("label"))]
+    assert len(boxes) == 3 and all(b["visible"] is allow for b in boxes)
+
+
+@pytest.mark.parametrize("link", ["config.yaml", "metrics.jsonl", "traces"])
+def test_a_link_inside_a_run_folder_that_leads_outside_is_refused(client, world, outside, link):
+    run = world["root"] / "runs" / f"link-{link.split('.')[0]}"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text("method: grpo\n")
+    (run / "metrics.jsonl").write_text('{"step": 0, "reward": 0.5}\n')
+    target = {"config.yaml": outside / "secret.txt", "metrics.jsonl": outside / "metrics.jsonl", "traces": outside}
+    (run / link).unlink(missing_ok=True)
+    (run / link).symlink_to(target[link])
+    with pytest.raises(AppError, match=rf"'.*{link}' is a link to outside the folders this app may read; refused"):
+        client.predict(str(run), api_name="/open_run")
+
+
+def test_a_link_to_a_traces_file_outside_is_refused(client, world, outside):
+    run = world["root"] / "runs" / "link-trace-file"
+    shutil.copytree(world["run"], run)
+    real = outside / "step-10.parquet"
+    shutil.move(run / "traces" / "step-10.parquet", real)
+    (run / "traces" / "step-10.parquet").symlink_to(real)
+    client.predict(str(run), api_name="/open_run")  # the folder itself is fine
+    with pytest.raises(AppError, match="traces file .* is a link to outside"):
+        client.predict(str(run), "10", api_name="/run_traces")
+
+
+def test_a_run_folder_linked_in_from_outside_is_not_listed(world, outside):
+    from app.loaders import find_runs
+
+    (world["root"] / "runs" / "linked-run").symlink_to(outside, target_is_directory=True)
+    assert outside not in [p.resolve() for p in find_runs([world["root"]])]
+    assert world["root"] / "runs" / "linked-run" not in find_runs([world["root"]])
+
+
+def test_a_model_folder_whose_weights_link_outside_is_refused(client, world, outside):
+    model = world["root"] / "linked-weights"
+    shutil.copytree(world["a"], model)
+    (model / "model.safetensors").unlink()
+    (model / "model.safetensors").symlink_to(outside / "model" / "model.safetensors")
+    s = world["samples"][0]
+    with pytest.raises(AppError, match="model file .*model.safetensors' is a link to outside"):
+        explain(client, model=str(model), prompt=s["prompt"], completion=s["completion"], answer=s["answer"])
+
+
+def test_an_adapters_base_model_outside_is_refused_without_telling_if_it_exists(client, world, outside):
+    s = world["samples"][0]
+    messages = []
+    for name, base in [("base-outside", outside / "model"), ("base-missing", outside / "no-such-model")]:
+        adapter = world["root"] / name
+        shutil.copytree(world["lora"], adapter)
+        cfg = json.loads((adapter / "adapter_config.json").read_text())
+        cfg["base_model_name_or_path"] = str(base)
+        (adapter / "adapter_config.json").write_text(json.dumps(cfg))
+        with pytest.raises(AppError) as err:
+            explain(client, model=str(adapter), prompt=s["prompt"], completion=s["completion"], answer=s["answer"])
+        messages.append(str(err.value).replace(str(base), "BASE"))
+    assert "the adapter's base model 'BASE' is outside the folders this app may read" in messages[0]
+    assert messages[0] == messages[1]  # the same answer whether the outside folder exists or not

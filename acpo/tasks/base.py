@@ -35,33 +35,33 @@ from __future__ import annotations
 
 import abc
 import random
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any
 
-ANSWER_MARKER = "####"
-"""Marks the final answer line of a completion (GSM8K convention)."""
+from acpo.answers import ANSWER_MARKER, answers_match, extract_final_answer, parse_number  # noqa: F401 (re-exported)
 
-_ANSWER_RE = re.compile(r"^[ \t]*####[ \t]*(.*?)[ \t]*$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
 class Problem:
     """One problem: the text the policy sees and what counts as right.
 
-    ``solution`` is a reference completion in the fixed format (steps, then
-    ``#### answer``), empty when unknown (e.g. dataset rows whose worked
-    solution is not in that format).
+    ``prompt`` is the plain-text prompt (``"Q: ...\\n"``) or, for datasets in
+    TRL's conversational format, a list of chat messages; ``question`` is the
+    bare problem text a chat model gets inside an instruction
+    (:class:`acpo.prompts.PromptStyle`). ``solution`` is a reference completion
+    in the fixed format (steps, then ``#### answer``), empty when unknown (e.g.
+    dataset rows whose worked solution is not in that format).
     """
 
     id: str
     family: str
     level: int
-    prompt: str
+    prompt: str | list[dict[str, str]]
     answer: str
     solution: str = ""
+    question: str = ""
 
 
 @dataclass(frozen=True)
@@ -100,51 +100,6 @@ def format_prompt(problem_text: str) -> str:
     'Q: 7-3*4+2=?\\n'
     """
     return f"Q: {problem_text.strip()}\n"
-
-
-def extract_final_answer(text: str) -> str | None:
-    """Return the text after the first ``####`` line marker, stripped, or None.
-
-    The single parsing helper for ``####`` answers: the step checkers, the
-    rewards and the dataset loader all call it.
-
-    >>> extract_final_answer("3*4=12\\n#### 12")
-    '12'
-    >>> extract_final_answer("no marker") is None
-    True
-    """
-    match = _ANSWER_RE.search(text)
-    return match.group(1) if match else None
-
-
-def parse_number(text: str | None) -> Fraction | None:
-    """Parse an integer, decimal or ``a/b`` fraction (commas and ``$`` allowed).
-
-    Returns None for anything else, so callers can treat unparseable answers
-    as wrong instead of raising.
-
-    >>> parse_number("-3"), parse_number("1,000"), parse_number("0.5") == parse_number("1/2")
-    (Fraction(-3, 1), Fraction(1000, 1), True)
-    """
-    if text is None:
-        return None
-    cleaned = text.strip().replace(",", "").replace("$", "").rstrip(".")
-    if not re.fullmatch(r"[-+]?(\d+(\.\d*)?|\.\d+)(/[-+]?\d+)?", cleaned):
-        return None
-    try:
-        return Fraction(cleaned)
-    except (ValueError, ZeroDivisionError):
-        return None
-
-
-def answers_match(predicted: str | None, gold: str) -> bool:
-    """Numeric equality when both parse as numbers, else exact string match."""
-    if predicted is None:
-        return False
-    p, g = parse_number(predicted), parse_number(gold)
-    if p is not None and g is not None:
-        return p == g
-    return predicted.strip() == gold.strip()
 
 
 def split_lines(completion: str) -> list[tuple[str, tuple[int, int]]]:
@@ -222,6 +177,7 @@ class TaskFamily(abc.ABC):
                 family=self.name,
                 level=level,
                 prompt=format_prompt(problem_text),
+                question=problem_text,
                 answer=str(answer),
                 solution="".join(f"{s}\n" for s in solution_steps) + f"{ANSWER_MARKER} {answer}",
             )
