@@ -1,12 +1,18 @@
 """App latency: explaining one completion, in process and over HTTP through ``gradio_client``.
 
-Launches the app on the bundled demo policy (as ``python app/main.py`` does), then for each
-sample trace in ``assets/sample_traces.jsonl`` times ``Explorer.explain`` called directly and
-the ``/explain`` endpoint called as a user's script would, for each credit method asked for.
+Launches the app on the bundled demo policy (as ``python app/main.py`` does) and measures:
+
+* ``/explain`` per credit method on every sample trace of ``assets/sample_traces.jsonl``,
+  ``Explorer.explain`` called directly (server side) and over HTTP;
+* the resampling credit (``mc_reset``, M continuations per step boundary): seconds per boundary;
+* ``--clients N`` clients at once, each sending ``--per-client`` requests: errors and p95;
+* ``--real``: a 256-token trace of the real model (SmolLM2-135M-Instruct, ``smollm2``).
+
 The model is loaded once before timing (the app caches it), so the figures are per request.
 
-    python bench/app.py                 # every sample trace, acpo and hapo
-    python bench/app.py --quick         # 3 traces, acpo: for CI
+    python bench/app.py                       # every sample trace; mc_reset on 8; 20 clients
+    python bench/app.py --real                # also the real model's 256-token trace
+    python bench/app.py --quick               # 3 traces, acpo, 2 clients: for CI
 """
 
 from __future__ import annotations
@@ -15,8 +21,8 @@ import argparse
 import json
 import os
 import socket
-import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -32,15 +38,87 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def inputs(model, s, method, mc=(8, 1.0, 64, 64)):
+    return (model, False, s["prompt"], s["completion"], s["answer"], "", s.get("family", "none"), method, "lines",
+            "#### ", "steps: credit", *mc)
+
+
+def time_explain(explorer, client, model, samples, methods, rows, label, mc=(8, 1.0, 64, 64)):
+    """One warm-up, then each sample per method: server-side (direct call) and HTTP seconds."""
+    for method in methods:
+        for k, s in enumerate([samples[0], *samples]):
+            t0 = time.perf_counter()
+            _, _, _, _, _, state = explorer.explain(*inputs(model, s, method, mc))
+            direct = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            client.predict(*inputs(model, s, method, mc), api_name="/explain")
+            http = time.perf_counter() - t0
+            if k:
+                trace = state["trace"]
+                rows.append({"model": label, "method": method, "tokens": len(trace.tokens), "steps": len(trace.steps),
+                             "in_process_s": direct, "http_s": http,
+                             "method_s": trace.seconds.get(method, float("nan"))})
+
+
+def concurrent(url, model, samples, method, clients, per_client):
+    """``clients`` threads with their own ``Client``, each sending ``per_client`` /explain requests."""
+    from gradio_client import Client
+
+    times, errors, lock = [], [], threading.Lock()
+
+    def worker(i):
+        try:
+            client = Client(url, verbose=False)
+        except Exception as err:  # noqa: BLE001 - a refused connection is what we count
+            with lock:
+                errors.append(repr(err))
+            return
+        for j in range(per_client):
+            s = samples[(i * per_client + j) % len(samples)]
+            t0 = time.perf_counter()
+            try:
+                client.predict(*inputs(model, s, method), api_name="/explain")
+                with lock:
+                    times.append(time.perf_counter() - t0)
+            except Exception as err:  # noqa: BLE001
+                with lock:
+                    errors.append(repr(err))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return times, errors, time.perf_counter() - t0
+
+
+def real_trace(n_tokens: int = 256):
+    """A GSM8K-style prompt and a sampled completion of about ``n_tokens`` tokens from the real model."""
+    from acpo.models import load_policy
+    from acpo.rollout import generate_texts
+
+    model, tok = load_policy("smollm2")
+    prompt = "Q: A farmer has 17 sheep and buys 3 times as many goats. He sells 12 animals. How many are left?\n"
+    text = generate_texts(model, tok, [prompt], temperature=1.0, seed=0, max_new_tokens=n_tokens)[0]
+    return {"prompt": prompt, "completion": text, "answer": "56", "family": "none"}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--methods", nargs="+", default=["acpo", "hapo"], help="credit methods to time")
+    ap.add_argument("--methods", nargs="+", default=["mean_logprob", "acpo", "hapo"], help="credit methods to time")
     ap.add_argument("--n", type=int, default=0, help="sample traces to time (0: all)")
-    ap.add_argument("--quick", action="store_true", help="3 traces, acpo only: for CI")
+    ap.add_argument("--resample-n", type=int, default=8, help="sample traces for the resampling credit")
+    ap.add_argument("--mc", type=int, default=8, help="continuations per boundary (M) for the resampling credit")
+    ap.add_argument("--clients", type=int, default=20, help="concurrent clients")
+    ap.add_argument("--per-client", type=int, default=3, help="requests per concurrent client")
+    ap.add_argument("--real", action="store_true", help="also time a 256-token trace of the real model (smollm2)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (the demo policy is fastest on one)")
+    ap.add_argument("--quick", action="store_true", help="3 traces, acpo only, 2 clients: for CI")
     ap.add_argument("--csv", type=Path, help="also write one row per request here")
     args = ap.parse_args()
     if args.quick:
-        args.n, args.methods = 3, ["acpo"]
+        args.n, args.methods, args.resample_n, args.mc, args.clients, args.per_client = 3, ["acpo"], 1, 2, 2, 1
     import pandas as pd
     import torch
     from gradio_client import Client
@@ -50,45 +128,53 @@ def main() -> None:
     from app.layout import build_app
     from app.loaders import DEFAULT_SAMPLES
 
-    torch.set_num_threads(1)  # the app's model is tiny; one thread is what a CPU Space gives it anyway
+    torch.set_num_threads(args.threads)
     samples = [json.loads(line) for line in DEFAULT_SAMPLES.read_text().splitlines() if line.strip()]
     samples = samples[: args.n] if args.n else samples
     explorer = Explorer([ROOT / "assets"])
     demo = build_app(explorer)
     port = free_port()
-    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    url = f"http://127.0.0.1:{port}/"
+    demo.queue(default_concurrency_limit=2).launch(server_name="127.0.0.1", server_port=port,
+                                                   prevent_thread_lock=True, quiet=True)
+    client = Client(url, verbose=False)
     rows = []
     try:
-        for method in args.methods:
-            for k, s in enumerate([samples[0], *samples]):  # the first call warms up (model load, kernels)
-                inputs = (DEMO_POLICY, False, s["prompt"], s["completion"], s["answer"], "", s["family"], method,
-                          "lines", "#### ", "steps: credit")
-                t0 = time.perf_counter()
-                explorer.explain(*inputs)
-                direct = time.perf_counter() - t0
-                t0 = time.perf_counter()
-                client.predict(*inputs, api_name="/explain")
-                http = time.perf_counter() - t0
-                if k:
-                    rows.append({"method": method, "problem_id": s["problem_id"], "chars": len(s["completion"]),
-                                 "in_process_s": direct, "http_s": http})
+        time_explain(explorer, client, DEMO_POLICY, samples, args.methods, rows, "demo policy")
+        worked = [s for s in samples if "\n" in s["completion"]][: args.resample_n] or samples[:1]
+        time_explain(explorer, client, DEMO_POLICY, worked, ["mc_reset"], rows, "demo policy",
+                     mc=(args.mc, 1.0, 64, 64))
+        if args.real:
+            trace = real_trace()
+            time_explain(explorer, client, "smollm2", [trace] * 3, args.methods, rows, "SmolLM2-135M (256 tokens)")
+            time_explain(explorer, client, "smollm2", [trace], ["mc_reset"], rows, "SmolLM2-135M (256 tokens)",
+                         mc=(4, 1.0, 64, 64))
+        times, errors, wall = concurrent(url, DEMO_POLICY, samples, explorer.first_method, args.clients,
+                                         args.per_client)
     finally:
         demo.close()
     df = pd.DataFrame(rows)
     if args.csv:
         args.csv.parent.mkdir(parents=True, exist_ok=True)
         df.to_csv(args.csv, index=False)
-    table = df.groupby("method", sort=False).agg(
-        requests=("http_s", "size"),
-        in_process_median_s=("in_process_s", "median"),
-        http_median_s=("http_s", "median"),
-        http_p90_s=("http_s", lambda x: float(x.quantile(0.9))),
+    table = df.groupby(["model", "method"], sort=False).agg(
+        requests=("http_s", "size"), tokens=("tokens", "median"), steps=("steps", "mean"),
+        in_process_median_s=("in_process_s", "median"), http_median_s=("http_s", "median"),
+        http_p90_s=("http_s", lambda x: float(x.quantile(0.9))), method_median_s=("method_s", "median"),
     ).reset_index()
-    print(f"app latency: /explain on the demo policy, {len(samples)} sample traces, 1 torch thread, after one warm-up")
+    mc = df[df["method"] == "mc_reset"]
+    print(f"app latency: /explain, {len(samples)} demo sample traces, {args.threads} torch thread(s), after a warm-up")
     print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
-    overhead = statistics.median(r["http_s"] - r["in_process_s"] for r in rows)
-    print(f"HTTP + queue overhead per request (median of differences): {overhead:.3f} s")
+    for label, part in mc.groupby("model", sort=False):
+        # K step boundaries are sampled, the prompt alone included
+        per_boundary = (part["method_s"] / part["steps"]).median()
+        print(f"resampling credit ({label}): {per_boundary:.3f} s per step boundary (median; M continuations each)")
+    ok = pd.Series(times, dtype=float)
+    print(f"{args.clients} concurrent clients x {args.per_client} /explain ({explorer.first_method}): "
+          f"{len(ok)} ok, {len(errors)} errors, p50 {ok.quantile(0.5):.3f} s, p95 {ok.quantile(0.95):.3f} s, "
+          f"wall {wall:.1f} s")
+    for e in errors[:3]:
+        print("  error:", e)
 
 
 if __name__ == "__main__":
