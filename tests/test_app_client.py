@@ -636,3 +636,21 @@ def test_an_adapters_base_model_outside_is_refused_without_telling_if_it_exists(
         messages.append(str(err.value).replace(str(base), "BASE"))
     assert "the adapter's base model 'BASE' is outside the folders this app may read" in messages[0]
     assert messages[0] == messages[1]  # the same answer whether the outside folder exists or not
+
+
+def test_stop_ends_a_running_resampling_credit_after_its_current_batch(world):
+    import threading
+
+    from acpo.credit.mc_reset import Cancelled
+    from app.callbacks import Explorer
+
+    explorer = Explorer([world["root"]], default_model=world["a"])
+    stop, seen = threading.Event(), []
+    s = world["samples"][0]
+    opts = explorer.resampling_options("arith", s["prompt"], s["answer"], 2, 1.0, 2, 3,
+                                       progress=lambda f, desc: seen.append(desc), stop=stop)
+    opts["progress"](0, 6)
+    stop.set()
+    with pytest.raises(Cancelled):
+        opts["progress"](2, 6)
+    assert seen == ["sampled 0/6 continuations"]
