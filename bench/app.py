@@ -30,6 +30,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+GSM8K = ROOT.parent / "shared" / "data" / "gsm8k" / "train.jsonl"
 
 
 def free_port() -> int:
@@ -94,14 +95,16 @@ def concurrent(url, model, samples, method, clients, per_client):
 
 
 def real_trace(n_tokens: int = 256):
-    """A GSM8K-style prompt and a sampled completion of about ``n_tokens`` tokens from the real model."""
+    """A GSM8K prompt and a worked completion of exactly ``n_tokens`` tokens of the real model's tokenizer:
+    reference solutions of consecutive GSM8K problems, one after another (a long trace, for timing)."""
     from acpo.models import load_policy
-    from acpo.rollout import generate_texts
 
-    model, tok = load_policy("smollm2")
-    prompt = "Q: A farmer has 17 sheep and buys 3 times as many goats. He sells 12 animals. How many are left?\n"
-    text = generate_texts(model, tok, [prompt], temperature=1.0, seed=0, max_new_tokens=n_tokens)[0]
-    return {"prompt": prompt, "completion": text, "answer": "56", "family": "none"}
+    _, tok = load_policy("smollm2")
+    rows = [json.loads(line) for line in GSM8K.read_text().splitlines()[:40]]
+    text = "\n".join(r["answer"] for r in rows)
+    ids = tok(text, add_special_tokens=False)["input_ids"][:n_tokens]
+    answer = rows[0]["answer"].rsplit("####", 1)[-1].strip()
+    return {"prompt": f"Q: {rows[0]['question']}\n", "completion": tok.decode(ids), "answer": answer, "family": "none"}
 
 
 def main() -> None:
