@@ -25,12 +25,14 @@ def bench(*args: str, timeout: int = 300) -> str:
 def test_credit_fidelity_quick_scores_every_method_with_intervals_around_the_estimate(tmp_path):
     bench("bench/credit_fidelity.py", "--quick", "--out", str(tmp_path))
     df = pd.read_csv(tmp_path / "credit_fidelity.csv")
-    assert {"acpo (lines)", "hapo step mean (lines)", "random", "last step", "min-logprob step"} <= set(df["method"])
-    assert any(m.startswith("mc_oracle") for m in df["method"])
+    assert {"acpo (lines)", "hapo step mean (lines)", "mean_logprob (lines)", "random", "last step",
+            "lowest-token log-prob step"} <= set(df["method"])
+    assert any(m.startswith("mc_reset") for m in df["method"])
+    assert set(df["credit"].dropna()) == {"acpo", "hapo", "mean_logprob", "entropy_mask", "mc_reset"}
     for col in ("top1", "auroc"):
         assert df[col].between(0, 1).all()
         assert (df[f"{col}_lo"] <= df[col] + 1e-9).all() and (df[col] <= df[f"{col}_hi"] + 1e-9).all()
-    lines = df[df["method"].isin(["acpo (lines)", "random", "last step", "min-logprob step"])]
+    lines = df[df["method"].isin(["acpo (lines)", "random", "last step", "mean_logprob (lines)"])]
     assert lines["chance_top1"].nunique() == 1  # the same traces and steps for every line-segmented method
     assert df["chance_top1"].between(0, 1).all()
     assert (df["mean_steps"] >= 1).all()
