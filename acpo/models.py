@@ -170,18 +170,21 @@ def load_policy(
     of these forms) and attaches the adapter. A ``.gguf`` file, or a folder
     holding exactly one and no config.json, loads through its cached
     safetensors conversion (:func:`convert_gguf`); the model keeps the GGUF
-    path as its name, so an adapter trained on it points back to the GGUF. The
+    path (or ``smollm2``) as its name, so an adapter trained on it points back
+    to it. The
     tokenizer gets a pad token (eos) if it has none and pads on the left, as
     generation needs.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    name = name_or_path
     name_or_path = resolve_model_name(name_or_path)
     path = Path(name_or_path).expanduser()
     gguf = find_gguf(path) if path.exists() else None
     if gguf is not None:
         model, tokenizer = load_policy(str(convert_gguf(gguf)), False, dtype, device)
-        model.config._name_or_path = model.name_or_path = str(gguf)
+        # an adapter trained on it records this as its base: 'smollm2' stays portable across machines
+        model.config._name_or_path = model.name_or_path = name if name == REAL_MODEL else str(gguf)
         return model, tokenizer
     if path.exists():
         if not path.is_dir():

@@ -106,3 +106,8 @@ class OneOp(Arith):
     name = "arith1"
     level_specs = {1: (1, 20)}
     levels = (1,)
+
+    def question(self, problem_text: str) -> str:
+        """``13+7=?`` -> ``What is 13 + 7?``: the small model reads spaced, worded questions better."""
+        expression = problem_text.removesuffix("=?")
+        return "What is " + re.sub(r"(?<=\d)([-+*])", r" \1 ", expression) + "?"
