@@ -22,15 +22,16 @@ import pandas as pd
 import torch
 
 import acpo
+from acpo.answers import extract_answer
 from acpo.credit.info_gain import DEFAULT_PROBE
 from acpo.credit.mc_reset import Cancelled
 from acpo.fidelity import fidelity_table, localisable
 from acpo.data import load_problems
 from acpo.models import DEMO_POLICY, ModelLoadError
 from acpo.render import blamed_step, credit_scale, message_html, step_heatmap_html, trace_html
-from acpo.rewards import hash_answer_reward
+from acpo.rewards import answer_reward
 from acpo.rollout import generate_texts
-from acpo.tasks import TASKS, Problem, extract_final_answer, first_error_step
+from acpo.tasks import TASKS, Problem, first_error_step
 from acpo.tokens import context_length, encode_prompt
 from app import views
 from app.loaders import (
@@ -362,9 +363,9 @@ class Explorer:
         if reward_value is None and check is not None:
             reward_value = float(check.answer_correct)
         elif reward_value is None and answer is not None:
-            reward_value = hash_answer_reward([prompt], [completion], answer=[answer])[0]
+            reward_value = answer_reward([prompt], [completion], answer=[answer])[0]
         methods = [method]
-        if method != "acpo" and (answer or extract_final_answer(completion)):
+        if method != "acpo" and (answer or extract_answer(completion)):
             methods.append("acpo")  # information gain beside the chosen method, when there is an answer to probe
         model, tokenizer = self.models.get(model_name, trust_remote_code)
         options = {RESAMPLING: resampling} if method == RESAMPLING else None
@@ -458,7 +459,7 @@ class Explorer:
         answer = (answer or "").strip() or None
         check = check_problem(checker, prompt or "", answer, completion)
         reward = (float(check.answer_correct) if check is not None
-                  else hash_answer_reward([prompt], [completion], answer=[answer])[0] if answer else None)
+                  else answer_reward([prompt], [completion], answer=[answer])[0] if answer else None)
         frames, traces = {}, {}
         for name in names:
             label = name if name not in frames else f"{name} ({len(frames)})"
@@ -573,7 +574,7 @@ class Explorer:
                 out.append(float(check.answer_correct))
                 computed += 1
             elif r.answer is not None:
-                out.append(hash_answer_reward([r.prompt], [r.completion], answer=[r.answer])[0])
+                out.append(answer_reward([r.prompt], [r.completion], answer=[r.answer])[0])
                 computed += 1
             else:
                 out.append(None)

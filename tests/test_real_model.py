@@ -110,3 +110,18 @@ def test_one_lora_rl_step_on_gsm8k_saves_a_checkpoint_that_loads_back(tmp_path):
     model, tok = load_policy(str(checkpoint))
     assert hasattr(model, "peft_config")
     assert tok.chat_template  # the checkpoint's tokenizer still renders chat prompts
+
+
+def test_the_app_explains_a_real_model_by_name(tmp_path):
+    """The Explore tab's core call on `smollm2`: the typed prompt goes through the chat template."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from app.callbacks import Explorer
+
+    explorer = Explorer([tmp_path])
+    state, table = explorer.explain_trace("smollm2", False, QUESTION, "7 * 3 = 21\n12 + 21 = 33\n#### 33", "33", "",
+                                          "none", "acpo", "lines", "#### ")
+    trace = state["trace"]
+    assert trace.prompt.startswith("<|im_start|>system") and trace.prompt.endswith("<|im_start|>assistant\n")
+    assert trace.reward == 1.0 and len(table) == 3
