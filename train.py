@@ -13,12 +13,16 @@ import sys
 def main(argv=None) -> int:
     from acpo.config import parse_args
     from acpo.models import ModelLoadError
+    from acpo.runs import RunFinished
 
     try:
         cfg = parse_args(argv)
         from acpo.trainer import run
 
         summary = run(cfg)
+    except RunFinished as done:  # nothing to do is not an error
+        print(f"train.py: {done}")
+        return 0
     except (ValueError, ModelLoadError, RuntimeError, OSError) as err:  # NaN loss, disk full, bad input, ...
         print(f"train.py: error: {err}", file=sys.stderr)
         return 2

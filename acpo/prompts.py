@@ -42,7 +42,8 @@ def check_messages(messages: Any) -> list[Message]:
         if m["role"] not in ROLES:
             raise ValueError(f"message {i} has unknown role {m['role']!r}; valid roles: {', '.join(ROLES)}")
         if not isinstance(m["content"], str):
-            raise ValueError(f"message {i} ({m['role']}) has {type(m['content']).__name__} content; it must be a string")
+            kind = type(m["content"]).__name__
+            raise ValueError(f"message {i} ({m['role']}) has {kind} content; it must be a string")
     return [{"role": m["role"], "content": m["content"]} for m in messages]
 
 

@@ -54,6 +54,7 @@ class Trace:
     answer: str | None = None
     reward: float | None = None
     meta: dict[str, str] = field(default_factory=dict)  # run, checkpoint, prompt_id, completion_id
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time of each method's credits (whole batch)
 
     @property
     def methods(self) -> list[str]:
@@ -106,6 +107,28 @@ class Trace:
         """Index of the step with the lowest credit (where the method puts the blame)."""
         credit = self.credits[method or self.methods[0]]
         return int(torch.argmin(credit))
+
+    def html(self, method: str | None = None, view: str = "steps", first_error_step: int | None = None) -> str:
+        """The heatmap the app shows (``acpo.render.trace_html``): steps by credit, or tokens
+        by ``view="entropy"`` / ``"advantage"``."""
+        from acpo.render import trace_html
+
+        return trace_html(self, method, view, first_error_step)
+
+    def _repr_html_(self) -> str:
+        return self.html()
+
+    def show(self, method: str | None = None, view: str = "steps", first_error_step: int | None = None) -> None:
+        """Display the heatmap in a notebook (IPython); elsewhere print the text summary."""
+        try:
+            from IPython import get_ipython
+            from IPython.display import HTML, display
+        except ImportError:
+            get_ipython = None
+        if get_ipython is not None and get_ipython() is not None:
+            display(HTML(self.html(method, view, first_error_step)))
+        else:
+            print(repr(self))
 
     def __repr__(self) -> str:
         lines = [f"Trace({len(self.tokens)} tokens, {len(self.steps)} steps, methods={self.methods}, reward={self.reward})"]

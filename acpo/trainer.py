@@ -10,18 +10,15 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import json
 import math
 import os
 import random
 import re
 import shlex
-import shutil
 import signal
 import sys
 import threading
 import time
-import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from acpo.advantage import AdvantageConfig, broadcast_steps, normalize_step_credits
+from acpo.checkpoint import complete_checkpoints, newest_checkpoint, rng_state, set_rng_state, write_checkpoint
 from acpo.config import CREDIT_OF_METHOD, TrainConfig, to_yaml
 from acpo.credit import CreditBatch, get_credit_method
 from acpo.credit.hapo import hapo_quadrants
@@ -42,14 +40,16 @@ from acpo.loss import policy_loss
 from acpo.models import load_policy
 from acpo.prompts import PromptStyle, answer_probe, render_prompt
 from acpo.rollout import Sample, make_engine
+from acpo.runs import (
+    CHECKPOINTS, CONFIG, SUMMARY, TRACES, RunFinished, append_metrics, empty_folder, eval_at, finished_at,
+    lock_run_folder, read_metrics, run_dir_problem, truncate_metrics, write_atomic, write_summary, write_text_atomic,
+)
 from acpo.segment import SegmentConfig, segment
 from acpo.stats import completion_stats, scored_stats
 from acpo.tasks import (
     DEFAULT_TRAIN_MIX, RL_SEED_OFFSET, TASKS, Problem, first_error_step, get_task, heldout_problems, make_problems,
 )
 from acpo.tokens import encode_prompt, pad_batch
-
-STATE_FILE = "trainer_state.pt"
 
 
 @dataclass
@@ -125,6 +125,7 @@ class Trainer:
         self.pool, self.eval_set, start_levels = self.load_problems()
         self.curriculum = Curriculum(self.pool, start_levels, cfg.curriculum, cfg.curriculum_eps,
                                      cfg.unlock_threshold, seed=cfg.seed + self.rank)
+        self.check_inputs()  # before the run folder exists: fixing a typo must not need --overwrite
 
         # state that a checkpoint carries
         self.step, self.stage = 0, 1
@@ -136,17 +137,24 @@ class Trainer:
         self.last_sampled = float("nan")
         self.ref_model = None
         self.writer = None
-        if cfg.resume:
-            self.load_checkpoint()
-            self.engine.sync_weights(self.policy)  # a separate engine (vLLM) started from cfg.model
-        elif self.acc.is_main_process:
-            if cfg.overwrite:  # only now, after the model loaded (it may even live in the old run folder)
-                empty_folder(self.run_dir)
-            (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "traces").mkdir(exist_ok=True)
-            # saved without --overwrite, so that `--resume` of this folder does not ask to wipe it
-            (self.run_dir / "config.yaml").write_text(to_yaml(dataclasses.replace(cfg, overwrite=False)))
-        self.acc.wait_for_everyone()
+        self.resumed_from = None
+        self.lock = self.lock_run_dir()  # one writer per run folder, from here until train() returns
+        try:
+            if cfg.resume:
+                self.load_checkpoint()
+                self.engine.sync_weights(self.policy)  # a separate engine (vLLM) started from cfg.model
+            elif self.acc.is_main_process:
+                if cfg.overwrite:  # only now, after the model loaded (it may even live in the old run folder)
+                    empty_folder(self.run_dir)
+                (self.run_dir / CHECKPOINTS).mkdir(exist_ok=True)
+                (self.run_dir / TRACES).mkdir(exist_ok=True)
+                # saved without --overwrite, so that `--resume` of this folder does not ask to wipe it
+                write_text_atomic(self.run_dir / CONFIG, to_yaml(dataclasses.replace(cfg, overwrite=False)),
+                                  "config.yaml")
+            self.acc.wait_for_everyone()
+        except BaseException:
+            self.release()
+            raise
         if cfg.report_to == "tensorboard" and self.acc.is_main_process:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -161,13 +169,18 @@ class Trainer:
             restore_signal_handlers(previous_handlers)
             if self.writer:
                 self.writer.close()
+            self.release()
+
+    def release(self) -> None:
+        """Let another process write the run folder (the lock also goes when this process exits)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     def train_loop(self) -> dict:
         cfg = self.cfg
         start_time = time.time()
-        first_eval = self.evaluate() if self.step == 0 else self.last_logged_eval()
-        first_sampled = self.last_sampled if self.step == 0 else float("nan")
-        last_eval = first_eval
+        last_eval = self.evaluate() if self.step == 0 else eval_at(read_metrics(self.run_dir), "last")
         stopped_by = None
         bar = tqdm(range(self.step, cfg.steps), desc=f"{cfg.method}", initial=self.step, total=cfg.steps,
                    disable=not self.acc.is_main_process, dynamic_ncols=True)
@@ -213,15 +226,17 @@ class Trainer:
                 stopped_by = self.stop_signal or "a signal to another process"
                 break
         bar.close()
-        summary = {"run_dir": str(self.run_dir), "start_pass@1": first_eval, "end_pass@1": last_eval,
-                   "start_pass@1_sampled": first_sampled, "end_pass@1_sampled": self.last_sampled,
+        logged = read_metrics(self.run_dir)  # the run's true start, also after a resume: its step-0 evaluation
+        summary = {"run_dir": str(self.run_dir), "start_pass@1": eval_at(logged, "first"), "end_pass@1": last_eval,
+                   "start_pass@1_sampled": eval_at(logged, "first", "eval/pass@1_sampled"),
+                   "end_pass@1_sampled": self.last_sampled, "resumed_from_step": self.resumed_from,
                    "wall_s": time.time() - start_time, "steps": self.step, "processes": self.world,
                    "param_checksums": self.param_checksums()}
         if len(set(summary["param_checksums"])) > 1:
             raise RuntimeError(f"processes ended with different weights: {summary['param_checksums']}")
         if self.acc.is_main_process and stopped_by is None:  # summary.json marks a finished run
-            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-        summary.update(stopped_by=stopped_by, checkpoint=str(self.run_dir / "checkpoints" / f"step-{self.step}"),
+            write_summary(self.run_dir, summary)
+        summary.update(stopped_by=stopped_by, checkpoint=str(self.run_dir / CHECKPOINTS / f"step-{self.step}"),
                        resume_command=self.resume_command(), is_main=self.acc.is_main_process)
         return summary
 
@@ -448,6 +463,7 @@ class Trainer:
         grad_norm = self.acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
         self.check_finite(logs["loss"], grad_norm)  # before the step: a NaN must not reach the weights
         self.optimizer.step()
+        self.check_weights_finite()  # an inf learning rate or a NaN clipping norm gets past the check above
         self.scheduler.step()
         self.engine.sync_weights(self.policy)
         m = mask.bool()
@@ -490,10 +506,25 @@ class Trainer:
             what = f"gradient norm is {'NaN' if math.isnan(norm) else norm}"
         else:
             what = "loss is NaN/inf on another process"
-        good = self.complete_checkpoints()
-        where = (f"the last good checkpoint is {good[-1]} (resume with: {self.resume_command()})" if good else
-                 "no checkpoint was written yet (--save-every N writes one every N steps)")
-        raise NonFiniteLossError(f"{what} at step {self.step + 1}; the optimizer step was not taken; {where}")
+        raise NonFiniteLossError(f"{what} at step {self.step + 1}; the optimizer step was not taken; "
+                                 f"{self.last_good_checkpoint()}")
+
+    def check_weights_finite(self) -> None:
+        """Stop the run (NonFiniteLossError) if the optimizer step made any trained weight NaN/inf."""
+        bad = next((n for n, p in self.policy.named_parameters() if p.requires_grad and not torch.isfinite(p).all()),
+                   None)
+        if not self.any_process(bad is not None):
+            return
+        cfg = self.cfg
+        raise NonFiniteLossError(
+            f"weights became NaN/inf in the optimizer step of step {self.step + 1} ({bad or 'on another process'}; "
+            f"lr={cfg.lr}, max_grad_norm={cfg.max_grad_norm}); nothing of this step was saved; "
+            f"{self.last_good_checkpoint()}")
+
+    def last_good_checkpoint(self) -> str:
+        good = complete_checkpoints(self.run_dir, self.cfg.lora_r > 0)
+        return (f"the last good checkpoint is {good[-1]} (resume with: {self.resume_command()})" if good else
+                "no checkpoint was written yet (--save-every N writes one every N steps)")
 
     # ------------------------------------------------------------------ 5. bookkeeping
     def adapt_entropy_coef(self, mean_entropy: float) -> None:
@@ -567,7 +598,8 @@ class Trainer:
             self.policy, self.tokenizer, [x for _, x, _ in keep], [s.text for _, _, s in keep], method=methods,
             segmentation=self.cfg.segmentation, answers=[p.answer for p, _, _ in keep], rewards=rewards,
             group_ids=list(range(len(keep))), probe=self.probe, segment_config=self.seg_cfg,
-            chat_template=self.cfg.chat_template, meta=[{"run": self.run_dir.name, "checkpoint": f"step-{self.step}", "prompt_id": p.id,
+            chat_template=self.cfg.chat_template,
+            meta=[{"run": self.run_dir.name, "checkpoint": f"step-{self.step}", "prompt_id": p.id,
                    "completion_id": f"{p.id}/greedy"} for p, _, _ in keep],
         )
         frames = []
@@ -578,16 +610,14 @@ class Trainer:
             df["first_error_step"] = -1 if first is None else first
             df["method"] = self.cfg.method
             frames.append(df)
-        path = self.run_dir / "traces" / f"step-{self.step}.parquet"
-        tmp = path.with_suffix(".parquet.tmp")
-        pd.concat(frames, ignore_index=True).to_parquet(tmp, index=False)
-        tmp.replace(path)
+        frame = pd.concat(frames, ignore_index=True)
+        write_atomic(self.run_dir / TRACES / f"step-{self.step}.parquet",
+                     lambda tmp: frame.to_parquet(tmp, index=False), f"traces of step {self.step}")
 
     def log(self, metrics: dict) -> None:
         if not self.acc.is_main_process:
             return
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(metrics) + "\n")
+        append_metrics(self.run_dir, metrics)
         if self.writer:
             for k, v in metrics.items():
                 if isinstance(v, (int, float)) and k != "step":
@@ -601,12 +631,6 @@ class Trainer:
         t = torch.tensor([float(values[k]) for k in keys], device=self.acc.device)
         t = self.acc.reduce(t, op)
         return dict(zip(keys, t.tolist()))
-
-    def last_logged_eval(self) -> float:
-        path = self.run_dir / "metrics.jsonl"
-        evals = [json.loads(line).get("eval/pass@1") for line in path.read_text().splitlines()] if path.exists() else []
-        evals = [e for e in evals if e is not None]
-        return evals[-1] if evals else float("nan")
 
     # ------------------------------------------------------------------ 6. stopping on a signal
     def catch_stop_signals(self) -> dict:
@@ -641,75 +665,30 @@ class Trainer:
         launcher = "python" if self.world == 1 else f"accelerate launch --num_processes {self.world}"
         return f"{launcher} train.py --resume {shlex.quote(str(self.run_dir))}"
 
-    # ------------------------------------------------------------------ checkpoints
+    # ------------------------------------------------------------------ checkpoints (acpo.checkpoint)
     def save_checkpoint(self) -> None:
         """checkpoints/step-N: weights (adapter for LoRA), tokenizer, optimizer/scheduler/RNG/curriculum state."""
-        folder = self.run_dir / "checkpoints"
-        final, tmp = folder / f"step-{self.step}", folder / f".tmp-step-{self.step}"
         rank_state = {"rng": rng_state(), "curriculum": self.curriculum.state_dict()}
+        ranks = [rank_state] if self.world == 1 else gather_objects(rank_state)
+        failed = None
         if self.acc.is_main_process:
-            for stale in [*folder.glob(".tmp-step-*"), *folder.glob(".old-step-*")]:  # left by a killed write
-                shutil.rmtree(stale, ignore_errors=True)
-            tmp.mkdir(parents=True)
-            self.policy.save_pretrained(tmp, safe_serialization=True)
-            self.tokenizer.save_pretrained(tmp)
             state = {
                 "step": self.step, "stage": self.stage, "entropy_coef": self.entropy_coef,
                 "entropy_target": self.entropy_target, "best_eval": self.best_eval,
                 "evals_since_best": self.evals_since_best, "rollout_tokens": self.rollout_tokens,
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "ref_model": None if self.ref_model is None else self.ref_model.state_dict(),
+                "ref_model": None if self.ref_model is None else self.ref_model.state_dict(), "ranks": ranks,
             }
-            torch.save(state, tmp / STATE_FILE)
-        self.acc.wait_for_everyone()
-        gathered = [rank_state] if self.world == 1 else gather_objects(rank_state)
-        if self.acc.is_main_process:
-            torch.save(gathered, tmp / "rank_states.pt")
-            # the rename publishes a complete folder; an old step-N (resumed from an earlier one) goes only after
-            if final.exists():
-                old = folder / f".old-step-{self.step}"
-                final.rename(old)
-                tmp.rename(final)
-                shutil.rmtree(old)
-            else:
-                tmp.rename(final)
-        self.acc.wait_for_everyone()
-
-    def complete_checkpoints(self) -> list[Path]:
-        """checkpoints/step-N folders holding every file a resume reads, oldest first."""
-        return [ck for ck in list_checkpoints(self.run_dir) if not self.missing_files(ck)]
-
-    @property
-    def weights_file(self) -> str:
-        """What a checkpoint's weights are saved as: the adapter for LoRA runs, else the whole model."""
-        return "adapter_model.safetensors" if self.cfg.lora_r > 0 else "model.safetensors"
-
-    def missing_files(self, ck: Path) -> list[str]:
-        return [name for name in (self.weights_file, STATE_FILE, "rank_states.pt") if not (ck / name).is_file()]
-
-    def resume_checkpoint(self) -> Path:
-        """The newest complete checkpoint; newer incomplete ones (a copy cut short) are skipped with a warning."""
-        skipped = []
-        for ck in reversed(list_checkpoints(self.run_dir)):
-            missing = self.missing_files(ck)
-            if not missing:
-                if skipped and self.acc.is_main_process:
-                    warnings.warn(f"skipping incomplete checkpoint(s) {'; '.join(skipped)}: resuming from {ck}",
-                                  stacklevel=3)
-                return ck
-            skipped.append(f"{ck} (missing {', '.join(missing)})")
-        if skipped:
-            raise ValueError(f"run folder '{self.run_dir}' has no complete checkpoint to resume from: "
-                             f"{'; '.join(skipped)}; start it afresh with --overwrite")
-        raise ValueError(f"run folder '{self.run_dir}' has no checkpoints/step-N to resume from; "
-                         "start it afresh with --overwrite")
+            try:
+                write_checkpoint(self.run_dir, self.step, self.policy, self.tokenizer, state)
+            except (OSError, ValueError) as err:
+                failed = err
+        if self.any_process(failed is not None):  # every process stops, not only the one that wrote
+            raise failed or RuntimeError(f"the main process could not write checkpoint step-{self.step}")
 
     def load_checkpoint(self) -> None:
-        ck = self.resume_checkpoint()
-        from safetensors.torch import load_file
-
-        weights = ck / self.weights_file
-        state_dict = load_file(str(weights))
+        """Weights and state from the newest readable checkpoint; the metrics logged after it are dropped."""
+        ck, state_dict, state = newest_checkpoint(self.run_dir, self.cfg.lora_r > 0, warn=self.acc.is_main_process)
         if self.cfg.lora_r > 0:
             from peft import set_peft_model_state_dict
 
@@ -720,26 +699,25 @@ class Trainer:
                 raise ValueError(f"checkpoint {ck} does not match the model: missing {missing}, unexpected {unexpected}")
             if "lm_head.weight" in missing and getattr(self.policy.config, "tie_word_embeddings", False):
                 self.policy.tie_weights()
-        state = torch.load(ck / STATE_FILE, weights_only=False)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.stage = state["step"], state["stage"]
         self.entropy_coef, self.entropy_target = state["entropy_coef"], state["entropy_target"]
         self.best_eval, self.evals_since_best = state["best_eval"], state["evals_since_best"]
         self.rollout_tokens = state["rollout_tokens"]
+        self.resumed_from = self.step
         if state["ref_model"] is not None:
             self.ref_model = copy.deepcopy(self.policy).eval().requires_grad_(False)
             self.ref_model.load_state_dict(state["ref_model"])
-        ranks = torch.load(ck / "rank_states.pt", weights_only=False)
+        ranks = state["ranks"]
         if len(ranks) != self.world:
             raise ValueError(f"checkpoint {ck} was written by {len(ranks)} processes; resume it with as many")
         set_rng_state(ranks[self.rank]["rng"])
         self.curriculum.load_state_dict(ranks[self.rank]["curriculum"])
-        # metrics logged after this checkpoint belong to the lost future: drop them
-        path = self.run_dir / "metrics.jsonl"
-        if self.acc.is_main_process and path.exists():
-            lines = [l for l in path.read_text().splitlines() if json.loads(l)["step"] <= self.step]
-            path.write_text("".join(l + "\n" for l in lines))
+        if self.acc.is_main_process:
+            # metrics logged after this checkpoint belong to the lost future (and a torn last line goes too)
+            truncate_metrics(self.run_dir, self.step)
+            (self.run_dir / SUMMARY).unlink(missing_ok=True)  # training further: not finished any more
 
     # ------------------------------------------------------------------ setup helpers
     def claim_run_dir(self) -> Path:
@@ -752,6 +730,10 @@ class Trainer:
         if cfg.resume:
             if cfg.overwrite:
                 raise ValueError(f"--resume '{cfg.resume}' continues that run and --overwrite deletes it: pass one")
+            done = finished_at(Path(cfg.resume))
+            if done is not None and cfg.steps <= done:
+                raise RunFinished(f"run '{cfg.resume}' finished at step {done} (it has summary.json): nothing to "
+                                  f"resume, nothing changed; to train it further pass --steps N with N > {done}")
             return Path(cfg.resume)
         found = [cfg.run_name or f"{cfg.method}-{datetime.now():%Y%m%d-%H%M%S}", None]
         if self.acc.is_main_process:
@@ -763,6 +745,46 @@ class Trainer:
         if found[1]:
             raise ValueError(found[1])
         return Path(cfg.output_dir) / found[0]
+
+    def lock_run_dir(self):
+        """The main process, the one writer, locks the run folder (making a fresh run's); others get None.
+
+        A fresh run's folder is checked again under the lock: another run may
+        have claimed the name since ``claim_run_dir`` looked.
+        """
+        lock, error = None, [None]
+        if self.acc.is_main_process:
+            try:
+                lock = lock_run_folder(self.run_dir, fresh=not self.cfg.resume, overwrite=self.cfg.overwrite)
+            except (ValueError, OSError) as err:
+                error[0] = err
+        if self.world > 1:
+            from accelerate.utils import broadcast_object_list
+
+            message = [None if error[0] is None else str(error[0])]
+            broadcast_object_list(message)
+            if message[0] and error[0] is None:
+                raise ValueError(message[0])
+        if error[0] is not None:
+            raise error[0]
+        return lock
+
+    def check_inputs(self) -> None:
+        """What the config cannot check alone: the probe tokenizes, and every prompt leaves room to answer."""
+        if self.credit_name == "acpo" and not self.tokenizer(self.probe, add_special_tokens=False)["input_ids"]:
+            raise ValueError(f"probe {self.probe!r} is no token for this tokenizer; pass a non-empty --probe")
+        context = getattr(self.policy.config, "max_position_embeddings", None)
+        if not context:
+            return
+        budget = context - self.cfg.max_new_tokens
+        long = [(p.id, n) for p in [*self.pool, *self.eval_set]
+                if (n := len(encode_prompt(self.tokenizer, self.prompt_of(p), self.cfg.chat_template))) > budget]
+        if long:
+            shown = ", ".join(f"{pid} ({n} tokens)" for pid, n in long[:3])
+            raise ValueError(
+                f"{len(long)} problem(s) leave no room to answer in the model's context of {context} tokens with "
+                f"--max-new-tokens {self.cfg.max_new_tokens}: {shown}; drop those rows, shorten them, or lower "
+                "--max-new-tokens")
 
     def load_problems(self) -> tuple[list[Problem], list[Problem], dict[str, set[int]]]:
         cfg = self.cfg
@@ -784,7 +806,9 @@ class Trainer:
             start.setdefault(f, set()).add(lv)
         if not cfg.curriculum:  # without the curriculum, train on exactly the mix
             pool = [p for p in pool if p.level in start[p.family]]
-        return pool, heldout_problems(min(cfg.eval_problems, 600), tuple(mix)), start
+        eval_set = heldout_problems(min(cfg.eval_problems, 600), tuple(mix))
+        evaluated = {p.prompt for p in eval_set}  # make_problems leaves out the default mix's held-out pool only
+        return [p for p in pool if p.prompt not in evaluated], eval_set, start
 
     def resolve_probe(self) -> str:
         if self.cfg.probe != "auto":
@@ -829,39 +853,7 @@ def concat_scored(a: Scored, b: Scored) -> Scored:
 
 
 class NonFiniteLossError(RuntimeError):
-    """The loss or gradient went NaN/inf; the run stopped before the optimizer step."""
-
-
-def list_checkpoints(run_dir: Path) -> list[Path]:
-    """checkpoints/step-N folders, oldest first (not .tmp-step-N or .old-step-N, the leftovers of a write)."""
-    found = [(int(m.group(1)), p) for p in (Path(run_dir) / "checkpoints").glob("step-*")
-             if p.is_dir() and (m := re.fullmatch(r"step-(\d+)", p.name))]
-    return [p for _, p in sorted(found)]
-
-
-def run_dir_problem(run_dir: Path, overwrite: bool) -> str | None:
-    """Why a fresh run cannot start in ``run_dir`` (None: it can)."""
-    if not run_dir.exists():
-        return None
-    if not run_dir.is_dir():
-        return f"run folder '{run_dir}' is a file; pick another --run-name or --output-dir"
-    if not any(run_dir.iterdir()):
-        return None
-    if not overwrite:
-        return (f"run folder '{run_dir}' already exists; continue it with --resume {run_dir}, start it afresh "
-                "with --overwrite (deletes its contents), or pick another --run-name")
-    if not any((run_dir / name).exists() for name in ("config.yaml", "checkpoints", "metrics.jsonl")):
-        return (f"--overwrite will not empty '{run_dir}': it does not look like a run folder (no config.yaml, "
-                "checkpoints/ or metrics.jsonl); delete it yourself or pick another --run-name")
-    return None
-
-
-def empty_folder(folder: Path) -> None:
-    for child in folder.iterdir() if folder.exists() else []:
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child)
-        else:
-            child.unlink()
+    """The loss, the gradient or the weights went NaN/inf; the run stopped, and nothing non-finite was saved."""
 
 
 def restore_signal_handlers(previous: dict) -> None:
@@ -875,19 +867,6 @@ def say(text: str) -> None:
         os.write(sys.stderr.fileno(), text.encode())
     except (OSError, ValueError, AttributeError):  # no real file descriptor (e.g. captured by pytest)
         pass
-
-
-def rng_state() -> dict:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-
-
-def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def gather_objects(obj) -> list:

@@ -2,12 +2,17 @@
 
 The app reads only inside *allowed roots* (the repo's ``assets/`` and ``runs/``
 by default, plus every ``--allow DIR`` given at launch) and files uploaded
-through the UI. Every path a user types goes through ``PathGuard.resolve``.
+through the UI. Every path a user types goes through ``PathGuard.resolve``, and
+every file inside an allowed folder through ``PathGuard.inside`` when it is
+opened: both follow symbolic links first, so a link inside ``runs/`` cannot
+lead out of the roots.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,11 +20,13 @@ from typing import Iterable
 
 import pandas as pd
 
+import acpo.runs
 from acpo.rewards import completion_text
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ASSETS = REPO_ROOT / "assets"
 DEFAULT_SAMPLES = ASSETS / "sample_traces.jsonl"
+FIDELITY_FILE = ASSETS / "credit_fidelity.csv"  # written by `python bench/credit_fidelity.py --publish`
 MAX_FILE_MB = 25
 ROLLOUT_SUFFIXES = (".csv", ".jsonl", ".json", ".parquet")
 
@@ -35,8 +42,47 @@ class PathGuard:
         self.roots = [Path(r).expanduser().resolve() for r in roots]
 
     def allowed(self, path: Path) -> bool:
-        path = path.resolve()
+        """Whether ``path``, every link followed (``realpath``), lies inside a root."""
+        path = Path(os.path.realpath(path))
         return any(path == r or path.is_relative_to(r) for r in self.roots)
+
+    def inside(self, path: Path, what: str = "file") -> Path:
+        """The real path of ``path``, a file the app is about to open; InputError if a link leads out of the roots."""
+        if not self.allowed(path):
+            raise InputError(f"{what} '{display_path(path)}' is a link to outside the folders this app may read; "
+                             "refused")
+        return Path(os.path.realpath(path))
+
+    def model_source(self, name: str) -> str:
+        """What ``load_policy`` may load for ``name``: a checked local path, or a hub id.
+
+        A local model folder's files must all lie inside the roots (a weights
+        file may be a link), and so must a LoRA adapter's base model, checked as
+        transformers will read it (relative to the working directory). Outside
+        paths get one message whether or not they exist.
+        """
+        if not self.looks_local(name):
+            if name.count("/") > 1:
+                raise InputError(f"model path '{name}' does not exist")
+            return name  # a hub id; loads only where the hub is reachable
+        path = self.resolve(name, "model path")
+        if path.is_dir():
+            for f in path.iterdir():
+                self.inside(f, "model file")
+            adapter = path / "adapter_config.json"
+            if adapter.is_file():
+                try:
+                    base = str(json.loads(adapter.read_text())["base_model_name_or_path"])
+                except (ValueError, KeyError, TypeError) as err:
+                    raise InputError(f"'{display_path(adapter)}' names no base_model_name_or_path") from err
+                local = Path(base).expanduser()
+                if local.exists() or base.startswith((".", "/", "~")) or base.count("/") > 1:
+                    if not self.allowed(local):
+                        raise InputError(self.outside_message(base, "the adapter's base model"))
+                    if local.is_dir():
+                        for f in local.iterdir():
+                            self.inside(f, "base model file")
+        return str(path)
 
     def candidates(self, text: str) -> list[Path]:
         """Where a typed path could point: relative to the repo root, then as given."""
@@ -58,7 +104,7 @@ class PathGuard:
         raise InputError(f"{what} '{text}' does not exist")
 
     def outside_message(self, text: str, what: str) -> str:
-        roots = ", ".join(str(r) for r in self.roots)
+        roots = ", ".join(short_path(r) for r in self.roots)
         return (
             f"{what} '{text}' is outside the folders this app may read ({roots}); "
             "upload the file instead, or restart the app with --allow DIR"
@@ -112,6 +158,33 @@ def _message_text(value) -> str:
     return str(value)
 
 
+def _refuse_constant(name: str):
+    raise InputError(f"the file holds {name}; rewards and scores must be finite numbers (null or empty when unknown)")
+
+
+def parse_rewards(values, name: str) -> list[float | None]:
+    """A reward column as floats, None where empty or null; NaN, infinities and text are refused."""
+    out, bad = [], []
+    for i, v in enumerate(values):
+        if v is None or (isinstance(v, str) and not v.strip()) or (isinstance(v, float) and math.isnan(v)
+                                                                    and not isinstance(v, str)):
+            out.append(None)
+            continue
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            bad.append((i, v))
+            continue
+        if not math.isfinite(f):
+            bad.append((i, v))
+        out.append(f)
+    if bad:
+        shown = ", ".join(f"row {i}: {v!r}" for i, v in bad[:5])
+        raise InputError(f"'{name}' has rewards that are not finite numbers ({shown}); "
+                         "fix them, or leave a reward empty when it is unknown")
+    return out
+
+
 def _read_table(path: Path, name: str) -> pd.DataFrame:
     suffix = Path(name).suffix.lower()
     if suffix not in ROLLOUT_SUFFIXES:
@@ -125,7 +198,7 @@ def _read_table(path: Path, name: str) -> pd.DataFrame:
             lines = [ln for ln in text.splitlines() if ln.strip()]
             if suffix == ".json" and text.lstrip().startswith("["):
                 return pd.DataFrame(json.loads(text))
-            return pd.DataFrame([json.loads(ln) for ln in lines])
+            return pd.DataFrame([json.loads(ln, parse_constant=_refuse_constant) for ln in lines])
         return pd.read_parquet(path)
     except UnicodeDecodeError as err:
         raise InputError(f"'{name}' is not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8") from err
@@ -153,7 +226,10 @@ def read_rollouts(path: Path, name: str | None = None, limit_mb: float = MAX_FIL
     * TRL's ``completions/*.parquet`` (``step, prompt, completion, <reward functions>, advantage``):
       the reward is the ``reward`` column if there is one, else the sum of the reward-function columns;
     * verl's rollout JSONL dumps (``input, output, score[, gts], step``).
-    ``answer`` / ``reward`` are None where unknown. Returns the table and the layout name.
+    ``answer`` / ``reward`` are None where unknown; a reward that is NaN, infinite or text is refused.
+    ``family`` (a synthetic task's name, when the file has it) lets a step checker label the rows;
+    ids come from ``prompt_id``/``problem_id`` and ``completion_id``/``id`` when the file has them.
+    Returns the table and the layout name.
     """
     name = name or path.name
     check_size(path, limit_mb)
@@ -177,18 +253,20 @@ def read_rollouts(path: Path, name: str | None = None, limit_mb: float = MAX_FIL
     out["answer"] = [None if v is None or str(v).strip() == "" or (isinstance(v, float) and pd.isna(v)) else str(v)
                      for v in raw["answer"]] if "answer" in raw.columns else None
     if "reward" in raw.columns:
-        reward = pd.to_numeric(raw["reward"], errors="coerce")
+        out["reward"] = parse_rewards(raw["reward"].tolist(), name)
     elif layout == "trl":
         skip = {"step", "prompt", "completion", "advantage", "mode", "image"}
         funcs = [c for c in raw.columns if c not in skip and pd.api.types.is_numeric_dtype(raw[c])]
         reward = raw[funcs].sum(axis=1, min_count=1) if funcs else pd.Series([None] * len(raw))
+        out["reward"] = parse_rewards([None if pd.isna(r) else float(r) for r in reward], name)
     else:
-        reward = pd.Series([None] * len(raw))
-    out["reward"] = [None if pd.isna(r) else float(r) for r in reward]
-    out["prompt_id"] = [str(v) for v in raw["prompt_id"]] if "prompt_id" in raw.columns else _prompt_ids(out["prompt"])
-    out["completion_id"] = [str(v) for v in raw["completion_id"]] if "completion_id" in raw.columns else [
-        str(i) for i in range(len(out))
-    ]
+        out["reward"] = None
+    out["family"] = [str(v) if isinstance(v, str) else None for v in raw["family"]] if "family" in raw else None
+    prompt_ids = next((c for c in ("prompt_id", "problem_id") if c in raw.columns), None)
+    completion_ids = next((c for c in ("completion_id", "id", "sample_id") if c in raw.columns), None)
+    out["prompt_id"] = [str(v) for v in raw[prompt_ids]] if prompt_ids else _prompt_ids(out["prompt"])
+    out["completion_id"] = ([str(v) for v in raw[completion_ids]] if completion_ids
+                            else [str(i) for i in range(len(out))])
     empty = [i for i, c in enumerate(out["completion"]) if not c.strip()]
     if empty:
         raise InputError(f"'{name}': row(s) {empty[:5]} have an empty completion; remove them or fill them in")
@@ -210,13 +288,14 @@ class Run:
     """What a run folder written by ``train.py`` holds (any part may be missing)."""
 
     path: Path
+    guard: PathGuard
     config_text: str = ""
     metrics: pd.DataFrame = field(default_factory=pd.DataFrame)
     checkpoints: list[Path] = field(default_factory=list)
     trace_steps: list[int] = field(default_factory=list)
 
     def trace_file(self, step: int) -> Path:
-        return self.path / "traces" / f"step-{int(step)}.parquet"
+        return self.path / acpo.runs.TRACES / f"step-{int(step)}.parquet"
 
 
 def _numbered(folder: Path, suffix: str = "") -> list[tuple[int, Path]]:
@@ -231,21 +310,31 @@ def _numbered(folder: Path, suffix: str = "") -> list[tuple[int, Path]]:
 
 
 def read_metrics(path: Path) -> pd.DataFrame:
-    """``metrics.jsonl``: one JSON object per line; unreadable lines (a run still writing) are skipped."""
-    rows = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    frame = pd.DataFrame(rows)
+    """``metrics.jsonl`` as a frame by step; unreadable lines (a run still writing) are skipped, and a
+    value of the wrong type (a string, a list) becomes a gap, not a crash."""
+    frame = pd.DataFrame(acpo.runs.read_metrics(path))
+    for col in frame.columns:
+        if col not in TEXT_METRICS:
+            frame[col] = pd.to_numeric(frame[col].map(_number_or_none), errors="coerce")
     if "step" in frame.columns:
-        frame = frame.sort_values("step").reset_index(drop=True)
+        frame = frame.dropna(subset=["step"]).sort_values("step").reset_index(drop=True)
     return frame
 
 
-def open_run(path: Path) -> Run:
-    """Read a run folder: config, metrics, checkpoints, trace files."""
+TEXT_METRICS = {"method", "run", "time", "timestamp", "note"}
+
+
+def _number_or_none(value):
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def open_run(path: Path, guard: PathGuard | None = None) -> Run:
+    """Read a run folder: config, metrics, checkpoints, trace files.
+
+    Each file and subfolder is checked by ``guard`` (by default: it must stay
+    inside the run folder) before it is read, so a link cannot lead out.
+    """
+    guard = guard or PathGuard([path])
     if not path.is_dir():
         raise InputError(f"'{path}' is not a folder; pick the run folder that holds metrics.jsonl")
     markers = [path / "metrics.jsonl", path / "config.yaml", path / "checkpoints", path / "traces"]
@@ -253,12 +342,15 @@ def open_run(path: Path) -> Run:
         raise InputError(
             f"'{path}' does not look like a run folder (no metrics.jsonl, config.yaml, checkpoints/ or traces/)"
         )
-    run = Run(path)
+    for m in markers:
+        if m.exists() or m.is_symlink():
+            guard.inside(m, "run file")
+    run = Run(path, guard)
     if (path / "config.yaml").exists():
         run.config_text = (path / "config.yaml").read_text(encoding="utf-8", errors="replace")
     if (path / "metrics.jsonl").exists():
         run.metrics = read_metrics(path / "metrics.jsonl")
-    run.checkpoints = [p for _, p in _numbered(path / "checkpoints")]
+    run.checkpoints = [p for _, p in _numbered(path / "checkpoints") if guard.allowed(p)]
     run.trace_steps = [n for n, _ in _numbered(path / "traces", ".parquet")]
     return run
 
@@ -267,6 +359,7 @@ def read_run_traces(run: Run, step: int) -> pd.DataFrame:
     f = run.trace_file(step)
     if not f.exists():
         raise InputError(f"run '{run.path.name}' has no traces for step {step}; saved steps: {run.trace_steps}")
+    f = run.guard.inside(f, "traces file")
     try:
         return pd.read_parquet(f)
     except Exception as err:
@@ -274,22 +367,34 @@ def read_run_traces(run: Run, step: int) -> pd.DataFrame:
 
 
 def find_runs(roots: Iterable[Path], depth: int = 2) -> list[Path]:
-    """Run folders (holding ``metrics.jsonl``) at most ``depth`` levels under each root."""
+    """Run folders (holding ``metrics.jsonl``) at most ``depth`` levels under each root, oldest first
+    (by when their metrics were last written), so the last one is the newest."""
     found = []
     for root in roots:
         if not root.is_dir():
             continue
         for level in range(depth + 1):
             pattern = "/".join(["*"] * level + ["metrics.jsonl"])
-            found += [p.parent for p in root.glob(pattern)]
-    return sorted(set(found))
+            found += [p.parent for p in root.glob(pattern) if _within(p, root)]
+    return sorted(set(found), key=lambda run: ((run / "metrics.jsonl").stat().st_mtime, str(run)))
 
 
 def find_checkpoints(runs: Iterable[Path]) -> list[Path]:
     out = []
     for run in runs:
-        out += [p for _, p in _numbered(run / "checkpoints")]
+        out += [p for _, p in _numbered(run / "checkpoints") if _within(p, run)]
     return out
+
+
+def _within(path: Path, root: Path) -> bool:
+    """Whether ``path`` stays inside ``root`` once every link is followed (links out are not listed)."""
+    return PathGuard([root]).allowed(path)
+
+
+def short_path(path: Path) -> str:
+    """A folder as a message may name it: relative to the repo root, else only its last part."""
+    shown = display_path(path)
+    return shown if not Path(shown).is_absolute() else f"…/{Path(shown).name}"
 
 
 def display_path(path: Path) -> str:
@@ -298,3 +403,10 @@ def display_path(path: Path) -> str:
         return str(path.resolve().relative_to(REPO_ROOT))
     except ValueError:
         return str(path)
+
+
+def read_fidelity(path: Path = FIDELITY_FILE) -> pd.DataFrame:
+    """The credit-fidelity table measured on the demo policy (empty when it was never published)."""
+    if not path.exists():
+        return pd.DataFrame()
+    return pd.read_csv(path)

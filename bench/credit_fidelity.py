@@ -6,10 +6,13 @@ every step with each method. A method localises the error when its
 lowest-credit step is the step holding the checker's first wrong line.
 Reports top-1 accuracy, the AUROC of -credit at telling that step from the
 (correct) steps before it, the mean number of steps (chance top-1 is about
-1/K), and the cost per trace; 95% bootstrap intervals over traces.
+1/K), and the cost per trace; 95% bootstrap intervals over traces. The
+metrics are ``acpo.fidelity``'s, the ones the app's Batch tab shows.
 
-    python bench/credit_fidelity.py              # 300 failed traces, M = 8 and 16 for mc_oracle
+    python bench/credit_fidelity.py              # 300 failed traces, M = 8 and 16 for mc_reset
+    python bench/credit_fidelity.py --publish    # also write assets/credit_fidelity.csv (the app reads it)
     python bench/credit_fidelity.py --quick      # 24 traces, M = 2: for CI
+    python bench/credit_fidelity.py --traces f.jsonl   # the registered methods on a file's own traces
 """
 
 from __future__ import annotations
@@ -26,11 +29,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import acpo  # noqa: E402
-from acpo.credit.mc_reset import mc_step_credits, parse_self_localisation, self_localisation_prompt  # noqa: E402
+from acpo.credit.mc_reset import parse_self_localisation, self_localisation_prompt  # noqa: E402
+from acpo.fidelity import fidelity_row, fidelity_table, localisable  # noqa: E402
 from acpo.models import DEMO_POLICY, load_policy  # noqa: E402
 from acpo.rollout import HFEngine  # noqa: E402
-from acpo.tasks import TASKS, first_error_step, get_task, heldout_problems  # noqa: E402
+from acpo.tasks import TASKS, Problem, first_error_step, get_task, heldout_problems  # noqa: E402
 from acpo.tokens import encode_prompt  # noqa: E402
+
+PUBLISHED = Path(__file__).resolve().parent.parent / "assets" / "credit_fidelity.csv"
 
 
 @dataclass
@@ -45,6 +51,7 @@ class MethodResult:
     """Per-trace step scores (lower = more blamed), the error step, and the cost."""
 
     name: str
+    credit: str = ""  # the registered credit method behind the row, if any
     scores: list[np.ndarray] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
     seconds: float = 0.0
@@ -62,9 +69,7 @@ def collect_failed(model, tok, n: int, seed: int, max_new_tokens: int) -> list[F
         samples = engine.generate([encode_prompt(tok, p.prompt) for p in problems], n=1)
         for p, s in zip(problems, samples):
             res = get_task(p.family).check(p, s.text)
-            # an answer given without working has one step: nothing to localise
-            if (not res.answer_correct and res.shows_working and res.first_error is not None
-                    and res.first_error < len(res.step_char_spans)):
+            if localisable(res):  # an answer given without working has one step: nothing to localise
                 out.append(Failed(p, s.text, res))
         if len(out) >= n:
             break
@@ -79,10 +84,11 @@ def explain_all(model, tok, failed, method, segmentation, **kw):
     )
 
 
-def traced_method(name, model, tok, failed, method, segmentation, score_fn, probe_tokens=0) -> MethodResult:
+def traced_method(name, model, tok, failed, method, segmentation, score_fn, probe_tokens=0, credit="",
+                  **kw) -> MethodResult:
     t0 = time.perf_counter()
-    traces = explain_all(model, tok, failed, method, segmentation)
-    res = MethodResult(name, seconds=time.perf_counter() - t0)
+    traces = explain_all(model, tok, failed, method, segmentation, **kw)
+    res = MethodResult(name, credit=credit, seconds=time.perf_counter() - t0)
     for f, tr in zip(failed, traces):
         res.scores.append(score_fn(tr))
         res.labels.append(first_error_step(f.check, tr.steps))
@@ -93,34 +99,13 @@ def traced_method(name, model, tok, failed, method, segmentation, score_fn, prob
     return res
 
 
-def mc_oracle(model, tok, failed, m: int, max_new_tokens: int, seed: int) -> MethodResult:
-    """V_k from M continuations after every line boundary; credits V_k - V_{k-1} (METHODS.md §3.4)."""
-    engine = HFEngine(model, tok, max_new_tokens, temperature=1.0)
-    t0 = time.perf_counter()
-    traces = explain_all(model, tok, failed, "uniform", "lines")
-    torch.manual_seed(seed)
-    res = MethodResult(f"mc_oracle M={m}")
-    prefixes, owners = [], []
-    for i, (f, tr) in enumerate(zip(failed, traces)):
-        prompt = encode_prompt(tok, f.problem.prompt)
-        for k in range(0, len(tr.steps)):  # k = 0: the group's own value V_0
-            end = tr.steps[k - 1].token_end if k else 0
-            prefixes.append(prompt + tr.token_ids[:end])
-            owners.append((i, k, tr.completion[: tr.steps[k - 1].char_end] if k else ""))
-    samples = engine.generate(prefixes, n=m)
-    values: dict[tuple[int, int], list[float]] = {}
-    for j, s in enumerate(samples):
-        i, k, head = owners[j // m]
-        f = failed[i]
-        reward = float(get_task(f.problem.family).check(f.problem, head + s.text).answer_correct)
-        values.setdefault((i, k), []).append(reward)
-        res.forward_tokens += len(s.prompt_ids) + len(s.completion_ids)
-    for i, (f, tr) in enumerate(zip(failed, traces)):
-        v0 = float(np.mean(values[(i, 0)]))
-        boundary = {k: values[(i, k)] for k in range(1, len(tr.steps))}
-        res.scores.append(mc_step_credits(len(tr.steps), v0, 0.0, boundary).numpy())
-        res.labels.append(first_error_step(f.check, tr.steps))
-    res.seconds = time.perf_counter() - t0
+def mc_reset(model, tok, failed, m: int, max_new_tokens: int, seed: int) -> MethodResult:
+    """The registered ``mc_reset`` credit: V_k from M continuations after every line boundary (METHODS.md §3.4)."""
+    opts = {"mc_reset": {"samples": m, "temperature": 1.0, "batch_size": 256, "max_new_tokens": max_new_tokens,
+                         "seed": seed}}
+    res = traced_method(f"mc_reset M={m} (lines)", model, tok, failed, "mc_reset", "lines",
+                        lambda tr: tr.credits["mc_reset"].numpy(), credit="mc_reset", method_options=opts)
+    res.forward_tokens = float("nan")  # sampled lengths vary; the cost column is ms / trace
     return res
 
 
@@ -146,28 +131,28 @@ def self_localisation(model, tok, failed) -> MethodResult:
     return res
 
 
-def auroc(scores: list[np.ndarray], labels: list[int]) -> float:
-    """AUROC of -score: the error step (positive) vs the steps before it (negatives), pooled."""
-    pos = np.array([-s[l] for s, l in zip(scores, labels)])
-    neg = np.concatenate([-s[:l] for s, l in zip(scores, labels)] + [np.zeros(0)])
-    if len(neg) == 0:
-        return float("nan")
-    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
-    return float(greater / (len(pos) * len(neg)))
+def file_fidelity(model, tok, path: Path, methods, segmentation: str = "lines", probe: str = "#### ",
+                  reps: int = 1000):
+    """The fidelity table of registered ``methods`` on a file's own traces (JSONL or CSV with prompt,
+    completion, answer and family): the rows a checker can label, scored as the app's Batch tab does."""
+    import pandas as pd
 
-
-def top1(scores, labels) -> float:
-    return float(np.mean([int(np.argmin(s)) == l for s, l in zip(scores, labels)]))
-
-
-def bootstrap(fn, scores, labels, reps: int, rng) -> tuple[float, float]:
-    n = len(scores)
-    vals = []
-    for _ in range(reps):
-        idx = rng.integers(0, n, n)
-        vals.append(fn([scores[i] for i in idx], [labels[i] for i in idx]))
-    vals = [v for v in vals if not np.isnan(v)]
-    return (float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))) if vals else (np.nan, np.nan)
+    rows = pd.read_json(path, lines=True) if path.suffix == ".jsonl" else pd.read_csv(path)
+    kept, checks = [], []
+    for r in rows.itertuples():
+        if getattr(r, "family", None) not in TASKS or pd.isna(getattr(r, "answer", None)):
+            continue
+        check = get_task(r.family).check(Problem("row", r.family, 1, r.prompt, str(r.answer)), r.completion)
+        if localisable(check):
+            kept.append(r)
+            checks.append(check)
+    # the file's reward, else the checker's verdict on the answer (0: these completions failed), as the app does
+    rewards = [float(r.reward) if pd.notna(getattr(r, "reward", None)) else 0.0 for r in kept]
+    traces = acpo.explain_batch(model, tok, [r.prompt for r in kept], [r.completion for r in kept], method=methods,
+                                segmentation=segmentation, answers=[str(r.answer) for r in kept], rewards=rewards,
+                                probe=probe)
+    labels = [first_error_step(c, t.steps) for c, t in zip(checks, traces)]
+    return fidelity_table({m: [t.credits[m].numpy() for t in traces] for m in methods}, labels, reps)
 
 
 def main() -> None:
@@ -180,6 +165,10 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--quick", action="store_true", help="24 traces, M = 2, 200 resamples: for CI")
     ap.add_argument("--out", type=Path, default=Path("bench/out"), help="folder for the CSV and the figure")
+    ap.add_argument("--publish", action="store_true", help=f"also write the table to {PUBLISHED.relative_to(PUBLISHED.parent.parent)}, where the app reads which credit localises best")
+    ap.add_argument("--traces", type=Path, help="score the registered methods on this file's traces instead")
+    ap.add_argument("--methods", nargs="+", default=["mean_logprob", "acpo", "hapo", "entropy_mask"],
+                    help="registered methods for --traces")
     args = ap.parse_args()
     if args.quick:
         args.n, args.mc, args.bootstrap = 24, [2], 200
@@ -188,6 +177,10 @@ def main() -> None:
 
     torch.set_num_threads(1)  # the demo policy is tiny: one thread is fastest
     model, tok = load_policy(args.model)
+    if args.traces:
+        table = file_fidelity(model, tok, args.traces, args.methods, reps=args.bootstrap)
+        print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+        return
     rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()
     failed = collect_failed(model, tok, args.n, args.seed, args.max_new_tokens)
@@ -198,36 +191,40 @@ def main() -> None:
     probe_len = len(tok("#### " + failed[0].problem.answer, add_special_tokens=False)["input_ids"])
     credit = lambda name: (lambda tr: tr.credits[name].numpy())  # noqa: E731
     results = [
-        traced_method(f"acpo ({seg})", model, tok, failed, "acpo", seg, credit("acpo"), probe_len)
+        traced_method(f"acpo ({seg})", model, tok, failed, "acpo", seg, credit("acpo"), probe_len, credit="acpo")
         for seg in ("lines", "hybrid", "entropy")
     ]
-    results.append(traced_method("hapo step mean (lines)", model, tok, failed, "hapo", "lines", credit("hapo")))
-    results += [mc_oracle(model, tok, failed, m, args.max_new_tokens, args.seed) for m in args.mc]
+    results.append(traced_method("hapo step mean (lines)", model, tok, failed, "hapo", "lines", credit("hapo"),
+                                 credit="hapo"))
+    results.append(traced_method("mean_logprob (lines)", model, tok, failed, "mean_logprob", "lines",
+                                 credit("mean_logprob"), credit="mean_logprob"))
+    results.append(traced_method("entropy_mask (lines)", model, tok, failed, "entropy_mask", "lines",
+                                 credit("entropy_mask"), credit="entropy_mask"))
+    results += [mc_reset(model, tok, failed, m, args.max_new_tokens, args.seed) for m in args.mc]
     results.append(self_localisation(model, tok, failed))
     baselines = {
         "random": lambda tr: rng.random(len(tr.steps)),
         "last step": lambda tr: -np.arange(len(tr.steps), dtype=float),
         "max-entropy step": lambda tr: -tr.to_frame()["entropy_mean"].to_numpy(),
-        "min-logprob step": lambda tr: tr.to_frame()["logprob_mean"].to_numpy(),
+        "lowest-token log-prob step": lambda tr: np.array([float(tr.logprobs[s.token_start:s.token_end].min())
+                                                           for s in tr.steps]),
     }
     for name, fn in baselines.items():
         results.append(traced_method(name, model, tok, failed, "uniform", "lines", fn))
 
     rows = []
     for r in results:
-        lo, hi = bootstrap(top1, r.scores, r.labels, args.bootstrap, rng)
-        alo, ahi = bootstrap(auroc, r.scores, r.labels, args.bootstrap, rng)
         rows.append({
-            "method": r.name, "top1": top1(r.scores, r.labels), "top1_lo": lo, "top1_hi": hi,
-            "auroc": auroc(r.scores, r.labels), "auroc_lo": alo, "auroc_hi": ahi,
-            "mean_steps": float(np.mean([len(s) for s in r.scores])),
-            "chance_top1": float(np.mean([1 / len(s) for s in r.scores])),
+            **fidelity_row(r.name, r.scores, r.labels, args.bootstrap, args.seed), "credit": r.credit,
             "forward_tokens_per_trace": r.forward_tokens / len(failed), "ms_per_trace": 1000 * r.seconds / len(failed),
             "note": r.note,
         })
     df = pd.DataFrame(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     df.to_csv(args.out / "credit_fidelity.csv", index=False)
+    if args.publish:
+        stamp = time.strftime("%Y-%m-%d")
+        df.assign(measured=stamp, policy=Path(args.model).name).to_csv(PUBLISHED, index=False)
     fig = go.Figure(go.Bar(
         x=df["method"], y=df["top1"],
         error_y={"type": "data", "symmetric": False, "array": df["top1_hi"] - df["top1"],

@@ -14,7 +14,6 @@ Needs a CUDA GPU; nothing is downloaded (the model is randomly initialised from 
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import subprocess
@@ -27,6 +26,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from acpo.runs import read_metrics  # noqa: E402
 from acpo.stats import token_stats  # noqa: E402
 
 
@@ -102,7 +102,7 @@ def bench_train_step(hidden: int, layers: int, steps: int) -> list[dict]:
                "--dtype", "bfloat16", "--steps", str(steps), "--eval-problems", "8", "--trace-problems", "0",
                "--dynamic-sampling", "false", "--output-dir", str(work / "runs"), "--run-name", method]
         subprocess.run(cmd, check=True, cwd=ROOT)
-        metrics = [json.loads(line) for line in (work / "runs" / method / "metrics.jsonl").read_text().splitlines()]
+        metrics = read_metrics(work / "runs" / method)
         times = [m["time_s"] for m in metrics if "time_s" in m][1:]  # the first step warms up kernels
         rows.append({"method": method, "params (M)": n_params / 1e6, "s/step (median)": statistics.median(times),
                      "steps timed": len(times), "completion tokens/step": statistics.median(

@@ -35,7 +35,6 @@ Finished runs trained with another config (say, new defaults) are an error, not 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import shlex
@@ -224,8 +223,9 @@ def run_all(variants: list[Variant], seeds: list[int], out: Path, budget: int, e
 
 def has_checkpoint(run_dir: Path) -> bool:
     """A complete checkpoint (weights, trainer and per-process state) that `train.py --resume` can go on from."""
-    need = ("model.safetensors", "trainer_state.pt", "rank_states.pt")
-    return any(all((ck / f).exists() for f in need) for ck in (run_dir / "checkpoints").glob("step-*"))
+    from acpo.checkpoint import complete_checkpoints
+
+    return bool(complete_checkpoints(run_dir, lora=False))
 
 
 # ---------------------------------------------------------------------------------------------- statistics
@@ -254,8 +254,10 @@ def t_interval(values) -> tuple[float, float, float]:
 
 def read_metrics(run_dir: Path) -> pd.DataFrame:
     """A run's metrics.jsonl as a frame, with `seconds`: cumulative training seconds (sum of time_s)."""
+    from acpo.runs import read_metrics as read_rows
+
     path = Path(run_dir) / "metrics.jsonl"
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = read_rows(path)  # a torn last line (a kill, a full disk) is skipped
     if not rows:
         raise ValueError(f"'{path}' has no rows")
     df = pd.DataFrame(rows)

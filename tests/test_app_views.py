@@ -7,6 +7,7 @@ import json
 import pandas as pd
 import pytest
 
+from acpo import render
 from app import views
 from app.loaders import InputError, PathGuard, detect_layout, open_run, read_rollouts
 
@@ -31,20 +32,23 @@ def step_frame(credits, entropies=None):
 # --- colour scaling ---
 
 
-def test_scale_credits_maps_the_largest_magnitude_to_one_and_keeps_signs():
-    assert views.scale_credits([0.2, -0.4, 0.1]) == pytest.approx([0.5, -1.0, 0.25])
+def test_a_signed_scale_maps_the_largest_magnitude_to_one_and_keeps_signs():
+    scale = render.credit_scale("credit_acpo", [0.2, -0.4, 0.1])
+    assert scale.signed and scale.top == 0.4 and scale.unit == "nats"
+    assert [scale.weight(v) for v in [0.2, -0.4, 0.1]] == pytest.approx([0.5, -1.0, 0.25])
 
 
-def test_scale_credits_of_all_zeros_and_nan_is_zero():
-    assert views.scale_credits([0.0, 0.0]) == [0.0, 0.0]
-    assert views.scale_credits([float("nan"), 2.0]) == [0.0, 1.0]
+def test_a_scale_of_all_zeros_and_nan_is_zero():
+    scale = render.credit_scale("credit_uniform", [0.0, 0.0])
+    assert [scale.weight(0.0), scale.weight(float("nan"))] == [0.0, 0.0]
+    assert render.credit_scale("credit_acpo", [float("nan"), 2.0]).weight(2.0) == 1.0
 
 
 def test_credit_colour_is_white_at_zero_and_diverges_by_sign():
-    assert views.credit_color(0.0) == "rgb(255, 255, 255)"
-    assert views.credit_color(1.0) == "rgb(%d, %d, %d)" % views.POSITIVE_RGB
-    assert views.credit_color(-1.0) == "rgb(%d, %d, %d)" % views.NEGATIVE_RGB
-    half = views.credit_color(0.5)
+    assert render.credit_color(0.0) == "rgb(255, 255, 255)"
+    assert render.credit_color(1.0) == "rgb(%d, %d, %d)" % render.POSITIVE_RGB
+    assert render.credit_color(-1.0) == "rgb(%d, %d, %d)" % render.NEGATIVE_RGB
+    half = render.credit_color(0.5)
     assert half == "rgb(144, 178, 214)"  # halfway between white and (33, 102, 172); 178.5 rounds to even
 
 
@@ -79,21 +83,21 @@ def test_step_table_puts_reader_columns_first_and_keeps_every_value():
 
 
 def test_step_heatmap_colours_each_step_by_its_scaled_credit():
-    html = views.step_heatmap_html(step_frame([0.5, -1.0, 0.0]), "credit_acpo")
+    html = render.step_heatmap_html(step_frame([0.5, -1.0, 0.0]), "credit_acpo")
     assert html.count('class="acpo-step"') == 3
-    assert views.credit_color(0.5) in html and views.credit_color(-1.0) in html and views.credit_color(0.0) in html
+    assert render.credit_color(0.5) in html and render.credit_color(-1.0) in html and render.credit_color(0.0) in html
     assert "▼ lowest credit" in html
 
 
 def test_step_heatmap_escapes_step_text_and_shows_hover_numbers():
-    html = views.step_heatmap_html(step_frame([0.25]), "credit_acpo", prompt="<script>x</script>")
+    html = render.step_heatmap_html(step_frame([0.25]), "credit_acpo", prompt="<script>x</script>")
     assert "<b>" not in html and "&lt;b&gt;" in html
     assert "<script>" not in html
     assert "credit_acpo +0.25 " in html and "3 tokens" in html and "entropy mean 0.500" in html
 
 
 def test_step_heatmap_marks_the_checkers_first_wrong_step():
-    html = views.step_heatmap_html(step_frame([0.1, -0.3, 0.2]), "credit_acpo", first_error_step=1)
+    html = render.step_heatmap_html(step_frame([0.1, -0.3, 0.2]), "credit_acpo", first_error_step=1)
     marked = html.split('data-step="1"')[1].split("</span>")[0]
     assert "dashed" in marked and "first wrong step" in marked
     assert html.count("✗ first error") == 1
@@ -101,16 +105,16 @@ def test_step_heatmap_marks_the_checkers_first_wrong_step():
 
 def test_step_heatmap_names_a_missing_credit_column():
     with pytest.raises(ValueError, match="credit_hapo"):
-        views.step_heatmap_html(step_frame([0.1]), "credit_hapo")
+        render.step_heatmap_html(step_frame([0.1]), "credit_hapo")
 
 
 def test_token_heatmap_scales_entropy_and_advantage():
-    html = views.token_heatmap_html(["a", "b"], [0.0, 2.0], "entropy", [0, 1])
-    assert views.entropy_color(1.0) in html and views.entropy_color(0.0) in html
-    html = views.token_heatmap_html(["a", "<"], [-0.5, 0.25], "advantage")
-    assert views.credit_color(-1.0) in html and views.credit_color(0.5) in html and "&lt;" in html
+    html = render.token_heatmap_html(["a", "b"], [0.0, 2.0], "entropy", [0, 1])
+    assert render.entropy_color(1.0) in html and render.entropy_color(0.0) in html
+    html = render.token_heatmap_html(["a", "<"], [-0.5, 0.25], "advantage")
+    assert render.credit_color(-1.0) in html and render.credit_color(0.5) in html and "&lt;" in html
     with pytest.raises(ValueError):
-        views.token_heatmap_html(["a"], [1.0, 2.0])
+        render.token_heatmap_html(["a"], [1.0, 2.0])
 
 
 # --- figures ---
@@ -125,7 +129,7 @@ def test_entropy_figure_has_one_point_per_token_boundaries_and_shaded_top_steps(
     rects = [s for s in shapes if s.type == "rect"]
     assert sorted(s.x0 for s in lines) == [2.5, 5.5]
     assert [(r.x0, r.x1) for r in rects] == [(2.5, 5.5)]  # step 1, the largest |credit|, blamed: red
-    assert rects[0].fillcolor == views.credit_color(-1.0)
+    assert rects[0].fillcolor == render.credit_color(-1.0)
 
 
 def test_compare_figure_and_table_show_each_checkpoint_and_the_difference():

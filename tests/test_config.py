@@ -1,5 +1,6 @@
 """The trainer's config: help, presets, YAML, command-line precedence and clear errors."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -7,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from acpo.config import METHODS, TrainConfig, make_config, parse_args
+from acpo.rewards import REWARDS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,3 +62,68 @@ def test_yaml_errors_name_the_problem(tmp_path):
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_configs_load(path):
     parse_args(["--config", str(path)])
+
+
+# ---------------------------------------------------------------- YAML values are typed like the command line
+def test_yaml_values_mean_what_the_same_flags_mean(tmp_path):
+    cfg_file = tmp_path / "c.yaml"
+    # PyYAML reads 1e-5 as a string and "false"/"no" as true strings: each must mean what --flag VALUE means
+    cfg_file.write_text('lr: 1e-5\ntrust_remote_code: "false"\noverwrite: "no"\nsteps: "3"\nwarmup_steps: 2\n')
+    cfg = parse_args(["--config", str(cfg_file)])
+    assert cfg.lr == 1e-5 and type(cfg.lr) is float
+    assert cfg.trust_remote_code is False and cfg.overwrite is False
+    assert (cfg.steps, cfg.warmup_steps) == (3, 2)
+    assert cfg == parse_args(["--lr", "1e-5", "--trust-remote-code", "false", "--overwrite", "no", "--steps", "3",
+                              "--warmup-steps", "2"])
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("lr: fast", "lr: 'fast' is not a number"),
+        ("steps: 2.5", "steps: 2.5 is not an integer"),
+        ("steps: true", "steps: True is not an integer"),
+        ("trust_remote_code: maybe", "trust_remote_code: 'maybe' is not true or false"),
+        ("overwrite: [no]", "overwrite: [False] is not true or false"),
+        ("run_name: null", "run_name: None is not text"),
+        ("aggregation: mean", "aggregation: 'mean' is not one of token_mean, seq_mean_token_mean, dr_grpo"),
+    ],
+)
+def test_a_wrong_yaml_type_is_one_line_naming_key_value_and_type(tmp_path, line, message):
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text(line + "\n")
+    with pytest.raises(ValueError) as err:
+        parse_args(["--config", str(cfg_file)])
+    assert str(err.value) == f"config file '{cfg_file}': {message}"
+
+
+def test_train_py_reports_a_wrong_yaml_type_in_one_line(tmp_path):
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("lr: fast\n")
+    out = subprocess.run([sys.executable, str(ROOT / "train.py"), "--config", str(cfg_file)], capture_output=True,
+                         text=True)
+    assert out.returncode == 2
+    assert out.stderr == f"train.py: error: config file '{cfg_file}': lr: 'fast' is not a number\n"
+
+
+# ---------------------------------------------------------------- impossible values, before anything is made
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"lr": float("inf")}, "lr is inf; it must be a finite number"),
+        ({"max_grad_norm": float("nan")}, "max_grad_norm is nan; it must be a finite number"),
+        ({"max_grad_norm": 0.0}, "max_grad_norm must be positive"),
+        ({"micro_batch_size": 0}, "micro_batch_size must be at least 1, got 0"),
+        ({"save_every": -1}, "save_every must be at least 0, got -1"),
+        ({"lora_r": -4}, "lora_r must be at least 0, got -4"),
+        ({"max_steps": 0}, "max_steps must be at least 1, got 0"),
+        ({"eval_every": 0}, "eval_every must be at least 1, got 0"),
+        ({"reward": "hash"}, f"unknown reward 'hash'; valid: auto, {', '.join(sorted(REWARDS))}"),
+        ({"segmentation": "line"}, "unknown segmentation 'line'"),
+        ({"probe": ""}, "probe must not be empty"),
+        ({"lr": "1e-5x"}, "lr: '1e-5x' is not a number"),
+    ],
+)
+def test_impossible_values_are_refused_with_their_name(values, message):
+    with pytest.raises(ValueError, match="^bad config: " + re.escape(message)):
+        make_config(values)

@@ -150,7 +150,7 @@ def test_entropy_mask_keeps_top_fraction_of_batch():
 
 
 def test_unknown_credit_method_lists_valid_names():
-    with pytest.raises(ValueError, match="valid: acpo, entropy_mask, hapo, mc_reset, uniform"):
+    with pytest.raises(ValueError, match="valid: acpo, entropy_mask, hapo, mc_reset, mean_logprob, uniform"):
         get_credit_method("vineppo")
 
 
@@ -189,3 +189,94 @@ def test_explain_runs_the_probes_on_the_scoring_forwards_cache_and_equals_naive_
                           for end in [0, *(s.token_end for s in trace.steps)]], dtype=torch.float64)
         assert torch.allclose(trace.extras["answer_logprob"].double(), v[1:], atol=1e-4)
         assert torch.allclose(trace.credits["acpo"].double(), v[1:] - v[:-1], atol=1e-4)
+
+
+WRONG = "3*4=12\n7-12=-4\n-4+2=-2\n#### -2"
+
+
+def test_mean_logprob_is_each_steps_mean_token_logprob(model_and_tok):
+    model, tok = model_and_tok
+    trace = acpo.explain(model, tok, "Q: 7-3*4+2=?\n", WRONG, method="mean_logprob", segmentation="lines")
+    # by hand: log-softmax of one plain forward over prompt + completion, in float64
+    prompt = tok("Q: 7-3*4+2=?\n")["input_ids"]
+    ids = prompt + trace.token_ids
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0].double()
+    lp = torch.log_softmax(logits[:-1], -1).gather(1, torch.tensor(ids[1:])[:, None])[:, 0][len(prompt) - 1 :]
+    expected = [float(lp[s.token_start : s.token_end].mean()) for s in trace.steps]
+    assert trace.credits["mean_logprob"].tolist() == pytest.approx(expected, abs=1e-4)
+    assert trace.lowest_credit_step("mean_logprob") == min(range(len(expected)), key=expected.__getitem__)
+
+
+def test_mc_reset_samples_every_boundary_and_matches_a_brute_force_computation(char_tok):
+    from acpo.rollout import HFEngine
+    from acpo.tasks.base import answers_match, extract_final_answer
+
+    from conftest import tiny_llama
+
+    model, tok = tiny_llama(len(char_tok), seed=3), char_tok
+    prompt, answer, m, seed = "Q: 7-3*4+2=?\n", "-3", 4, 11
+    opts = {"samples": m, "temperature": 1.0, "batch_size": 64, "max_new_tokens": 12, "seed": seed}
+    trace = acpo.explain(model, tok, prompt, WRONG, method="mc_reset", segmentation="lines", answer=answer,
+                         reward=0.0, method_options={"mc_reset": opts})
+
+    # brute force: every prefix by hand, one generate call with the same seed, rewards scored by hand
+    steps = trace.steps
+    p_ids = tok(prompt)["input_ids"]
+    prefixes = [p_ids + trace.token_ids[: (steps[k - 1].token_end if k else 0)] for k in range(len(steps))]
+    heads = [WRONG[: steps[k - 1].char_end] if k else "" for k in range(len(steps))]
+    torch.manual_seed(seed)
+    samples = HFEngine(model, tok, 12, 1.0, 64).generate(prefixes, n=m)
+    values = []
+    for k in range(len(steps)):
+        texts = [heads[k] + s.text for s in samples[k * m : (k + 1) * m]]
+        values.append(sum(float(answers_match(extract_final_answer(t), answer)) for t in texts) / m)
+    values.append(0.0)  # V_K: the completion's own reward
+    expected = [values[k + 1] - values[k] for k in range(len(steps))]
+    assert trace.credits["mc_reset"].tolist() == pytest.approx(expected, abs=1e-6)
+    assert trace.seconds["mc_reset"] > 0
+
+
+def test_mc_reset_scores_prefix_plus_continuation_and_telescopes(char_tok):
+    from conftest import tiny_llama
+
+    model, tok = tiny_llama(len(char_tok), seed=3), char_tok
+    right_step = "7-12=-5\n"
+    completion = "3*4=12\n" + right_step + "#### -3"
+    seen = []
+
+    def score(i, text):  # 1 once the prefix holds the right middle step: V = 0, 0, 1 and r = 1
+        seen.append(text)
+        return float(text.startswith("3*4=12\n" + right_step))
+
+    trace = acpo.explain(model, tok, "Q: 7-3*4+2=?\n", completion, method="mc_reset", segmentation="lines",
+                         reward=1.0, method_options={"mc_reset": {"samples": 3, "max_new_tokens": 4, "score": score}})
+    assert trace.credits["mc_reset"].tolist() == pytest.approx([0.0, 1.0, 0.0])
+    assert len(seen) == 3 * 3  # K = 3 boundaries (the prompt alone, after step 0, after step 1), M = 3 each
+
+
+def test_mc_reset_without_a_way_to_score_says_what_to_pass(model_and_tok):
+    model, tok = model_and_tok
+    with pytest.raises(ValueError, match="reference answer, or a scorer"):
+        acpo.explain(model, tok, "Q: 1+1=?\n", "1+1=2\n#### 2", method="mc_reset")
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        get_credit_method("mc_reset", temperature=0)
+
+
+def test_mc_reset_progress_reports_and_can_cancel(char_tok):
+    from acpo.credit.mc_reset import Cancelled
+    from conftest import tiny_llama
+
+    model, tok = tiny_llama(len(char_tok), seed=3), char_tok
+    calls = []
+
+    def progress(done, total):
+        calls.append((done, total))
+        if done > 0:
+            raise Cancelled("stop")
+
+    with pytest.raises(Cancelled):
+        acpo.explain(model, tok, "Q: 7-3*4+2=?\n", WRONG, method="mc_reset", segmentation="lines", answer="-3",
+                     method_options={"mc_reset": {"samples": 2, "batch_size": 2, "max_new_tokens": 3,
+                                                  "progress": progress}})
+    assert calls == [(0, 8), (2, 8)]  # 4 boundaries x 2 samples; stopped after the first generate call

@@ -77,7 +77,7 @@ def test_recurrence_answers_match_a_loop():
 
 
 def test_unknown_family_and_level_name_the_valid_ones():
-    with pytest.raises(ValueError, match="valid families: \\['arith', 'linear', 'recurrence'\\]"):
+    with pytest.raises(ValueError, match="valid families: \\['arith', 'arith1', 'linear', 'recurrence'\\]"):
         get_task("calculus")
     with pytest.raises(ValueError, match="valid levels: \\[1, 2, 3, 4\\]"):
         get_task("arith").generate(1, level=9, seed=0)
@@ -218,3 +218,10 @@ def test_answer_helpers():
     assert extract_final_answer("x=3") is None
     assert parse_number("1/2") == parse_number("0.50")
     assert parse_number("x") is None
+
+
+def test_arith1_questions_are_worded_and_mean_the_prompt():
+    for problem in get_task("arith1").generate(100, level=1, seed=1):
+        expression = problem.question.removeprefix("What is ").removesuffix("?")
+        assert " " in expression and int(problem.answer) == eval(expression)  # noqa: S307 (digits and + - * only)
+        assert problem.prompt == f"Q: {expression.replace(' ', '')}=?\n"

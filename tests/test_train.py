@@ -34,7 +34,7 @@ def test_run_folder_layout(tmp_path):
                 "clip_ratio/high_mean", "credit/mean", "stage", "entropy_coef", "eval/pass@1", "rollout_tokens"):
         assert key in lines[-1], key
     ck = run_dir / "checkpoints" / "step-2"
-    assert {"model.safetensors", "config.json", "trainer_state.pt", "tokenizer.json"} <= {p.name for p in ck.iterdir()}
+    assert {"model.safetensors", "config.json", "trainer_state.json", "trainer_state.safetensors", "tokenizer.json"} <= {p.name for p in ck.iterdir()}
     assert not list((run_dir / "checkpoints").glob(".tmp*"))
     traces = pd.read_parquet(run_dir / "traces" / "step-2.parquet")
     assert {"credit_acpo", "first_error_step", "prompt", "completion", "checkpoint"} <= set(traces.columns)

@@ -32,6 +32,7 @@ class CreditBatch:
     rewards: torch.Tensor | None = None  # (batch,) outcome rewards, when known
     answers: list[str | None] = field(default_factory=list)  # target answer per completion (acpo)
     reset_values: list[dict[int, list[float]]] | None = None  # boundary k -> continuation rewards (mc_reset)
+    texts: list[str] = field(default_factory=list)  # the completions' texts (mc_reset scores prefix + continuation)
     model: Any = None
     tokenizer: Any = None
     trace_cache: Any = None  # KV cache of one forward over all rows in this layout (acpo reuses it), or None
@@ -67,6 +68,8 @@ class CreditMethod:
 
     name: str = ""
     token_level = False  # True when the method sets token advantages itself
+    signed = True  # credits are signed contributions (0 = neutral); False: a score on a one-sided scale
+    unit = ""  # what one unit of credit is, for legends ("nats", "reward")
 
     def credits(self, batch: CreditBatch) -> CreditResult:
         raise NotImplementedError

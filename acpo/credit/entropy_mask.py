@@ -30,6 +30,7 @@ def top_entropy_mask(entropy: torch.Tensor, mask: torch.Tensor, rho: float = 0.2
 
 @register("entropy_mask")
 class EntropyMaskCredit(CreditMethod):
+    signed, unit = False, "share of tokens kept"
     token_level = True
 
     def __init__(self, rho: float = 0.2):

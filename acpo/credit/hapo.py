@@ -50,6 +50,7 @@ def hapo_quadrants(token_advantages: torch.Tensor, entropy: torch.Tensor, mask: 
 
 @register("hapo")
 class HapoCredit(CreditMethod):
+    unit = "advantage"
     token_level = True
 
     def __init__(self, alpha: float = 0.2, phi: float = 2.0):

@@ -215,6 +215,8 @@ def probe_rows(batch: CreditBatch, probe: str) -> list[ProbeRow]:
 class InfoGainCredit(CreditMethod):
     """Step credit = how much the step raised log pi(answer | prefix, probe)."""
 
+    unit = "nats"
+
     def __init__(self, probe: str = DEFAULT_PROBE, batch_size: int = 8):
         self.probe = probe
         self.batch_size = batch_size

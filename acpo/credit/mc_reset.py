@@ -1,10 +1,15 @@
-"""``mc_reset``: step credits from Monte-Carlo values at reset boundaries (METHODS.md §3.4).
+"""``mc_reset``: step credits from Monte-Carlo values at step boundaries (METHODS.md §3.4).
 
-The trainer's rollout engine samples M continuations from a prefix
-``x + S_1..S_k`` and scores them; this module turns those rewards into credits:
+The shared rollout engine (``acpo.rollout.HFEngine``) samples M continuations
+from each prefix ``x + S_1..S_k`` and a scorer rewards them; this module turns
+those rewards into credits (the "resampling importance" of Thought Anchors):
 
-    V_0 = mean reward of the group,  V_k = mean continuation reward,  V_K = r_i
+    V_k = mean reward of the continuations after step k,  V_K = r_i
     c_k = V_k - V_{k-1}
+
+Given ``reset_values`` (continuation rewards sampled elsewhere), V_0 is the
+group's mean reward; otherwise the method samples every boundary itself,
+V_0 included (continuations of the prompt alone).
 
 Boundaries that were not sampled **[ours]**: the value change between two
 known boundaries is spread evenly over the steps between them, so credits
@@ -14,11 +19,16 @@ still telescope to V_K - V_0 (RRPO samples one boundary, ``mc_oracle`` all).
 from __future__ import annotations
 
 import re
-from typing import Mapping, Sequence
+import time
+from typing import Callable, Mapping, Sequence
 
 import torch
 
 from acpo.credit.base import CreditBatch, CreditMethod, CreditResult, register
+from acpo.rollout import HFEngine
+from acpo.tasks.base import answers_match, extract_final_answer
+
+Scorer = Callable[[int, str], float]  # (completion index, full completion text) -> reward
 
 
 def mc_step_credits(
@@ -65,22 +75,96 @@ def parse_self_localisation(answer: str, n_steps: int) -> tuple[int, bool]:
     return (n_steps + 1) // 2, False
 
 
+def answer_scorer(answers: Sequence[str | None]) -> Scorer:
+    """Reward 1.0 when a continued completion's final answer equals completion i's reference answer."""
+    if any(a is None or not str(a).strip() for a in answers):
+        raise ValueError(
+            "the 'mc_reset' credit scores sampled continuations: give every completion a reference answer, "
+            "or a scorer (method_options={'mc_reset': {'score': fn}} with fn(index, text) -> reward)"
+        )
+    return lambda i, text: float(answers_match(extract_final_answer(text), str(answers[i])))
+
+
+class Cancelled(RuntimeError):
+    """Raised from a progress callback to stop sampling early."""
+
+
 @register("mc_reset")
 class MonteCarloResetCredit(CreditMethod):
-    """Needs ``batch.reset_values`` (boundary -> continuation rewards) and the group rewards."""
+    """Credits from sampled continuations at every step boundary.
+
+    Args:
+        samples: continuations per boundary (M).
+        temperature: sampling temperature of the continuations.
+        batch_size: continuations per ``generate`` call.
+        max_new_tokens: the longest continuation.
+        score: ``score(i, text) -> reward`` of completion i's prefix plus a continuation.
+        seed: torch seed set before sampling, so a call is repeatable.
+        progress: ``progress(done, total)`` after each batch of continuations; raise to stop.
+    """
+
+    unit = "reward"
+
+    def __init__(self, samples: int = 8, temperature: float = 1.0, batch_size: int = 64, max_new_tokens: int = 128,
+                 score: Scorer | None = None, seed: int = 0, progress: Callable[[int, int], None] | None = None):
+        if int(samples) < 1:
+            raise ValueError(f"mc_reset needs at least one continuation per boundary; got samples={samples}")
+        if float(temperature) <= 0:
+            raise ValueError(f"mc_reset samples continuations: temperature must be > 0; got {temperature}")
+        if int(batch_size) < 1 or int(max_new_tokens) < 1:
+            raise ValueError("mc_reset's batch_size and max_new_tokens must be at least 1")
+        self.samples, self.temperature, self.batch_size = int(samples), float(temperature), int(batch_size)
+        self.max_new_tokens, self.score, self.seed, self.progress = int(max_new_tokens), score, int(seed), progress
+        self.seconds = 0.0  # wall time of the last sampling, for whoever shows the cost
 
     def credits(self, batch: CreditBatch) -> CreditResult:
-        if batch.reset_values is None or batch.rewards is None:
-            raise ValueError(
-                "the 'mc_reset' credit needs sampled continuation rewards per boundary and the group's "
-                "rewards; the trainer's rollout engine samples them (methods rrpo/srpo/attr_reset/mc_oracle)"
-            )
+        if batch.reset_values is not None:
+            if batch.rewards is None:
+                raise ValueError("the 'mc_reset' credit with given reset_values needs the group's rewards")
+            return CreditResult([
+                mc_step_credits(len(steps), float(batch.rewards[batch.group_ids == batch.group_ids[i]].mean()),
+                                float(batch.rewards[i]), batch.reset_values[i])
+                for i, steps in enumerate(batch.steps)
+            ])
+        return CreditResult(self.sampled_credits(batch))
+
+    def boundary_values(self, batch: CreditBatch) -> list[dict[int, list[float]]]:
+        """Continuation rewards after every boundary k = 0..K-1 of every completion (k = 0: the prompt alone)."""
+        if self.score is None:
+            raise ValueError("the 'mc_reset' credit needs a scorer for continuations (see answer_scorer)")
+        if batch.model is None or batch.tokenizer is None or not batch.texts:
+            raise ValueError("the 'mc_reset' credit samples continuations: the batch needs model, tokenizer and texts")
+        engine = HFEngine(batch.model, batch.tokenizer, self.max_new_tokens, self.temperature, self.batch_size)
+        prefixes, owners = [], []
+        for i, steps in enumerate(batch.steps):
+            prompt = batch.prompt_ids[i][batch.prompt_mask[i].bool()].tolist()
+            ids = batch.completion_ids[i].tolist()
+            for k in range(len(steps)):
+                end = steps[k - 1].token_end if k else 0
+                prefixes.append(prompt + ids[:end])
+                owners.append((i, k, batch.texts[i][: steps[k - 1].char_end] if k else ""))
+        total = len(prefixes) * self.samples
+        values: list[dict[int, list[float]]] = [{} for _ in batch.steps]
+        torch.manual_seed(self.seed)
+        started = time.perf_counter()
+        if self.progress:
+            self.progress(0, total)
+        per_call = max(1, self.batch_size // self.samples)  # prefixes per generate call
+        for a in range(0, len(prefixes), per_call):
+            samples = engine.generate(prefixes[a : a + per_call], n=self.samples)
+            for j, s in enumerate(samples):
+                i, k, head = owners[a + j // self.samples]
+                values[i].setdefault(k, []).append(float(self.score(i, head + s.text)))
+            if self.progress:
+                self.progress(min(total, (a + per_call) * self.samples), total)
+        self.seconds = time.perf_counter() - started
+        return values
+
+    def sampled_credits(self, batch: CreditBatch) -> list[torch.Tensor]:
+        values = self.boundary_values(batch)
         out = []
         for i, steps in enumerate(batch.steps):
-            sel = batch.group_ids == batch.group_ids[i]
-            out.append(
-                mc_step_credits(
-                    len(steps), float(batch.rewards[sel].mean()), float(batch.rewards[i]), batch.reset_values[i]
-                )
-            )
-        return CreditResult(out)
+            final = float(batch.rewards[i]) if batch.rewards is not None else float(self.score(i, batch.texts[i]))
+            v0 = sum(values[i][0]) / len(values[i][0])
+            out.append(mc_step_credits(len(steps), v0, final, {k: v for k, v in values[i].items() if k > 0}))
+        return out

@@ -1,10 +1,11 @@
 """Verifiable synthetic tasks with step-level ground truth.
 
-Three families, each with difficulty levels and deterministic generation:
+Four families, each with difficulty levels and deterministic generation:
 
 * ``arith``: ``7-3*4+2=?`` -> ``3*4=12``, ``7-12=-5``, ``-5+2=-3``, ``#### -3``
 * ``linear``: ``3*x+4=19, x=?`` -> ``3*x=15``, ``x=5``, ``#### 5``
 * ``recurrence``: ``x=3; 3 times x=2*x-1; x=?`` -> ``2*3-1=5``, ... ``#### 17``
+* ``arith1``: one operation, ``13+7=?`` -> ``13+7=20``, ``#### 20`` (for small real models)
 
 The text format and the meaning of "first erroneous step" are shared by all
 families and documented in :mod:`acpo.tasks.base`.
@@ -22,7 +23,7 @@ import itertools
 import random
 from collections.abc import Iterable, Sequence, Set
 
-from acpo.tasks.arith import Arith
+from acpo.tasks.arith import Arith, OneOp
 from acpo.tasks.base import (
     ANSWER_MARKER,
     CheckResult,
@@ -57,7 +58,11 @@ __all__ = [
     "parse_number",
 ]
 
-TASKS: dict[str, TaskFamily] = {t.name: t for t in (Arith(), LinearEq(), Recurrence())}
+TASKS: dict[str, TaskFamily] = {t.name: t for t in (Arith(), LinearEq(), Recurrence(), OneOp())}
+
+OWN_HELDOUT_POOL = ("arith1",)
+"""Families added after the held-out pools were fixed: each of their levels gets a held-out pool of its
+own, so the pools (and so the training pools) of the earlier families stay exactly as they were."""
 
 DEFAULT_TRAIN_MIX: tuple[tuple[str, int], ...] = (
     ("arith", 1),
@@ -194,8 +199,11 @@ def heldout_problems(n: int = 100, mix: Sequence[tuple[str, int]] = DEFAULT_TRAI
 
 @functools.cache
 def _heldout_prompts() -> frozenset[str]:
-    pairs = {(name, level) for name, task in TASKS.items() for level in task.levels}
+    pairs = {(name, level) for name, task in TASKS.items() for level in task.levels if name not in OWN_HELDOUT_POOL}
     prompts = {p.prompt for p in heldout_problems(HELDOUT_POOL)}
+    for name in OWN_HELDOUT_POOL:
+        for level in TASKS[name].levels:
+            prompts |= {p.prompt for p in heldout_problems(HELDOUT_POOL, ((name, level),))}
     # Held-out problems of the non-default levels too, for evaluating the curriculum.
     extra = tuple(sorted(pairs - set(DEFAULT_TRAIN_MIX)))
     if extra:

@@ -58,10 +58,11 @@ class Arith(TaskFamily):
     """Arithmetic chains; level = number of operations and operand range."""
 
     name = "arith"
+    level_specs = LEVELS
     levels = tuple(LEVELS)
 
     def _make_one(self, rng: random.Random, level: int) -> tuple[str, list[str], int]:
-        n_ops, hi = LEVELS[level]
+        n_ops, hi = self.level_specs[level]
         nums = tuple(rng.randint(1, hi) for _ in range(n_ops + 1))
         ops = tuple(rng.choice("+-*") for _ in range(n_ops))
         text = "".join(f"{n}{o}" for n, o in zip(nums, ops)) + f"{nums[-1]}"
@@ -91,3 +92,22 @@ class Arith(TaskFamily):
             if (nums[i], ops[i], nums[i + 1]) == (a, op, b):
                 return _reduce(state, i) if _apply(a, op, b) == result else None
         return None
+
+
+class OneOp(Arith):
+    """``arith1``: one operation on operands 1-20 (``13+7=?`` -> ``13+7=20``, ``#### 20``).
+
+    Within reach of a small real instruct model: SmolLM2-135M-Instruct answers
+    about 10% of it right greedily, where it gets under 5% of two-operation
+    chains (docs/BENCHMARKS.md, "Real model"), so GRPO groups hold right and
+    wrong answers to learn from.
+    """
+
+    name = "arith1"
+    level_specs = {1: (1, 20)}
+    levels = (1,)
+
+    def question(self, problem_text: str) -> str:
+        """``13+7=?`` -> ``What is 13 + 7?``: the small model reads spaced, worded questions better."""
+        expression = problem_text.removesuffix("=?")
+        return "What is " + re.sub(r"(?<=\d)([-+*])", r" \1 ", expression) + "?"

@@ -177,10 +177,14 @@ class TaskFamily(abc.ABC):
                 family=self.name,
                 level=level,
                 prompt=format_prompt(problem_text),
-                question=problem_text,
+                question=self.question(problem_text),
                 answer=str(answer),
                 solution="".join(f"{s}\n" for s in solution_steps) + f"{ANSWER_MARKER} {answer}",
             )
+
+    def question(self, problem_text: str) -> str:
+        """The problem as a chat model is asked it (inside :class:`acpo.prompts.PromptStyle`'s instruction)."""
+        return problem_text
 
     def check(self, problem: Problem, completion: str) -> CheckResult:
         """Parse ``completion`` and locate its first wrong step (module docstring)."""

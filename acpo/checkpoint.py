@@ -1,0 +1,218 @@
+"""Checkpoints: ``checkpoints/step-N`` folders a run resumes from, written whole or not at all, read without pickle.
+
+A checkpoint holds the weights (``model.safetensors``, or ``adapter_model.safetensors``
+for a LoRA run), the tokenizer, and the trainer's state: its tensors (optimizer
+moments, the frozen reference policy, RNG states) in ``trainer_state.safetensors``
+and everything else in ``trainer_state.json``. Nothing is unpickled, so a crafted
+checkpoint can at worst fail to load.
+
+A write goes to ``.tmp-step-N``, is flushed to the disk, then renamed: a kill
+leaves either the old checkpoint or the new one, and a failed write (a full
+disk) leaves the previous checkpoint as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from acpo.runs import CHECKPOINTS, fsync_path, write_failed
+
+STATE_JSON, STATE_TENSORS = "trainer_state.json", "trainer_state.safetensors"
+PICKLED_STATE = ("trainer_state.pt", "rank_states.pt")  # pickles that earlier versions wrote; never loaded
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be resumed from, naming the file and why."""
+
+
+def weights_file(lora: bool) -> str:
+    """What a checkpoint's weights are saved as: the adapter for LoRA runs, else the whole model."""
+    return "adapter_model.safetensors" if lora else "model.safetensors"
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """checkpoints/step-N folders, oldest first (not .tmp-step-N or .old-step-N, the leftovers of a write)."""
+    found = [(int(m.group(1)), p) for p in (Path(run_dir) / CHECKPOINTS).glob("step-*")
+             if p.is_dir() and (m := re.fullmatch(r"step-(\d+)", p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def missing_files(ck: Path, lora: bool) -> list[str]:
+    return [name for name in (weights_file(lora), STATE_JSON, STATE_TENSORS) if not (ck / name).is_file()]
+
+
+def complete_checkpoints(run_dir: Path, lora: bool) -> list[Path]:
+    """Checkpoints holding every file a resume reads, oldest first."""
+    return [ck for ck in list_checkpoints(run_dir) if not missing_files(ck, lora)]
+
+
+# ---------------------------------------------------------------------------------------- state <-> files
+
+def rng_state() -> dict:
+    """This process's random generators (python, numpy, torch, CUDA), for its part of a checkpoint."""
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def pack(value, tensors: dict[str, torch.Tensor]):
+    """``value`` as JSON-able data; its tensors move into ``tensors`` and are named by reference.
+
+    Types JSON lacks are tagged: tuples (``random.setstate`` needs one), dicts
+    with non-string keys (optimizer state is keyed by parameter index), small
+    numpy arrays (numpy's RNG state), NaN/inf. Anything else is refused, so no
+    state can need pickle to come back.
+    """
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if np.isfinite(value) else {"__float__": repr(value)}
+    if isinstance(value, np.generic):
+        return pack(value.item(), tensors)
+    if isinstance(value, torch.Tensor):
+        name = f"t{len(tensors)}"
+        tensors[name] = value.detach().cpu().contiguous().clone()  # clone: safetensors refuses shared storage
+        return {"__tensor__": name}
+    if isinstance(value, np.ndarray):
+        return {"__ndarray__": value.tolist(), "dtype": str(value.dtype)}
+    if isinstance(value, tuple):
+        return {"__tuple__": [pack(v, tensors) for v in value]}
+    if isinstance(value, list):
+        return [pack(v, tensors) for v in value]
+    if isinstance(value, dict):
+        if all(isinstance(k, str) and not k.startswith("__") for k in value):
+            return {k: pack(v, tensors) for k, v in value.items()}
+        return {"__items__": [[pack(k, tensors), pack(v, tensors)] for k, v in value.items()]}
+    raise TypeError(f"cannot store a {type(value).__name__} in a checkpoint's state; use tensors, numbers, "
+                    "strings, lists, tuples and dicts")
+
+
+def unpack(data, tensors: dict[str, torch.Tensor]):
+    """The inverse of ``pack``."""
+    if isinstance(data, list):
+        return [unpack(v, tensors) for v in data]
+    if not isinstance(data, dict):
+        return data
+    if "__tensor__" in data:
+        return tensors[data["__tensor__"]]
+    if "__float__" in data:
+        return float(data["__float__"])
+    if "__ndarray__" in data:
+        return np.asarray(data["__ndarray__"], dtype=data["dtype"])
+    if "__tuple__" in data:
+        return tuple(unpack(v, tensors) for v in data["__tuple__"])
+    if "__items__" in data:
+        return {unpack(k, tensors): unpack(v, tensors) for k, v in data["__items__"]}
+    return {k: unpack(v, tensors) for k, v in data.items()}
+
+
+# ---------------------------------------------------------------------------------------- write
+
+def write_checkpoint(run_dir: Path, step: int, policy, tokenizer, state: dict) -> Path:
+    """checkpoints/step-N from the policy's weights, its tokenizer and the trainer's ``state``.
+
+    Refuses NaN/inf weights (the checkpoint before them stays the last good one).
+    On a failed write (RunWriteError, e.g. a full disk) the partial copy is
+    removed and any earlier step-N is left as it was.
+    """
+    bad = [name for name, p in policy.named_parameters() if p.requires_grad and not torch.isfinite(p).all()]
+    if bad:
+        raise ValueError(f"refusing to save checkpoint step-{step}: weights {bad[:3]} hold NaN/inf")
+    folder = Path(run_dir) / CHECKPOINTS
+    final, tmp = folder / f"step-{step}", folder / f".tmp-step-{step}"
+    for stale in [*folder.glob(".tmp-step-*"), *folder.glob(".old-step-*")]:  # left by a killed write
+        shutil.rmtree(stale, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True)
+        policy.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        tensors: dict[str, torch.Tensor] = {}
+        data = pack(state, tensors)
+        save_file(tensors, str(tmp / STATE_TENSORS))
+        (tmp / STATE_JSON).write_text(json.dumps(data, allow_nan=False))
+        for f in tmp.rglob("*"):
+            fsync_path(f)
+        fsync_path(tmp)
+    except (OSError, RuntimeError, SafetensorError) as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise write_failed(err, folder, f"checkpoint step-{step}") from err
+    # the rename publishes a complete folder; an old step-N (resumed from an earlier one) goes only after
+    if final.exists():
+        old = folder / f".old-step-{step}"
+        final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(final)
+    fsync_path(folder)
+    return final
+
+
+# ---------------------------------------------------------------------------------------- read
+
+def read_checkpoint(ck: Path, lora: bool) -> tuple[dict[str, torch.Tensor], dict]:
+    """(weights, trainer state) of one checkpoint; CheckpointError naming the file that is missing or unreadable."""
+    pickled = [name for name in PICKLED_STATE if (ck / name).exists()]
+    if pickled and not (ck / STATE_JSON).exists():
+        raise CheckpointError(
+            f"checkpoint {ck} keeps its trainer state in {', '.join(pickled)}, a pickle, which this version "
+            "never loads (a crafted pickle runs code). Its weights still load as a model: start a new run "
+            f"from them with --model {ck}")
+    missing = missing_files(ck, lora)
+    if missing:
+        raise CheckpointError(f"{ck} (missing {', '.join(missing)})")
+    name = ""
+    try:
+        name = weights_file(lora)
+        weights = load_file(str(ck / name))
+        name = STATE_TENSORS
+        tensors = load_file(str(ck / name))
+        name = STATE_JSON
+        state = unpack(json.loads((ck / name).read_text()), tensors)
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as err:
+        raise CheckpointError(f"{ck / name} is unreadable ({err})") from err
+    return weights, state
+
+
+def newest_checkpoint(run_dir: Path, lora: bool, warn: bool = True) -> tuple[Path, dict[str, torch.Tensor], dict]:
+    """The newest checkpoint that reads whole: (folder, weights, state).
+
+    Newer ones that are incomplete (a copy cut short) or unreadable (a torn
+    file) are skipped with a warning naming them; an old pickled one stops the
+    search with its own message.
+    """
+    skipped = []
+    for ck in reversed(list_checkpoints(run_dir)):
+        try:
+            weights, state = read_checkpoint(ck, lora)
+        except CheckpointError as err:
+            if any((ck / name).exists() for name in PICKLED_STATE) and not (ck / STATE_JSON).exists():
+                raise
+            skipped.append(str(err))
+            continue
+        if skipped and warn:
+            warnings.warn(f"skipping incomplete or unreadable checkpoint(s) {'; '.join(skipped)}: resuming from {ck}",
+                          stacklevel=3)
+        return ck, weights, state
+    if skipped:
+        raise CheckpointError(f"run folder '{run_dir}' has no complete checkpoint to resume from: "
+                              f"{'; '.join(skipped)}; start it afresh with --overwrite")
+    raise CheckpointError(f"run folder '{run_dir}' has no checkpoints/step-N to resume from; "
+                          "start it afresh with --overwrite")

@@ -1,0 +1,267 @@
+"""A run folder: its layout, its one-writer lock, its metrics log and its summary.
+
+``train.py`` writes, the app and the benches read::
+
+    runs/<name>/
+        .lock             held (fcntl.flock) by the one process writing this folder
+        config.yaml       the full config, so ``--resume`` can start from it
+        metrics.jsonl     one JSON object per logged step (step 0: the first evaluation)
+        checkpoints/      step-N folders (see ``acpo.checkpoint``)
+        traces/           step-N.parquet, explained held-out completions
+        summary.json      written once, when the run finished (strict JSON: null, never NaN)
+
+Every write goes through ``write_atomic`` or ``append_metrics``: flushed to the
+disk before it is published, and a failure (a full disk) is one
+``RunWriteError`` naming the folder and its free space.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import Callable, Iterator
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; one writer per folder is then the user's to keep
+    fcntl = None
+
+CONFIG, METRICS, SUMMARY, CHECKPOINTS, TRACES, LOCK = (
+    "config.yaml", "metrics.jsonl", "summary.json", "checkpoints", "traces", ".lock")
+
+
+class RunFolderBusy(ValueError):
+    """Another process holds the run folder's lock."""
+
+
+class RunFinished(ValueError):
+    """``--resume`` of a run that already finished: nothing to do, and nothing is changed."""
+
+
+class RunWriteError(OSError):
+    """A write into a run folder failed (a full disk, a quota, permissions); the message says where and why."""
+
+
+# ---------------------------------------------------------------------------------------- one writer
+
+
+class RunLock:
+    """An exclusive lock on a run folder, held from the first write until the run ends.
+
+    ``flock`` on ``<run>/.lock``: the kernel drops it when the holder exits,
+    even on ``kill -9``, so a stale lock file never blocks a later run. The
+    file holds the holder's PID, which a refused second writer is told.
+    """
+
+    def __init__(self, run_dir: Path):
+        self.run_dir, self.fd = Path(run_dir), None
+        if fcntl is None:
+            return
+        path = self.run_dir / LOCK
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise RunFolderBusy(
+                f"run folder '{self.run_dir}' is being written by process {holder} (it holds {path}); "
+                "wait for that run to end or stop it, or pick another --run-name") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+    def __del__(self):  # a trainer dropped without train() (the benches) frees its folder too
+        if fcntl is not None:  # None late in interpreter shutdown, when the kernel frees the lock anyway
+            self.release()
+
+
+def lock_run_folder(run_dir: Path, fresh: bool, overwrite: bool = False) -> RunLock:
+    """Lock ``run_dir`` for writing; a ``fresh`` run's folder is made, and checked again under the lock."""
+    if fresh:
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise write_failed(err, run_dir.parent, f"run folder '{run_dir.name}'") from err
+    lock = RunLock(run_dir)
+    problem = run_dir_problem(run_dir, overwrite) if fresh else None
+    if problem:
+        lock.release()
+        raise ValueError(problem)
+    return lock
+
+
+# ---------------------------------------------------------------------------------------- the folder
+
+
+def run_dir_problem(run_dir: Path, overwrite: bool) -> str | None:
+    """Why a fresh run cannot start in ``run_dir`` (None: it can)."""
+    if not run_dir.exists():
+        return None
+    if not run_dir.is_dir():
+        return f"run folder '{run_dir}' is a file; pick another --run-name or --output-dir"
+    if not [p for p in run_dir.iterdir() if p.name != LOCK]:
+        return None
+    if not overwrite:
+        return (f"run folder '{run_dir}' already exists; continue it with --resume {run_dir}, start it afresh "
+                "with --overwrite (deletes its contents), or pick another --run-name")
+    if not any((run_dir / name).exists() for name in (CONFIG, CHECKPOINTS, METRICS)):
+        return (f"--overwrite will not empty '{run_dir}': it does not look like a run folder (no config.yaml, "
+                "checkpoints/ or metrics.jsonl); delete it yourself or pick another --run-name")
+    return None
+
+
+def empty_folder(folder: Path) -> None:
+    """Delete what ``folder`` holds, except its lock (whose holder is the caller)."""
+    for child in folder.iterdir() if folder.exists() else []:
+        if child.name == LOCK:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
+def finished_at(run_dir: Path) -> int | None:
+    """The step a finished run ended at (its summary.json), or None for a run that has not finished."""
+    path = Path(run_dir) / SUMMARY
+    if not path.is_file():
+        return None
+    try:
+        return int(json.loads(path.read_text())["steps"])
+    except (ValueError, KeyError, TypeError):
+        return None  # a summary cut short: not a finished run
+
+
+# ---------------------------------------------------------------------------------------- writing
+
+
+def free_space(folder: Path) -> str:
+    try:
+        return f"{shutil.disk_usage(folder).free / 2**20:.1f} MB"
+    except OSError:
+        return "unknown space"
+
+
+def write_failed(err: BaseException, folder: Path, what: str) -> RunWriteError:
+    """A RunWriteError for a failed write of ``what`` into ``folder``: the reason and the space left."""
+    code = getattr(err, "errno", None)
+    text = str(err)
+    if code in (errno.ENOSPC, errno.EDQUOT) or "No space left" in text or "StorageFull" in text:
+        reason = "disk full"
+    else:
+        reason = getattr(err, "strerror", None) or text
+    return RunWriteError(f"could not write {what} in '{folder}': {reason} ({free_space(folder)} free there); "
+                         "free some space (or pick another --output-dir) and --resume the run")
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a file, or a folder's entries, to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, write: Callable[[Path], None], what: str) -> None:
+    """``write(tmp)``, flush it to the disk, then rename it to ``path``: readers see the old file or the new one."""
+    path = Path(path)
+    tmp = path.with_name(f".tmp-{path.name}")
+    try:
+        write(tmp)
+        fsync_path(tmp)
+        os.replace(tmp, path)
+        fsync_path(path.parent)
+    except (OSError, RuntimeError) as err:  # pyarrow and torch raise RuntimeError subclasses for I/O too
+        tmp.unlink(missing_ok=True)
+        raise write_failed(err, path.parent, what) from err
+
+
+def write_text_atomic(path: Path, text: str, what: str) -> None:
+    write_atomic(path, lambda tmp: tmp.write_text(text), what)
+
+
+# ---------------------------------------------------------------------------------------- metrics
+
+
+def _metric_lines(path: Path) -> Iterator[tuple[str, dict]]:
+    """(line, row) for every line of a metrics file that holds a whole JSON object."""
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:  # a line torn by a kill or a full disk, or a blank one
+            continue
+        if isinstance(row, dict):
+            yield line, row
+
+
+def read_metrics(run_dir_or_file: Path) -> list[dict]:
+    """The rows of a run's metrics.jsonl in file order; lines that are not a whole JSON object are skipped.
+
+    The one reader of the log for the trainer, the app and the benches: a run
+    still writing, or one cut off by a kill or a full disk, leaves a torn last
+    line, and that must not make the run unreadable.
+    """
+    path = Path(run_dir_or_file)
+    path = path / METRICS if path.is_dir() else path
+    return [row for _, row in _metric_lines(path)] if path.is_file() else []
+
+
+def append_metrics(run_dir: Path, row: dict) -> None:
+    """One line onto metrics.jsonl, flushed to the disk (a step's log survives a crash after it)."""
+    path = Path(run_dir) / METRICS
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as err:
+        raise write_failed(err, path.parent, f"metrics of step {row.get('step')}") from err
+
+
+def truncate_metrics(run_dir: Path, step: int) -> None:
+    """Keep the rows up to ``step`` (a resumed run goes on from there) and drop torn lines."""
+    path = Path(run_dir) / METRICS
+    if not path.is_file():
+        return
+    keep = [line for line, row in _metric_lines(path) if row.get("step", 0) <= step]
+    write_text_atomic(path, "".join(line + "\n" for line in keep), "metrics")
+
+
+def eval_at(rows: list[dict], which: str, key: str = "eval/pass@1") -> float:
+    """``key`` of the ``first`` or ``last`` row that has it (NaN if none does)."""
+    values = [r[key] for r in rows if r.get(key) is not None]
+    if not values:
+        return float("nan")
+    return values[0] if which == "first" else values[-1]
+
+
+# ---------------------------------------------------------------------------------------- summary
+
+
+def strict_json(value):
+    """``value`` with every NaN/inf float replaced by None, so that ``json.dumps`` writes standard JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
+
+
+def write_summary(run_dir: Path, summary: dict) -> None:
+    """summary.json, which marks the run finished: standard JSON (unknown numbers are null)."""
+    text = json.dumps(strict_json(summary), indent=2, allow_nan=False)
+    write_text_atomic(Path(run_dir) / SUMMARY, text, "summary.json")

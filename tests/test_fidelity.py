@@ -1,0 +1,38 @@
+"""Credit-fidelity metrics (``acpo.fidelity``) on hand-computed cases."""
+
+import numpy as np
+import pytest
+
+from acpo.fidelity import auroc, fidelity_table, localisable, top1
+from acpo.tasks import Problem, get_task
+
+SCORES = [np.array([0.5, -1.0, 0.2]), np.array([-0.3, 0.1]), np.array([0.0, 0.0, -2.0, 1.0])]
+LABELS = [1, 1, 2]  # hits: trace 0 (argmin 1) and trace 2 (argmin 2); trace 1's argmin is 0
+
+
+def test_top1_counts_the_lowest_scored_step():
+    assert top1(SCORES, LABELS) == pytest.approx(2 / 3)
+
+
+def test_auroc_pools_the_error_step_against_the_steps_before_it():
+    # positives (-score at the label): 1.0, -0.1, 2.0; negatives (steps before): -0.5 | 0.3 | 0.0, 0.0
+    # pairs won: 1.0 beats all 4; -0.1 beats -0.5 only; 2.0 beats all 4 -> 9 of 12
+    assert auroc(SCORES, LABELS) == pytest.approx(9 / 12)
+    assert np.isnan(auroc([np.array([1.0])], [0]))  # no negatives
+
+
+def test_the_table_has_chance_and_intervals_that_hold_the_estimate():
+    table = fidelity_table({"m": SCORES}, LABELS, reps=200)
+    row = table.iloc[0]
+    assert row["chance_top1"] == pytest.approx((1 / 3 + 1 / 2 + 1 / 4) / 3)
+    assert row["top1_lo"] <= row["top1"] <= row["top1_hi"] and row["traces"] == 3
+    assert table.equals(fidelity_table({"m": SCORES}, LABELS, reps=200))  # seeded: the same every time
+
+
+def test_localisable_needs_a_failed_worked_completion_with_a_located_error():
+    task = get_task("arith")
+    p = Problem("x", "arith", 1, "Q: 7-3*4+2=?\n", "-3")
+    assert localisable(task.check(p, "3*4=12\n7-12=-4\n-4+2=-2\n#### -2"))
+    assert not localisable(task.check(p, "3*4=12\n7-12=-5\n-5+2=-3\n#### -3"))  # right
+    assert not localisable(task.check(p, "#### 5"))  # no working
+    assert not localisable(task.check(p, "3*4=12\n7-12=-5\n"))  # the missing answer line has no span
