@@ -206,7 +206,7 @@ def recommended_method(fidelity: pd.DataFrame) -> tuple[str, str]:
            f"was the first wrong step {best['top1']:.0%} of the time (95% CI {best['top1_lo']:.0%}–"
            f"{best['top1_hi']:.0%}; chance {best['chance_top1']:.0%}), AUROC {best['auroc']:.2f}, the best of the "
            f"cheap methods (`bench/credit_fidelity.py`{when}).")
-    others = [f"{r['credit']} {r['top1']:.0%}" for _, r in cheap.iterrows() if r["credit"] != best["credit"]]
+    others = [f"{r['method']} {r['top1']:.0%}" for _, r in cheap.iterrows() if r["credit"] != best["credit"]]
     mc = fidelity[fidelity["credit"] == RESAMPLING] if "credit" in fidelity else fidelity.iloc[:0]
     if len(mc):
         top = mc.sort_values("top1", ascending=False).iloc[0]
