@@ -180,7 +180,7 @@ def load_policy(
     name = name_or_path
     name_or_path = resolve_model_name(name_or_path)
     path = Path(name_or_path).expanduser()
-    gguf = find_gguf(path) if path.exists() else None
+    gguf = find_gguf(path)
     if gguf is not None:
         model, tokenizer = load_policy(str(convert_gguf(gguf)), False, dtype, device)
         # an adapter trained on it records this as its base: 'smollm2' stays portable across machines

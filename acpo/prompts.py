@@ -73,9 +73,16 @@ def render_prompt(tokenizer, prompt: Prompt, chat_template: bool = True) -> str:
         chat_template: False sends a string prompt as plain text even when the
             tokenizer has a template (a base model's raw format).
     """
+    return render_prompt_templated(tokenizer, prompt, chat_template)[0]
+
+
+def render_prompt_templated(tokenizer, prompt: Prompt, chat_template: bool = True) -> tuple[str, bool]:
+    """``render_prompt``'s text, and whether a chat template wrote it (so its special tokens are in it)."""
     if isinstance(prompt, str):
-        if not (chat_template and has_chat_template(tokenizer)) or is_rendered(tokenizer, prompt):
-            return prompt
+        if not (chat_template and has_chat_template(tokenizer)):
+            return prompt, False
+        if is_rendered(tokenizer, prompt):
+            return prompt, True
         messages = [{"role": "user", "content": prompt}]
     else:
         messages = check_messages(prompt)
@@ -87,7 +94,7 @@ def render_prompt(tokenizer, prompt: Prompt, chat_template: bool = True) -> str:
             )
         if not chat_template:
             raise ValueError("chat_template=False needs a plain-text prompt, but got a list of chat messages")
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True), True
 
 
 def default_instruction(answer_format: str = "####") -> str:

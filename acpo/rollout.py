@@ -197,7 +197,7 @@ def make_engine(kind: str, model, tokenizer, model_path: str, cfg) -> HFEngine |
         from acpo.models import convert_gguf, find_gguf, resolve_model_name
 
         model_path = resolve_model_name(model_path)
-        gguf = find_gguf(Path(model_path)) if Path(model_path).exists() else None
+        gguf = find_gguf(Path(model_path))
         model_path = str(convert_gguf(gguf)) if gguf is not None else model_path  # vLLM reads the safetensors copy
         return VLLMEngine(model_path, tokenizer, cfg.max_new_tokens, cfg.temperature,
                           cfg.vllm_gpu_memory_utilization, cfg.seed, cfg.dtype)

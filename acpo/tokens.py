@@ -12,7 +12,7 @@ from typing import Sequence
 
 import torch
 
-from acpo.prompts import Prompt, is_rendered, render_prompt
+from acpo.prompts import Prompt, render_prompt_templated
 
 
 def require_pad_token(tokenizer) -> int:
@@ -29,9 +29,8 @@ def encode_prompt(tokenizer, prompt: Prompt, chat_template: bool = True) -> list
     """Prompt ids as at generation time: plain text with the tokenizer's special tokens (e.g. BOS),
     or a chat prompt rendered by :func:`acpo.prompts.render_prompt`, whose template already wrote
     them (so they are not added twice, as in TRL)."""
-    text = render_prompt(tokenizer, prompt, chat_template)
-    rendered = not isinstance(prompt, str) or text != prompt or is_rendered(tokenizer, text)
-    return list(tokenizer(text, add_special_tokens=not rendered)["input_ids"])
+    text, templated = render_prompt_templated(tokenizer, prompt, chat_template)
+    return list(tokenizer(text, add_special_tokens=not templated)["input_ids"])
 
 
 def encode_with_offsets(tokenizer, text: str) -> tuple[list[int], list[tuple[int, int]]]:

@@ -277,9 +277,13 @@ class Trainer:
         """What the policy is sent for ``problem``: its plain prompt, or chat messages (PromptStyle)."""
         return self.prompt_style.prompt_for(self.tokenizer, problem)
 
+    def prompt_ids(self, problems: list[Problem]) -> list[list[int]]:
+        """The token ids the policy is conditioned on for each problem."""
+        return [encode_prompt(self.tokenizer, self.prompt_of(p), self.cfg.chat_template) for p in problems]
+
     def generate(self, problems: list[Problem], n: int = 1, greedy: bool = False) -> list[Sample]:
         """``n`` completions of each problem from the rollout engine (timed as ``time/rollout``)."""
-        ids = [encode_prompt(self.tokenizer, self.prompt_of(p), self.cfg.chat_template) for p in problems]
+        ids = self.prompt_ids(problems)
         with self.timed("rollout"):
             return self.engine.generate(ids, n=n, greedy=greedy)
 
@@ -565,7 +569,7 @@ class Trainer:
         training stream does not depend on how often we evaluate.
         """
         shard = self.eval_set[self.rank :: self.world]
-        prompts = [encode_prompt(self.tokenizer, self.prompt_of(p), self.cfg.chat_template) for p in shard]
+        prompts = self.prompt_ids(shard)
         greedy = self.engine.generate(prompts, n=1, greedy=True)
         rng = torch.get_rng_state()
         torch.manual_seed(self.cfg.seed * 100_003 + self.step)
@@ -777,8 +781,8 @@ class Trainer:
         if not context:
             return
         budget = context - self.cfg.max_new_tokens
-        long = [(p.id, n) for p in [*self.pool, *self.eval_set]
-                if (n := len(encode_prompt(self.tokenizer, self.prompt_of(p), self.cfg.chat_template))) > budget]
+        problems = [*self.pool, *self.eval_set]
+        long = [(p.id, len(ids)) for p, ids in zip(problems, self.prompt_ids(problems)) if len(ids) > budget]
         if long:
             shown = ", ".join(f"{pid} ({n} tokens)" for pid, n in long[:3])
             raise ValueError(

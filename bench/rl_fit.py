@@ -22,7 +22,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from acpo.config import make_config  # noqa: E402
 from acpo.tasks import get_task, heldout_problems  # noqa: E402
-from acpo.tokens import encode_prompt  # noqa: E402
 from acpo.trainer import Trainer  # noqa: E402
 
 
@@ -30,7 +29,7 @@ def sampled_reward(trainer: Trainer, problems, n: int, seed: int = 123) -> float
     """Mean reward of ``n`` T=1 samples per problem, on its own RNG state."""
     state = torch.get_rng_state()
     torch.manual_seed(seed)
-    samples = trainer.engine.generate([encode_prompt(trainer.tokenizer, p.prompt) for p in problems], n=n)
+    samples = trainer.engine.generate(trainer.prompt_ids(problems), n=n)
     torch.set_rng_state(state)
     owners = [problems[i // n] for i in range(len(samples))]
     return sum(get_task(p.family).check(p, s.text).answer_correct for p, s in zip(owners, samples)) / len(samples)
