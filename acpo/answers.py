@@ -156,10 +156,33 @@ def answers_equivalent(predicted: str | None, gold: str) -> bool:
     if parse_number(predicted) is not None and parse_number(gold) is not None:
         return False  # two numbers that differ: nothing symbolic to add
     try:
-        from math_verify import parse, verify
+        from math_verify import verify
     except ImportError:
         return False
+    # both are single extracted answers, so both are read as a gold answer is
+    gold_parsed, answer_parsed = math_parse(gold, gold=True), math_parse(predicted, gold=True)
     timeout = math_verify_timeout()
-    gold_parsed = parse(f"${gold.strip()}$", parsing_timeout=timeout)
-    answer_parsed = parse(f"${predicted.strip()}$", parsing_timeout=timeout)
     return bool(gold_parsed and answer_parsed and verify(gold_parsed, answer_parsed, timeout_seconds=timeout))
+
+
+def math_parse(text: str, *, gold: bool) -> list:
+    """math-verify's parse, reading bare LaTeX gold answers as LaTeX.
+
+    A gold answer from a dataset is often bare LaTeX (``3\\sqrt{2}``) that
+    math-verify reads as the number ``3`` unless it sits inside ``$...$``;
+    wrapping it is safe because the gold is known to be a single answer. A
+    completion whose only answer is a ``#### x`` line is parsed from that line.
+    """
+    from math_verify import parse
+
+    timeout = math_verify_timeout()
+    if gold and "$" not in text and "\\boxed" not in text and text.strip():
+        parsed = parse(f"${text.strip()}$", parsing_timeout=timeout)
+        if parsed:
+            return parsed
+    parsed = parse(text, parsing_timeout=timeout)
+    if not parsed and not gold:
+        hashed = extract_final_answer(text)
+        if hashed:
+            parsed = parse(hashed, parsing_timeout=timeout)
+    return parsed

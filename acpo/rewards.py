@@ -24,7 +24,9 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from acpo.answers import answers_equivalent, answers_match, extract_answer, extract_final_answer, math_verify_timeout
+from acpo.answers import (
+    answers_equivalent, answers_match, extract_answer, extract_final_answer, math_parse, math_verify_timeout,
+)
 
 Completion = str | list[dict[str, Any]]
 RewardFn = Callable[..., list[float | None]]
@@ -101,29 +103,6 @@ def format_reward(prompts: Sequence[Any], completions: Sequence[Completion], **k
     return [float(_FORMAT_RE.fullmatch(completion_text(c)) is not None) for c in completions]
 
 
-def _math_parse(text: str, *, gold: bool) -> list:
-    """math-verify's parse, reading bare LaTeX gold answers as LaTeX.
-
-    A gold answer from a dataset is often bare LaTeX (``3\\sqrt{2}``) that
-    math-verify reads as the number ``3`` unless it sits inside ``$...$``;
-    wrapping it is safe because the gold is known to be a single answer. A
-    completion whose only answer is a ``#### x`` line is parsed from that line.
-    """
-    from math_verify import parse
-
-    timeout = math_verify_timeout()
-    if gold and "$" not in text and "\\boxed" not in text and text.strip():
-        parsed = parse(f"${text.strip()}$", parsing_timeout=timeout)
-        if parsed:
-            return parsed
-    parsed = parse(text, parsing_timeout=timeout)
-    if not parsed and not gold:
-        hashed = extract_final_answer(text)
-        if hashed:
-            parsed = parse(hashed, parsing_timeout=timeout)
-    return parsed
-
-
 def math_verify_reward(prompts: Sequence[Any], completions: Sequence[Completion], **kwargs: Any) -> list[float | None]:
     """1.0 when math-verify finds the completion's answer equivalent to the gold answer.
 
@@ -147,12 +126,12 @@ def math_verify_reward(prompts: Sequence[Any], completions: Sequence[Completion]
     rewards: list[float | None] = []
     unparseable = 0
     for completion, gold_text in zip(completions, gold_column):
-        gold = _math_parse(str(gold_text), gold=True)
+        gold = math_parse(str(gold_text), gold=True)
         if not gold:
             unparseable += 1
             rewards.append(None)
             continue
-        answer = _math_parse(completion_text(completion), gold=False)
+        answer = math_parse(completion_text(completion), gold=False)
         rewards.append(float(bool(answer) and verify(gold, answer, timeout_seconds=math_verify_timeout())))
     if unparseable:
         warnings.warn(
