@@ -336,7 +336,7 @@ class Trainer:
         batch = CreditBatch(*tensors, logprobs=logprobs, entropy=entropy, steps=steps,
                             advantages=batch_outcome_advantages(rewards, group_ids, cfg.outcome), group_ids=group_ids,
                             rewards=rewards, answers=[problems[i // per].answer for i in range(len(samples))],
-                            model=self.policy, tokenizer=self.tokenizer)
+                            texts=[s.text for s in samples], model=self.policy, tokenizer=self.tokenizer)
         with torch.no_grad(), self.timed("credit"):
             result = credit.credits(batch)
             token_adv = credit.token_advantages(batch, result, self.adv_cfg)
@@ -852,7 +852,7 @@ def concat_scored(a: Scored, b: Scored) -> Scored:
     batch = CreditBatch(*tensors, logprobs=cat(x.logprobs, y.logprobs), entropy=cat(x.entropy, y.entropy),
                         steps=x.steps + y.steps, advantages=torch.cat([x.advantages, y.advantages]),
                         group_ids=torch.cat([x.group_ids, y.group_ids]), rewards=torch.cat([x.rewards, y.rewards]),
-                        answers=x.answers + y.answers, model=x.model, tokenizer=x.tokenizer)
+                        answers=x.answers + y.answers, texts=x.texts + y.texts, model=x.model, tokenizer=x.tokenizer)
     return Scored(batch, cat(a.token_adv, b.token_adv), a.step_credits + b.step_credits)
 
 

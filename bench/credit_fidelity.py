@@ -1,8 +1,10 @@
 """Credit fidelity: does a credit method blame the first wrong step of a failed completion?
 
-Samples the demo policy (T=1) on held-out synthetic problems, keeps failed
+Samples a policy (T=1) on held-out synthetic problems, keeps failed
 completions whose first wrong step the task's checker locates, and scores
-every step with each method. A method localises the error when its
+every step with each method. A policy with a chat template (the real-model
+demo policy, ``assets/real-demo-policy``) is asked its own mix of problems
+(``acpo.real_demo``) through the template. A method localises the error when its
 lowest-credit step is the step holding the checker's first wrong line.
 Reports top-1 accuracy, the AUROC of -credit at telling that step from the
 (correct) steps before it, the mean number of steps (chance top-1 is about
@@ -13,6 +15,15 @@ metrics are ``acpo.fidelity``'s, the ones the app's Batch tab shows.
     python bench/credit_fidelity.py --publish    # also write assets/credit_fidelity.csv (the app reads it)
     python bench/credit_fidelity.py --quick      # 24 traces, M = 2: for CI
     python bench/credit_fidelity.py --traces f.jsonl   # the registered methods on a file's own traces
+    python bench/credit_fidelity.py --model assets/real-demo-policy --mc 8 --mc-traces 100
+
+Beyond top-1 and AUROC (the wrong step against the right steps before it), it
+reports the position-matched comparison: the wrong line against right lines at
+the same step index in *correct* traces of the same family, so a method cannot
+score by where a line sits; and text-only controls (first step, the line with
+the largest number) that see only the text. ``--readings`` adds the readings of
+the information-gain credit side by side (probe string, gold vs contrast target,
+answer line scored or left out, step length normalisation; METHODS.md §3.2).
 """
 
 from __future__ import annotations
@@ -31,7 +42,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import acpo  # noqa: E402
 from acpo.credit.mc_reset import parse_self_localisation, self_localisation_prompt  # noqa: E402
 from acpo.fidelity import fidelity_row, fidelity_table, localisable  # noqa: E402
+from acpo.answers import extract_answer  # noqa: E402
 from acpo.models import DEMO_POLICY, load_policy  # noqa: E402
+from acpo.prompts import PromptStyle, has_chat_template  # noqa: E402
+from acpo.real_demo import heldout as real_demo_heldout  # noqa: E402
 from acpo.rollout import HFEngine  # noqa: E402
 from acpo.tasks import TASKS, Problem, first_error_step, get_task, heldout_problems  # noqa: E402
 from acpo.tokens import encode_prompt  # noqa: E402
@@ -40,8 +54,9 @@ PUBLISHED = Path(__file__).resolve().parent.parent / "assets" / "credit_fidelity
 
 
 @dataclass
-class Failed:
+class Sampled:
     problem: object
+    prompt: object  # what the policy was asked: plain text, or chat messages through its template
     completion: str
     check: object
 
@@ -59,28 +74,39 @@ class MethodResult:
     note: str = ""
 
 
-def collect_failed(model, tok, n: int, seed: int, max_new_tokens: int) -> list[Failed]:
-    """Failed T=1 samples on held-out problems that show working and whose first wrong line has a span."""
+def heldout_for(tok) -> list[Problem]:
+    """The held-out problems a policy is measured on: the real-model demo mix for chat models."""
+    return real_demo_heldout(100) if has_chat_template(tok) else heldout_problems(600)
+
+
+def collect(model, tok, n: int, seed: int, max_new_tokens: int, rounds: int = 20) -> tuple[list[Sampled], list[Sampled]]:
+    """T=1 samples on held-out problems: up to ``n`` failed ones that show working and whose first wrong
+    line has a span, and up to ``n`` correct ones that show working (the position-matched comparison)."""
     engine = HFEngine(model, tok, max_new_tokens, temperature=1.0)
-    problems = heldout_problems(600)
-    out: list[Failed] = []
+    problems = heldout_for(tok)
+    prompts = [PromptStyle().prompt_for(tok, p) for p in problems]
+    failed: list[Sampled] = []
+    correct: list[Sampled] = []
     torch.manual_seed(seed)
-    for round_ in range(20):
-        samples = engine.generate([encode_prompt(tok, p.prompt) for p in problems], n=1)
-        for p, s in zip(problems, samples):
+    for _ in range(rounds):
+        samples = engine.generate([encode_prompt(tok, q) for q in prompts], n=1)
+        for p, q, s in zip(problems, prompts, samples):
             res = get_task(p.family).check(p, s.text)
             if localisable(res):  # an answer given without working has one step: nothing to localise
-                out.append(Failed(p, s.text, res))
-        if len(out) >= n:
+                failed.append(Sampled(p, q, s.text, res))
+            elif res.correct and res.shows_working:
+                correct.append(Sampled(p, q, s.text, res))
+        if len(failed) >= n:
             break
-    return out[:n]
+    return failed[:n], correct[:n]
 
 
-def explain_all(model, tok, failed, method, segmentation, **kw):
+def explain_all(model, tok, sampled, method, segmentation, rewards=0.0, answers=None, **kw):
     return acpo.explain_batch(
-        model, tok, [f.problem.prompt for f in failed], [f.completion for f in failed], method=method,
-        segmentation=segmentation, answers=[f.problem.answer for f in failed], rewards=[0.0] * len(failed),
-        group_ids=list(range(len(failed))), probe=TASKS[failed[0].problem.family].answer_probe, batch_size=32, **kw,
+        model, tok, [f.prompt for f in sampled], [f.completion for f in sampled], method=method,
+        segmentation=segmentation, answers=answers or [f.problem.answer for f in sampled],
+        rewards=[rewards] * len(sampled), group_ids=list(range(len(sampled))),
+        probe=kw.pop("probe", TASKS[sampled[0].problem.family].answer_probe), batch_size=32, **kw,
     )
 
 

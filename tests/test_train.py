@@ -78,8 +78,16 @@ def test_lora_checkpoint_is_an_adapter_the_loader_opens(tmp_path):
     assert (ck / "adapter_config.json").exists() and (ck / "adapter_model.safetensors").exists()
     assert not (ck / "model.safetensors").exists()
     model, tok = load_policy(str(ck))
-    assert type(model).__name__ == "PeftModelForCausalLM"
-    assert tok("Q: 1+1=?\n")["input_ids"]
+    # the loader merges the adapter: a plain model (a trainer can put a new adapter on it) that computes what
+    # the base with the adapter attached computes, and records the adapter folder as its name
+    from peft import PeftModel
+
+    base, _ = load_policy()
+    attached = PeftModel.from_pretrained(base, str(ck))
+    assert not hasattr(model, "peft_config") and model.name_or_path == str(ck)
+    ids = torch.tensor([tok("Q: 1+1=?\n2")["input_ids"]])
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, attached(ids).logits, atol=1e-5, rtol=1e-5)
 
 
 def test_two_processes_end_with_identical_weights(tmp_path):
