@@ -50,8 +50,11 @@ def test_bad_values_are_named(values, message):
 
 def test_yaml_errors_name_the_problem(tmp_path):
     bad = tmp_path / "bad.yaml"
+    bad.write_text("lr: 0.1\nlearn_rate: 0.2\n")
+    with pytest.raises(ValueError, match=r"unknown fields \['learn_rate'\]"):
+        parse_args(["--config", str(bad)])
     bad.write_text("lr: 0.1\nlearning_rate: 0.2\n")
-    with pytest.raises(ValueError, match=r"unknown fields \['learning_rate'\]"):
+    with pytest.raises(ValueError, match="learning_rate is TRL's name for lr: give one of them, not both"):
         parse_args(["--config", str(bad)])
     with pytest.raises(ValueError, match="does not exist"):
         parse_args(["--config", str(tmp_path / "missing.yaml")])
@@ -116,9 +119,18 @@ def test_train_py_reports_a_wrong_yaml_type_in_one_line(tmp_path):
         ({"micro_batch_size": 0}, "micro_batch_size must be at least 1, got 0"),
         ({"save_every": -1}, "save_every must be at least 0, got -1"),
         ({"lora_r": -4}, "lora_r must be at least 0, got -4"),
-        ({"max_steps": 0}, "max_steps must be at least 1, got 0"),
+        ({"max_reasoning_steps": 0}, "max_reasoning_steps must be at least 1, got 0"),
+        ({"max_steps": 0}, "steps must be at least 1, got 0"),
+        ({"num_iterations": 0}, "num_iterations must be at least 1, got 0"),
         ({"eval_every": 0}, "eval_every must be at least 1, got 0"),
-        ({"reward": "hash"}, f"unknown reward 'hash'; valid: auto, {', '.join(sorted(REWARDS))}"),
+        ({"reward": "hash"}, f"unknown reward 'hash'; valid: auto, {', '.join(sorted(REWARDS))}, or module:function"),
+        ({"reward": "acpo.nope:f"}, "reward 'acpo.nope:f': cannot import module 'acpo.nope'"),
+        ({"reward": "acpo.rewards:nope"}, "reward 'acpo.rewards:nope': module 'acpo.rewards' has no function 'nope'"),
+        ({"reward": "answer,format", "reward_weights": [1.0]}, "reward_weights has 1 weights for 2 reward functions"),
+        ({"loss_type": "cispo"}, "loss_type: 'cispo' has no counterpart here; supported: grpo, dapo, bnpo, dr_grpo"),
+        ({"scale_rewards": "batch"}, "scale_rewards: 'batch' has no counterpart here"),
+        ({"report_to": ["none", "wandb"]}, "report_to: 'none' goes alone"),
+        ({"report_to": "mlflow"}, "report_to: 'mlflow' is not one of none, tensorboard, trackio, wandb"),
         ({"segmentation": "line"}, "unknown segmentation 'line'"),
         ({"probe": ""}, "probe must not be empty"),
         ({"lr": "1e-5x"}, "lr: '1e-5x' is not a number"),
