@@ -182,3 +182,29 @@ def test_rollouts_ignore_the_models_own_generation_config(model_and_tok):
 
     assert sample(leaky) == sample(model)
     assert leaky.generation_config.repetition_penalty == 5.0  # the model's own config is left as it was
+
+
+# ---------------------------------------------------------------- trackers
+def test_a_tracker_that_is_not_installed_is_refused_before_the_run_folder_exists(tmp_path):
+    import importlib.util
+
+    missing = [t for t in ("tensorboard", "trackio", "wandb") if importlib.util.find_spec(t) is None]
+    if not missing:
+        pytest.skip("tensorboard, trackio and wandb are all installed")
+    with pytest.raises(ValueError, match=f"--report-to {missing[0]} needs the {missing[0]} package"):
+        trainer(tmp_path, "t", report_to=[missing[0]])
+    assert not (tmp_path / "t").exists()
+
+
+def test_tensorboard_gets_what_metrics_jsonl_gets(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    summary = run(make_config({**TINY, "output_dir": str(tmp_path), "run_name": "tb", "method": "grpo", "steps": 2,
+                               "report_to": "tensorboard"}))
+    events = EventAccumulator(str(Path(summary["run_dir"]) / "tensorboard"))
+    events.Reload()
+    logged = [line for line in metrics_of(summary) if "reward" in line]
+    assert [(e.step, e.value) for e in events.Scalars("reward")] == [
+        (line["step"], pytest.approx(line["reward"])) for line in logged]
+    assert "learning_rate" in events.Tags()["scalars"]
