@@ -1,8 +1,11 @@
 """Verifiable rewards with TRL's signature: ``fn(prompts, completions, **kwargs) -> list[float | None]``.
 
-Gold answers arrive as a keyword column (``answer=[...]``), like TRL passes
-dataset columns. ``None`` means "no reward for this row" (TRL skips it), used
-when the gold answer itself cannot be parsed.
+The trainer calls every reward function by keyword, as TRL does:
+``fn(prompts=..., completions=..., completion_ids=..., answer=..., <column>=...)``
+with the dataset row's columns; gold answers arrive as ``answer=[...]``. ``None``
+means "no reward for this row": as in TRL it is left out of its group's baseline
+and its advantage is 0 (used when the gold answer itself cannot be parsed). Any
+importable ``module:function`` with that signature works (:func:`get_reward`).
 
 * ``answer``: the answer a real model writes (``####``, ``\\boxed{}``, "the answer
   is", else the last number: :func:`acpo.answers.extract_answer`), equal to the
