@@ -222,7 +222,7 @@ class Trainer:
             metrics.update(self.reduce({"time_s": time.time() - t0,
                                         **{f"time/{k}": v for k, v in self.timings.items()}}))
             metrics.update(step=self.step, stage=self.stage, entropy_coef=self.entropy_coef,
-                           learning_rate=self.scheduler.get_last_lr()[0], num_tokens=self.num_tokens,
+                           num_tokens=self.num_tokens,
                            rollout_tokens=self.rollout_tokens)
             last = self.step == cfg.steps or self.budget_spent()
             if self.step % cfg.eval_every == 0 or last:
@@ -555,6 +555,7 @@ class Trainer:
             scored.old_logprobs = torch.cat(first_logprobs)
         grad_norm = self.acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
         self.check_finite(loss_sum, grad_norm)  # before the step: a NaN must not reach the weights
+        learning_rate = self.scheduler.get_last_lr()[0]  # the one this step uses, as transformers' Trainer logs it
         self.optimizer.step()
         self.check_weights_finite()  # an inf learning rate or a NaN clipping norm gets past the check above
         self.scheduler.step()
@@ -575,6 +576,7 @@ class Trainer:
             **({"shaped_reward": float(batch.rewards[: self.main_rows()].nanmean())} if scored.shaped else {}),
         }))
         logs["grad_norm"] = float(grad_norm) if grad_norm is not None else math.nan  # before clipping, as TRL's
+        logs["learning_rate"] = learning_rate
         if self.ref_model is None:
             logs.pop("kl")
         return logs

@@ -95,9 +95,9 @@ def test_two_processes_end_with_identical_weights_and_one_lr_schedule(tmp_path):
     summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
     assert summary["processes"] == 2
     assert len(summary["param_checksums"]) == 2 and len(set(summary["param_checksums"])) == 1
-    # the warm-up advances once per optimizer step, not once per process (lr (s + 1) / 4 after step s)
+    # the warm-up advances once per optimizer step, not once per process: step s uses lr s / 4
     logged = [json.loads(l) for l in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()][1:]
-    assert [l["learning_rate"] for l in logged] == pytest.approx([1e-3 * 2 / 4, 1e-3 * 3 / 4])
+    assert [l["learning_rate"] for l in logged] == pytest.approx([1e-3 * 1 / 4, 1e-3 * 2 / 4])
 
 
 def cli(*args):

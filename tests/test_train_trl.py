@@ -83,8 +83,8 @@ def test_every_step_logs_trls_metrics(tmp_path):
             assert key in line, key
         assert line["reward"] == line["rewards/hash_answer_reward/mean"]  # one reward function, weight 1
         assert line["grad_norm"] > 0
-    # the warm-up's learning rate after optimizer step s (as the Trainer of transformers logs it): lr (s + 1) / 4
-    assert [line["learning_rate"] for line in lines] == pytest.approx([1e-3 * 2 / 4, 1e-3 * 3 / 4])
+    # the learning rate optimizer step s used (as the Trainer of transformers logs it): lr s / 4 in the warm-up
+    assert [line["learning_rate"] for line in lines] == pytest.approx([1e-3 * 1 / 4, 1e-3 * 2 / 4])
     # num_tokens: prompt + completion tokens trained on so far, growing by each batch
     assert 0 < lines[0]["num_tokens"] < lines[1]["num_tokens"]
 
