@@ -48,6 +48,7 @@ def app_main(argv: list[str] | None = None) -> None:
         from acpo.app.main import main
     except ModuleNotFoundError as err:
         if (err.name or "").split(".")[0] in ("gradio", "plotly"):
-            sys.exit(f"acpo-app: {err.name} is not installed; install the app's extra: pip install 'acpo[app]'")
+            sys.exit(f"acpo-app: {err.name} is not installed; install acpo with the app's extra "
+                     "(pip install '.[app]' in the checkout), or gradio and plotly")
         raise
     main(argv)

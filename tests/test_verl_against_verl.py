@@ -2,8 +2,7 @@
 
 verl pins transformers < 5.11, so it lives in its own environment (docs/VERL.md):
 
-    python3 -m venv .venv-verl && .venv-verl/bin/pip install verl==0.9.1 pytest==9.2.0 -c constraints.txt
-    .venv-verl/bin/pip install math-verify==0.9.0 gguf==0.19.0 -c constraints.txt
+    python3 -m venv .venv-verl && .venv-verl/bin/pip install -r requirements-verl.txt -c constraints.txt
     .venv-verl/bin/python -m pytest tests/test_verl_against_verl.py
 """
 

@@ -82,6 +82,17 @@ def test_a_hole_in_the_mask_gets_nothing_and_leaves_the_steps_alone():
     torch.testing.assert_close(holed[[0, 2, 3, 4]], plain[[0, 2, 3, 4]])
 
 
+@pytest.mark.parametrize("credit", ["uniform", "mean_logprob", "hapo", "entropy_mask"])
+def test_an_empty_response_gets_zero_and_still_counts_in_its_groups_baseline(credit):
+    rewards, mask, logp, ent = batch(lengths=(6, 4, 5, 3, 2))
+    mask[1] = 0  # score 0, no tokens
+    adv, _ = step_credit_advantages(rewards, mask, UIDS, old_log_probs=logp, entropys=ent,
+                                    credit=VerlCreditConfig(credit))
+    assert torch.all(adv[1] == 0) and torch.isfinite(adv).all()
+    if credit == "uniform":  # the group's mean is still (1 + 0 + 0 + 1) / 4
+        torch.testing.assert_close(adv[0, 0], step_credit_advantages(*batch()[:2], UIDS)[0][0, 0])
+
+
 def test_hapo_and_entropy_mask_read_verls_entropies():
     rewards, mask, _, ent = batch()
     outcome = step_credit_advantages(rewards, mask, UIDS)[0][:, 0]

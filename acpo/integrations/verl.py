@@ -78,8 +78,15 @@ def verl_grpo_outcome(scores: torch.Tensor, index: Sequence, norm_by_std: bool =
     return out
 
 
+def _is_prefix(keep: torch.Tensor) -> bool:
+    """Whether every row's kept positions come first (verl's usual right padding, no holes)."""
+    return bool((keep == (torch.arange(keep.shape[1])[None, :] < keep.sum(-1, keepdim=True))).all())
+
+
 def _pack(values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     """Each row's kept positions moved to its front, zeros after (our layout: completion tokens first)."""
+    if _is_prefix(keep):
+        return values * keep
     out = torch.zeros_like(values)
     for i in range(values.shape[0]):
         row = values[i][keep[i]]
@@ -88,6 +95,8 @@ def _pack(values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
 
 
 def _unpack(packed: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    if _is_prefix(keep):
+        return packed * keep
     out = torch.zeros_like(packed)
     for i in range(packed.shape[0]):
         n = int(keep[i].sum())
@@ -158,22 +167,25 @@ def step_credit_advantages(
 
     logprobs, entropy = packed(old_log_probs), packed(entropys)
     ids = _pack(step_ids.detach().long().cpu(), keep) if step_ids is not None else None
-    lengths = keep.sum(-1).tolist()
+    lengths = keep.sum(-1)
+    rows = torch.nonzero(lengths > 0).flatten()  # an empty response has no step; it keeps advantage 0
     seg = TOKEN_SEGMENTATIONS[cc.segmentation]
     steps = [
         _steps_from_ids(ids[i, :n]) if ids is not None else _steps(n, seg("", range(n), entropy[i, :n], cc.segment))
-        for i, n in enumerate(lengths)
+        for i, n in zip(rows.tolist(), lengths[rows].tolist())
     ]
-    completion_mask = torch.arange(keep.shape[1])[None, :] < torch.tensor(lengths)[:, None]
+    completion_mask = torch.arange(keep.shape[1])[None, :] < lengths[rows, None]
     batch = CreditBatch(
-        prompt_ids=torch.zeros((b, 0), dtype=torch.long), prompt_mask=torch.zeros((b, 0), dtype=torch.long),
-        completion_ids=torch.zeros(keep.shape, dtype=torch.long), completion_mask=completion_mask.long(),
-        logprobs=logprobs, entropy=entropy, steps=steps, advantages=outcome,
-        group_ids=torch.tensor(_group_ids(index)), rewards=scores,
+        prompt_ids=torch.zeros((len(rows), 0), dtype=torch.long), prompt_mask=torch.zeros((len(rows), 0)),
+        completion_ids=torch.zeros(completion_mask.shape, dtype=torch.long), completion_mask=completion_mask.long(),
+        logprobs=logprobs[rows], entropy=entropy[rows], steps=steps, advantages=outcome[rows],
+        group_ids=torch.tensor(_group_ids(index))[rows], rewards=scores[rows],
     )
     method = get_credit_method(cc.credit, **cc.credit_options)
     result = None if method.token_level else method.credits(batch)
-    advantages = _unpack(method.token_advantages(batch, result, cc.advantage).float(), keep).to(device)
+    packed_adv = torch.zeros(keep.shape)
+    packed_adv[rows] = method.token_advantages(batch, result, cc.advantage).float()
+    advantages = _unpack(packed_adv, keep).to(device)
     return advantages, advantages.clone()
 
 
