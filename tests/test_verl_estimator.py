@@ -1,4 +1,4 @@
-"""The verl advantage estimator's tensor contract, without verl (tests/test_verl_against_verl.py runs verl's own code)."""
+"""The verl advantage estimator's tensor contract, without verl (test_verl_against_verl.py runs verl's own code)."""
 
 from __future__ import annotations
 
@@ -109,8 +109,8 @@ def test_step_ids_set_the_steps():
     rewards, mask, logp, _ = batch()
     ids = torch.zeros_like(mask)
     ids[0] = torch.tensor([0, 0, 0, 1, 1, 1, 0])  # two steps of three tokens in row 0; one step elsewhere
-    adv, _ = step_credit_advantages(rewards, mask, UIDS, old_log_probs=logp, step_ids=ids,
-                                    credit=VerlCreditConfig("mean_logprob", advantage=AdvantageConfig("grpo", "additive")))
+    additive = VerlCreditConfig("mean_logprob", advantage=AdvantageConfig("grpo", "additive"))
+    adv, _ = step_credit_advantages(rewards, mask, UIDS, old_log_probs=logp, step_ids=ids, credit=additive)
     assert len(set(adv[0, :3].tolist())) == 1 and len(set(adv[0, 3:6].tolist())) == 1 and adv[0, 0] != adv[0, 3]
     assert len(set(adv[1, :4].tolist())) == 1
 

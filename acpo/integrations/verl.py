@@ -10,7 +10,7 @@ with Bessel's correction, epsilon 1e-6, ``norm_adv_by_std_in_grpo``), so with
 ``uniform`` credit the estimator equals verl's ``grpo``.
 
 Only credits computable from what verl holds are offered: ``uniform``,
-``mean_logprob`` (the rollout's token log-probs, verl's ``old_log_probs``),
+``mean_logprob`` (the policy's token log-probs before the update, verl's ``old_log_probs``),
 ``hapo`` and ``entropy_mask`` (token entropies, verl's ``entropys``). verl's own
 ``compute_advantage`` passes neither tensor to a registered estimator, so those
 three need a trainer whose advantage step calls ``compute_advantage`` below with
@@ -47,7 +47,8 @@ class VerlCreditConfig:
     credit: str = "uniform"  # one of VERL_CREDITS
     segmentation: str = "fixed"  # fixed | entropy (ignored when step_ids are given)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
-    advantage: AdvantageConfig = field(default_factory=AdvantageConfig)  # composition, lambda, w_min, w_max
+    # composition, lambda, w_min, w_max, eps of the step z-score; its `outcome` is verl's to choose, not read here
+    advantage: AdvantageConfig = field(default_factory=AdvantageConfig)
     credit_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"rho": 0.2} for entropy_mask
     epsilon: float = 1e-6  # verl's GRPO epsilon
 
