@@ -107,17 +107,22 @@ print("ok", type(model).__name__, len(read_samples()))
     assert int(done.stdout.split()[-1]) > 0
 
 
-def test_acpo_app_without_the_app_extra_names_the_install_command(wheel, tmp_path):
+def test_without_the_app_extra_acpo_train_works_and_acpo_app_names_the_install_command(wheel, tmp_path):
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     script = f"""
 import sys
 sys.path.insert(0, {str(site)!r})
-sys.modules["gradio"] = None  # as if `pip install .` without [app]
-from acpo.cli import app_main
+sys.modules["gradio"] = sys.modules["plotly"] = None  # as if `pip install .` without [app]
+from acpo.cli import app_main, train_main
+try:
+    train_main(["--help"])
+except SystemExit as done:
+    assert done.code == 0
 app_main([])
 """
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1
+    assert "--method" in done.stdout
     assert done.stderr.strip() == ("acpo-app: gradio is not installed; install acpo with the app's extra "
                                    "(pip install '.[app]' in the checkout), or gradio and plotly")
