@@ -22,7 +22,9 @@ from pathlib import Path
 
 import torch
 
-DEMO_POLICY = str(Path(__file__).resolve().parent.parent / "assets" / "demo-policy")
+from acpo.resources import ASSETS
+
+DEMO_POLICY = str(ASSETS / "demo-policy")
 PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "model.ckpt")
 
 
