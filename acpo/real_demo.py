@@ -40,12 +40,12 @@ from tqdm.auto import tqdm
 
 from acpo.models import REAL_MODEL, load_policy
 from acpo.prompts import PromptStyle
+from acpo.resources import ASSETS
 from acpo.rollout import HFEngine
 from acpo.tasks import OWN_HELDOUT_POOL, TASKS, Problem, check, heldout_problems, make_problems
 from acpo.tokens import encode_prompt
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-REAL_DEMO_POLICY = REPO_ROOT / "assets" / "real-demo-policy"
+REAL_DEMO_POLICY = ASSETS / "real-demo-policy"
 REAL_DEMO_MIX: tuple[tuple[str, int], ...] = (("arith1", 1), ("arith", 1), ("arith", 2))
 """One operation on operands up to 20, then chains of two and three operations on operands up to 9."""
 CALIBRATION_BAND = (0.30, 0.60)
