@@ -346,10 +346,11 @@ def _problem(tokens: list[_Tok], i: int, j: int, core: list[_Tok], before: _Tok 
             return f"glued to {before.text!r}"
         if core[0].kind == "op" and (core[0].text != "-" or before.kind == "word"):
             return f"continues an expression before it ('{before.text} {core[0].text}')"
-        earlier = next((t for t in reversed(tokens[: i - 1]) if t.kind != "space"), None)
+        earlier = _next_solid(tokens, i - 2, -1)
         if earlier is not None and earlier.kind == "op":
             return f"continues an expression before it ('{earlier.text} {before.text}')"
-        if before.text.lower() in ("and", "&") and earlier is not None and earlier.kind == "num":
+        if before.text.lower() in ("and", "&") and earlier is not None and earlier.kind == "num" \
+                and _fraction_at(tokens, i):
             return f"follows '{earlier.text} {before.text}' (a mixed number?)"
         if before.text == "," and earlier is not None and earlier.kind == "num":
             return f"follows '{earlier.text},' (a list, or a number written '14, 400'?)"
@@ -366,9 +367,8 @@ def _problem(tokens: list[_Tok], i: int, j: int, core: list[_Tok], before: _Tok 
                 after.kind == "word" and _is_unit(after.text) or after.text in _GLUE_OK
                 or (after.text in _SENTENCE_END and (not following or following[0] in " \t\"')"))):
             return f"glued to {after.text + following[:1]!r}"
-        nxt = next((t for t in tokens[j + 1 : j + 3] if t.kind != "space"), None)
-        if after.text.lower() in ("and", "&") and nxt is not None and nxt.kind in ("num", "paren"):
-            return f"followed by '{after.text} {nxt.text}' (a mixed number?)"
+        if after.text.lower() in ("and", "&") and _fraction_at(tokens, j + 1):
+            return f"followed by '{after.text}' and a fraction (a mixed number?)"
     if core[-1].kind == "op":
         return f"ends with {core[-1].text!r}"
     body = list(core)
@@ -391,13 +391,27 @@ def _problem(tokens: list[_Tok], i: int, j: int, core: list[_Tok], before: _Tok 
     if len(units) == 1 and _unit_key(units[0]) not in ("each", "apiece") and after is not None \
             and after.kind == "eq" and next(t for t in reversed(tokens[i:j]) if t.kind != "space").kind == "unit":
         # "1/2 a cup = 4 ounces" converts units; "60 cakes / 2 = 30 cakes" does not
-        then = next((t for t in tokens[j + 1 :] if t.kind not in _RUN), None)
+        then = next((tokens[k] for k in range(j + 1, len(tokens)) if tokens[k].kind not in _RUN), None)
         if then is None or _unit_key(then.text) != _unit_key(units[-1]):
             return f"the units change across '=' ({units[-1].strip()} = {then.text if then else '?'})"
     if any(t.endswith("%") for t in numbers) and not all(t.endswith("%") for t in numbers) \
             and any(t.text in "+-" for t in core[1:] if t.kind == "op"):
         return "a percentage added to a plain number (10 + 5% is ambiguous)"
     return ""
+
+
+def _next_solid(tokens: list[_Tok], k: int, step: int) -> _Tok | None:
+    """The first token that is not a space from index ``k`` on, going by ``step`` (+1 or -1)."""
+    while 0 <= k < len(tokens) and tokens[k].kind == "space":
+        k += step
+    return tokens[k] if 0 <= k < len(tokens) else None
+
+
+def _fraction_at(tokens: list[_Tok], k: int) -> bool:
+    """The tokens from ``k`` start with a fraction ``a/b`` or ``(a/b``, spaces skipped."""
+    texts = [t.text for t in tokens[k : k + 8] if t.kind != "space"]
+    texts = texts[1:] if texts[:1] == ["("] else texts
+    return len(texts) >= 3 and texts[1] == "/" and texts[0][:1].isdigit() and texts[2][:1].isdigit()
 
 
 def _unit_key(unit: str) -> str:
@@ -427,8 +441,10 @@ def _chain_computations(elements: list[tuple[str, str]], prose: bool = True,
     10 round trips``) count only inside a chain that holds arithmetic; a calculator annotation always counts.
     ``remainder``: the line speaks of a remainder (or what is left over), so ``13 / 6 = 2`` (the whole part)
     holds."""
-    arithmetic = not prose or any(_has_operator(_trim_parens(text)) for text, problem in elements if not problem)
-    sides = [_trim_parens(text) for text, _ in elements]
+    elements = [(text, problem or (len(text) > MAX_EXPR_CHARS and f"expression longer than {MAX_EXPR_CHARS} "
+                                    "characters")) for text, problem in elements]
+    sides = [text if problem else _trim_parens(text) for text, problem in elements]
+    arithmetic = not prose or any(_has_operator(side) for side, (_, problem) in zip(sides, elements) if not problem)
     unreadable = []
     for side, (_, problem) in zip(sides, elements):
         if not problem:
