@@ -76,8 +76,8 @@ _LATEX = [
     (re.compile(r"\\[()\[\],;!]|\\quad|\\qquad"), " "),
     (re.compile(r"\\([%$])"), r"\1"),
 ]
-_SYMBOLS = str.maketrans({"×": "*", "✕": "*", "·": "*", "⋅": "*", "∗": "*", "÷": "/", "−": "-", "\u2009": " ",
-                          "$": None, "€": None, "£": None, "¥": None})
+_SYMBOLS = str.maketrans({"×": "*", "✕": "*", "·": "*", "⋅": "*", "∗": "*", "÷": "/", "−": "-",
+                          "\u2009": " ", "$": None, "€": None, "£": None, "¥": None})
 _TIMES_X = re.compile(r"(?<=[\d)%])[ \t]*[xX][ \t]*(?=[\d(.]|[$€£¥][\d(.])")
 _BOLD = re.compile(r"\*\*")
 _PERCENT_WORD = re.compile(r"(?<=\d)\s*per\s?cent\b", re.IGNORECASE)
@@ -87,8 +87,13 @@ def _strip_bold(text: str) -> str:
     """Drop markdown ``**`` where it is not a power (a power sits between a number or ``)`` and a number or ``(``)."""
     out, last = [], 0
     for m in _BOLD.finditer(text):
-        before, after = text[: m.start()].rstrip()[-1:], text[m.end() :].lstrip()[:1]
-        if not (before and (before.isdigit() or before == ")") and after and (after.isdigit() or after in "(-")):
+        b, a = m.start() - 1, m.end()
+        while b >= 0 and text[b].isspace():
+            b -= 1
+        while a < len(text) and text[a].isspace():
+            a += 1
+        before, after = text[b] if b >= 0 else "", text[a] if a < len(text) else ""
+        if not ((before.isdigit() or before == ")") and (after.isdigit() or after in ("(", "-"))):
             out.append(text[last : m.start()])
             last = m.end()
     return "".join(out) + text[last:]
