@@ -181,6 +181,8 @@ def test_safe_eval_follows_pythons_precedence_on_flat_expressions(numbers, ops):
     ("12 hours * $10 an hour = $120", RIGHT),
     ("So, the time is 15 minutes * 15 minutes = 20 minutes.", WRONG),  # SmolLM2's
     ("15 * 5 = 75kg", RIGHT),
+    ("11 outdoor tables * 5 chairs per table = 25 seats", WRONG),  # SmolLM2's: 55
+    ("$10 per hour * 5 hours = $50", RIGHT),
     # GSM8K calculator annotations
     ("Natalia sold 48/2 = <<48/2=24>>24 clips in May.", RIGHT),
     ("Natalia sold <<48/2=25>>25 clips in May.", WRONG),

@@ -263,8 +263,9 @@ def _is_unit(word: str, article: bool = False) -> bool:
 
 
 def _tokens(text: str) -> list[_Tok]:
-    """Tokens of a line. Up to two unit words between a number and an operator, ``)`` or ``=`` become one
-    ``unit`` token (``3 days * 4`` reads ``3 * 4``); a number glued to a short word (``2x``) is a word."""
+    """Tokens of a line. Up to two unit words, then perhaps ``per`` and a word, between a number and an
+    operator, ``)`` or ``=`` become one ``unit`` token (``3 days * 4`` reads ``3 * 4``, ``10 chairs per table *``
+    reads ``10 *``); a number glued to a short word (``2x``) is a word."""
     raw = [_Tok(m.lastgroup, m.group()) for m in _TOKEN.finditer(text)]
     for index, tok in enumerate(raw):
         if tok.kind == "eq" and tok.text != "=":
@@ -290,6 +291,9 @@ def _tokens(text: str) -> list[_Tok]:
         while words < _MAX_UNIT_WORDS and j + 1 < len(raw) and raw[j].kind == "space" \
                 and raw[j + 1].kind == "word" and _is_unit(raw[j + 1].text, article=words == 0):
             j, words = j + 2, words + 1
+        if j + 3 < len(raw) and raw[j].kind == raw[j + 2].kind == "space" and raw[j + 1].text.lower() == "per" \
+                and raw[j + 3].kind == "word" and _is_unit(raw[j + 3].text):  # "10 chairs per table"
+            j, words = j + 4, words + 1
         k = j + (j < len(raw) and raw[j].kind == "space")
         if words and raw[j - 1].text.lower() not in ("a", "an") and k < len(raw) and (
                 raw[k].text in ("+", "-", "*", "/", "//", ")") or raw[k].kind == "eq"):
