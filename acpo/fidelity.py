@@ -30,11 +30,12 @@ def localisable(check) -> bool:
 
 
 def unlabelled_reason(check) -> str | None:
-    """Why a checked completion gives no labelled trace (None: it does), so skipped traces are counted by cause:
-    no checker applied, the answer is right, no working shown, no line the free-form checker can read, no false
-    line although the answer is wrong (the error is not in the arithmetic), or only the answer line is missing."""
+    """Why a checked completion gives no labelled trace (None: it does), so skipped traces are counted by
+    cause: not checked (no checker, or no answer to check against), the answer is right, no working shown, no
+    line the free-form checker can read, no false line although the answer is wrong (the error is not in the
+    arithmetic), or only the answer line is missing."""
     if check is None:
-        return "no checker"
+        return "not checked"
     if check.answer_correct:
         return "answer right"
     if not check.shows_working:
