@@ -1,0 +1,1 @@
+"""Step credit inside the trainers users already scale with (verl; TRL)."""
