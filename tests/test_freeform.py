@@ -151,7 +151,7 @@ def test_safe_eval_follows_pythons_precedence_on_flat_expressions(numbers, ops):
     ("So she has 3 * 4 = 12 apples.", RIGHT),
     ("So she has 3 * 4 = 13 apples.", WRONG),
     ("2 + 2 = 4, and 4 * 3 = 13.", WRONG),
-    ("3 + 4 equals 8", WRONG),
+    ("Since 4/7 is equal to $24, 1/7 is $24/4 = $6.", RIGHT),  # 'is equal to' states a share, not 4/7 = 24
     ("Total score = 26 + 20 + 28 = 72", WRONG),  # SmolLM2's: 26 + 20 + 28 is 74
     ("Step 1: 42 - 6 = 28", WRONG),  # SmolLM2's: 36
     ("4. 18 + 1 = 20", WRONG),  # a numbered list item, not 4. or 4.18

@@ -526,7 +526,6 @@ def line_computations(line: str) -> list[Computation]:
             out += _chain_computations([(p, "" if p.strip() else "empty side") for p in parts], False, remainder)
     prose = _ANNOTATION.sub("", line)
     prose = re.sub(r"^\s*(?:[-*+•]|#{1,6})\s+", "", prose)  # a markdown bullet or heading, not a minus
-    prose = re.sub(r"\b(?:equals|is equal to)\b", "=", prose, flags=re.IGNORECASE)
     for chain in _chains(_tokens(normalise_notation(prose))):
         out += _chain_computations(chain, True, remainder)
     return out
