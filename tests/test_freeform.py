@@ -163,6 +163,10 @@ def test_safe_eval_follows_pythons_precedence_on_flat_expressions(numbers, ops):
     ("28 - 42 = 28 - 42 = -14", RIGHT),
     ("28 - 42 = 28 - 42 = 28", WRONG),
     ("48/2 = 24 = 25", WRONG),  # two bare numbers inside a chain with arithmetic are compared
+    ("600 miles / 50 miles per hour = 12 hours * 60 minutes per hour = 720 minutes", RIGHT),  # a running chain
+    ("5 + 3 = 8 * 2 = 16", RIGHT),
+    ("5 + 3 = 9 * 2 = 18", WRONG),  # 5 + 3 is not 9
+    ("(42 + 90) / 4 = 42 * 9 / 4 = 360", WRONG),  # SmolLM2's
     # notation
     ("$1,200 + $300 = $1,500", RIGHT),
     ("$1,200 + $300 = $1,600", WRONG),

@@ -447,7 +447,9 @@ def _has_operator(text: str) -> bool:
 def _chain_computations(elements: list[tuple[str, str]], prose: bool = True,
                         remainder: bool = False) -> list[Computation]:
     """The links of one chain. In prose, two bare numbers said to be equal (``a 40,000 foot mountain =
-    10 round trips``) count only inside a chain that holds arithmetic; a calculator annotation always counts.
+    10 round trips``) count only inside a chain that holds arithmetic, and a chain may run on (``600 / 50 =
+    12 * 60 = 720`` holds: the right side starts from the left side's value); a calculator annotation is read
+    strictly.
     ``remainder``: the line speaks of a remainder (or what is left over), so ``13 / 6 = 2`` (the whole part)
     holds."""
     elements = [(text, problem or (len(text) > MAX_EXPR_CHARS and f"expression longer than {MAX_EXPR_CHARS} "
@@ -469,10 +471,14 @@ def _chain_computations(elements: list[tuple[str, str]], prose: bool = True,
         elif not arithmetic:
             out.append(Computation(left, right, UNCHECKABLE, "no arithmetic: two numbers said to be equal"))
         else:
-            out.append(Computation(left, right, RIGHT if _equal(left, right, remainder) else WRONG))
+            running = prose and _LEADING_OPERAND.match(right)  # "600 / 50 = 12 * 60 = 720": 600 / 50 gave 12
+            holds = _equal(left, right, remainder) or bool(running and _equal(left, running.group(1), remainder))
+            out.append(Computation(left, right, RIGHT if holds else WRONG))
     return out
 
 
+_LEADING_OPERAND = re.compile(r"(-?[\d,]*\.?\d+%?)\s*(?:[-+*/]|\*\*)")
+"""The first number of an expression that goes on computing with it (``12 * 60``)."""
 _BARE_NUMBER = re.compile(r"-?(?:[\d,]*\.(\d+)|[\d,]+)(%?)")
 
 
