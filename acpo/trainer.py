@@ -791,34 +791,10 @@ class Trainer:
                 "--max-new-tokens")
 
     def load_problems(self) -> tuple[list[Problem], list[Problem], dict[str, set[int]]]:
-        cfg = self.cfg
-        if cfg.dataset:
-            from acpo.data import load_problems
-
-            problems = load_problems(cfg.dataset, question_field=cfg.question_field, answer_field=cfg.answer_field,
-                                     split=cfg.dataset_split, config=cfg.dataset_config)
-            rng = random.Random(cfg.seed)
-            shuffled = problems[:]
-            rng.shuffle(shuffled)
-            n_eval = min(cfg.eval_problems, max(1, len(shuffled) // 5))
-            return shuffled[n_eval:] or shuffled, shuffled[:n_eval], {p.family: {p.level} for p in shuffled}
-        mix = parse_mix(cfg.tasks)
-        families = sorted({f for f, _ in mix})
-        pool = make_problems(families=families, levels=None, n=cfg.pool_size, seed=RL_SEED_OFFSET + cfg.seed)
-        start: dict[str, set[int]] = {}
-        for f, lv in mix:
-            start.setdefault(f, set()).add(lv)
-        if not cfg.curriculum:  # without the curriculum, train on exactly the mix
-            pool = [p for p in pool if p.level in start[p.family]]
-        eval_set = heldout_problems(min(cfg.eval_problems, 600), tuple(mix))
-        evaluated = {p.prompt for p in eval_set}  # make_problems leaves out the default mix's held-out pool only
-        return [p for p in pool if p.prompt not in evaluated], eval_set, start
+        return load_problem_sets(self.cfg)
 
     def resolve_probe(self) -> str:
-        if self.cfg.probe != "auto":
-            return self.cfg.probe
-        return TASKS[parse_mix(self.cfg.tasks)[0][0]].answer_probe if not self.cfg.dataset else answer_probe(
-            self.cfg.answer_format)
+        return resolve_probe(self.cfg)
 
     def credit_kwargs(self) -> dict:
         if self.credit_name == "hapo":
@@ -832,6 +808,38 @@ class Trainer:
         random.seed(seed)
         np.random.seed(seed % 2**32)
         torch.manual_seed(seed)
+
+
+def load_problem_sets(cfg: TrainConfig) -> tuple[list[Problem], list[Problem], dict[str, set[int]]]:
+    """The training pool, the held-out evaluation set and each family's starting levels (any backend)."""
+    if cfg.dataset:
+        from acpo.data import load_problems
+
+        problems = load_problems(cfg.dataset, question_field=cfg.question_field, answer_field=cfg.answer_field,
+                                 split=cfg.dataset_split, config=cfg.dataset_config)
+        rng = random.Random(cfg.seed)
+        shuffled = problems[:]
+        rng.shuffle(shuffled)
+        n_eval = min(cfg.eval_problems, max(1, len(shuffled) // 5))
+        return shuffled[n_eval:] or shuffled, shuffled[:n_eval], {p.family: {p.level} for p in shuffled}
+    mix = parse_mix(cfg.tasks)
+    families = sorted({f for f, _ in mix})
+    pool = make_problems(families=families, levels=None, n=cfg.pool_size, seed=RL_SEED_OFFSET + cfg.seed)
+    start: dict[str, set[int]] = {}
+    for f, lv in mix:
+        start.setdefault(f, set()).add(lv)
+    if not cfg.curriculum:  # without the curriculum, train on exactly the mix
+        pool = [p for p in pool if p.level in start[p.family]]
+    eval_set = heldout_problems(min(cfg.eval_problems, 600), tuple(mix))
+    evaluated = {p.prompt for p in eval_set}  # make_problems leaves out the default mix's held-out pool only
+    return [p for p in pool if p.prompt not in evaluated], eval_set, start
+
+
+def resolve_probe(cfg: TrainConfig) -> str:
+    """ACPO's answer probe: --probe, or the task's ('#### '), or the answer format's for datasets."""
+    if cfg.probe != "auto":
+        return cfg.probe
+    return TASKS[parse_mix(cfg.tasks)[0][0]].answer_probe if not cfg.dataset else answer_probe(cfg.answer_format)
 
 
 def concat_scored(a: Scored, b: Scored) -> Scored:
@@ -881,6 +889,10 @@ def gather_objects(obj) -> list:
 
 def run(cfg: TrainConfig) -> dict:
     """Train and return the summary (start/end held-out pass@1, wall time, run folder)."""
+    if cfg.backend == "trl":  # TRL's GRPOTrainer with our step credit (acpo.integrations.trl)
+        from acpo.integrations.trl import run_trl
+
+        return run_trl(cfg)
     trainer = Trainer(cfg)
     try:
         return trainer.train()

@@ -1,0 +1,4 @@
+"""Step credit inside the trainers users already scale with (``acpo.integrations.trl``: TRL's ``GRPOTrainer``).
+
+Each integration imports its engine lazily: ``import acpo`` never needs TRL.
+"""
