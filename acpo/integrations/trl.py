@@ -369,7 +369,8 @@ def run_trl(cfg) -> dict:
 
         def evaluate(step: int) -> dict:
             policy = trainer.accelerator.unwrap_model(trainer.model)
-            found = {"step": step, **heldout_pass_at_1(policy, tokenizer, eval_set, style, reward, cfg, step)}
+            with torch.random.fork_rng():  # seeded sampling that leaves training's random stream alone
+                found = {"step": step, **heldout_pass_at_1(policy, tokenizer, eval_set, style, reward, cfg, step)}
             if state.is_main_process:
                 append_metrics(run_dir, found)
             return found
