@@ -94,12 +94,14 @@ def test_uniform_credit_takes_the_same_step_as_plain_grpo_trainer(tmp_path, tok,
         torch.testing.assert_close(b, a, atol=1e-6, rtol=0, msg=name)
 
 
-@pytest.mark.parametrize("composition", ["sign_preserving", "additive"])
-def test_acpo_advantages_the_loss_sees_are_what_explain_computes(tmp_path, tok, policy, dataset, composition):
+# credit_batch_size 8 holds the batch: the probes reuse the statistics forward's KV cache; 3 does not
+@pytest.mark.parametrize("composition, credit_batch_size", [("sign_preserving", 8), ("additive", 3)])
+def test_acpo_advantages_the_loss_sees_are_what_explain_computes(tmp_path, tok, policy, dataset, composition,
+                                                                   credit_batch_size):
     # two micro-batches of 4: TRL shuffles and splits the generation batch before the loss sees it
     args = trl_args(tmp_path, StepCreditGRPOConfig, credit_method="acpo", credit_segmentation="fixed-3",
                     credit_probe="#### ", credit_composition=composition, credit_scale=0.7,
-                    per_device_train_batch_size=4, gradient_accumulation_steps=2)
+                    credit_batch_size=credit_batch_size, per_device_train_batch_size=4, gradient_accumulation_steps=2)
     before = copy.deepcopy(policy)  # the credit is computed before the optimizer step
     _, seen = trained(StepCreditGRPOTrainer, copy.deepcopy(policy), tok, dataset, args)
     rows = [(mb["prompt_ids"][i][mb["prompt_mask"][i].bool()], mb["completion_ids"][i], mb["completion_mask"][i],

@@ -78,7 +78,8 @@ class StepCreditGRPOConfig(GRPOConfig):
     credit_min_step_tokens: int = field(default=4, metadata={"help": "entropy segmentation: shortest step, in tokens"})
     credit_max_steps: int = field(default=32, metadata={"help": "hybrid segmentation: most steps per completion"})
     credit_batch_size: int = field(default=8, metadata={
-        "help": "completions per no-grad forward of the credit (token statistics, acpo's probes)"})
+        "help": "completions per no-grad forward of the credit (token statistics, acpo's probes); when a process's "
+                "generation batch fits in one, acpo's probes reuse that forward's KV cache (faster, holds the cache)"})
     credit_method_kwargs: dict | str | None = field(default=None, metadata={
         "help": "options of the credit method, e.g. {\"alpha\": 0.2, \"phi\": 2.0} for hapo, {\"rho\": 0.2} for "
                 "entropy_mask, {\"samples\": 8, \"max_new_tokens\": 128} for mc_reset (JSON on the command line)"})
@@ -169,11 +170,12 @@ class StepCreditGRPOTrainer(GRPOTrainer):
         credit = self.credit_method(answers)
         with self.unwrapped_policy() as model:
             if credit.name == "uniform":
-                logprobs = entropy = None
+                logprobs = entropy = caches = None
                 steps = [segment(text, offsets, torch.zeros(len(offsets)), ONE_STEP) for text, offsets in decoded]
-            else:
+            else:  # one micro-batch: its KV cache serves acpo's probes too (as acpo.explain_batch does)
+                caches = [] if credit.name == "acpo" and rows <= args.credit_batch_size else None
                 logprobs, entropy = scored_stats(model, prompt_ids, prompt_mask, completion_ids, mask,
-                                                 args.credit_batch_size)
+                                                 args.credit_batch_size, caches)
                 steps = [segment(text, offsets, entropy[i, : len(offsets)], args.credit_segmentation,
                                  self.segment_config) for i, (text, offsets) in enumerate(decoded)]
             batch = CreditBatch(
@@ -182,7 +184,7 @@ class StepCreditGRPOTrainer(GRPOTrainer):
                 rewards=rewards[here].nan_to_num(0.0),
                 answers=(resolve_answers(texts, answers, rewards[here], group_ids[here]) if credit.name == "acpo"
                          else answers),
-                texts=texts, model=model, tokenizer=tokenizer,
+                texts=texts, model=model, tokenizer=tokenizer, trace_cache=caches[0] if caches else None,
             )
             with torch.no_grad():
                 result = credit.credits(batch)
