@@ -155,5 +155,6 @@ def test_train_backend_trl_runs_a_config_on_the_demo_policy(tmp_path):
     assert [r["step"] for r in rows if "eval/pass@1" in r] == [0, 2]
     assert "backend: trl" in (run_dir / "config.yaml").read_text()
     assert (run_dir / "model" / "model.safetensors").exists()
+    assert not [p.name for p in run_dir.rglob("*") if p.suffix in (".bin", ".pt", ".pkl")]  # nothing pickled
     with pytest.raises(ValueError, match="already exists"):  # the run folder rules of our loop hold
         run(cfg)

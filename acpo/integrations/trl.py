@@ -329,8 +329,8 @@ def run_trl(cfg) -> dict:
     from acpo.trainer import load_problem_sets, resolve_probe
 
     if cfg.resume:
-        raise ValueError("--resume continues runs of our own loop; --backend trl starts fresh runs only "
-                         "(drop --resume, or resume with --backend ours)")
+        raise ValueError("--backend trl starts fresh runs only: it writes no checkpoint that --resume reads "
+                         "(drop --resume to start a new run; --backend ours runs can be resumed)")
     if cfg.method in RESET_METHODS:
         raise ValueError(f"--method {cfg.method} adds reset continuations to the batch, which only our loop does; "
                          "use --backend ours, or a method whose credit works on TRL's batch")
@@ -381,7 +381,9 @@ def run_trl(cfg) -> dict:
         trainer.train()
         after = evaluate(trainer.state.global_step)
         model_dir = run_dir / "model"
-        trainer.save_model(str(model_dir))
+        trainer.save_model(str(model_dir))  # gathers sharded weights (FSDP, ZeRO-3); safetensors
+        if state.is_main_process:  # TRL's pickled arguments: our run folders hold no pickle (config.yaml has them)
+            (model_dir / "training_args.bin").unlink(missing_ok=True)
         summary = {"run_dir": str(run_dir), "start_pass@1": before["eval/pass@1"], "end_pass@1": after["eval/pass@1"],
                    "start_pass@1_sampled": before["eval/pass@1_sampled"],
                    "end_pass@1_sampled": after["eval/pass@1_sampled"], "resumed_from_step": None,
