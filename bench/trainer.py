@@ -375,7 +375,8 @@ def run_trl_plugin(workers: dict[str, TRLWorker], args) -> list[dict]:
         k = max(r, 0) % len(names)
         for name in names[k:] + names[:k]:
             workers[name].go()
-            rows += [{"part": "c", "round": r, "variant": name, **trl_row(step)} for step in workers[name].read("block")]
+            rows += [{"part": "c", "round": r, "variant": name, **trl_row(step)}
+                     for step in workers[name].read("block")]
         if r >= 0:
             last = [x for x in rows if x["round"] == r]
             print(f"(c) round {r}: " + ", ".join(f"{v} {med([x['step_s'] for x in last if x['variant'] == v]):.2f}s"

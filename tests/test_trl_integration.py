@@ -2,6 +2,8 @@
 
 import copy
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ from datasets import Dataset  # noqa: E402
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
 import acpo  # noqa: E402
-from acpo.config import parse_args  # noqa: E402
+from acpo.config import make_config, parse_args  # noqa: E402
 from acpo.integrations.trl import StepCreditGRPOConfig, StepCreditGRPOTrainer  # noqa: E402
 from acpo.trainer import run  # noqa: E402
 
@@ -157,4 +159,26 @@ def test_train_backend_trl_runs_a_config_on_the_demo_policy(tmp_path):
     assert (run_dir / "model" / "model.safetensors").exists()
     assert not [p.name for p in run_dir.rglob("*") if p.suffix in (".bin", ".pt", ".pkl")]  # nothing pickled
     with pytest.raises(ValueError, match="already exists"):  # the run folder rules of our loop hold
+        run(cfg)
+
+
+def test_a_group_split_over_two_processes_gets_the_credit_of_the_whole_group(tmp_path):
+    # TRL may split a group of completions across processes; credits are normalised over the whole group
+    script = Path(__file__).parent / "data" / "trl_two_processes.py"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(script), str(tmp_path)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=Path(__file__).parent.parent)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["processes"] == 2 and result["rows"] == 4 and result["max_abs_advantage"] > 0.1
+    assert result["max_abs_diff"] < 1e-5
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"method": "rrpo"}, "only our loop does"),
+    ({"resume": "somewhere"}, "fresh runs only"),
+])
+def test_train_backend_trl_refuses_what_only_our_loop_does(tmp_path, overrides, message):
+    cfg = make_config({"backend": "trl", "output_dir": str(tmp_path), **overrides})
+    with pytest.raises(ValueError, match=message):
         run(cfg)

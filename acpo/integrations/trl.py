@@ -128,7 +128,8 @@ class StepCreditGRPOTrainer(GRPOTrainer):
                             f"credit_method, credit_segmentation, ...), got {type(args).__name__}")
         super().__init__(model, reward_funcs, args=args, **kwargs)
         self.segment_config = SegmentConfig(entropy_quantile=args.credit_entropy_quantile,
-                                            min_step_tokens=args.credit_min_step_tokens, max_steps=args.credit_max_steps)
+                                            min_step_tokens=args.credit_min_step_tokens,
+                                            max_steps=args.credit_max_steps)
         self.advantage_config = AdvantageConfig(composition=args.credit_composition, credit_scale=args.credit_scale,
                                                 w_min=args.credit_w_min, w_max=args.credit_w_max)
         self._completion_lengths: list[int] = []
@@ -164,7 +165,8 @@ class StepCreditGRPOTrainer(GRPOTrainer):
         completion_ids = output["completion_ids"].cpu()
         lengths = torch.tensor(self._completion_lengths)
         mask = (torch.arange(completion_ids.shape[1]) < lengths[:, None]).long()
-        decoded = [decode_with_offsets(tokenizer, completion_ids[i, :n].tolist()) for i, n in enumerate(lengths.tolist())]
+        decoded = [decode_with_offsets(tokenizer, completion_ids[i, :n].tolist())
+                   for i, n in enumerate(lengths.tolist())]
         texts = [text for text, _ in decoded]
         answers = [row.get(args.credit_answer_column) for row in inputs]
         credit = self.credit_method(answers)
@@ -214,7 +216,7 @@ class StepCreditGRPOTrainer(GRPOTrainer):
 
     @contextlib.contextmanager
     def unwrapped_policy(self):
-        """The policy as one module (DeepSpeed ZeRO-3 parameters gathered, FSDP's summoned), as TRL generates with it."""
+        """The policy as one module (ZeRO-3 parameters gathered, FSDP's summoned), as TRL generates with it."""
         with (
             unwrap_model_for_generation(self.model_wrapped, self.accelerator,
                                         gather_deepspeed3_params=self.args.ds3_gather_for_generation,
@@ -286,7 +288,8 @@ def trl_config(cfg, output_dir: Path, probe: str, processes: int = 1) -> StepCre
         loss_type={"token_mean": "dapo", "seq_mean_token_mean": "grpo", "dr_grpo": "dr_grpo"}[cfg.aggregation],
         scale_rewards="group" if cfg.outcome == "grpo" else "none", epsilon=cfg.eps_low, epsilon_high=cfg.eps_high,
         beta=0.0, bf16=cfg.dtype == "bfloat16", fp16=cfg.dtype == "float16", activation_checkpointing=False,
-        use_vllm=cfg.rollout == "vllm", vllm_mode="colocate", vllm_gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
+        use_vllm=cfg.rollout == "vllm", vllm_mode="colocate",
+        vllm_gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
         credit_method=credit, credit_segmentation=cfg.segmentation, credit_composition=cfg.composition,
         credit_scale=cfg.credit_scale, credit_w_min=cfg.w_min, credit_w_max=cfg.w_max, credit_probe=probe,
         credit_entropy_quantile=cfg.entropy_quantile, credit_min_step_tokens=cfg.min_step_tokens,
