@@ -29,14 +29,15 @@ class AdvantageConfig:
 
 
 def _group_stat(values: torch.Tensor, group_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-element group mean and sample std (0 for a group of one), float64."""
+    """Per-element group mean and sample std over the group's non-NaN values (std 0 for one value), float64."""
     values = values.double()
     mean = torch.zeros_like(values)
     std = torch.zeros_like(values)
     for g in torch.unique(group_ids):
         sel = group_ids == g
         v = values[sel]
-        mean[sel] = v.mean()
+        v = v[~v.isnan()]
+        mean[sel] = v.mean() if v.numel() else 0.0
         std[sel] = v.std(correction=1) if v.numel() > 1 else 0.0
     return mean, std
 
@@ -47,7 +48,9 @@ def outcome_advantages(
     """GRPO or Dr.GRPO advantage of each completion within its group.
 
     GRPO uses the sample standard deviation (as TRL does). A group whose
-    rewards are all equal gets zero advantages, never NaN.
+    rewards are all equal gets zero advantages, never NaN. A NaN reward (a
+    reward function's ``None``) is left out of its group's mean and std and gets
+    advantage 0, as in TRL.
 
     >>> outcome_advantages(torch.tensor([1.0, 0.0, 0.0, 1.0]), torch.tensor([0, 0, 0, 0])).round(decimals=3)
     tensor([ 0.8660, -0.8660, -0.8660,  0.8660])
@@ -62,7 +65,7 @@ def outcome_advantages(
     adv = rewards - mean
     if mode == "grpo":
         adv = adv / (std + eps)
-    return adv.float()
+    return adv.nan_to_num(nan=0.0).float()
 
 
 def normalize_step_credits(

@@ -19,6 +19,7 @@ from acpo.models import DEMO_POLICY
 
 METHODS = ("grpo", "dr_grpo", "dapo", "entropy_mask", "hapo", "acpo", "rrpo", "srpo", "attr_reset")
 RESET_METHODS = ("rrpo", "srpo", "attr_reset")
+TRACKERS = ("none", "tensorboard", "trackio", "wandb")
 
 
 def opt(default, help: str, **kw):
@@ -40,9 +41,12 @@ class TrainConfig:
     dataset_split: str = opt("train", "hub dataset split")
     question_field: str | None = opt(None, "dataset column with the problem (default: detected, e.g. question/problem)")
     answer_field: str | None = opt(None, "dataset column with the answer (default: detected, e.g. answer/solution)")
-    reward: str = opt("auto", "reward: auto (the task's checker; for datasets 'answer'), answer (####, \\boxed{}, "
-                              "'the answer is' or the last number, compared by value or math-verify), hash_answer "
-                              "(#### only), math_verify")
+    reward: list[str] = opt(["auto"], "reward functions, summed with --reward-weights: auto (synthetic tasks: "
+                                      "hash_answer; datasets: answer), answer (####, \\boxed{}, 'the answer is' or "
+                                      "the last number, compared by value or math-verify), hash_answer (#### only), "
+                                      "math_verify, format, or any importable module:function called as TRL calls "
+                                      "reward functions; held-out pass@1 is scored with the first")
+    reward_weights: list[float] = opt([], "weight of each reward function (default: 1 each), as TRL's reward_weights")
     chat_template: bool = opt(True, "render prompts with the tokenizer's chat template when it has one (false: "
                                     "plain 'Q: ...' text, as for base models and the demo policy)")
     system_prompt: str = opt("", "chat models: a system message before each question ('' = none, the template's "
@@ -55,30 +59,34 @@ class TrainConfig:
     seed: int = opt(0, "random seed (problems, sampling, initialisation of LoRA)")
 
     # schedule and batch
-    steps: int = opt(100, "optimizer steps")
+    steps: int = opt(100, "optimizer steps (TRL: max_steps)")
     max_rollout_tokens: int = opt(0, "stop when this many tokens have been sampled (every process, reset "
                                      "continuations included; the last step is evaluated and saved); 0 = no limit")
     prompts_per_step: int = opt(8, "distinct problems per step (across all processes)")
-    group_size: int = opt(8, "completions sampled per problem (G)")
-    max_new_tokens: int = opt(64, "longest completion sampled")
+    group_size: int = opt(8, "completions sampled per problem (G; TRL: num_generations)")
+    max_new_tokens: int = opt(64, "longest completion sampled (TRL: max_completion_length)")
     temperature: float = opt(1.0, "sampling temperature of rollouts")
-    lr: float = opt(1e-5, "AdamW learning rate")
+    lr: float = opt(1e-5, "AdamW learning rate (TRL: learning_rate)")
     weight_decay: float = opt(0.0, "AdamW weight decay")
     warmup_steps: int = opt(0, "linear learning-rate warm-up steps")
     max_grad_norm: float = opt(1.0, "gradient clipping norm")
     micro_batch_size: int = opt(64, "sequences per forward/backward (gradient accumulation inside a step)")
+    num_iterations: int = opt(1, "mu: optimizer steps taken on each batch of rollouts, against the log-probs of the "
+                                 "policy that sampled it (the clip ranges bind only when mu > 1)")
 
     # policy loss (METHODS.md §8)
-    eps_low: float = opt(0.2, "lower ratio clip epsilon")
-    eps_high: float = opt(0.28, "upper ratio clip epsilon (clip-higher)")
-    aggregation: str = opt("token_mean", "loss aggregation", choices=("token_mean", "seq_mean_token_mean", "dr_grpo"))
-    outcome: str = opt("grpo", "outcome advantage: grpo (divide by std) or dr_grpo", choices=("grpo", "dr_grpo"))
+    eps_low: float = opt(0.2, "lower ratio clip epsilon (TRL: epsilon)")
+    eps_high: float = opt(0.28, "upper ratio clip epsilon, clip-higher (TRL: epsilon_high)")
+    aggregation: str = opt("token_mean", "loss aggregation (TRL: loss_type dapo/bnpo, grpo, dr_grpo)",
+                           choices=("token_mean", "seq_mean_token_mean", "dr_grpo"))
+    outcome: str = opt("grpo", "outcome advantage: grpo (divide by the group's std) or dr_grpo (do not; TRL: "
+                               "scale_rewards group / none)", choices=("grpo", "dr_grpo"))
 
     # credit (METHODS.md §2-4)
     segmentation: str = opt("hybrid", "step segmentation: lines, markers, entropy, hybrid, fixed, fixed-N")
     entropy_quantile: float = opt(0.1, "q: top-q entropy tokens count as decisions (entropy/hybrid segmentation)")
     min_step_tokens: int = opt(4, "m: minimum step length of entropy segmentation")
-    max_steps: int = opt(32, "K_max: most steps per completion (hybrid)")
+    max_reasoning_steps: int = opt(32, "K_max: most reasoning steps per completion (hybrid segmentation)")
     probe: str = opt("auto", "ACPO answer probe text; auto = the task's ('#### '), or for datasets the answer "
                              "format's ('#### ' or '\\boxed{')")
     composition: str = opt("sign_preserving", "step credit -> token advantage", choices=("sign_preserving", "additive"))
@@ -102,7 +110,8 @@ class TrainConfig:
     two_stage: bool = opt(False, "run ACPO's stage 2 (reference KL, confidence-weighted reward)")
     stage1_steps: int = opt(40, "switch to stage 2 after this many steps at most")
     patience: int = opt(2, "switch earlier when held-out pass@1 has not improved for this many evaluations")
-    kl_coef: float = opt(0.05, "stage 2: k3 KL penalty to the policy frozen at the switch")
+    kl_coef: float = opt(0.05, "stage 2: k3 KL penalty to the policy frozen at the switch (TRL: beta, which "
+                               "applies from the first step, to the initial policy)")
     conf_gamma: float = opt(0.0, "stage 2: confidence weighting of the reward, gamma (0 = off; METHODS.md's "
                                  "reading uses 0.5, which on the demo policy rewards answering without working, "
                                  "because an answer after working is always confident: docs/BENCHMARKS.md)")
@@ -123,13 +132,15 @@ class TrainConfig:
     eval_every: int = opt(20, "evaluate held-out pass@1 (greedy and sampled) every N steps, at the start and the end")
     eval_problems: int = opt(200, "held-out problems per evaluation")
     trace_problems: int = opt(8, "held-out problems explained into traces/step-N.parquet at each evaluation")
-    save_every: int = opt(0, "write a checkpoint every N steps (0: only at the end)")
+    save_every: int = opt(0, "write a checkpoint every N steps (0: only at the end; TRL: save_steps)")
     output_dir: str = opt("runs", "parent folder of run folders")
     run_name: str = opt("", "run folder name (default: <method>-<date>-<time>)")
     resume: str | None = opt(None, "continue the run in this folder from its last checkpoint")
     overwrite: bool = opt(False, "start afresh in a run folder that already exists, deleting its contents "
                                  "(without it an existing folder is refused; --resume continues it instead)")
-    report_to: str = opt("none", "extra logging", choices=("none", "tensorboard"))
+    report_to: list[str] = opt(["none"], "experiment trackers, through accelerate, besides metrics.jsonl: none, "
+                                         "tensorboard (run folder/tensorboard), trackio, wandb (each where installed)",
+                               choices=TRACKERS)
 
     # engines and scale
     backend: str = opt("ours", "training loop: ours (acpo.trainer, the reference loop) or trl (TRL's GRPOTrainer with "
@@ -156,7 +167,8 @@ _FIELD_HINTS = typing.get_type_hints(TrainConfig)
 # The smallest meaningful value of every count (0 where 0 means "off" or "no limit").
 COUNT_MINIMUMS = {
     "steps": 1, "max_rollout_tokens": 0, "prompts_per_step": 1, "group_size": 2, "max_new_tokens": 1,
-    "warmup_steps": 0, "micro_batch_size": 1, "min_step_tokens": 1, "max_steps": 1, "stage1_steps": 0,
+    "warmup_steps": 0, "micro_batch_size": 1, "num_iterations": 1, "min_step_tokens": 1,
+    "max_reasoning_steps": 1, "stage1_steps": 0,
     "patience": 1, "max_resample": 0, "pool_size": 1, "reset_samples": 1, "resets_per_step": 0, "eval_every": 1,
     "eval_problems": 1, "trace_problems": 0, "save_every": 0, "lora_r": 0, "lora_alpha": 1, "threads": 0,
 }
@@ -187,11 +199,38 @@ CREDIT_OF_METHOD = {
 }
 
 
+# TRL's GRPOConfig names, accepted in YAML and on the command line (docs/METHODS.md has the table).
+# A name maps to our field; where the values differ too, ``TRL_VALUES`` translates them.
+TRL_ALIASES = {
+    "num_generations": "group_size",
+    "max_completion_length": "max_new_tokens",
+    "beta": "kl_coef",
+    "epsilon": "eps_low",
+    "epsilon_high": "eps_high",
+    "loss_type": "aggregation",
+    "scale_rewards": "outcome",
+    "max_steps": "steps",
+    "learning_rate": "lr",
+    "save_steps": "save_every",
+}
+TRL_VALUES = {
+    # TRL's dapo normalises by the tokens of the whole batch, bnpo by the process's: ours is per process
+    "loss_type": {"grpo": "seq_mean_token_mean", "dapo": "token_mean", "bnpo": "token_mean", "dr_grpo": "dr_grpo"},
+    "scale_rewards": {"group": "grpo", "true": "grpo", "none": "dr_grpo", "false": "dr_grpo"},
+}
+
+
 def _arg_type(tp):
-    """The argparse type of a field annotation (``str | None`` -> str)."""
+    """The argparse type of a field annotation (``str | None`` -> str, ``list[float]`` -> float)."""
     if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
         tp = next(a for a in typing.get_args(tp) if a is not type(None))
+    if typing.get_origin(tp) is list:
+        return typing.get_args(tp)[0]
     return tp
+
+
+def _is_list(name: str) -> bool:
+    return typing.get_origin(_FIELD_HINTS[name]) is list
 
 
 def _parse_bool(text: str) -> bool:
@@ -206,22 +245,39 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="train.py",
         description="Fine-tune a causal LM with GRPO-family losses whose token advantages come from step credits. "
-        "With no arguments: the bundled demo policy, method acpo, the synthetic tasks, on CPU.",
+        "With no arguments: the bundled demo policy, method acpo, the synthetic tasks, on CPU. TRL's names "
+        f"({', '.join('--' + a.replace('_', '-') for a in TRL_ALIASES)}) work too.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--config", type=Path, help="YAML file of config fields (command-line flags override it)")
-    hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
-        tp = _arg_type(hints[f.name])
-        kw = {"default": argparse.SUPPRESS, "help": f"{f.metadata['help']} (default: {f.default!r})"}
-        if tp is bool:
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        kw = {"default": argparse.SUPPRESS, "help": f"{f.metadata['help']} (default: {default!r})"}
+        if _arg_type(_FIELD_HINTS[f.name]) is bool:
             kw.update(type=_parse_bool, nargs="?", const=True, metavar="BOOL")
+        elif _is_list(f.name):
+            kw.update(nargs="+", metavar="VALUE")  # typed and checked by parse_value, like a YAML list
         else:
-            kw["type"] = tp
-        if "choices" in f.metadata:
-            kw["choices"] = f.metadata["choices"]
+            kw["type"] = _arg_type(_FIELD_HINTS[f.name])
+            if "choices" in f.metadata:
+                kw["choices"] = f.metadata["choices"]
         parser.add_argument(f"--{f.name.replace('_', '-')}", **kw)
+    trl = parser.add_argument_group("TRL's names", "GRPOConfig's names for the fields above")
+    for alias, name in TRL_ALIASES.items():
+        trl.add_argument(f"--{alias.replace('_', '-')}", dest=alias, default=argparse.SUPPRESS, metavar="VALUE",
+                         help=f"--{name.replace('_', '-')}")
     return parser
+
+
+def _parse_one(name: str, value, tp):
+    """One scalar through the command line's parsing; ValueError for a wrong type."""
+    if isinstance(value, (list, dict, type(None))) or (isinstance(value, bool) and tp is not bool):
+        raise ValueError
+    if tp is bool:
+        return value if isinstance(value, bool) else _parse_bool(str(value))
+    if tp is int and isinstance(value, float):
+        raise ValueError  # 2.5 (and 2.0) is not a count: the command line refuses it too
+    return tp(value) if tp is not str else str(value)
 
 
 def parse_value(name: str, value):
@@ -229,34 +285,53 @@ def parse_value(name: str, value):
 
     YAML guesses types on its own (``1e-5`` is a string, ``"false"`` a true
     string): both mean here what they mean after ``--lr`` / ``--overwrite``.
-    A wrong type is a ValueError naming the field, the value and the type wanted.
+    List fields take a list or one comma-separated string. A wrong type is a
+    ValueError naming the field, the value and the type wanted.
     """
     f = FIELDS[name]
     hint = _FIELD_HINTS[name]
     tp = _arg_type(hint)
     wanted = {bool: "true or false", int: "an integer", float: "a number", str: "text"}[tp]
-    if value is None and tp is not hint:  # an optional field (``str | None``)
+    if value is None and typing.get_origin(hint) in (typing.Union, types.UnionType):  # ``str | None``
         return None
-    ok = not isinstance(value, (list, dict, type(None))) and not (isinstance(value, bool) and tp is not bool)
     try:
-        if not ok:
-            raise ValueError
-        if tp is bool:
-            parsed = value if isinstance(value, bool) else _parse_bool(str(value))
-        elif tp is int and isinstance(value, float):
-            raise ValueError  # 2.5 (and 2.0) is not a count: the command line refuses it too
+        if _is_list(name):
+            items = value if isinstance(value, list) else [] if value == "" else str(value).split(",")
+            parsed = [_parse_one(name, v.strip() if isinstance(v, str) else v, tp) for v in items]
         else:
-            parsed = tp(value) if tp is not str else str(value)
+            parsed = _parse_one(name, value, tp)
     except (ValueError, argparse.ArgumentTypeError):
-        raise ValueError(f"{name}: {value!r} is not {wanted}") from None
+        raise ValueError(f"{name}: {value!r} is not {'a list of ' if _is_list(name) else ''}{wanted}") from None
     choices = f.metadata.get("choices")
-    if choices and parsed not in choices:
-        raise ValueError(f"{name}: {parsed!r} is not one of {', '.join(choices)}")
+    for v in parsed if _is_list(name) else [parsed]:
+        if choices and v not in choices:
+            raise ValueError(f"{name}: {v!r} is not one of {', '.join(choices)}")
     return parsed
 
 
-def load_yaml(path: Path) -> dict:
-    """Config fields from a YAML file, typed as on the command line; unknown keys and wrong types reported by name."""
+def from_trl_names(values: dict) -> dict:
+    """``values`` with TRL's names replaced by ours (values translated); one source may not give both.
+
+    TRL's ``epsilon`` is the lower and, unless ``epsilon_high`` is given, the upper clip.
+    """
+    out = {k: v for k, v in values.items() if k not in TRL_ALIASES}
+    for alias in [k for k in values if k in TRL_ALIASES]:
+        name, value = TRL_ALIASES[alias], values[alias]
+        if name in values:
+            raise ValueError(f"{alias} is TRL's name for {name}: give one of them, not both")
+        if alias in TRL_VALUES:
+            table = TRL_VALUES[alias]
+            if str(value).lower() not in table:
+                raise ValueError(f"{alias}: {value!r} has no counterpart here; supported: {', '.join(table)}")
+            value = table[str(value).lower()]
+        out[name] = value
+    if "epsilon" in values and "epsilon_high" not in values and "eps_high" not in values:
+        out["eps_high"] = out["eps_low"]
+    return out
+
+
+def read_yaml(path: Path) -> dict:
+    """The mapping in a YAML file, untyped; ValueError naming the file when it is missing or not a mapping."""
     if not path.exists():
         raise ValueError(f"config file '{path}' does not exist")
     try:
@@ -265,24 +340,34 @@ def load_yaml(path: Path) -> dict:
         raise ValueError(f"config file '{path}' is not valid YAML: {err}") from err
     if not isinstance(data, dict):
         raise ValueError(f"config file '{path}' must hold a mapping of field: value")
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(data) - known)
+    return data
+
+
+def load_yaml(path: Path, data: dict | None = None) -> dict:
+    """Config fields from a YAML file (or its already read ``data``), typed as on the command line; unknown keys
+    and wrong types reported by name."""
+    data = read_yaml(path) if data is None else data
+    unknown = sorted(set(data) - set(FIELDS) - set(TRL_ALIASES))
     if unknown:
         raise ValueError(f"config file '{path}' has unknown fields {unknown}; see `python train.py --help`")
     try:
-        return {name: parse_value(name, value) for name, value in data.items()}
+        return {name: parse_value(name, value) for name, value in from_trl_names(data).items()}
     except ValueError as err:
         raise ValueError(f"config file '{path}': {err}") from None
 
 
 def make_config(overrides: dict) -> TrainConfig:
-    """Defaults, then the method preset, then ``overrides`` (YAML and CLI values)."""
+    """Defaults, then the method preset, then ``overrides`` (YAML and CLI values; TRL's names allowed)."""
+    unknown = sorted(set(overrides) - set(FIELDS) - set(TRL_ALIASES))
+    if unknown:
+        raise ValueError(f"unknown config fields {unknown}; see `python train.py --help`")
+    try:
+        overrides = from_trl_names(overrides)
+    except ValueError as err:
+        raise ValueError(f"bad config: {err}") from None
     method = overrides.get("method", TrainConfig.method)
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
-    unknown = sorted(set(overrides) - set(FIELDS))
-    if unknown:
-        raise ValueError(f"unknown config fields {unknown}; see `python train.py --help`")
     try:
         typed = {name: parse_value(name, value) for name, value in overrides.items()}
     except ValueError as err:
@@ -294,21 +379,33 @@ def make_config(overrides: dict) -> TrainConfig:
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
     """Config from the command line; ``--resume RUN`` starts from that run's saved config.yaml."""
-    args = vars(build_parser().parse_args(argv))
+    try:
+        args = from_trl_names(vars(build_parser().parse_args(argv)))
+    except ValueError as err:
+        raise ValueError(f"bad command line: {err}") from None
     path = args.pop("config", None)
     values = load_yaml(path) if path else {}
     if args.get("resume"):
         saved = Path(args["resume"]) / "config.yaml"
         if not saved.exists():
             raise ValueError(f"--resume '{args['resume']}' is not a run folder (it has no config.yaml)")
-        values = {**load_yaml(saved), **values}
+        values = {**load_saved_config(saved), **values}
     values.update(args)
     return make_config(values)
 
 
+def load_saved_config(path: Path) -> dict:
+    """A run folder's config.yaml. One written before ``max_steps`` became TRL's name for ``steps`` holds both;
+    its ``max_steps`` is the segmentation's K_max, now ``max_reasoning_steps``."""
+    data = read_yaml(path)
+    if "steps" in data and "max_steps" in data:
+        data["max_reasoning_steps"] = data.pop("max_steps")
+    return load_yaml(path, data)
+
+
 def validate(cfg: TrainConfig) -> None:
     """Catch impossible settings before any model is loaded (and before any run folder is made)."""
-    from acpo.rewards import REWARDS
+    from acpo.rewards import get_reward
     from acpo.segment import resolve_segmentation
 
     for name, value in dataclasses.asdict(cfg).items():
@@ -318,8 +415,14 @@ def validate(cfg: TrainConfig) -> None:
         if getattr(cfg, name) < least:
             why = " (advantages compare completions of one problem)" if name == "group_size" else ""
             raise ValueError(f"bad config: {name} must be at least {least}{why}, got {getattr(cfg, name)}")
-    if cfg.reward != "auto" and cfg.reward not in REWARDS:
-        raise ValueError(f"bad config: unknown reward {cfg.reward!r}; valid: auto, {', '.join(sorted(REWARDS))}")
+    if not cfg.reward:
+        raise ValueError("bad config: reward needs at least one reward function (auto: the task's)")
+    try:
+        for spec in cfg.reward:
+            if spec != "auto":
+                get_reward(spec)
+    except ValueError as err:
+        raise ValueError(f"bad config: {err}") from None
     try:
         resolve_segmentation(cfg.segmentation)
     except ValueError as err:
@@ -334,6 +437,10 @@ def validate(cfg: TrainConfig) -> None:
         (0 < cfg.w_min < 1 < cfg.w_max, "need 0 < w_min < 1 < w_max"),
         (cfg.temperature > 0, "temperature must be positive"),
         (0 < cfg.entropy_top_frac <= 1, "entropy_top_frac must be in (0, 1]"),
+        (not cfg.reward_weights or len(cfg.reward_weights) == len(cfg.reward),
+         f"reward_weights has {len(cfg.reward_weights)} weights for {len(cfg.reward)} reward functions; give one "
+         "per function, or none (1 each)"),
+        ("none" not in cfg.report_to or cfg.report_to == ["none"], "report_to: 'none' goes alone"),
     ]
     for ok, message in checks:
         if not ok:

@@ -143,7 +143,8 @@ def load_problems(
     Returns:
         Problems with ``family="dataset"``, ``level=0``, ids ``<source>-<row>``;
         ``solution`` is the answer field when it is already in the step format
-        (ends with a ``####`` line, as in GSM8K), else ``""``.
+        (ends with a ``####`` line, as in GSM8K), else ``""``; ``columns`` holds
+        the row's columns but ``prompt`` (what TRL passes reward functions).
     """
     path = Path(path_or_name)
     if path.exists():
@@ -160,6 +161,7 @@ def load_problems(
 
     problems: list[Problem] = []
     skipped = 0
+    rows = frame.drop(columns=[c for c in ("prompt", "completion", "completion_ids") if c in frame]).to_dict("records")
     for row, (question, answer_text) in enumerate(zip(frame[q_field], frame[a_field])):
         gold = extract_gold(answer_text) if isinstance(answer_text, str) or pd.notna(answer_text) else None
         if gold is None or (isinstance(question, str) and not question.strip()):
@@ -176,6 +178,7 @@ def load_problems(
                 question=question_text,
                 answer=gold,
                 solution=text if extract_final_answer(text) is not None else "",
+                columns=rows[row],  # what TRL passes reward functions besides prompts and completions
             )
         )
         if limit is not None and len(problems) >= limit:

@@ -41,11 +41,11 @@ import torch
 from tqdm.auto import tqdm
 
 from acpo.rollout import generate_texts
+from acpo.resources import ASSETS
 from acpo.tasks import DEFAULT_TRAIN_MIX, TASKS, Problem, check, heldout_problems, make_problems
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_PATH = REPO_ROOT / "assets" / "demo-policy"
-DEFAULT_SAMPLES_PATH = REPO_ROOT / "assets" / "sample_traces.jsonl"
+DEFAULT_PATH = ASSETS / "demo-policy"
+DEFAULT_SAMPLES_PATH = ASSETS / "sample_traces.jsonl"
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
 CARD_FIGURE_RE = re.compile(r"greedy pass@1 on heldout_problems\((\d+)\): \*\*([\d.]+)%\*\*")
 

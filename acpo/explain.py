@@ -64,12 +64,12 @@ def default_group_ids(prompts: Sequence[str]) -> torch.Tensor:
 def batch_outcome_advantages(
     rewards: torch.Tensor | None, group_ids: torch.Tensor, mode: str = "grpo"
 ) -> torch.Tensor:
-    """Group advantages; a lone completion gets r - 0.5 **[ours]**; unknown rewards give 0."""
+    """Group advantages; a lone completion gets r - 0.5 **[ours]**; unknown rewards (None, or NaN rows) give 0."""
     if rewards is None:
         return torch.zeros(len(group_ids))
     adv = outcome_advantages(rewards, group_ids, mode)
     sizes = torch.bincount(group_ids)[group_ids]
-    return torch.where(sizes == 1, rewards.float() - NO_GROUP_BASELINE, adv)
+    return torch.where(sizes == 1, rewards.float() - NO_GROUP_BASELINE, adv).nan_to_num(nan=0.0)
 
 
 def score_batch(

@@ -54,16 +54,22 @@ def policy_loss(
             added per token (the weight already holds beta and the step selection).
         ref_logprobs, kl_coef: when given, ``kl_coef * k3`` is added per token.
 
-    Returns the scalar loss and TRL-named metrics (``clip_ratio/*``, ``kl``).
+    Returns the scalar loss and TRL's metrics, as fractions of the real tokens:
+    ``clip_ratio/low_mean`` (ratio below ``1 - eps_low`` with a negative
+    advantage), ``clip_ratio/high_mean`` (above ``1 + eps_high``, positive),
+    ``clip_ratio/region_mean`` (either), and ``kl`` when a reference is given.
     """
     ratio = torch.exp(logprobs - old_logprobs)
     clipped = torch.clamp(ratio, 1 - eps_low, 1 + eps_high)
     per_token = -torch.min(ratio * advantages, clipped * advantages)
     m = mask.bool()
     n = m.sum().clamp(min=1)
+    low = (ratio < 1 - eps_low) & (advantages < 0) & m  # where the clip binds: the gradient of the token is 0
+    high = (ratio > 1 + eps_high) & (advantages > 0) & m
     metrics = {
-        "clip_ratio/low_mean": float(((ratio < 1 - eps_low) & (advantages < 0) & m).sum() / n),
-        "clip_ratio/high_mean": float(((ratio > 1 + eps_high) & (advantages > 0) & m).sum() / n),
+        "clip_ratio/low_mean": float(low.sum() / n),
+        "clip_ratio/high_mean": float(high.sum() / n),
+        "clip_ratio/region_mean": float((low | high).sum() / n),
     }
     if entropy is not None and entropy_weight is not None:
         per_token = per_token - entropy_weight * entropy

@@ -22,7 +22,9 @@ from pathlib import Path
 
 import torch
 
-DEMO_POLICY = str(Path(__file__).resolve().parent.parent / "assets" / "demo-policy")
+from acpo.resources import ASSETS
+
+DEMO_POLICY = str(ASSETS / "demo-policy")
 PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "model.ckpt")
 
 
@@ -209,7 +211,9 @@ def load_policy(
 
             base = json.loads(adapter.read_text())["base_model_name_or_path"]
             model, base_tokenizer = load_policy(base, trust_remote_code, dtype)
-            model = PeftModel.from_pretrained(model, str(path))
+            # merged: a plain model the trainer can put a fresh adapter on, which then records this folder as its base
+            model = PeftModel.from_pretrained(model, str(path)).merge_and_unload()
+            model.config._name_or_path = model.name_or_path = name
             tok_src = str(path) if (path / "tokenizer_config.json").exists() else None
         else:
             model = AutoModelForCausalLM.from_pretrained(str(name_or_path), **kwargs)

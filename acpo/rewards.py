@@ -1,8 +1,11 @@
 """Verifiable rewards with TRL's signature: ``fn(prompts, completions, **kwargs) -> list[float | None]``.
 
-Gold answers arrive as a keyword column (``answer=[...]``), like TRL passes
-dataset columns. ``None`` means "no reward for this row" (TRL skips it), used
-when the gold answer itself cannot be parsed.
+The trainer calls every reward function by keyword, as TRL does:
+``fn(prompts=..., completions=..., completion_ids=..., answer=..., <column>=...)``
+with the dataset row's columns; gold answers arrive as ``answer=[...]``. ``None``
+means "no reward for this row": as in TRL it is left out of its group's baseline
+and its advantage is 0 (used when the gold answer itself cannot be parsed). Any
+importable ``module:function`` with that signature works (:func:`get_reward`).
 
 * ``answer``: the answer a real model writes (``####``, ``\\boxed{}``, "the answer
   is", else the last number: :func:`acpo.answers.extract_answer`), equal to the
@@ -19,7 +22,10 @@ All answer parsing goes through :mod:`acpo.answers`; math parsing through
 
 from __future__ import annotations
 
+import importlib
+import os
 import re
+import sys
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -150,9 +156,46 @@ REWARDS: dict[str, RewardFn] = {
 }
 
 
-def get_reward(name: str) -> RewardFn:
-    """The reward function called ``name``; ValueError naming the valid ones."""
+def get_reward(spec: str) -> RewardFn:
+    """The reward function ``spec`` names: a registered one (:data:`REWARDS`) or any importable ``module:function``.
+
+    The module is looked up on ``sys.path`` and then in the current folder, so a
+    ``my_rewards.py`` beside the command works. ValueError names what is wrong.
+
+    >>> get_reward("format") is format_reward
+    True
+    >>> get_reward("acpo.rewards:answer_reward") is answer_reward
+    True
+    """
+    if spec in REWARDS:
+        return REWARDS[spec]
+    module_name, colon, attr = spec.partition(":")
+    if not colon or not module_name or not attr:
+        raise ValueError(f"unknown reward {spec!r}; valid: auto, {', '.join(sorted(REWARDS))}, or module:function")
     try:
-        return REWARDS[name]
-    except KeyError:
-        raise ValueError(f"unknown reward {name!r}; valid rewards: {sorted(REWARDS)}") from None
+        module = _import_from_here(module_name)
+    except ImportError as err:
+        raise ValueError(f"reward {spec!r}: cannot import module {module_name!r} ({err})") from None
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise ValueError(f"reward {spec!r}: module {module_name!r} has no function {attr!r}")
+    return fn
+
+
+def _import_from_here(module_name: str):
+    """``importlib.import_module``, with the current folder on the path as ``python -m`` would have it."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name != module_name.split(".")[0] or os.getcwd() in sys.path:
+            raise
+    sys.path.append(os.getcwd())
+    try:
+        return importlib.import_module(module_name)
+    finally:
+        sys.path.remove(os.getcwd())
+
+
+def reward_name(fn: RewardFn) -> str:
+    """The name TRL logs a reward function under (``rewards/<name>/mean``): its ``__name__``."""
+    return getattr(fn, "__name__", None) or getattr(getattr(fn, "func", None), "__name__", None) or type(fn).__name__

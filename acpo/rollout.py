@@ -7,12 +7,14 @@ is the default and runs anywhere; ``VLLMEngine`` is the fast path on GPUs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 from tqdm.auto import tqdm
+from transformers import GenerationConfig
 
 from acpo.prompts import Prompt
 from acpo.tokens import decode_with_offsets, encode_prompt
@@ -69,12 +71,9 @@ class HFEngine:
                 for i, p in enumerate(chunk):
                     ids[i, width - len(p) :] = torch.tensor(p)
                     mask[i, width - len(p) :] = 1
-                kwargs = {"do_sample": False} if greedy else {"do_sample": True, "temperature": self.temperature,
-                                                              "top_k": 0, "top_p": 1.0}
-                gen = self.model.generate(
-                    input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=self.max_new_tokens,
-                    pad_token_id=pad, eos_token_id=sorted(self.eos_ids), **kwargs,
-                )
+                with own_generation_config(self.model, self.generation_config(greedy)) as config:
+                    gen = self.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
+                                              generation_config=config)
                 for i, p in enumerate(chunk):
                     comp = _cut_at_eos(gen[i, width:].tolist(), self.eos_ids, pad)
                     text, offsets = decode_with_offsets(self.tokenizer, comp)
@@ -83,8 +82,38 @@ class HFEngine:
             self.model.train(was_training)
         return out
 
+    def generation_config(self, greedy: bool) -> GenerationConfig:
+        """Sampling from the policy itself (or its argmax): every logits processor a model's own
+        ``generation_config`` could switch on (repetition penalty, top-k/p, forced or suppressed tokens) is off."""
+        sampling = {"do_sample": False} if greedy else {
+            "do_sample": True, "temperature": self.temperature, "top_k": 0, "top_p": 1.0, "typical_p": 1.0,
+            "epsilon_cutoff": 0.0, "eta_cutoff": 0.0}
+        return GenerationConfig(
+            **sampling, max_new_tokens=self.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=sorted(self.eos_ids), num_beams=1, repetition_penalty=1.0, encoder_repetition_penalty=1.0,
+            no_repeat_ngram_size=0, encoder_no_repeat_ngram_size=0, min_length=0, length_penalty=1.0,
+            renormalize_logits=False, remove_invalid_values=False, use_cache=True,
+        )
+
     def sync_weights(self, model) -> None:
         """Nothing to do: generation uses the training model itself."""
+
+
+@contextlib.contextmanager
+def own_generation_config(model, config: GenerationConfig):
+    """``config`` as the model's generation config while inside.
+
+    ``generate`` fills every field ``config`` leaves unset (``None``: min_p,
+    bad words, forced BOS/EOS, suppressed tokens, sequence bias, ...) from the
+    model's own ``generation_config``, so it is swapped out, not merely overridden.
+    """
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PEFT model's transformer
+    saved = inner.generation_config
+    inner.generation_config = config
+    try:
+        yield config
+    finally:
+        inner.generation_config = saved
 
 
 def generate_texts(

@@ -1,8 +1,10 @@
 """The RL loop: rollout -> reward -> segment -> credit -> advantage -> loss -> step -> log.
 
-Read ``Trainer.train`` top to bottom: one optimizer step per iteration, every
-number coming from the shared core (``acpo.stats``, ``acpo.segment``,
-``acpo.credit``, ``acpo.advantage``), so what the app shows is what trains.
+Read ``Trainer.train`` top to bottom: one optimizer step per iteration (a new
+batch of rollouts every ``num_iterations`` steps), every number coming from the
+shared core (``acpo.stats``, ``acpo.segment``, ``acpo.credit``,
+``acpo.advantage``), so what the app shows is what trains. Metrics carry TRL's
+names with TRL's meanings (docs/METHODS.md, "TRL's names").
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from acpo.explain import batch_outcome_advantages, explain_batch
 from acpo.loss import policy_loss
 from acpo.models import load_policy
 from acpo.prompts import PromptStyle, answer_probe, render_prompt
+from acpo.rewards import get_reward, reward_name
 from acpo.rollout import Sample, make_engine
 from acpo.runs import (
     CHECKPOINTS, CONFIG, SUMMARY, TRACES, RunFinished, append_metrics, empty_folder, eval_at, finished_at,
@@ -54,11 +57,18 @@ from acpo.tokens import encode_prompt, pad_batch
 
 @dataclass
 class Scored:
-    """A credit batch with what the loss needs: token advantages and step credits."""
+    """A credit batch with what the loss needs: token advantages and step credits.
+
+    ``old_logprobs``: the log-probs of the policy that sampled the batch, kept
+    from its first optimizer step for the next ``num_iterations - 1``.
+    ``shaped``: ``batch.rewards`` are stage 2's confidence-weighted rewards, not the raw ones.
+    """
 
     batch: CreditBatch
     token_adv: torch.Tensor
     step_credits: list[torch.Tensor]
+    old_logprobs: torch.Tensor | None = None
+    shaped: bool = False
 
 
 def parse_mix(spec: str) -> list[tuple[str, int]]:
@@ -107,8 +117,10 @@ class Trainer:
         model.config.use_cache = True
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
                                       weight_decay=cfg.weight_decay)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)))
-        self.model, self.optimizer, self.scheduler = self.acc.prepare(model, optimizer, scheduler)
+        # not prepared: accelerate steps a prepared scheduler once per process at every optimizer step
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)))
+        self.model, self.optimizer = self.acc.prepare(model, optimizer)
         self.policy = self.acc.unwrap_model(self.model)
         self.engine = make_engine(cfg.rollout, self.policy, self.tokenizer, cfg.model, cfg)
         self.prompt_style = PromptStyle(cfg.chat_template, cfg.system_prompt, cfg.instruction, cfg.answer_format)
@@ -117,7 +129,10 @@ class Trainer:
         self.credit = (get_credit_method("acpo", probe=self.probe) if self.credit_name == "acpo"
                        else get_credit_method(self.credit_name, **self.credit_kwargs()))
         self.seg_cfg = SegmentConfig(entropy_quantile=cfg.entropy_quantile, min_step_tokens=cfg.min_step_tokens,
-                                     max_steps=cfg.max_steps)
+                                     max_steps=cfg.max_reasoning_steps)
+        self.reward_fns = reward_functions(cfg)
+        self.reward_names = [reward_name(fn) for fn in self.reward_fns]
+        self.reward_weights = torch.tensor(cfg.reward_weights or [1.0] * len(self.reward_fns))
         self.adv_cfg = AdvantageConfig(outcome=cfg.outcome, composition=cfg.composition,
                                        credit_scale=cfg.credit_scale, w_min=cfg.w_min, w_max=cfg.w_max)
 
@@ -132,11 +147,13 @@ class Trainer:
         self.entropy_coef = cfg.entropy_coef if cfg.entropy_bonus else 0.0
         self.entropy_target = cfg.entropy_target
         self.best_eval, self.evals_since_best = -1.0, 0
-        self.rollout_tokens = 0
+        self.rollout_tokens = 0  # completion tokens sampled by this process (resets and probes included)
+        self.num_tokens = 0  # TRL's num_tokens: prompt + completion tokens trained on, every process
         self.timings: dict[str, float] = {}  # seconds per phase of the current step (time/*)
+        self.rollout_metrics: dict[str, float] = {}  # TRL's reward and completion metrics of the batch in training
+        self.scored: Scored | None = None  # the batch of rollouts the next optimizer step trains on
         self.last_sampled = float("nan")
         self.ref_model = None
-        self.writer = None
         self.resumed_from = None
         self.lock = self.lock_run_dir()  # one writer per run folder, from here until train() returns
         try:
@@ -152,13 +169,10 @@ class Trainer:
                 write_text_atomic(self.run_dir / CONFIG, to_yaml(dataclasses.replace(cfg, overwrite=False)),
                                   "config.yaml")
             self.acc.wait_for_everyone()
+            self.start_trackers()
         except BaseException:
             self.release()
             raise
-        if cfg.report_to == "tensorboard" and self.acc.is_main_process:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
 
     # ------------------------------------------------------------------ the loop
     def train(self) -> dict:
@@ -167,8 +181,9 @@ class Trainer:
             return self.train_loop()
         finally:
             restore_signal_handlers(previous_handlers)
-            if self.writer:
-                self.writer.close()
+            for tracker in self.acc.trackers:
+                tracker.finish()
+            self.acc.trackers.clear()
             self.release()
 
     def release(self) -> None:
@@ -187,24 +202,28 @@ class Trainer:
         for step in bar:
             t0 = time.time()
             self.timings = dict.fromkeys(("rollout", "score", "credit", "update"), 0.0)
-            # 1. rollout + reward: G completions per problem, equal-reward groups re-drawn
-            problems, samples, rewards = self.sample_groups(cfg.prompts_per_step // self.world)
-            # 2. token statistics, segmentation, step credits -> token advantages
-            batch = self.score(problems, samples, rewards)
-            # 3. resets: continuations from a step prefix of failed completions join as new groups
-            if cfg.is_reset:
-                batch = self.add_reset_groups(batch, problems, samples, rewards)
-            # 4. loss and optimizer step
-            metrics = self.optimize(batch)
-            # 5. bookkeeping: entropy coefficient, curriculum, evaluation, stage switch, logs, checkpoints
+            if self.scored is None or step % cfg.num_iterations == 0:  # (after a resume inside a block: new rollouts)
+                # 1. rollout + reward: G completions per problem, equal-reward groups re-drawn
+                problems, samples, rewards = self.sample_groups(cfg.prompts_per_step // self.world)
+                # 2. token statistics, segmentation, step credits -> token advantages
+                self.scored = self.score(problems, samples, rewards)
+                # 3. resets: continuations from a step prefix of failed completions join as new groups
+                if cfg.is_reset:
+                    self.scored = self.add_reset_groups(self.scored, problems, samples, rewards)
+                self.count_tokens(self.scored.batch)
+                for i, p in enumerate(problems):
+                    self.curriculum.update(p, known(rewards[i * cfg.group_size : (i + 1) * cfg.group_size]))
+            # 4. loss and optimizer step (the batch's num_iterations-th one last)
+            metrics = self.optimize(self.scored)
+            # 5. bookkeeping: entropy coefficient, evaluation, stage switch, logs, checkpoints
             self.step = step + 1
             self.adapt_entropy_coef(metrics["entropy"])
-            for i, p in enumerate(problems):
-                self.curriculum.update(p, rewards[i * cfg.group_size : (i + 1) * cfg.group_size].tolist())
+            metrics.update(self.rollout_metrics)
             metrics.update(self.reduce({"time_s": time.time() - t0,
                                         **{f"time/{k}": v for k, v in self.timings.items()}}))
             metrics.update(step=self.step, stage=self.stage, entropy_coef=self.entropy_coef,
-                           lr=self.scheduler.get_last_lr()[0], rollout_tokens=self.rollout_tokens)
+                           num_tokens=self.num_tokens,
+                           rollout_tokens=self.rollout_tokens)
             last = self.step == cfg.steps or self.budget_spent()
             if self.step % cfg.eval_every == 0 or last:
                 t_eval = time.time()
@@ -253,25 +272,57 @@ class Trainer:
 
     # ------------------------------------------------------------------ 1. rollout and reward
     def sample_groups(self, n_problems: int) -> tuple[list[Problem], list[Sample], torch.Tensor]:
-        """Sample problems and G completions each; with dynamic sampling, re-draw all-equal groups."""
+        """Sample problems and G completions each; with dynamic sampling, re-draw all-equal groups.
+
+        Returns the problems, the samples and their rewards (NaN where every
+        reward function returned None); sets ``rollout_metrics`` of the batch.
+        """
         cfg, g = self.cfg, self.cfg.group_size
         problems = self.curriculum.sample(n_problems)
         samples = self.generate(problems, n=g)
-        rewards = self.rewards(problems, samples)
+        columns = self.reward_columns(problems, samples)
         for _ in range(cfg.max_resample if cfg.dynamic_sampling else 0):
-            flat = [i for i in range(len(problems)) if rewards[i * g : (i + 1) * g].std() == 0]
+            rewards = self.total_reward(columns)
+            flat = [i for i in range(len(problems)) if nanstd(rewards[i * g : (i + 1) * g]) == 0]
             if not flat:
                 break
             for i in flat:  # the equal-reward group still teaches the curriculum its pass rate
-                self.curriculum.update(problems[i], rewards[i * g : (i + 1) * g].tolist())
+                self.curriculum.update(problems[i], known(rewards[i * g : (i + 1) * g]))
             fresh = self.curriculum.sample(len(flat))
             new = self.generate(fresh, n=g)
-            new_rewards = self.rewards(fresh, new)
+            new_columns = self.reward_columns(fresh, new)
             for j, i in enumerate(flat):
                 problems[i] = fresh[j]
                 samples[i * g : (i + 1) * g] = new[j * g : (j + 1) * g]
-                rewards[i * g : (i + 1) * g] = new_rewards[j * g : (j + 1) * g]
+                columns[i * g : (i + 1) * g] = new_columns[j * g : (j + 1) * g]
+        rewards = self.total_reward(columns)
+        self.rollout_metrics = self.batch_metrics(samples, rewards, columns)
         return problems, samples, rewards
+
+    def batch_metrics(self, samples: list[Sample], rewards: torch.Tensor, columns: torch.Tensor) -> dict[str, float]:
+        """TRL's reward and completion metrics, over the completions of every process.
+
+        ``reward`` and ``reward_std``: mean and (sample) std of the raw summed
+        reward over the batch, NaN rewards left out; ``frac_reward_zero_std``: the
+        share of groups whose rewards are all equal; ``completions/clipped_ratio``:
+        the share that hit ``max_new_tokens`` without an end-of-sequence token.
+        """
+        stop = {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id, *getattr(self.engine, "eos_ids", ())}
+        lengths = torch.tensor([len(s.completion_ids) for s in samples], dtype=torch.float32)
+        clipped = torch.tensor([bool(s.completion_ids) and s.completion_ids[-1] not in stop for s in samples],
+                               dtype=torch.float32)
+        if self.world > 1:
+            rewards, columns, lengths, clipped = (self.acc.gather(t.to(self.acc.device)).cpu()
+                                                  for t in (rewards, columns, lengths, clipped))
+        group_std = nanstd(rewards.view(-1, self.cfg.group_size), dim=1)
+        metrics = {"reward": float(rewards.nanmean()), "reward_std": float(nanstd(rewards)),
+                   "frac_reward_zero_std": float(torch.isclose(group_std, torch.zeros(())).float().mean()),
+                   "completions/mean_length": float(lengths.mean()), "completions/min_length": float(lengths.min()),
+                   "completions/max_length": float(lengths.max()), "completions/clipped_ratio": float(clipped.mean())}
+        for j, name in enumerate(self.reward_names):
+            metrics[f"rewards/{name}/mean"] = float(columns[:, j].nanmean())
+            metrics[f"rewards/{name}/std"] = float(nanstd(columns[:, j]))
+        return metrics
 
     def prompt_of(self, problem: Problem):
         """What the policy is sent for ``problem``: its plain prompt, or chat messages (PromptStyle)."""
@@ -296,21 +347,43 @@ class Trainer:
         finally:
             self.timings[phase] = self.timings.get(phase, 0.0) + time.time() - t0
 
-    def rewards(self, problems: list[Problem], samples: list[Sample]) -> torch.Tensor:
-        """Outcome reward of each sample (1 right, 0 wrong); counts sampled tokens."""
+    def reward_columns(self, problems: list[Problem], samples: list[Sample]) -> torch.Tensor:
+        """(samples, reward functions) rewards of the samples (``problems[i // G]`` owns sample i); counts tokens."""
         self.rollout_tokens += sum(len(s.completion_ids) for s in samples)
         per = len(samples) // len(problems)
         owners = [problems[i // per] for i in range(len(samples))]
-        return torch.tensor(self.reward_fn(owners, [s.text for s in samples]), dtype=torch.float32)
+        return self.reward_table(owners, [s.text for s in samples], [s.completion_ids for s in samples])
 
-    def reward_fn(self, problems: list[Problem], texts: list[str]) -> list[float]:
-        if self.cfg.dataset is None and self.cfg.reward == "auto":
-            return [float(get_task(p.family).check(p, t).answer_correct) for p, t in zip(problems, texts)]
-        from acpo.rewards import get_reward
+    def reward_table(self, problems: list[Problem], texts: list[str], completion_ids: list[list[int]] | None = None,
+                     first_only: bool = False) -> torch.Tensor:
+        """Every reward function on (problem, completion) pairs, called as TRL calls them; None -> NaN.
 
-        name = self.cfg.reward if self.cfg.reward != "auto" else "answer"
-        values = get_reward(name)([self.prompt_of(p) for p in problems], texts, answer=[p.answer for p in problems])
-        return [0.0 if v is None else float(v) for v in values]
+        Keywords: ``prompts``, ``completions``, ``completion_ids``, the dataset
+        row's other columns, and ``answer``: the gold answer read from the
+        answer column (GSM8K's ``... #### 72`` arrives as ``72``).
+        """
+        keys = dict.fromkeys(k for p in problems for k in p.columns)
+        kwargs = {k: [p.columns.get(k) for p in problems] for k in keys}
+        kwargs["answer"] = [p.answer for p in problems]
+        prompts = [self.prompt_of(p) for p in problems]
+        n_fns = 1 if first_only else len(self.reward_fns)
+        table = torch.empty(len(texts), n_fns)
+        for j, (fn, name) in enumerate(zip(self.reward_fns[:n_fns], self.reward_names)):
+            values = fn(prompts=prompts, completions=texts, completion_ids=completion_ids, **kwargs)
+            if len(values) != len(texts):
+                raise ValueError(f"reward function {name!r} returned {len(values)} rewards for {len(texts)} "
+                                 "completions; it must return one per completion (None for 'no reward')")
+            table[:, j] = torch.tensor([math.nan if v is None else float(v) for v in values])
+        return table
+
+    def total_reward(self, columns: torch.Tensor) -> torch.Tensor:
+        """The weighted sum over reward functions (a None counts 0), NaN where every function returned None."""
+        total = (columns * self.reward_weights).nansum(dim=1)
+        return torch.where(columns.isnan().all(dim=1), math.nan, total)
+
+    def correct(self, problems: list[Problem], samples: list[Sample]) -> float:
+        """How many samples the first reward function scores as right (its sum; None counts 0): pass@1's count."""
+        return float(self.reward_table(problems, [s.text for s in samples], first_only=True).nansum())
 
     # ------------------------------------------------------------------ 2. credit
     def score(self, problems: list[Problem], samples: list[Sample], rewards: torch.Tensor,
@@ -331,24 +404,27 @@ class Trainer:
             steps = [segment(s.text, s.offsets, torch.zeros(len(s.offsets)), "fixed-100000") for s in samples]
         if group_ids is None:
             group_ids = torch.arange(len(samples)) // per
-        if self.stage == 2 and cfg.conf_gamma > 0:
+        shaped = self.stage == 2 and cfg.conf_gamma > 0
+        if shaped:
             rewards = self.confidence_weighted(rewards, samples, logprobs)
         batch = CreditBatch(*tensors, logprobs=logprobs, entropy=entropy, steps=steps,
                             advantages=batch_outcome_advantages(rewards, group_ids, cfg.outcome), group_ids=group_ids,
                             rewards=rewards, answers=[problems[i // per].answer for i in range(len(samples))],
-                            model=self.policy, tokenizer=self.tokenizer)
+                            texts=[s.text for s in samples], model=self.policy, tokenizer=self.tokenizer)
         with torch.no_grad(), self.timed("credit"):
             result = credit.credits(batch)
             token_adv = credit.token_advantages(batch, result, self.adv_cfg)
-        return Scored(batch, token_adv, result.step_credits)
+        token_adv[rewards.isnan()] = 0.0  # no reward, no learning signal (additive credit would give one)
+        return Scored(batch, token_adv, result.step_credits, shaped=shaped)
 
     def needs_old_stats(self, credit) -> bool:
         """Whether anything reads token statistics before the loss.
 
-        With one optimizer step per batch the old policy is the policy, so the
+        At a batch's first optimizer step the old policy is the policy, so the
         training forward's own log-probs, detached, are the old log-probs (as in
-        TRL) and a separate no-grad forward is needed only for step credits other
-        than ``uniform`` (and their segmentation), reset boundaries, and stage 2's
+        TRL; kept for the batch's later ``num_iterations`` steps) and a separate
+        no-grad forward is needed only for step credits other than ``uniform``
+        (and their segmentation), reset boundaries, and stage 2's
         confidence-weighted reward.
         """
         return (credit.name != "uniform" or self.cfg.is_reset
@@ -389,7 +465,7 @@ class Trainer:
         texts = [owners[j // m][1] + c.text for j, c in enumerate(cont)]
         self.rollout_tokens += sum(len(c.completion_ids) for c in cont)
         owners_per_sample = [new_problems[j // m] for j in range(len(cont))]
-        cont_rewards = torch.tensor(self.reward_fn(owners_per_sample, texts), dtype=torch.float32)
+        cont_rewards = self.total_reward(self.reward_table(owners_per_sample, texts, [c.completion_ids for c in cont]))
         # continuations: prompt = prompt + prefix (no gradient), completion = the suffix only
         group_ids = torch.arange(len(cont)) // m + int(batch.group_ids.max()) + 1
         extra = self.score(new_problems, cont, cont_rewards, group_ids, credit=get_credit_method("uniform"))
@@ -426,7 +502,11 @@ class Trainer:
             return self.update(scored)
 
     def update(self, scored: Scored) -> dict:
-        """Loss over micro-batches, gradient sync, clipping and the optimizer step; returns the step's metrics."""
+        """One optimizer step on the batch: micro-batch losses, clipping, step; returns the step's metrics.
+
+        Gradients add up over the micro-batches; accelerate's ``no_sync`` keeps
+        DDP from averaging them across processes until the last one's backward.
+        """
         cfg, batch = self.cfg, scored.batch
         self.model.train()
         adv = scored.token_adv
@@ -436,18 +516,23 @@ class Trainer:
         if self.stage == 2 and self.ref_model is not None and cfg.kl_coef > 0:
             ref_lp, _ = scored_stats(self.ref_model, batch.prompt_ids, batch.prompt_mask, batch.completion_ids,
                                      batch.completion_mask, batch_size=cfg.micro_batch_size)
+        old_logprobs = scored.old_logprobs if scored.old_logprobs is not None else batch.logprobs
+        first_logprobs = []  # this first step's detached log-probs: the old ones of the batch's later steps
         n_seq, n_tok = len(mask), int(mask.sum())
         mb, device = cfg.micro_batch_size, self.acc.device
-        logs = {"loss": 0.0, "clip_ratio/low_mean": 0.0, "clip_ratio/high_mean": 0.0, "kl": 0.0}
-        entropy_sum = 0.0  # of the training forward: the batch's mean entropy when no old stats were scored
+        loss_sum = 0.0
+        sums = {"entropy": 0.0, "clip_ratio/low_mean": 0.0, "clip_ratio/high_mean": 0.0,
+                "clip_ratio/region_mean": 0.0, "kl": 0.0}  # over tokens, then divided by the token count
         self.optimizer.zero_grad(set_to_none=True)
         for b0 in range(0, n_seq, mb):
             sl = slice(b0, b0 + mb)
             t = [x[sl].to(device) for x in (batch.prompt_ids, batch.prompt_mask, batch.completion_ids, mask)]
-            with self.acc.no_sync(self.model):
+            last = b0 + mb >= n_seq
+            with contextlib.nullcontext() if last else self.acc.no_sync(self.model):
                 lp, ent = completion_stats(self.model, *t)
-                old_lp = lp.detach() if batch.logprobs is None else batch.logprobs[sl].to(device)
-                entropy_sum += float((ent.detach() * t[3]).sum())
+                old_lp = lp.detach() if old_logprobs is None else old_logprobs[sl].to(device)
+                if old_logprobs is None and cfg.num_iterations > 1:
+                    first_logprobs.append(old_lp.cpu())
                 loss, metrics = policy_loss(
                     lp, old_lp, adv[sl].to(device), t[3], cfg.eps_low, cfg.eps_high,
                     cfg.aggregation, cfg.max_new_tokens, entropy=ent,
@@ -457,36 +542,49 @@ class Trainer:
                 # micro-batch losses add up to the whole batch's aggregate
                 share = {"token_mean": int(t[3].sum()) / max(1, n_tok)}.get(cfg.aggregation, len(t[0]) / n_seq)
                 self.acc.backward(loss * share)
-            logs["loss"] += float(loss.detach()) * share
+            loss_sum += float(loss.detach()) * share
+            tokens = float(t[3].sum())
+            sums["entropy"] += float((ent.detach() * t[3]).sum())
             for k, v in metrics.items():
-                logs[k] += v * share
-        if self.world > 1:  # gradients were accumulated locally; average them once across processes
-            for p in self.model.parameters():
-                if p.grad is not None:
-                    p.grad.copy_(self.acc.reduce(p.grad, "mean"))
+                sums[k] += v * tokens
+        if first_logprobs:
+            scored.old_logprobs = torch.cat(first_logprobs)
         grad_norm = self.acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
-        self.check_finite(logs["loss"], grad_norm)  # before the step: a NaN must not reach the weights
+        self.check_finite(loss_sum, grad_norm)  # before the step: a NaN must not reach the weights
+        learning_rate = self.scheduler.get_last_lr()[0]  # the one this step uses, as transformers' Trainer logs it
         self.optimizer.step()
         self.check_weights_finite()  # an inf learning rate or a NaN clipping norm gets past the check above
         self.scheduler.step()
         self.engine.sync_weights(self.policy)
-        m = mask.bool()
+        # token means over every process's tokens, as TRL's: sums and counts reduced, then divided
+        totals = self.reduce({**sums, "tokens": float(n_tok)}, op="sum")
+        logs = {k: v / max(1.0, totals["tokens"]) for k, v in totals.items() if k != "tokens"}
+        if batch.entropy is not None:  # the sampling policy's entropy (the batch's scored statistics)
+            m = mask.bool()
+            logs["entropy"] = self.reduce({"e": float(batch.entropy[m].sum())}, op="sum")["e"] / max(
+                1.0, totals["tokens"])
         credits = torch.cat(scored.step_credits)
-        g = self.cfg.group_size
-        base = batch.rewards[: cfg.prompts_per_step // self.world * g].view(-1, g)
-        logs.update(
-            reward=float(batch.rewards.mean()), reward_std=float(base.std(-1).mean()),
-            frac_reward_zero_std=float((base.std(-1) == 0).float().mean()),
-            entropy=entropy_sum / max(1, n_tok) if batch.entropy is None else float(batch.entropy[m].mean()),
-            **{"credit/mean": float(credits.mean()),
-               "credit/std": float(credits.std()) if credits.numel() > 1 else 0.0},
-            completion_length=float(mask.sum(-1).float().mean()),
-        )
-        if self.credit_name == "hapo":
-            logs.update({f"hapo/{k}": v for k, v in hapo_quadrants(adv, batch.entropy, mask).items()})
+        logs.update(self.reduce({
+            "loss": loss_sum, "credit/mean": float(credits.mean()),
+            "credit/std": float(credits.std()) if credits.numel() > 1 else 0.0,
+            **({f"hapo/{k}": v for k, v in hapo_quadrants(adv, batch.entropy, mask).items()}
+               if self.credit_name == "hapo" else {}),
+            **({"shaped_reward": float(batch.rewards[: self.main_rows()].nanmean())} if scored.shaped else {}),
+        }))
+        logs["grad_norm"] = float(grad_norm) if grad_norm is not None else math.nan  # before clipping, as TRL's
+        logs["learning_rate"] = learning_rate
         if self.ref_model is None:
             logs.pop("kl")
-        return self.reduce(logs)
+        return logs
+
+    def main_rows(self) -> int:
+        """Completions of the sampled groups on this process (reset continuations come after them)."""
+        return self.cfg.prompts_per_step // self.world * self.cfg.group_size
+
+    def count_tokens(self, batch: CreditBatch) -> None:
+        """TRL's ``num_tokens``: prompt and completion tokens of the batches trained on, every process, so far."""
+        local = float(batch.prompt_mask.sum() + batch.completion_mask.sum())
+        self.num_tokens += int(self.reduce({"tokens": local}, op="sum")["tokens"])
 
     def entropy_weights(self, scored: Scored) -> torch.Tensor:
         """beta on the tokens of the top-|c_hat| fraction f of steps, 0 elsewhere (METHODS.md §5)."""
@@ -575,8 +673,8 @@ class Trainer:
         torch.manual_seed(self.cfg.seed * 100_003 + self.step)
         sampled = self.engine.generate(prompts, n=1)
         torch.set_rng_state(rng)
-        counts = {"greedy": sum(self.reward_fn(shard, [s.text for s in greedy])),
-                  "sampled": sum(self.reward_fn(shard, [s.text for s in sampled])), "n": float(len(shard))}
+        counts = {"greedy": self.correct(shard, greedy), "sampled": self.correct(shard, sampled),
+                  "n": float(len(shard))}
         total = self.reduce(counts, op="sum")
         pass_at_1 = total["greedy"] / max(1.0, total["n"])
         found = {"eval/pass@1": pass_at_1, "eval/pass@1_sampled": total["sampled"] / max(1.0, total["n"])}
@@ -597,7 +695,7 @@ class Trainer:
         if not keep:
             return
         methods = list(dict.fromkeys([self.credit_name, "acpo"]))
-        rewards = self.reward_fn([p for p, _, _ in keep], [s.text for _, _, s in keep])
+        rewards = self.total_reward(self.reward_table([p for p, _, _ in keep], [s.text for _, _, s in keep])).tolist()
         traces = explain_batch(
             self.policy, self.tokenizer, [x for _, x, _ in keep], [s.text for _, _, s in keep], method=methods,
             segmentation=self.cfg.segmentation, answers=[p.answer for p, _, _ in keep], rewards=rewards,
@@ -619,13 +717,32 @@ class Trainer:
                      lambda tmp: frame.to_parquet(tmp, index=False), f"traces of step {self.step}")
 
     def log(self, metrics: dict) -> None:
+        """One line of metrics.jsonl (what the app reads), and the same numbers to the trackers of --report-to."""
         if not self.acc.is_main_process:
             return
         append_metrics(self.run_dir, metrics)
-        if self.writer:
-            for k, v in metrics.items():
-                if isinstance(v, (int, float)) and k != "step":
-                    self.writer.add_scalar(k, v, metrics["step"])
+        self.acc.log({k: v for k, v in metrics.items() if k != "step"}, step=metrics["step"])
+
+    def start_trackers(self) -> None:
+        """accelerate's trackers for --report-to: tensorboard in the run folder, trackio / wandb runs named after it.
+
+        They are made here, once the run folder is known, and handed to
+        accelerate as its own; ``Accelerator.log`` then writes to each.
+        """
+        from accelerate.tracking import TensorBoardTracker, TrackioTracker, WandBTracker
+
+        project = os.environ.get("ACPO_PROJECT", "acpo")
+        make = {"tensorboard": lambda: TensorBoardTracker("tensorboard", str(self.run_dir)),
+                "trackio": lambda: TrackioTracker(project, name=self.run_dir.name),
+                "wandb": lambda: WandBTracker(project, name=self.run_dir.name,
+                                              resume="allow" if self.cfg.resume else None)}
+        names = [n for n in self.cfg.report_to if n != "none"]
+        if not names:
+            return
+        self.acc.log_with = [make[n]() for n in names]
+        config = {k: ",".join(map(str, v)) if isinstance(v, list) else v
+                  for k, v in dataclasses.asdict(self.cfg).items()}
+        self.acc.init_trackers(project, config=config)
 
     def reduce(self, values: dict, op: str = "mean") -> dict:
         """Average (or sum) scalar metrics across processes."""
@@ -680,6 +797,7 @@ class Trainer:
                 "step": self.step, "stage": self.stage, "entropy_coef": self.entropy_coef,
                 "entropy_target": self.entropy_target, "best_eval": self.best_eval,
                 "evals_since_best": self.evals_since_best, "rollout_tokens": self.rollout_tokens,
+                "num_tokens": self.num_tokens,
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "ref_model": None if self.ref_model is None else self.ref_model.state_dict(), "ranks": ranks,
             }
@@ -709,6 +827,7 @@ class Trainer:
         self.entropy_coef, self.entropy_target = state["entropy_coef"], state["entropy_target"]
         self.best_eval, self.evals_since_best = state["best_eval"], state["evals_since_best"]
         self.rollout_tokens = state["rollout_tokens"]
+        self.num_tokens = state.get("num_tokens", 0)  # absent from checkpoints written before it was counted
         self.resumed_from = self.step
         if state["ref_model"] is not None:
             self.ref_model = copy.deepcopy(self.policy).eval().requires_grad_(False)
@@ -774,7 +893,15 @@ class Trainer:
         return lock
 
     def check_inputs(self) -> None:
-        """What the config cannot check alone: the probe tokenizes, and every prompt leaves room to answer."""
+        """What the config cannot check alone: trackers are installed, the probe tokenizes, and every prompt
+        leaves room to answer."""
+        import importlib.util
+
+        for tracker in self.cfg.report_to:
+            module = {"tensorboard": "tensorboard", "trackio": "trackio", "wandb": "wandb"}.get(tracker)
+            if module and importlib.util.find_spec(module) is None:
+                raise ValueError(f"--report-to {tracker} needs the {module} package, which is not installed: "
+                                 f"`pip install {module}`, or leave {tracker} out")
         if self.credit_name == "acpo" and not self.tokenizer(self.probe, add_special_tokens=False)["input_ids"]:
             raise ValueError(f"probe {self.probe!r} is no token for this tokenizer; pass a non-empty --probe")
         context = getattr(self.policy.config, "max_position_embeddings", None)
@@ -835,6 +962,13 @@ def load_problem_sets(cfg: TrainConfig) -> tuple[list[Problem], list[Problem], d
     return [p for p in pool if p.prompt not in evaluated], eval_set, start
 
 
+def reward_functions(cfg: TrainConfig) -> list:
+    """``--reward``'s functions; ``auto`` is the synthetic tasks' ``####`` check (their checker's verdict), else
+    ``answer`` (any backend)."""
+    auto = "answer" if cfg.dataset else "hash_answer"
+    return [get_reward(auto if spec == "auto" else spec) for spec in cfg.reward]
+
+
 def resolve_probe(cfg: TrainConfig) -> str:
     """ACPO's answer probe: --probe, or the task's ('#### '), or the answer format's for datasets."""
     if cfg.probe != "auto":
@@ -860,8 +994,21 @@ def concat_scored(a: Scored, b: Scored) -> Scored:
     batch = CreditBatch(*tensors, logprobs=cat(x.logprobs, y.logprobs), entropy=cat(x.entropy, y.entropy),
                         steps=x.steps + y.steps, advantages=torch.cat([x.advantages, y.advantages]),
                         group_ids=torch.cat([x.group_ids, y.group_ids]), rewards=torch.cat([x.rewards, y.rewards]),
-                        answers=x.answers + y.answers, model=x.model, tokenizer=x.tokenizer)
-    return Scored(batch, cat(a.token_adv, b.token_adv), a.step_credits + b.step_credits)
+                        answers=x.answers + y.answers, texts=x.texts + y.texts, model=x.model, tokenizer=x.tokenizer)
+    return Scored(batch, cat(a.token_adv, b.token_adv), a.step_credits + b.step_credits, shaped=a.shaped)
+
+
+def nanstd(x: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """Sample standard deviation over the non-NaN values (NaN for fewer than two), as TRL's ``nanstd``."""
+    mean = x.nanmean(dim=dim, keepdim=True) if dim is not None else x.nanmean()
+    count = (~x.isnan()).sum(dim=dim) if dim is not None else (~x.isnan()).sum()
+    squares = ((x - mean) ** 2).nansum(dim=dim) if dim is not None else ((x - mean) ** 2).nansum()
+    return torch.where(count > 1, (squares / (count - 1).clamp(min=1)).sqrt(), math.nan)
+
+
+def known(rewards: torch.Tensor) -> list[float]:
+    """The rewards that are not NaN (a reward function's None), as floats."""
+    return [float(r) for r in rewards if not torch.isnan(r)]
 
 
 class NonFiniteLossError(RuntimeError):

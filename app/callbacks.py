@@ -33,8 +33,8 @@ from acpo.rewards import answer_reward
 from acpo.rollout import generate_texts
 from acpo.tasks import TASKS, Problem, first_error_step
 from acpo.tokens import context_length, encode_prompt
-from app import views
-from app.loaders import (
+from . import views
+from .loaders import (
     DEFAULT_SAMPLES,
     FIDELITY_FILE,
     MAX_FILE_MB,
@@ -52,7 +52,7 @@ from app.loaders import (
     read_samples,
     sample_label,
 )
-from app.models import ModelCache
+from .models import ModelCache
 
 # Cheap methods first; mc_reset samples continuations (seconds per step boundary), so Batch leaves it out.
 UI_METHODS = [m for m in ("mean_logprob", "acpo", "hapo", "entropy_mask", "uniform", "mc_reset")

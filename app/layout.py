@@ -8,7 +8,7 @@ import gradio as gr
 
 from acpo.render import message_html
 from acpo.tasks import TASKS
-from app.callbacks import (
+from .callbacks import (
     AUTO_CHECKER,
     BATCH_METHODS,
     COMPARE_SEGMENTATIONS,
@@ -19,7 +19,7 @@ from app.callbacks import (
     VIEWS,
     Explorer,
 )
-from app.loaders import ASSETS, MAX_FILE_MB, REPO_ROOT, sample_label
+from .loaders import ASSETS, MAX_FILE_MB, REPO_ROOT, sample_label
 
 CSS = """
 .acpo-heatmap span[title] { cursor: help; }

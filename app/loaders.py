@@ -21,10 +21,12 @@ from typing import Iterable
 import pandas as pd
 
 import acpo.runs
+from acpo.resources import ASSETS, CHECKOUT
 from acpo.rewards import completion_text
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-ASSETS = REPO_ROOT / "assets"
+# Relative paths, runs/ and the names shown are taken from the repository in a checkout, and from the
+# working folder when installed (`acpo-app` reads the runs/ that `acpo-train` wrote there).
+REPO_ROOT = CHECKOUT or Path.cwd()
 DEFAULT_SAMPLES = ASSETS / "sample_traces.jsonl"
 FIDELITY_FILE = ASSETS / "credit_fidelity.csv"  # written by `python bench/credit_fidelity.py --publish`
 MAX_FILE_MB = 25

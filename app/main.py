@@ -3,6 +3,7 @@
     python app/main.py                      # http://127.0.0.1:7860
     python app/main.py --host 0.0.0.0 --port 7861 --allow /data/runs
     python app/main.py --share
+    acpo-app --port 7861                    # the same, installed (`pip install .[app]`)
 
 Four tabs (Explore a trace, Compare checkpoints, Runs, Batch and export); every
 button is also a named API endpoint (``gradio_client``). Every number shown
@@ -22,19 +23,25 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python app/main.py` finds acpo and app
+if not __package__:  # `python app/main.py`: find acpo and run as the package `app` (installed, it is `acpo.app`)
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    import app  # noqa: E402, F401
+
+    __package__ = "app"
 
 import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 
 from acpo.models import DEMO_POLICY  # noqa: E402
-from app.callbacks import Explorer  # noqa: E402
-from app.layout import CSS, build_app  # noqa: E402
-from app.loaders import ASSETS, MAX_FILE_MB, REPO_ROOT  # noqa: E402
+
+from .callbacks import Explorer  # noqa: E402
+from .layout import CSS, build_app  # noqa: E402
+from .loaders import ASSETS, MAX_FILE_MB, REPO_ROOT  # noqa: E402
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python app/main.py", description=__doc__.split("\n\n")[0])
+    prog = "python app/main.py" if __package__ == "app" else "acpo-app"
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                         help="interface to listen on (0.0.0.0 for every interface; default: %(default)s)")
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),

@@ -6,7 +6,7 @@ import threading
 from collections import OrderedDict
 
 from acpo.models import DEMO_POLICY, ModelLoadError, load_policy
-from app.loaders import InputError, PathGuard
+from .loaders import InputError, PathGuard
 
 
 class ModelCache:

@@ -1,8 +1,10 @@
 """Credit fidelity: does a credit method blame the first wrong step of a failed completion?
 
-Samples the demo policy (T=1) on held-out synthetic problems, keeps failed
+Samples a policy (T=1) on held-out synthetic problems, keeps failed
 completions whose first wrong step the task's checker locates, and scores
-every step with each method. A method localises the error when its
+every step with each method. A policy with a chat template (the real-model
+demo policy, ``assets/real-demo-policy``) is asked its own mix of problems
+(``acpo.real_demo``) through the template. A method localises the error when its
 lowest-credit step is the step holding the checker's first wrong line.
 Reports top-1 accuracy, the AUROC of -credit at telling that step from the
 (correct) steps before it, the mean number of steps (chance top-1 is about
@@ -13,6 +15,15 @@ metrics are ``acpo.fidelity``'s, the ones the app's Batch tab shows.
     python bench/credit_fidelity.py --publish    # also write assets/credit_fidelity.csv (the app reads it)
     python bench/credit_fidelity.py --quick      # 24 traces, M = 2: for CI
     python bench/credit_fidelity.py --traces f.jsonl   # the registered methods on a file's own traces
+    python bench/credit_fidelity.py --model assets/real-demo-policy --mc 8 --mc-traces 100
+
+Beyond top-1 and AUROC (the wrong step against the right steps before it), it
+reports the position-matched comparison: the wrong line against right lines at
+the same step index in *correct* traces of the same family, so a method cannot
+score by where a line sits; and text-only controls (first step, the line with
+the largest number) that see only the text. ``--readings`` adds the readings of
+the information-gain credit side by side (probe string, gold vs contrast target,
+answer line scored or left out, step length normalisation; METHODS.md §3.2).
 """
 
 from __future__ import annotations
@@ -31,7 +42,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import acpo  # noqa: E402
 from acpo.credit.mc_reset import parse_self_localisation, self_localisation_prompt  # noqa: E402
 from acpo.fidelity import fidelity_row, fidelity_table, localisable  # noqa: E402
+from acpo.answers import extract_answer  # noqa: E402
 from acpo.models import DEMO_POLICY, load_policy  # noqa: E402
+from acpo.prompts import PromptStyle, has_chat_template  # noqa: E402
+from acpo.real_demo import heldout as real_demo_heldout  # noqa: E402
 from acpo.rollout import HFEngine  # noqa: E402
 from acpo.tasks import TASKS, Problem, first_error_step, get_task, heldout_problems  # noqa: E402
 from acpo.tokens import encode_prompt  # noqa: E402
@@ -40,8 +54,9 @@ PUBLISHED = Path(__file__).resolve().parent.parent / "assets" / "credit_fidelity
 
 
 @dataclass
-class Failed:
+class Sampled:
     problem: object
+    prompt: object  # what the policy was asked: plain text, or chat messages through its template
     completion: str
     check: object
 
@@ -57,30 +72,44 @@ class MethodResult:
     seconds: float = 0.0
     forward_tokens: int = 0
     note: str = ""
+    strata: list[tuple] = field(default_factory=list)  # (family, level) of each failed trace
+    positions: list[np.ndarray] = field(default_factory=list)  # kinds of each step: True = a right line
 
 
-def collect_failed(model, tok, n: int, seed: int, max_new_tokens: int) -> list[Failed]:
-    """Failed T=1 samples on held-out problems that show working and whose first wrong line has a span."""
+
+def heldout_for(tok) -> list[Problem]:
+    """The held-out problems a policy is measured on: the real-model demo mix for chat models."""
+    return real_demo_heldout(100) if has_chat_template(tok) else heldout_problems(600)
+
+
+def collect(model, tok, n: int, seed: int, max_new_tokens: int, rounds: int = 20) -> tuple[list[Sampled], list[Sampled]]:
+    """T=1 samples on held-out problems: up to ``n`` failed ones that show working and whose first wrong
+    line has a span, and up to ``n`` correct ones that show working (the position-matched comparison)."""
     engine = HFEngine(model, tok, max_new_tokens, temperature=1.0)
-    problems = heldout_problems(600)
-    out: list[Failed] = []
+    problems = heldout_for(tok)
+    prompts = [PromptStyle().prompt_for(tok, p) for p in problems]
+    failed: list[Sampled] = []
+    correct: list[Sampled] = []
     torch.manual_seed(seed)
-    for round_ in range(20):
-        samples = engine.generate([encode_prompt(tok, p.prompt) for p in problems], n=1)
-        for p, s in zip(problems, samples):
+    for _ in range(rounds):
+        samples = engine.generate([encode_prompt(tok, q) for q in prompts], n=1)
+        for p, q, s in zip(problems, prompts, samples):
             res = get_task(p.family).check(p, s.text)
             if localisable(res):  # an answer given without working has one step: nothing to localise
-                out.append(Failed(p, s.text, res))
-        if len(out) >= n:
+                failed.append(Sampled(p, q, s.text, res))
+            elif res.correct and res.shows_working:
+                correct.append(Sampled(p, q, s.text, res))
+        if len(failed) >= n:
             break
-    return out[:n]
+    return failed[:n], correct[:n]
 
 
-def explain_all(model, tok, failed, method, segmentation, **kw):
+def explain_all(model, tok, sampled, method, segmentation, rewards=0.0, answers=None, **kw):
     return acpo.explain_batch(
-        model, tok, [f.problem.prompt for f in failed], [f.completion for f in failed], method=method,
-        segmentation=segmentation, answers=[f.problem.answer for f in failed], rewards=[0.0] * len(failed),
-        group_ids=list(range(len(failed))), probe=TASKS[failed[0].problem.family].answer_probe, batch_size=32, **kw,
+        model, tok, [f.prompt for f in sampled], [f.completion for f in sampled], method=method,
+        segmentation=segmentation, answers=answers or [f.problem.answer for f in sampled],
+        rewards=[rewards] * len(sampled), group_ids=list(range(len(sampled))),
+        probe=kw.pop("probe", TASKS[sampled[0].problem.family].answer_probe), batch_size=32, **kw,
     )
 
 
@@ -90,9 +119,10 @@ def traced_method(name, model, tok, failed, method, segmentation, score_fn, prob
     traces = explain_all(model, tok, failed, method, segmentation, **kw)
     res = MethodResult(name, credit=credit, seconds=time.perf_counter() - t0)
     for f, tr in zip(failed, traces):
-        res.scores.append(score_fn(tr))
+        res.scores.append(np.asarray(score_fn(tr), dtype=float))
         res.labels.append(first_error_step(f.check, tr.steps))
-        n = len(tok(f.problem.prompt)["input_ids"]) + len(tr.token_ids)
+        res.strata.append((f.problem.family, f.problem.level, len(f.check.steps)))
+        n = len(encode_prompt(tok, f.prompt)) + len(tr.token_ids)
         res.forward_tokens += n  # the forward that gives token statistics
         if probe_tokens:  # ACPO's packed forward: the trace again plus K+1 probes
             res.forward_tokens += n + (len(tr.steps) + 1) * probe_tokens
@@ -131,6 +161,55 @@ def self_localisation(model, tok, failed) -> MethodResult:
     return res
 
 
+def matched_auroc(scores, labels, strata, answer_line) -> float:
+    """AUROC of -score: each wrong computation line against the *right* lines at the same step index of other
+    failed traces of the same family, level and length (their first error comes later), so neither where a line
+    sits nor how long the working is can separate them. Answer lines are left out on both sides."""
+    negatives: dict[tuple, list[float]] = {}
+    for sc, lab, st in zip(scores, labels, strata):
+        for k in range(lab):
+            negatives.setdefault((*st, k), []).append(-sc[k])
+    greater = pairs = 0.0
+    for sc, lab, st, ans in zip(scores, labels, strata, answer_line):
+        if lab == ans:  # the wrong line is the answer line: no computation to compare
+            continue
+        neg = np.asarray(negatives.get((*st, lab), []))
+        if len(neg):
+            greater += (-sc[lab] > neg).sum() + 0.5 * (-sc[lab] == neg).sum()
+            pairs += len(neg)
+    return float(greater / pairs) if pairs else float("nan")
+
+
+def largest_number(text: str) -> float:
+    """Text-only control: the largest number a line writes (harder-looking lines are blamed)."""
+    import re
+
+    return max((abs(float(x)) for x in re.findall(r"\d+(?:\.\d+)?", text)), default=0.0)
+
+
+def acpo_readings(model, tok, failed) -> list[MethodResult]:
+    """The information-gain credit read every open way (METHODS.md §3.2 [ours]): probe string x target (the
+    reference answer, or reference minus the completion's own answer) x per-token normalisation x the answer
+    line scored or left out (never blamed). Each reading is a registered ``acpo`` option except the last."""
+    out = []
+    for probe in ("#### ", "\nThe answer is "):
+        for target in ("gold", "contrast"):
+            for norm in (False, True):
+                opts = {"acpo": {"probe": probe, "target": target, "length_normalise": norm}}
+                base = f"acpo probe={probe!r} target={target}{' per-token' if norm else ''}"
+                r = traced_method(base, model, tok, failed, "acpo", "lines", lambda tr: tr.credits["acpo"].numpy(),
+                                  credit="acpo", method_options=opts, probe=probe)
+                left_out = MethodResult(base + " no-answer-line", credit="acpo", seconds=r.seconds,
+                                        labels=r.labels, strata=r.strata)
+                for f, sc in zip(failed, r.scores):
+                    sc = sc.copy()
+                    if f.check.answer is not None and len(sc) == len(f.check.steps):
+                        sc[-1] = np.inf  # the answer line is never the blamed step
+                    left_out.scores.append(sc)
+                out += [r, left_out]
+    return out
+
+
 def file_fidelity(model, tok, path: Path, methods, segmentation: str = "lines", probe: str = "#### ",
                   reps: int = 1000):
     """The fidelity table of registered ``methods`` on a file's own traces (JSONL or CSV with prompt,
@@ -163,6 +242,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
     ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--mc-traces", type=int, default=0, help="score mc_reset on the first N traces only (0: all)")
+    ap.add_argument("--readings", action="store_true", help="also the readings of the information-gain credit")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda, auto (default: %(default)s)")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
     ap.add_argument("--quick", action="store_true", help="24 traces, M = 2, 200 resamples: for CI")
     ap.add_argument("--out", type=Path, default=Path("bench/out"), help="folder for the CSV and the figure")
     ap.add_argument("--publish", action="store_true", help=f"also write the table to {PUBLISHED.relative_to(PUBLISHED.parent.parent)}, where the app reads which credit localises best")
@@ -175,15 +258,16 @@ def main() -> None:
     import pandas as pd
     import plotly.graph_objects as go
 
-    torch.set_num_threads(1)  # the demo policy is tiny: one thread is fastest
-    model, tok = load_policy(args.model)
+    torch.set_num_threads(args.threads)  # on a busy or small machine one thread is fastest
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    model, tok = load_policy(args.model, device=device)
     if args.traces:
         table = file_fidelity(model, tok, args.traces, args.methods, reps=args.bootstrap)
         print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
         return
     rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()
-    failed = collect_failed(model, tok, args.n, args.seed, args.max_new_tokens)
+    failed, _ = collect(model, tok, args.n, args.seed, args.max_new_tokens)
     print(f"{len(failed)} failed traces with a located first error ({time.perf_counter() - t0:.0f}s)", file=sys.stderr)
     if not failed:
         raise SystemExit("no failed completions with a located error: is the policy solving everything?")
@@ -200,22 +284,30 @@ def main() -> None:
                                  credit("mean_logprob"), credit="mean_logprob"))
     results.append(traced_method("entropy_mask (lines)", model, tok, failed, "entropy_mask", "lines",
                                  credit("entropy_mask"), credit="entropy_mask"))
-    results += [mc_reset(model, tok, failed, m, args.max_new_tokens, args.seed) for m in args.mc]
+    mc_failed = failed[: args.mc_traces or len(failed)]
+    results += [mc_reset(model, tok, mc_failed, m, args.max_new_tokens, args.seed) for m in args.mc]
     results.append(self_localisation(model, tok, failed))
     baselines = {
         "random": lambda tr: rng.random(len(tr.steps)),
+        "first step": lambda tr: np.arange(len(tr.steps), dtype=float),
         "last step": lambda tr: -np.arange(len(tr.steps), dtype=float),
+        "line with the largest number (text only)": lambda tr: -np.array([largest_number(s.text) for s in tr.steps]),
         "max-entropy step": lambda tr: -tr.to_frame()["entropy_mean"].to_numpy(),
         "lowest-token log-prob step": lambda tr: np.array([float(tr.logprobs[s.token_start:s.token_end].min())
                                                            for s in tr.steps]),
     }
     for name, fn in baselines.items():
         results.append(traced_method(name, model, tok, failed, "uniform", "lines", fn))
+    if args.readings:
+        results += acpo_readings(model, tok, failed)
 
     rows = []
+    answer_line = [len(f.check.steps) - 1 if f.check.answer is not None else -1 for f in failed]
     for r in results:
+        strata = r.strata or [(f.problem.family, f.problem.level, len(f.check.steps)) for f in failed]
         rows.append({
             **fidelity_row(r.name, r.scores, r.labels, args.bootstrap, args.seed), "credit": r.credit,
+            "matched_auroc": matched_auroc(r.scores, r.labels, strata, answer_line[: len(r.scores)]),
             "forward_tokens_per_trace": r.forward_tokens / len(failed), "ms_per_trace": 1000 * r.seconds / len(failed),
             "note": r.note,
         })
@@ -234,9 +326,9 @@ def main() -> None:
     fig.update_layout(title=f"Top-1 localisation of the first wrong step ({len(failed)} failed traces)",
                       yaxis_title="top-1 accuracy", yaxis_range=[0, 1])
     fig.write_html(args.out / "credit_fidelity.html", include_plotlyjs="cdn")
-    print(f"credit fidelity: {len(failed)} failed demo-policy traces, 95% bootstrap CI ({args.bootstrap} resamples)")
-    cols = ["method", "top1", "top1_lo", "top1_hi", "auroc", "auroc_lo", "auroc_hi", "mean_steps", "chance_top1",
-            "forward_tokens_per_trace", "ms_per_trace"]
+    print(f"credit fidelity: {len(failed)} failed traces of {args.model}, 95% bootstrap CI ({args.bootstrap} resamples)")
+    cols = ["method", "traces", "top1", "top1_lo", "top1_hi", "auroc", "auroc_lo", "auroc_hi", "matched_auroc",
+            "chance_top1", "ms_per_trace"]
     print(df[cols].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     for r in results:
         if r.note:

@@ -106,7 +106,7 @@ def bench_train_step(hidden: int, layers: int, steps: int) -> list[dict]:
         times = [m["time_s"] for m in metrics if "time_s" in m][1:]  # the first step warms up kernels
         rows.append({"method": method, "params (M)": n_params / 1e6, "s/step (median)": statistics.median(times),
                      "steps timed": len(times), "completion tokens/step": statistics.median(
-                         [m["completion_length"] * 64 for m in metrics if "completion_length" in m])})
+                         [m["completions/mean_length"] * 64 for m in metrics if "completions/mean_length" in m])})
     shutil.rmtree(work, ignore_errors=True)
     return rows
 

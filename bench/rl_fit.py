@@ -54,9 +54,9 @@ def main() -> None:
           f"{sampled_reward(trainer, held, args.samples):.3f} |", flush=True)
     for step in range(1, args.steps + 1):
         problems, samples, rewards = trainer.sample_groups(cfg.prompts_per_step)
-        metrics = trainer.optimize(trainer.score(problems, samples, rewards))
+        trainer.optimize(trainer.score(problems, samples, rewards))
         if step % 10 == 0 or step == args.steps:
-            print(f"| {step} | {metrics['reward']:.2f} | {sampled_reward(trainer, trainer.pool, args.samples):.3f} | "
+            print(f"| {step} | {float(rewards.nanmean()):.2f} | {sampled_reward(trainer, trainer.pool, args.samples):.3f} | "
                   f"{sampled_reward(trainer, held, args.samples):.3f} |", flush=True)
 
 

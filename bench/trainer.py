@@ -11,9 +11,9 @@ Target (issue 4): credit <= 30% of acpo's step time.
 
 (b) Our ``grpo`` against TRL's ``GRPOTrainer`` on the same model, group size,
 batch, completion length, temperature 1, one optimizer step per generation
-batch, the same reward (the synthetic task checker) and torch threads. TRL runs
-in its own virtualenv (``.venv-trl``) in a child process that pauses between
-blocks of steps, so the two alternate round by round. Target: ours >= 1.0x
+batch, the same reward (``hash_answer``, our trainer's on the synthetic tasks) and torch threads. TRL
+runs in a child process that pauses between blocks of steps, so the two
+alternate round by round. Target: ours >= 1.0x
 TRL's tokens/s.
 
 (c) The step credit's overhead inside TRL: plain ``GRPOTrainer`` against our plug-in
@@ -89,8 +89,9 @@ def trl_child(spec: dict) -> None:
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from acpo.integrations.trl import StepCreditGRPOConfig, StepCreditGRPOTrainer, problem_columns, task_reward
+    from acpo.integrations.trl import StepCreditGRPOConfig, StepCreditGRPOTrainer, problem_columns
     from acpo.models import load_policy
+    from acpo.rewards import hash_answer_reward
     from acpo.tasks import TASKS
 
     transformers.logging.set_verbosity_error()
@@ -120,7 +121,7 @@ def trl_child(spec: dict) -> None:
         # TRL defaults that would not match our trainer: bf16 autocast and activation checkpointing
         bf16=False, activation_checkpointing=False, **extra,
     )
-    trainer = trainer_cls(model=model, reward_funcs=task_reward, args=args, train_dataset=dataset,
+    trainer = trainer_cls(model=model, reward_funcs=hash_answer_reward, args=args, train_dataset=dataset,
                           processing_class=tok)
     cur: dict[str, float] = {}
 
@@ -553,7 +554,7 @@ def report_vs_trl(df, trl_info) -> None:
           f"{trl_info['transformers']}, torch {trl_info['torch']}, {trl_info['threads']} thread(s), bf16 "
           f"{trl_info['bf16']}, activation checkpointing {trl_info['checkpointing']}")
     print("    matched: model and weights, fp32, prompts (raw text, no chat template), G, batch = one optimizer "
-          "step per generation batch, max completion length, T=1 with no top-k/top-p, reward (task checker), "
+          "step per generation batch, max completion length, T=1 with no top-k/top-p, reward (hash_answer), "
           "lr/AdamW/clip-norm 1.0, clip eps 0.2, loss_type grpo = our seq_mean_token_mean, group-std "
           "advantages, no KL, no activation checkpointing, torch threads")
     print("    differs: TRL generates through its own path (GenerationConfig, EOS masking); with one step per "

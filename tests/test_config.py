@@ -50,8 +50,11 @@ def test_bad_values_are_named(values, message):
 
 def test_yaml_errors_name_the_problem(tmp_path):
     bad = tmp_path / "bad.yaml"
+    bad.write_text("lr: 0.1\nlearn_rate: 0.2\n")
+    with pytest.raises(ValueError, match=r"unknown fields \['learn_rate'\]"):
+        parse_args(["--config", str(bad)])
     bad.write_text("lr: 0.1\nlearning_rate: 0.2\n")
-    with pytest.raises(ValueError, match=r"unknown fields \['learning_rate'\]"):
+    with pytest.raises(ValueError, match="learning_rate is TRL's name for lr: give one of them, not both"):
         parse_args(["--config", str(bad)])
     with pytest.raises(ValueError, match="does not exist"):
         parse_args(["--config", str(tmp_path / "missing.yaml")])
@@ -116,9 +119,18 @@ def test_train_py_reports_a_wrong_yaml_type_in_one_line(tmp_path):
         ({"micro_batch_size": 0}, "micro_batch_size must be at least 1, got 0"),
         ({"save_every": -1}, "save_every must be at least 0, got -1"),
         ({"lora_r": -4}, "lora_r must be at least 0, got -4"),
-        ({"max_steps": 0}, "max_steps must be at least 1, got 0"),
+        ({"max_reasoning_steps": 0}, "max_reasoning_steps must be at least 1, got 0"),
+        ({"max_steps": 0}, "steps must be at least 1, got 0"),
+        ({"num_iterations": 0}, "num_iterations must be at least 1, got 0"),
         ({"eval_every": 0}, "eval_every must be at least 1, got 0"),
-        ({"reward": "hash"}, f"unknown reward 'hash'; valid: auto, {', '.join(sorted(REWARDS))}"),
+        ({"reward": "hash"}, f"unknown reward 'hash'; valid: auto, {', '.join(sorted(REWARDS))}, or module:function"),
+        ({"reward": "acpo.nope:f"}, "reward 'acpo.nope:f': cannot import module 'acpo.nope'"),
+        ({"reward": "acpo.rewards:nope"}, "reward 'acpo.rewards:nope': module 'acpo.rewards' has no function 'nope'"),
+        ({"reward": "answer,format", "reward_weights": [1.0]}, "reward_weights has 1 weights for 2 reward functions"),
+        ({"loss_type": "cispo"}, "loss_type: 'cispo' has no counterpart here; supported: grpo, dapo, bnpo, dr_grpo"),
+        ({"scale_rewards": "batch"}, "scale_rewards: 'batch' has no counterpart here"),
+        ({"report_to": ["none", "wandb"]}, "report_to: 'none' goes alone"),
+        ({"report_to": "mlflow"}, "report_to: 'mlflow' is not one of none, tensorboard, trackio, wandb"),
         ({"segmentation": "line"}, "unknown segmentation 'line'"),
         ({"probe": ""}, "probe must not be empty"),
         ({"lr": "1e-5x"}, "lr: '1e-5x' is not a number"),
@@ -127,3 +139,66 @@ def test_train_py_reports_a_wrong_yaml_type_in_one_line(tmp_path):
 def test_impossible_values_are_refused_with_their_name(values, message):
     with pytest.raises(ValueError, match="^bad config: " + re.escape(message)):
         make_config(values)
+
+
+# ---------------------------------------------------------------- TRL's names
+TRL_YAML = """\
+num_generations: 4
+max_completion_length: 32
+beta: 0.1
+epsilon: 0.1
+loss_type: grpo
+scale_rewards: none
+max_steps: 7
+learning_rate: 0.0001
+save_steps: 2
+"""
+OURS = {"group_size": 4, "max_new_tokens": 32, "kl_coef": 0.1, "eps_low": 0.1, "eps_high": 0.1,
+        "aggregation": "seq_mean_token_mean", "outcome": "dr_grpo", "steps": 7, "lr": 1e-4, "save_every": 2}
+
+
+def test_trls_names_mean_our_fields_in_yaml_and_on_the_command_line(tmp_path):
+    cfg_file = tmp_path / "trl.yaml"
+    cfg_file.write_text(TRL_YAML)
+    from_yaml = parse_args(["--config", str(cfg_file)])
+    flags = [f"--{line.split(':')[0].replace('_', '-')}={line.split(': ')[1]}" for line in TRL_YAML.splitlines()]
+    from_cli = parse_args(flags)
+    assert from_yaml == from_cli == make_config(OURS)
+    assert {k: getattr(from_yaml, k) for k in OURS} == OURS
+
+
+def test_trls_epsilon_high_and_loss_types():
+    # TRL: epsilon is both clips unless epsilon_high is given; dapo and bnpo are token means
+    assert (make_config({"epsilon": 0.15}).eps_high, make_config({"epsilon": 0.15, "epsilon_high": 0.3}).eps_high) \
+        == (0.15, 0.3)
+    assert make_config({"loss_type": "dapo"}).aggregation == make_config({"loss_type": "bnpo"}).aggregation \
+        == "token_mean"
+    assert make_config({"loss_type": "dr_grpo"}).aggregation == "dr_grpo"
+    assert make_config({"scale_rewards": "group"}).outcome == "grpo"
+
+
+def test_one_source_may_not_name_a_field_twice(tmp_path):
+    with pytest.raises(ValueError, match="max_steps is TRL's name for steps: give one of them, not both"):
+        parse_args(["--steps", "3", "--max-steps", "4"])
+    # across sources the usual precedence holds: the command line over the YAML file
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("steps: 5\n")
+    assert parse_args(["--config", str(cfg_file), "--max-steps", "4"]).steps == 4
+    cfg_file.write_text("max_steps: 5\n")
+    assert parse_args(["--config", str(cfg_file), "--steps", "4"]).steps == 4
+
+
+def test_a_config_saved_before_max_steps_meant_steps_still_resumes(tmp_path):
+    run_dir = tmp_path / "old-run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text("steps: 9\nmax_steps: 16\nmethod: grpo\n")
+    cfg = parse_args(["--resume", str(run_dir)])
+    assert (cfg.steps, cfg.max_reasoning_steps) == (9, 16)
+
+
+def test_reward_and_report_to_take_lists():
+    cfg = parse_args(["--reward", "answer", "format", "--reward-weights", "1", "0.5"])
+    assert (cfg.reward, cfg.reward_weights) == (["answer", "format"], [1.0, 0.5])
+    assert make_config({"reward": "answer,format"}).reward == ["answer", "format"]  # YAML: a list or one string
+    assert make_config({"reward": "acpo.rewards:format_reward"}).reward == ["acpo.rewards:format_reward"]
+    assert make_config({"report_to": "none"}).report_to == ["none"]

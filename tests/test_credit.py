@@ -1,5 +1,7 @@
 """Credit methods: ACPO probes (KV cache, packed) vs naive forwards, HAPO by hand, MC values, registry."""
 
+import dataclasses
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -74,6 +76,34 @@ def test_acpo_credit_from_kv_cache_equals_naive_forwards_in_a_padded_batch(model
         assert result.step_credits[i].shape == (n_steps,)
         assert torch.allclose(result.extras["answer_logprob"][i].double(), v[1:], atol=1e-4)
         assert torch.allclose(result.step_credits[i].double(), v[1:] - v[:-1], atol=1e-4)
+
+
+def test_acpo_contrast_and_length_readings_equal_naive_forwards(model_and_tok):
+    """contrast: credit toward the reference minus credit toward the completion's own (different) answer;
+    a completion whose own answer is the reference keeps the plain reading; length: per token of the step."""
+    model, tok = model_and_tok
+    prompt = tok("Q: 7-3*4+2=?\n")["input_ids"]
+    texts = ["3*4=12\n7-12=-5\n-5+2=-3\n#### -3", "3*4=12\n7-12=5\n5+2=7\n#### 7"]
+    completions = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+    steps = [[Step(k, s, e, 0, 0, "") for k, (s, e) in enumerate(zip([0, 4, 9], [4, 9, len(c)]))] for c in completions]
+    batch = CreditBatch(*pad_batch([prompt, prompt], completions, tok.pad_token_id), logprobs=None, entropy=None,
+                        steps=steps, advantages=torch.zeros(2), group_ids=torch.zeros(2, dtype=torch.long),
+                        answers=["-3", "-3"], texts=texts, model=model, tokenizer=tok)
+
+    def gains(i, answer):
+        probe, n_answer = encode_probe(tok, "\nThe answer is ", answer)
+        v = torch.tensor([naive_answer_logprob(model, prompt + completions[i][:end] + probe, n_answer)
+                          for end in (0, 4, 9, len(completions[i]))], dtype=torch.float64)
+        return v[1:] - v[:-1]
+
+    contrast = get_credit_method("acpo", target="contrast").credits(batch).step_credits
+    assert torch.allclose(contrast[0].double(), gains(0, "-3"), atol=1e-4)  # own answer right: plain reading
+    assert torch.allclose(contrast[1].double(), gains(1, "-3") - gains(1, "7"), atol=1e-4)
+    per_token = get_credit_method("acpo", length_normalise=True).credits(batch).step_credits
+    lengths = torch.tensor([4, 5, len(completions[1]) - 9], dtype=torch.float64)
+    assert torch.allclose(per_token[1].double(), gains(1, "-3") / lengths, atol=1e-4)
+    with pytest.raises(ValueError, match="texts"):
+        get_credit_method("acpo", target="contrast").credits(dataclasses.replace(batch, texts=[]))
 
 
 def test_kv_cache_probes_work_through_a_lora_adapter(char_tok):

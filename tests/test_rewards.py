@@ -109,5 +109,5 @@ def test_reference_solutions_are_well_formatted():
 def test_registry():
     assert set(REWARDS) == {"answer", "hash_answer", "math_verify", "format"}
     assert get_reward("format") is format_reward
-    with pytest.raises(ValueError, match="valid rewards: \\['answer', 'format', 'hash_answer', 'math_verify'\\]"):
+    with pytest.raises(ValueError, match="valid: auto, answer, format, hash_answer, math_verify, or module:function"):
         get_reward("bleu")

@@ -31,7 +31,9 @@ def test_run_folder_layout(tmp_path):
     lines = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [l["step"] for l in lines] == [0, 1, 2]
     for key in ("reward", "reward_std", "frac_reward_zero_std", "entropy", "clip_ratio/low_mean",
-                "clip_ratio/high_mean", "credit/mean", "stage", "entropy_coef", "eval/pass@1", "rollout_tokens"):
+                "clip_ratio/high_mean", "clip_ratio/region_mean", "credit/mean", "stage", "entropy_coef",
+                "eval/pass@1", "rollout_tokens", "learning_rate", "grad_norm", "num_tokens",
+                "completions/mean_length", "completions/clipped_ratio", "rewards/hash_answer_reward/mean"):
         assert key in lines[-1], key
     ck = run_dir / "checkpoints" / "step-2"
     assert {"model.safetensors", "config.json", "trainer_state.json", "trainer_state.safetensors", "tokenizer.json"} <= {p.name for p in ck.iterdir()}
@@ -78,21 +80,32 @@ def test_lora_checkpoint_is_an_adapter_the_loader_opens(tmp_path):
     assert (ck / "adapter_config.json").exists() and (ck / "adapter_model.safetensors").exists()
     assert not (ck / "model.safetensors").exists()
     model, tok = load_policy(str(ck))
-    assert type(model).__name__ == "PeftModelForCausalLM"
-    assert tok("Q: 1+1=?\n")["input_ids"]
+    # the loader merges the adapter: a plain model (a trainer can put a new adapter on it) that computes what
+    # the base with the adapter attached computes, and records the adapter folder as its name
+    from peft import PeftModel
+
+    base, _ = load_policy()
+    attached = PeftModel.from_pretrained(base, str(ck))
+    assert not hasattr(model, "peft_config") and model.name_or_path == str(ck)
+    ids = torch.tensor([tok("Q: 1+1=?\n2")["input_ids"]])
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, attached(ids).logits, atol=1e-5, rtol=1e-5)
 
 
-def test_two_processes_end_with_identical_weights(tmp_path):
+def test_two_processes_end_with_identical_weights_and_one_lr_schedule(tmp_path):
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(ROOT / "train.py"),
            "--method", "grpo", "--steps", "2", "--prompts-per-step", "2", "--group-size", "4",
            "--max-new-tokens", "40", "--eval-problems", "6", "--trace-problems", "0", "--pool-size", "200",
-           "--output-dir", str(tmp_path), "--run-name", "ddp"]
+           "--lr", "1e-3", "--warmup-steps", "4", "--output-dir", str(tmp_path), "--run-name", "ddp"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-3000:]
     summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
     assert summary["processes"] == 2
     assert len(summary["param_checksums"]) == 2 and len(set(summary["param_checksums"])) == 1
+    # the warm-up advances once per optimizer step, not once per process: step s uses lr s / 4
+    logged = [json.loads(l) for l in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()][1:]
+    assert [l["learning_rate"] for l in logged] == pytest.approx([1e-3 * 1 / 4, 1e-3 * 2 / 4])
 
 
 def cli(*args):

@@ -16,11 +16,13 @@ tests hold it to.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 
+from acpo.answers import answers_equivalent, extract_answer
 from acpo.credit.base import CreditBatch, CreditMethod, CreditResult, register
 from acpo.stats import token_stats
 from acpo.tokens import check_context, encode_probe
@@ -217,11 +219,40 @@ class InfoGainCredit(CreditMethod):
 
     unit = "nats"
 
-    def __init__(self, probe: str = DEFAULT_PROBE, batch_size: int = 8):
-        self.probe = probe
-        self.batch_size = batch_size
+    def __init__(self, probe: str = DEFAULT_PROBE, batch_size: int = 8, target: str = "gold",
+                 length_normalise: bool = False):
+        """``target="contrast"``: credit toward the reference answer minus credit toward the completion's own
+        (different) answer, i.e. which step moved belief from the right answer to the wrong one.
+        ``length_normalise``: credit per token of the step. Both are readings measured in
+        docs/BENCHMARKS.md ("Reading the information gain")."""
+        if target not in ("gold", "contrast"):
+            raise ValueError(f"acpo target must be 'gold' or 'contrast', got {target!r}")
+        self.probe, self.batch_size = probe, batch_size
+        self.target, self.length_normalise = target, length_normalise
+
+    def gains(self, batch: CreditBatch, answers) -> list[torch.Tensor]:
+        shifts = (batch.prompt_mask.shape[1] - batch.prompt_mask.sum(1)).tolist()  # left padding of each row
+        rows = probe_rows(dataclasses.replace(batch, answers=list(answers)), self.probe)
+        return answer_values(batch.model, rows, self.batch_size, batch.trace_cache, shifts)
 
     def credits(self, batch: CreditBatch) -> CreditResult:
-        shifts = (batch.prompt_mask.shape[1] - batch.prompt_mask.sum(1)).tolist()  # left padding of each row
-        values = answer_values(batch.model, probe_rows(batch, self.probe), self.batch_size, batch.trace_cache, shifts)
-        return CreditResult([v[1:] - v[:-1] for v in values], {"answer_logprob": [v[1:] for v in values]})
+        values = self.gains(batch, batch.answers)
+        credits = [v[1:] - v[:-1] for v in values]
+        if self.target == "contrast":
+            if len(batch.texts) != len(credits):
+                raise ValueError("the 'contrast' target reads each completion's own answer: the batch needs texts")
+            own = [extract_answer(t) for t in batch.texts]
+            differs = [i for i, (a, gold) in enumerate(zip(own, batch.answers))
+                       if a is not None and gold is not None and not answers_equivalent(a, gold)]
+            if differs:
+                sub = dataclasses.replace(batch, prompt_ids=batch.prompt_ids[differs],
+                                          prompt_mask=batch.prompt_mask[differs],
+                                          completion_ids=batch.completion_ids[differs],
+                                          completion_mask=batch.completion_mask[differs],
+                                          steps=[batch.steps[i] for i in differs], trace_cache=None)
+                for i, v in zip(differs, self.gains(sub, [own[i] for i in differs])):
+                    credits[i] = credits[i] - (v[1:] - v[:-1])
+        if self.length_normalise:
+            credits = [c / torch.tensor([max(1, s.n_tokens) for s in steps], dtype=c.dtype)
+                       for c, steps in zip(credits, batch.steps)]
+        return CreditResult(credits, {"answer_logprob": [v[1:] for v in values]})

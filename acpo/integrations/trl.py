@@ -228,39 +228,10 @@ class StepCreditGRPOTrainer(GRPOTrainer):
 
 # ---------------------------------------------------------------------------------- our configs through TRL
 def problem_columns(problems) -> dict[str, list]:
-    """Dataset columns of problems; TRL hands every column but ``prompt`` to reward functions by keyword.
-
-    ``task_prompt`` is the plain ``Q: ...`` prompt the synthetic tasks' checkers parse (the ``prompt``
-    column may hold chat messages).
-    """
-    columns = {key: [getattr(p, key) for p in problems] for key in ("id", "family", "level", "answer", "solution")}
-    columns["task_prompt"] = [p.prompt if isinstance(p.prompt, str) else "" for p in problems]
-    return columns
-
-
-def task_reward(completions: list, **kwargs) -> list[float]:
-    """TRL reward function: 1.0 when the synthetic task's checker accepts the completion's answer, else 0.0.
-
-    The reward our trainer uses on the synthetic tasks (``get_task(p.family).check(p, text).answer_correct``).
-
-    Args:
-        completions: completion texts, or TRL's conversational completions (lists of messages).
-        **kwargs: the dataset columns of ``problem_columns``, one entry per completion; TRL's other
-            keywords (``prompts``, ``completion_ids``, ``trainer_state``, ...) are ignored.
-
-    >>> from acpo.tasks import make_problems
-    >>> p = make_problems(n=1, seed=0)[0]
-    >>> task_reward([p.solution, "#### nope"], **problem_columns([p, p]))
-    [1.0, 0.0]
-    """
-    from acpo.rewards import completion_text
-    from acpo.tasks import Problem, get_task
-
-    problems = [Problem(id=i, family=f, level=int(lv), prompt=q, answer=a, solution=s) for i, f, lv, q, a, s in
-                zip(kwargs["id"], kwargs["family"], kwargs["level"], kwargs["task_prompt"], kwargs["answer"],
-                    kwargs["solution"])]
-    return [float(get_task(p.family).check(p, completion_text(c)).answer_correct)
-            for p, c in zip(problems, completions)]
+    """Dataset columns of problems as TRL hands them to reward functions by keyword (``prompt`` aside): the
+    row's own columns and ``answer``, the gold answer (as our loop calls its reward functions)."""
+    keys = [k for k in dict.fromkeys(k for p in problems for k in p.columns) if k not in ("prompt", "answer")]
+    return {**{k: [p.columns.get(k) for p in problems] for k in keys}, "answer": [p.answer for p in problems]}
 
 
 def trl_config(cfg, output_dir: Path, probe: str, processes: int = 1) -> StepCreditGRPOConfig:
@@ -277,14 +248,16 @@ def trl_config(cfg, output_dir: Path, probe: str, processes: int = 1) -> StepCre
     return StepCreditGRPOConfig(
         output_dir=str(output_dir), seed=cfg.seed, max_steps=cfg.steps, logging_steps=1,
         save_strategy="steps" if cfg.save_every else "no", save_steps=cfg.save_every or cfg.steps,
-        report_to="none" if cfg.report_to == "none" else [cfg.report_to], use_cpu=not torch.cuda.is_available(),
+        report_to=[t for t in cfg.report_to if t != "none"] or "none", use_cpu=not torch.cuda.is_available(),
         # batch: micro-batches of the generation batch accumulate into one optimizer step
         per_device_train_batch_size=micro, gradient_accumulation_steps=per_process // micro,
         num_generations=cfg.group_size, max_completion_length=cfg.max_new_tokens,
         temperature=cfg.temperature, top_k=0, top_p=1.0,  # pure sampling, as our rollouts
-        learning_rate=cfg.lr, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps,
+        num_iterations=cfg.num_iterations, learning_rate=cfg.lr, weight_decay=cfg.weight_decay,
+        warmup_steps=cfg.warmup_steps,
         lr_scheduler_type="constant_with_warmup", max_grad_norm=cfg.max_grad_norm,
         # loss: our aggregation and outcome advantage under TRL's names; no KL (our stage 2 is our loop's)
+        reward_weights=cfg.reward_weights or None,
         loss_type={"token_mean": "dapo", "seq_mean_token_mean": "grpo", "dr_grpo": "dr_grpo"}[cfg.aggregation],
         scale_rewards="group" if cfg.outcome == "grpo" else "none", epsilon=cfg.eps_low, epsilon_high=cfg.eps_high,
         beta=0.0, bf16=cfg.dtype == "bfloat16", fp16=cfg.dtype == "float16", activation_checkpointing=False,
@@ -293,7 +266,7 @@ def trl_config(cfg, output_dir: Path, probe: str, processes: int = 1) -> StepCre
         credit_method=credit, credit_segmentation=cfg.segmentation, credit_composition=cfg.composition,
         credit_scale=cfg.credit_scale, credit_w_min=cfg.w_min, credit_w_max=cfg.w_max, credit_probe=probe,
         credit_entropy_quantile=cfg.entropy_quantile, credit_min_step_tokens=cfg.min_step_tokens,
-        credit_max_steps=cfg.max_steps, credit_batch_size=cfg.micro_batch_size, credit_method_kwargs=options,
+        credit_max_steps=cfg.max_reasoning_steps, credit_batch_size=cfg.micro_batch_size, credit_method_kwargs=options,
     )
 
 
@@ -326,10 +299,9 @@ def run_trl(cfg) -> dict:
     from acpo.config import RESET_METHODS, to_yaml
     from acpo.models import load_policy
     from acpo.prompts import PromptStyle
-    from acpo.rewards import get_reward
     from acpo.runs import CONFIG, append_metrics, empty_folder, lock_run_folder, run_dir_problem, write_summary, \
         write_text_atomic
-    from acpo.trainer import load_problem_sets, resolve_probe
+    from acpo.trainer import load_problem_sets, resolve_probe, reward_functions
 
     if cfg.resume:
         raise ValueError("--backend trl starts fresh runs only: it writes no checkpoint that --resume reads "
@@ -352,8 +324,7 @@ def run_trl(cfg) -> dict:
         torch.set_num_threads(cfg.threads or 1)  # the trainer's rule: tiny models run faster on one thread
     pool, eval_set, _ = load_problem_sets(cfg)
     style = PromptStyle(cfg.chat_template, cfg.system_prompt, cfg.instruction, cfg.answer_format)
-    synthetic = cfg.dataset is None and cfg.reward == "auto"
-    reward = task_reward if synthetic else get_reward("answer" if cfg.reward == "auto" else cfg.reward)
+    rewards = reward_functions(cfg)
     dataset = Dataset.from_dict({"prompt": [style.prompt_for(tokenizer, p) for p in pool], **problem_columns(pool)})
     peft_config = None
     if cfg.lora_r > 0:
@@ -368,14 +339,14 @@ def run_trl(cfg) -> dict:
             if cfg.overwrite:
                 empty_folder(run_dir)
             write_text_atomic(run_dir / CONFIG, to_yaml(dataclasses.replace(cfg, overwrite=False)), "config.yaml")
-        trainer = StepCreditGRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=dataset,
+        trainer = StepCreditGRPOTrainer(model=model, reward_funcs=rewards, args=args, train_dataset=dataset,
                                         processing_class=tokenizer, peft_config=peft_config,
                                         callbacks=[MetricsFile(run_dir)])
 
         def evaluate(step: int) -> dict:
             policy = trainer.accelerator.unwrap_model(trainer.model)
             with torch.random.fork_rng():  # seeded sampling that leaves training's random stream alone
-                found = {"step": step, **heldout_pass_at_1(policy, tokenizer, eval_set, style, reward, cfg, step)}
+                found = {"step": step, **heldout_pass_at_1(policy, tokenizer, eval_set, style, rewards[0], cfg, step)}
             if state.is_main_process:
                 append_metrics(run_dir, found)
             return found
@@ -402,7 +373,8 @@ def run_trl(cfg) -> dict:
 
 
 def heldout_pass_at_1(model, tokenizer, problems, style, reward, cfg, step: int) -> dict:
-    """Held-out pass@1, greedy and sampled at the training temperature, with the training reward."""
+    """Held-out pass@1, greedy and sampled at the training temperature: the sum of ``reward`` (the first reward
+    function, as our loop counts it) over the problems, None counting 0."""
     from acpo.rollout import generate_texts
 
     prompts = [style.prompt_for(tokenizer, p) for p in problems]

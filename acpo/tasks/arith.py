@@ -30,7 +30,7 @@ from acpo.tasks.base import Problem, TaskFamily
 # level -> (number of operations, largest operand)
 LEVELS: dict[int, tuple[int, int]] = {1: (2, 9), 2: (3, 9), 3: (4, 12), 4: (5, 20)}
 
-_STEP_RE = re.compile(r"^(-?\d+)([-+*])(\d+)=(-?\d+)$")
+_STEP_RE = re.compile(r"^\s*(-?\d+)\s*([-+*])\s*(\d+)\s*=\s*(-?\d+)\s*$")  # spaces: how chat models write it
 _PROMPT_RE = re.compile(r"^Q:\s*(.*?)=\?\s*$")
 
 State = tuple[tuple[int, ...], tuple[str, ...]]
@@ -75,6 +75,11 @@ class Arith(TaskFamily):
             steps.append(f"{a}{op}{b}={state[0][i]}")
         return f"{text}=?", steps, state[0][0]
 
+    def question(self, problem_text: str) -> str:
+        """``7-3*4=?`` -> ``What is 7 - 3 * 4?``: small chat models read spaced, worded questions better."""
+        expression = problem_text.removesuffix("=?")
+        return "What is " + re.sub(r"(?<=\d)([-+*])", r" \1 ", expression) + "?"
+
     def _initial_state(self, problem: Problem) -> State:
         match = _PROMPT_RE.match(problem.prompt.strip())
         if not match:
@@ -107,7 +112,3 @@ class OneOp(Arith):
     level_specs = {1: (1, 20)}
     levels = (1,)
 
-    def question(self, problem_text: str) -> str:
-        """``13+7=?`` -> ``What is 13 + 7?``: the small model reads spaced, worded questions better."""
-        expression = problem_text.removesuffix("=?")
-        return "What is " + re.sub(r"(?<=\d)([-+*])", r" \1 ", expression) + "?"

@@ -36,7 +36,7 @@ from __future__ import annotations
 import abc
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from acpo.answers import ANSWER_MARKER, answers_match, extract_final_answer, parse_number  # noqa: F401 (re-exported)
@@ -62,6 +62,7 @@ class Problem:
     answer: str
     solution: str = ""
     question: str = ""
+    columns: dict[str, Any] = field(default_factory=dict, compare=False)  # a dataset row's other columns
 
 
 @dataclass(frozen=True)
