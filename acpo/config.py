@@ -89,6 +89,11 @@ class TrainConfig:
     max_reasoning_steps: int = opt(32, "K_max: most reasoning steps per completion (hybrid segmentation)")
     probe: str = opt("auto", "ACPO answer probe text; auto = the task's ('#### '), or for datasets the answer "
                              "format's ('#### ' or '\\boxed{')")
+    acpo_target: str = opt("gold", "ACPO's target: the reference answer (gold), or reference minus the completion's "
+                                   "own wrong answer (contrast)", choices=("gold", "contrast"))
+    acpo_per_token: bool = opt(False, "ACPO: divide each step's credit by its length in tokens")
+    credit: str = opt("auto", "step credit: auto = the method's own; or any registered credit (e.g. mean_logprob, "
+                              "the step's mean token log-prob) in the method's loss")
     composition: str = opt("sign_preserving", "step credit -> token advantage", choices=("sign_preserving", "additive"))
     credit_scale: float = opt(1.0, "lambda: weight of the normalised step credit")
     w_min: float = opt(0.2, "sign_preserving: smallest token weight")
@@ -427,6 +432,10 @@ def validate(cfg: TrainConfig) -> None:
         resolve_segmentation(cfg.segmentation)
     except ValueError as err:
         raise ValueError(f"bad config: {err}") from None
+    from acpo.credit import CREDIT_METHODS
+
+    if cfg.credit != "auto" and cfg.credit not in CREDIT_METHODS:
+        raise ValueError(f"bad config: unknown credit {cfg.credit!r}; valid: auto, {', '.join(sorted(CREDIT_METHODS))}")
     checks = [
         (cfg.lr > 0, "lr must be positive"),
         (cfg.max_grad_norm > 0, "max_grad_norm must be positive"),

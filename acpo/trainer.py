@@ -124,10 +124,9 @@ class Trainer:
         self.policy = self.acc.unwrap_model(self.model)
         self.engine = make_engine(cfg.rollout, self.policy, self.tokenizer, cfg.model, cfg)
         self.prompt_style = PromptStyle(cfg.chat_template, cfg.system_prompt, cfg.instruction, cfg.answer_format)
-        self.credit_name = CREDIT_OF_METHOD[cfg.method]
+        self.credit_name = CREDIT_OF_METHOD[cfg.method] if cfg.credit == "auto" else cfg.credit
         self.probe = self.resolve_probe()
-        self.credit = (get_credit_method("acpo", probe=self.probe) if self.credit_name == "acpo"
-                       else get_credit_method(self.credit_name, **self.credit_kwargs()))
+        self.credit = get_credit_method(self.credit_name, **self.credit_kwargs())
         self.seg_cfg = SegmentConfig(entropy_quantile=cfg.entropy_quantile, min_step_tokens=cfg.min_step_tokens,
                                      max_steps=cfg.max_reasoning_steps)
         self.reward_fns = reward_functions(cfg)
@@ -924,6 +923,8 @@ class Trainer:
         return resolve_probe(self.cfg)
 
     def credit_kwargs(self) -> dict:
+        if self.credit_name == "acpo":
+            return {"probe": self.probe, "target": self.cfg.acpo_target, "length_normalise": self.cfg.acpo_per_token}
         if self.credit_name == "hapo":
             return {"alpha": self.cfg.hapo_alpha, "phi": self.cfg.hapo_phi}
         if self.credit_name == "entropy_mask":

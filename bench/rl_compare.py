@@ -74,6 +74,10 @@ class Variant:
 METHODS = [Variant(m, ("--method", m))
            for m in ("grpo", "dr_grpo", "entropy_mask", "hapo", "acpo", "rrpo", "attr_reset")]
 SRPO = Variant("srpo", ("--method", "srpo"))  # optional: the demo policy cannot name its wrong step
+CREDITS = [  # other registered credits, and the information gain's readings, in the trainer's loss
+    Variant("grpo-mean_logprob", ("--method", "grpo", "--credit", "mean_logprob")),
+    Variant("acpo-contrast", ("--method", "acpo", "--acpo-target", "contrast")),
+]
 ABLATIONS = [
     Variant("acpo-seg-lines", ("--method", "acpo", "--segmentation", "lines")),
     Variant("acpo-seg-entropy", ("--method", "acpo", "--segmentation", "entropy")),
@@ -83,7 +87,7 @@ ABLATIONS = [
     Variant("acpo-no-curriculum", ("--method", "acpo", "--curriculum", "false")),
     Variant("acpo-conf-0.5", ("--method", "acpo", "--conf-gamma", "0.5")),  # METHODS.md's confidence reward
 ]
-ORDER = [v.name for v in METHODS] + [SRPO.name] + [v.name for v in ABLATIONS]
+ORDER = [v.name for v in METHODS] + [SRPO.name] + [v.name for v in ABLATIONS] + [v.name for v in CREDITS]
 
 
 def select_variants(suite: str, srpo: bool, names: list[str] | None) -> list[Variant]:
@@ -92,7 +96,7 @@ def select_variants(suite: str, srpo: bool, names: list[str] | None) -> list[Var
     acpo = [v for v in METHODS if v.name == "acpo"]
     chosen = {"methods": methods, "ablations": acpo + ABLATIONS, "all": methods + ABLATIONS}[suite]
     if names:
-        known = {v.name: v for v in METHODS + [SRPO] + ABLATIONS}
+        known = {v.name: v for v in METHODS + [SRPO] + ABLATIONS + CREDITS}
         unknown = [n for n in names if n not in known]
         if unknown:
             raise SystemExit(f"rl_compare.py: unknown --methods {unknown}; valid: {', '.join(known)}")
