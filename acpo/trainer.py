@@ -124,9 +124,9 @@ class Trainer:
         self.policy = self.acc.unwrap_model(self.model)
         self.engine = make_engine(cfg.rollout, self.policy, self.tokenizer, cfg.model, cfg)
         self.prompt_style = PromptStyle(cfg.chat_template, cfg.system_prompt, cfg.instruction, cfg.answer_format)
-        self.credit_name = CREDIT_OF_METHOD[cfg.method] if cfg.credit == "auto" else cfg.credit
+        self.credit_name = credit_of(cfg)
         self.probe = self.resolve_probe()
-        self.credit = get_credit_method(self.credit_name, **self.credit_kwargs())
+        self.credit = get_credit_method(self.credit_name, **credit_options(cfg, self.probe))
         self.seg_cfg = SegmentConfig(entropy_quantile=cfg.entropy_quantile, min_step_tokens=cfg.min_step_tokens,
                                      max_steps=cfg.max_reasoning_steps)
         self.reward_fns = reward_functions(cfg)
@@ -922,15 +922,6 @@ class Trainer:
     def resolve_probe(self) -> str:
         return resolve_probe(self.cfg)
 
-    def credit_kwargs(self) -> dict:
-        if self.credit_name == "acpo":
-            return {"probe": self.probe, "target": self.cfg.acpo_target, "length_normalise": self.cfg.acpo_per_token}
-        if self.credit_name == "hapo":
-            return {"alpha": self.cfg.hapo_alpha, "phi": self.cfg.hapo_phi}
-        if self.credit_name == "entropy_mask":
-            return {"rho": self.cfg.entropy_mask_rho}
-        return {}
-
     @staticmethod
     def seed_everything(seed: int) -> None:
         random.seed(seed)
@@ -961,6 +952,23 @@ def load_problem_sets(cfg: TrainConfig) -> tuple[list[Problem], list[Problem], d
     eval_set = heldout_problems(min(cfg.eval_problems, 600), tuple(mix))
     evaluated = {p.prompt for p in eval_set}  # make_problems leaves out the default mix's held-out pool only
     return [p for p in pool if p.prompt not in evaluated], eval_set, start
+
+
+def credit_of(cfg: TrainConfig) -> str:
+    """The credit a run trains with: ``--credit``, or its method's own (any backend)."""
+    return CREDIT_OF_METHOD[cfg.method] if cfg.credit == "auto" else cfg.credit
+
+
+def credit_options(cfg: TrainConfig, probe: str) -> dict:
+    """Constructor options of ``credit_of(cfg)`` from the config (any backend)."""
+    credit = credit_of(cfg)
+    if credit == "acpo":
+        return {"probe": probe, "target": cfg.acpo_target, "length_normalise": cfg.acpo_per_token}
+    if credit == "hapo":
+        return {"alpha": cfg.hapo_alpha, "phi": cfg.hapo_phi}
+    if credit == "entropy_mask":
+        return {"rho": cfg.entropy_mask_rho}
+    return {}
 
 
 def reward_functions(cfg: TrainConfig) -> list:

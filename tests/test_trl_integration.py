@@ -17,7 +17,7 @@ from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
 import acpo  # noqa: E402
 from acpo.config import make_config, parse_args  # noqa: E402
-from acpo.integrations.trl import StepCreditGRPOConfig, StepCreditGRPOTrainer  # noqa: E402
+from acpo.integrations.trl import StepCreditGRPOConfig, StepCreditGRPOTrainer, trl_config  # noqa: E402
 from acpo.trainer import run  # noqa: E402
 
 PROMPTS = {"Q: 1+2=?\n": "3", "Q: 3*4=?\n": "12"}
@@ -182,3 +182,17 @@ def test_train_backend_trl_refuses_what_only_our_loop_does(tmp_path, overrides, 
     cfg = make_config({"backend": "trl", "output_dir": str(tmp_path), **overrides})
     with pytest.raises(ValueError, match=message):
         run(cfg)
+
+
+def test_our_config_maps_onto_trls_names(tmp_path):
+    cfg = make_config({"method": "dr_grpo", "credit": "acpo", "acpo_target": "contrast", "steps": 7, "lr": 3e-4,
+                       "group_size": 4, "prompts_per_step": 6, "micro_batch_size": 8, "max_new_tokens": 48,
+                       "num_iterations": 2, "eps_high": 0.3, "segmentation": "lines", "credit_scale": 0.5})
+    args = trl_config(cfg, tmp_path, probe="#### ")
+    assert (args.max_steps, args.learning_rate, args.num_generations, args.max_completion_length) == (7, 3e-4, 4, 48)
+    assert (args.loss_type, args.scale_rewards, args.num_iterations, args.epsilon_high) == ("dr_grpo", "none", 2, 0.3)
+    # 6 prompts x 4 completions = 24 per step: micro-batches of 8, accumulated into one optimizer step
+    assert (args.per_device_train_batch_size, args.gradient_accumulation_steps, args.generation_batch_size) == (8, 3, 24)
+    assert (args.credit_method, args.credit_segmentation, args.credit_scale, args.credit_probe) == ("acpo", "lines",
+                                                                                                   0.5, "#### ")
+    assert args.credit_method_kwargs == {"target": "contrast", "length_normalise": False}

@@ -99,13 +99,13 @@ class StepCreditGRPOConfig(GRPOConfig):
         if self.credit_batch_size < 1 or self.credit_min_step_tokens < 1 or self.credit_max_steps < 1:
             raise ValueError("credit_batch_size, credit_min_step_tokens and credit_max_steps must be at least 1")
         try:
-            get_credit_method(self.credit_method, **credit_options(self))
+            get_credit_method(self.credit_method, **credit_method_options(self))
         except TypeError as err:  # an option the method does not take
             raise ValueError(f"credit_method_kwargs {self.credit_method_kwargs!r} do not fit credit method "
                              f"{self.credit_method!r}: {err}") from None
 
 
-def credit_options(args: StepCreditGRPOConfig) -> dict:
+def credit_method_options(args: StepCreditGRPOConfig) -> dict:
     """Constructor options of the configured credit method."""
     options = dict(args.credit_method_kwargs or {})
     if args.credit_method == "acpo":
@@ -205,7 +205,7 @@ class StepCreditGRPOTrainer(GRPOTrainer):
 
     def credit_method(self, answers: Sequence[str | None]):
         """The configured credit method; ``mc_reset`` scores its continuations against this batch's answers."""
-        options = credit_options(self.args)
+        options = credit_method_options(self.args)
         if self.args.credit_method == "mc_reset" and "score" not in options:
             if any(a is None for a in answers):
                 raise ValueError(f"the 'mc_reset' credit scores sampled continuations against the reference answer: "
@@ -236,15 +236,13 @@ def problem_columns(problems) -> dict[str, list]:
 
 def trl_config(cfg, output_dir: Path, probe: str, processes: int = 1) -> StepCreditGRPOConfig:
     """Our ``TrainConfig`` as TRL's: one optimizer step per generation batch of prompts_per_step x G completions."""
-    from acpo.config import CREDIT_OF_METHOD
+    from acpo.trainer import credit_of, credit_options
 
     if cfg.prompts_per_step % processes:
         raise ValueError(f"prompts_per_step={cfg.prompts_per_step} must divide evenly over {processes} processes")
     per_process = cfg.prompts_per_step * cfg.group_size // processes
     micro = cfg.micro_batch_size if per_process % cfg.micro_batch_size == 0 else per_process
-    credit = CREDIT_OF_METHOD[cfg.method]
-    options = {"hapo": {"alpha": cfg.hapo_alpha, "phi": cfg.hapo_phi},
-               "entropy_mask": {"rho": cfg.entropy_mask_rho}}.get(credit)
+    options = {k: v for k, v in credit_options(cfg, probe).items() if k != "probe"}  # the probe has its own field
     return StepCreditGRPOConfig(
         output_dir=str(output_dir), seed=cfg.seed, max_steps=cfg.steps, logging_steps=1,
         save_strategy="steps" if cfg.save_every else "no", save_steps=cfg.save_every or cfg.steps,
@@ -263,10 +261,11 @@ def trl_config(cfg, output_dir: Path, probe: str, processes: int = 1) -> StepCre
         beta=0.0, bf16=cfg.dtype == "bfloat16", fp16=cfg.dtype == "float16", activation_checkpointing=False,
         use_vllm=cfg.rollout == "vllm", vllm_mode="colocate",
         vllm_gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
-        credit_method=credit, credit_segmentation=cfg.segmentation, credit_composition=cfg.composition,
+        credit_method=credit_of(cfg), credit_segmentation=cfg.segmentation, credit_composition=cfg.composition,
         credit_scale=cfg.credit_scale, credit_w_min=cfg.w_min, credit_w_max=cfg.w_max, credit_probe=probe,
         credit_entropy_quantile=cfg.entropy_quantile, credit_min_step_tokens=cfg.min_step_tokens,
-        credit_max_steps=cfg.max_reasoning_steps, credit_batch_size=cfg.micro_batch_size, credit_method_kwargs=options,
+        credit_max_steps=cfg.max_reasoning_steps, credit_batch_size=cfg.micro_batch_size,
+        credit_method_kwargs=options or None,
     )
 
 
