@@ -4,7 +4,8 @@ The one home of the metrics that ``bench/credit_fidelity.py`` reports for the
 demo policy and the app's Batch tab reports on a user's own traces, so the two
 always agree. A trace counts when it failed, shows working (two lines at
 least: an answer with no working has one step and nothing to localise) and
-its first wrong line has a span (``localisable``). Per method: top-1 (the
+its first wrong line has a span (``localisable``); the others are counted by
+cause (``unlabelled_counts``), not silently dropped. Per method: top-1 (the
 lowest-credit step holds the first wrong line), the AUROC of -credit at telling
 that step from the correct steps before it, both with 95% bootstrap intervals
 over traces, and chance (mean 1/K).
@@ -12,6 +13,7 @@ over traces, and chance (mean 1/K).
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -24,8 +26,33 @@ FIDELITY_COLUMNS = ["method", "traces", "top1", "top1_lo", "top1_hi", "auroc", "
 
 def localisable(check) -> bool:
     """A failed completion that shows working and whose first wrong line has a character span."""
-    return (check is not None and not check.answer_correct and check.shows_working and check.first_error is not None
-            and check.first_error < len(check.step_char_spans))
+    return unlabelled_reason(check) is None
+
+
+def unlabelled_reason(check) -> str | None:
+    """Why a checked completion gives no labelled trace (None: it does), so skipped traces are counted by
+    cause: not checked (no checker, or no answer to check against), the answer is right, no working shown, no
+    line the free-form checker can read, no false line although the answer is wrong (the error is not in the
+    arithmetic), or only the answer line is missing."""
+    if check is None:
+        return "not checked"
+    if check.answer_correct:
+        return "answer right"
+    if not check.shows_working:
+        return "no working"
+    if not getattr(check, "checkable", True):
+        return "no checkable line"
+    if check.first_error is None:
+        return "no false line"
+    if check.first_error >= len(check.step_char_spans):
+        return "no answer line"
+    return None
+
+
+def unlabelled_counts(checks) -> dict[str, int]:
+    """How many of ``checks`` each ``unlabelled_reason`` skipped, most common first."""
+    counts = Counter(r for r in map(unlabelled_reason, checks) if r is not None)
+    return dict(counts.most_common())
 
 
 def top1(scores: Sequence[np.ndarray], labels: Sequence[int]) -> float:

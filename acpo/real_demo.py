@@ -58,8 +58,8 @@ class RealDemoConfig:
     """Everything that determines the adapter; the card records it."""
 
     seed: int = 0
-    steps: int = 120
-    batch_size: int = 16
+    steps: int = 40
+    batch_size: int = 8
     lr: float = 1e-3
     warmup_steps: int = 10
     lora_r: int = 8
@@ -277,7 +277,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".real-demo-", dir=args.out.parent))
     try:
-        model.save_pretrained(tmp)
+        model.save_pretrained(tmp, save_embedding_layers=False)  # the base is never changed
         save_adapter_bf16(tmp / "adapter_model.safetensors")
         write_card(tmp, cfg, results, build_s, losses)
         if args.out.exists():

@@ -25,13 +25,14 @@ import acpo
 from acpo.answers import extract_answer
 from acpo.credit.info_gain import DEFAULT_PROBE
 from acpo.credit.mc_reset import Cancelled
-from acpo.fidelity import fidelity_table, localisable
+from acpo.fidelity import fidelity_table, localisable, unlabelled_counts
 from acpo.data import load_problems
 from acpo.models import DEMO_POLICY, ModelLoadError
 from acpo.render import blamed_step, credit_scale, message_html, step_heatmap_html, trace_html
 from acpo.rewards import answer_reward
 from acpo.rollout import generate_texts
-from acpo.tasks import TASKS, Problem, first_error_step
+from acpo.tasks import TASKS, Problem, check_freeform, first_error_step
+from acpo.tasks import check as check_task
 from acpo.tokens import context_length, encode_prompt
 from . import views
 from .loaders import (
@@ -66,7 +67,10 @@ SEGMENTATIONS = ["hybrid", "lines", "markers", "entropy", "fixed-8", "fixed-16"]
 COMPARE_SEGMENTATIONS = ["lines", "markers", "fixed-8", "fixed-16"]
 VIEWS = ["steps: credit", "tokens: entropy", "tokens: advantage"]
 NO_CHECKER = "none"
-AUTO_CHECKER = "auto (family column)"
+FREEFORM_CHECKER = "free-form computations"
+AUTO_CHECKER = "auto (family column, else free-form)"
+CHECKERS = [NO_CHECKER, FREEFORM_CHECKER, *TASKS]
+"""The step checkers a user can pick: none, the free-form one (any prompt with a reference answer), a task's."""
 MAX_BATCH_ROWS = 2000
 BATCH_CHUNK = 16
 
@@ -154,12 +158,18 @@ def task_scorer(checker: str, prompt: str, answer: str | None):
 
 
 def check_problem(checker: str, prompt: str, answer: str | None, completion: str):
-    """The task checker's verdict, or None when no checker applies (or the prompt is not the family's)."""
+    """The step checker's verdict, or None when no checker applies (the prompt is not the family's, or the
+    free-form checker has no reference answer)."""
     if not checker or checker == NO_CHECKER:
         return None
+    if checker == FREEFORM_CHECKER:
+        if not answer:
+            gr.Warning("the free-form checker needs the reference answer; no ground truth shown")
+            return None
+        return check_freeform(completion, answer)
     task = TASKS.get(checker)
     if task is None:
-        raise InputError(f"unknown checker {checker!r}; valid: {NO_CHECKER}, {', '.join(TASKS)}")
+        raise InputError(f"unknown checker {checker!r}; valid: {', '.join(CHECKERS)}")
     try:
         return task.check(Problem("typed", checker, task.levels[0], prompt, answer or ""), completion)
     except ValueError as err:
@@ -175,8 +185,14 @@ def verdict_markdown(trace, method: str, check, error_step: int | None) -> str:
     lines = []
     if check is not None and error_step is not None and check.first_error < len(check.step_char_spans):
         lines.append(views.hit_or_miss(blamed, error_step, method) + " (dashed outline: the checker's first wrong step)")
-    elif check is not None and check.first_error is None:
+    elif check is not None and check.first_error is None and check.answer_correct:
         lines.append("✓ checker: every step and the answer are right; there is no wrong step to find")
+    elif check is not None and check.first_error is None and not getattr(check, "checkable", True):
+        lines.append("checker: no line holds a computation it can check, so the wrong answer's first error "
+                     "cannot be located")
+    elif check is not None and check.first_error is None:
+        lines.append("checker: every computation it can check is right, but the answer is wrong: the error is not in "
+                     "the arithmetic, so it cannot be located")
     elif check is not None:
         lines.append(f"checker: the steps are right but the answer line is missing (step {error_step} marked); "
                      "no wrong step to localise")
@@ -276,7 +292,8 @@ class Explorer:
         row = next((r for r in self.samples if sample_label(r) == label), None)
         if row is None:
             raise InputError(f"no sample trace called {label!r}")
-        checker = row.get("family") if row.get("family") in TASKS else NO_CHECKER
+        checker = (row.get("family") if row.get("family") in TASKS
+                   else FREEFORM_CHECKER if row.get("answer") not in (None, "") else NO_CHECKER)
         reward = "" if row.get("reward") is None else str(row["reward"])
         return row["prompt"], row["completion"], str(row.get("answer") or ""), reward, checker
 
@@ -301,7 +318,7 @@ class Explorer:
             raise InputError(f"'{path.name}' is not UTF-8 text; save it as UTF-8") from err
         index = whole_number(row or 0, "row", 0, max(0, len(problems) - 1))
         p = problems[index]
-        return p.prompt, "", p.answer, "", NO_CHECKER
+        return p.prompt, "", p.answer, "", FREEFORM_CHECKER
 
     @ui_errors
     def sample(self, model_name, trust_remote_code, prompt, temperature, seed, max_new_tokens):
@@ -582,15 +599,16 @@ class Explorer:
 
     @staticmethod
     def _batch_checks(rollouts: pd.DataFrame, checker: str) -> list:
-        """The step checker's verdict per row: the file's ``family`` column (or the chosen checker) and an answer."""
+        """The step checker's verdict per row that has an answer: the chosen checker, or with ``AUTO_CHECKER``
+        the task of the file's ``family`` column, else the free-form checker."""
         checks = []
         for r in rollouts.itertuples():
             family = r.family if checker == AUTO_CHECKER and r.family in TASKS else checker
-            if family not in TASKS or r.answer is None:
+            if r.answer is None or family not in (AUTO_CHECKER, FREEFORM_CHECKER, *TASKS):
                 checks.append(None)
                 continue
-            try:
-                checks.append(TASKS[family].check(Problem("row", family, 1, r.prompt, str(r.answer)), r.completion))
+            try:  # acpo.tasks.check: the task's checker, and the free-form one for a problem of no task
+                checks.append(check_task(Problem("row", family, 1, r.prompt, str(r.answer)), r.completion))
             except ValueError:  # the prompt is not this family's
                 checks.append(None)
         return checks
@@ -671,8 +689,11 @@ class Explorer:
                         f"{methods[0]} found it in {hits}/{len(labelled)}; best here: **{best['method']}** "
                         f"(top-1 {best['top1']:.2f}, chance {best['chance_top1']:.2f})")
         else:
-            summary += ("  \nNo row can be labelled by a step checker (it needs a `family` column of a synthetic "
-                        "task, or a chosen checker, and an `answer`): no fidelity table")
+            summary += ("  \nNo row can be labelled by a step checker (it needs an `answer`, and a failed "
+                        "completion whose first wrong line the checker locates): no fidelity table")
+        skipped = unlabelled_counts(checks)
+        if skipped:
+            summary += "  \nNot labelled: " + ", ".join(f"{n} {why}" for why, n in skipped.items())
         state = {"traces": traces, "errors": errors, "method": methods[0]}
         return (summary, views.credit_histogram(full, col), views.display_table(views.hide_columns(full.head(200))),
                 self.downloads.write(full, "acpo-credit-table"),

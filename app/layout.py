@@ -11,6 +11,7 @@ from acpo.tasks import TASKS
 from .callbacks import (
     AUTO_CHECKER,
     BATCH_METHODS,
+    CHECKERS,
     COMPARE_SEGMENTATIONS,
     MAX_BATCH_ROWS,
     NO_CHECKER,
@@ -77,7 +78,7 @@ def build_app(explorer: Explorer | None = None, initial: bool = True) -> gr.Bloc
                                             elem_id="acpo-answer")
                         reward = gr.Textbox(first["reward"] if first else "", label="Reward (empty: checker)",
                                             min_width=80)
-                        checker = gr.Dropdown([NO_CHECKER, *TASKS], value=first["checker"] if first else NO_CHECKER,
+                        checker = gr.Dropdown(CHECKERS, value=first["checker"] if first else NO_CHECKER,
                                               label="Step checker", min_width=90, elem_id="acpo-checker")
                     completion = gr.Textbox(first["completion"] if first else "", label="Completion", lines=6,
                                             info="paste one, or sample it from the model below", elem_id="acpo-completion")
@@ -149,7 +150,7 @@ def build_app(explorer: Explorer | None = None, initial: bool = True) -> gr.Bloc
             with gr.Row():
                 c_prompt = gr.Textbox(first["prompt"] if first else "", label="Prompt", lines=2)
                 c_answer = gr.Textbox(first["answer"] if first else "", label="Reference answer")
-                c_checker = gr.Dropdown([NO_CHECKER, *TASKS], value=first["checker"] if first else NO_CHECKER,
+                c_checker = gr.Dropdown(CHECKERS, value=first["checker"] if first else NO_CHECKER,
                                         label="Step checker")
             c_completion = gr.Textbox(first["completion"] if first else "", label="Completion", lines=5)
             with gr.Row():
@@ -202,8 +203,9 @@ def build_app(explorer: Explorer | None = None, initial: bool = True) -> gr.Bloc
                 "Explain every completion of a file: CSV / JSONL / Parquet with `prompt`, `completion` and optional "
                 "`answer`, `reward`, `family`; TRL's `completions/*.parquet`; or verl's rollout JSONL dumps "
                 f"(`input`, `output`, `score`). Up to {MAX_FILE_MB} MB and {MAX_BATCH_ROWS} rows. Where a step "
-                "checker can label the rows (a synthetic task's `family` and an `answer`), the tables below say "
-                "which credit method finds the first wrong step on **your** traces."
+                "checker can label the rows (an `answer`, and a synthetic task's `family` or, for any other row, "
+                "the free-form checker, which finds the first line stating a false computation), the tables below "
+                "say which credit method finds the first wrong step on **your** traces."
             )
             with gr.Row():
                 b_file = gr.File(label="Upload", file_types=[".jsonl", ".json", ".csv", ".parquet"],
@@ -218,7 +220,7 @@ def build_app(explorer: Explorer | None = None, initial: bool = True) -> gr.Bloc
                 b_seg = gr.Dropdown(SEGMENTATIONS, value="lines", label="Segmentation")
                 b_probe = gr.Textbox("#### ", label="Answer probe")
                 b_max = gr.Number(500, label="Max rows", precision=0, minimum=1, maximum=MAX_BATCH_ROWS)
-                b_checker = gr.Dropdown([AUTO_CHECKER, NO_CHECKER, *TASKS], value=AUTO_CHECKER, label="Step checker")
+                b_checker = gr.Dropdown([AUTO_CHECKER, *CHECKERS], value=AUTO_CHECKER, label="Step checker")
             b_btn = gr.Button("Explain all", variant="primary")
             b_summary = gr.Markdown(elem_id="acpo-batch-summary")
             b_fidelity = gr.Dataframe(label="Which credit found the first wrong step (failed completions a checker "

@@ -41,13 +41,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import acpo  # noqa: E402
 from acpo.credit.mc_reset import parse_self_localisation, self_localisation_prompt  # noqa: E402
-from acpo.fidelity import fidelity_row, fidelity_table, localisable  # noqa: E402
+from acpo.fidelity import fidelity_row, fidelity_table, localisable, unlabelled_counts  # noqa: E402
 from acpo.answers import extract_answer  # noqa: E402
 from acpo.models import DEMO_POLICY, load_policy  # noqa: E402
 from acpo.prompts import PromptStyle, has_chat_template  # noqa: E402
 from acpo.real_demo import heldout as real_demo_heldout  # noqa: E402
 from acpo.rollout import HFEngine  # noqa: E402
 from acpo.tasks import TASKS, Problem, first_error_step, get_task, heldout_problems  # noqa: E402
+from acpo.tasks import check as check_problem  # noqa: E402
 from acpo.tokens import encode_prompt  # noqa: E402
 
 PUBLISHED = Path(__file__).resolve().parent.parent / "assets" / "credit_fidelity.csv"
@@ -213,18 +214,33 @@ def acpo_readings(model, tok, failed) -> list[MethodResult]:
 def file_fidelity(model, tok, path: Path, methods, segmentation: str = "lines", probe: str = "#### ",
                   reps: int = 1000):
     """The fidelity table of registered ``methods`` on a file's own traces (JSONL or CSV with prompt,
-    completion, answer and family): the rows a checker can label, scored as the app's Batch tab does."""
+    completion, answer and optionally family): the rows a checker can label (a synthetic task's checker where
+    the family is one, else the free-form checker), scored as the app's Batch tab does. The rows left out are
+    counted by cause on stderr."""
     import pandas as pd
 
     rows = pd.read_json(path, lines=True) if path.suffix == ".jsonl" else pd.read_csv(path)
-    kept, checks = [], []
+    kept, checks, verdicts = [], [], []
     for r in rows.itertuples():
-        if getattr(r, "family", None) not in TASKS or pd.isna(getattr(r, "answer", None)):
-            continue
-        check = get_task(r.family).check(Problem("row", r.family, 1, r.prompt, str(r.answer)), r.completion)
+        family = getattr(r, "family", None)
+        check = None
+        if not pd.isna(getattr(r, "answer", None)):
+            problem = Problem("row", family if isinstance(family, str) else "dataset", 1, r.prompt, str(r.answer))
+            try:
+                check = check_problem(problem, r.completion)
+            except ValueError:  # the prompt is not this family's
+                pass
+        verdicts.append(check)
         if localisable(check):
             kept.append(r)
             checks.append(check)
+    skipped = unlabelled_counts(verdicts)
+    print(f"{len(kept)} of {len(rows)} traces labelled by a step checker" +
+          ("; not labelled: " + ", ".join(f"{n} {why}" for why, n in skipped.items()) if skipped else ""),
+          file=sys.stderr)
+    if not kept:
+        raise SystemExit(f"no trace of '{path}' has a first wrong line a checker can locate; "
+                         "rows need a prompt, a completion and an answer")
     # the file's reward, else the checker's verdict on the answer (0: these completions failed), as the app does
     rewards = [float(r.reward) if pd.notna(getattr(r, "reward", None)) else 0.0 for r in kept]
     traces = acpo.explain_batch(model, tok, [r.prompt for r in kept], [r.completion for r in kept], method=methods,

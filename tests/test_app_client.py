@@ -189,7 +189,7 @@ def test_problems_from_samples_and_dataset_files(client, world, tmp_path):
     data = tmp_path / "gsm.jsonl"
     data.write_text(json.dumps({"question": "What is 2+3?", "answer": "2+3=5\n#### 5"}) + "\n")
     prompt, _, answer, _, checker = client.predict(handle_file(str(data)), "", 0, api_name="/load_dataset_problem")
-    assert (prompt, answer, checker) == ("Q: What is 2+3?\n", "5", "none")
+    assert (prompt, answer, checker) == ("Q: What is 2+3?\n", "5", "free-form computations")  # any prompt
 
 
 def test_token_view_and_sampling(client, world):
@@ -402,7 +402,7 @@ def test_a_non_finite_reward_is_refused_and_the_next_request_works(client, world
     assert "acpo-step" in heat
 
 
-def batch(client, world, path, methods=("acpo",), max_rows=10, checker="auto (family column)"):
+def batch(client, world, path, methods=("acpo",), max_rows=10, checker="auto (family column, else free-form)"):
     return client.predict(handle_file(str(path)), "", world["a"], False, list(methods), "lines", "#### ", max_rows,
                           checker, api_name="/batch_explain")
 
@@ -480,6 +480,63 @@ def test_the_batch_fidelity_table_equals_the_benchmarks_on_the_same_file(client,
     hits = (per["found mean_logprob"] == "✓").mean()
     assert hits == pytest.approx(float(expected.loc[0, "top1"]))
     assert "8 failed completions have a checker-located first wrong step" in summary
+
+
+FREEFORM_ROWS = [  # rows of no task family: the free-form checker labels them
+    {"id": "false-line-1", "completion": "48/2 = 24\n48 + 24 = 73\n#### 73", "answer": "72"},
+    {"id": "false-line-0", "completion": "48/2 = 25\n25 + 48 = 73\n#### 73", "answer": "72"},
+    {"id": "no-checkable-line", "completion": "She sold some clips.\nThen some more.\n#### 5", "answer": "72"},
+    {"id": "answer-right", "completion": "48/2 = 24\n48 + 24 = 72\n#### 72", "answer": "72"},
+    {"id": "no-false-line", "completion": "48 * 2 = 96\n96 + 48 = 144\n#### 144", "answer": "72"},
+]
+
+
+def test_batch_labels_rows_of_no_task_with_the_free_form_checker_and_counts_the_rest(world):
+    from app.callbacks import Explorer
+
+    f = world["root"] / "freeform.jsonl"
+    f.write_text("".join(json.dumps({"prompt": "Q: 48 clips in April, half as many in May: how many?\n", **r}) + "\n"
+                         for r in FREEFORM_ROWS))
+    explorer = Explorer([world["root"]], default_model=world["a"])
+    summary, *_, fidelity, _, state, _ = explorer.batch(None, str(f), world["a"], False, ["acpo"], "lines", "#### ", 10)
+    assert state["errors"] == [1, 0, None, None, None]  # the false line's step; nothing to locate in the others
+    assert "2 failed completions have a checker-located first wrong step" in summary
+    for skipped in ("1 no checkable line", "1 answer right", "1 no false line"):
+        assert skipped in summary
+    assert list(fidelity["traces"]) == [2]
+    *_, state, _ = explorer.batch(None, str(f), world["a"], False, ["acpo"], "lines", "#### ", 10, checker="none")
+    assert state["errors"] == [None] * 5
+
+
+def test_the_benchmark_labels_a_files_free_form_rows_as_the_batch_tab_does(world, capsys):
+    import importlib.util
+
+    from app.callbacks import Explorer
+
+    f = world["root"] / "freeform-bench.jsonl"
+    f.write_text("".join(json.dumps({"prompt": "Q: clips?\n", **r}) + "\n" for r in FREEFORM_ROWS))
+    spec = importlib.util.spec_from_file_location("credit_fidelity", "bench/credit_fidelity.py")
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench
+    spec.loader.exec_module(bench)
+    model, tok = load_policy(world["a"])
+    expected = bench.file_fidelity(model, tok, f, ["acpo", "mean_logprob"])
+    told = capsys.readouterr().err
+    assert "2 of 5 traces labelled" in told and "1 no checkable line" in told and "1 no false line" in told
+    got = Explorer([world["root"]], default_model=world["a"]).batch(
+        None, str(f), world["a"], False, ["acpo", "mean_logprob"], "lines", "#### ", 10)[4]
+    for col in ["traces", "top1", "auroc", "chance_top1"]:
+        assert got[col].astype(float).to_numpy() == pytest.approx(expected[col].to_numpy(), rel=1e-3, abs=1e-4), col
+
+
+def test_explore_with_the_free_form_checker_outlines_the_first_false_line(client, world):
+    row = FREEFORM_ROWS[0]
+    _, verdict, *_ = explain(client, model=world["a"], prompt="Q: clips?\n", completion=row["completion"],
+                             answer=row["answer"], checker="free-form computations")
+    assert "the first wrong step is step 1" in verdict or "found the first wrong step (step 1)" in verdict
+    _, verdict, *_ = explain(client, model=world["a"], prompt="Q: clips?\n", completion=FREEFORM_ROWS[4]["completion"],
+                             answer="72", checker="free-form computations")
+    assert "the error is not in the arithmetic" in verdict and "✓" not in verdict
 
 
 def test_a_clicked_batch_row_opens_its_heatmap(world):

@@ -36,3 +36,24 @@ def test_localisable_needs_a_failed_worked_completion_with_a_located_error():
     assert not localisable(task.check(p, "3*4=12\n7-12=-5\n-5+2=-3\n#### -3"))  # right
     assert not localisable(task.check(p, "#### 5"))  # no working
     assert not localisable(task.check(p, "3*4=12\n7-12=-5\n"))  # the missing answer line has no span
+
+
+def test_traces_left_unlabelled_are_counted_by_cause():
+    from acpo.fidelity import unlabelled_counts, unlabelled_reason
+    from acpo.tasks import check_freeform
+
+    arith = get_task("arith").generate(1, level=2, seed=0)[0]  # two steps or more, then the answer line
+    checks = {
+        "not checked": None,
+        "answer right": check_freeform("3 + 4 = 7\n#### 7", "7"),
+        "no working": check_freeform("#### 5", "7"),
+        "no checkable line": check_freeform("She adds them.\n#### 5", "7"),
+        "no false line": check_freeform("3 + 4 = 7\n#### 7", "8"),
+        "no answer line": get_task("arith").check(arith, arith.solution.rpartition("\n")[0]),
+        None: check_freeform("3 + 4 = 8\n#### 8", "7"),
+    }
+    assert {why: unlabelled_reason(c) for why, c in checks.items()} == {why: why for why in checks}
+    assert [localisable(c) for c in checks.values()] == [False] * 6 + [True]
+    assert unlabelled_counts(list(checks.values()) + [None]) == {
+        "not checked": 2, "answer right": 1, "no working": 1, "no checkable line": 1, "no false line": 1,
+        "no answer line": 1}

@@ -168,3 +168,33 @@ def test_confidence_weighted_reward_matches_the_formula():
     conf0, conf1 = 0.9048374180359595, 0.6703200460356393  # exp(-0.1), exp(-(0.2 + 0.6) / 2)
     want = [1 * (1 + 0.5 * (1 - conf0)), -0.5 * conf1, 0.0]  # no answer line: conf 0, wrong: r' = 0
     assert got.tolist() == pytest.approx(want, abs=1e-6)
+
+
+@pytest.mark.parametrize("credit,options", [("mean_logprob", {}),
+                                            ("acpo", {"target": "contrast", "length_normalise": True})])
+def test_any_registered_credit_can_drive_a_methods_loss(tmp_path, credit, options):
+    """--credit puts a registered credit (and --acpo-target/--acpo-per-token its readings) in the method's
+    advantages: the scored batch's token advantages are that credit's, computed from the registry here."""
+    from acpo.advantage import AdvantageConfig
+    from acpo.credit import get_credit_method
+    from acpo.trainer import Trainer
+
+    cfg = make_config({**TINY, "method": "grpo", "credit": credit, "acpo_target": options.get("target", "gold"),
+                       "acpo_per_token": options.get("length_normalise", False), "steps": 1, "trace_problems": 0,
+                       "output_dir": str(tmp_path), "run_name": credit})
+    trainer = Trainer(cfg)
+    problems, samples, rewards = trainer.sample_groups(2)
+    scored = trainer.score(problems, samples, rewards)
+    kwargs = {"probe": "#### ", **options} if credit == "acpo" else {}
+    method = get_credit_method(credit, **kwargs)
+    expected = method.token_advantages(scored.batch, method.credits(scored.batch),
+                                       AdvantageConfig(outcome=cfg.outcome, composition=cfg.composition))
+    assert torch.allclose(scored.token_adv, expected, atol=1e-5)
+    uniform = get_credit_method("uniform")
+    plain = uniform.token_advantages(scored.batch, uniform.credits(scored.batch), AdvantageConfig(outcome=cfg.outcome))
+    assert not torch.allclose(scored.token_adv, plain)  # the credit changed the advantages
+
+
+def test_an_unknown_credit_is_one_clear_line():
+    out = cli("--credit", "nope")
+    assert out.returncode == 2 and "unknown credit 'nope'" in out.stderr

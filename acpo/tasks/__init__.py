@@ -8,7 +8,9 @@ Four families, each with difficulty levels and deterministic generation:
 * ``arith1``: one operation, ``13+7=?`` -> ``13+7=20``, ``#### 20`` (for small real models)
 
 The text format and the meaning of "first erroneous step" are shared by all
-families and documented in :mod:`acpo.tasks.base`.
+families and documented in :mod:`acpo.tasks.base`. Problems of no family (a
+dataset's, such as GSM8K) are checked by :mod:`acpo.tasks.freeform`, which
+finds the first line of free-form text that states a false computation.
 
 >>> task = get_task("arith")
 >>> problem = task.generate(1, level=1, seed=0)[0]
@@ -35,6 +37,7 @@ from acpo.tasks.base import (
     parse_number,
 )
 from acpo.segment import Step, step_at_char
+from acpo.tasks.freeform import FreeformCheck, check_freeform
 from acpo.tasks.linear import LinearEq
 from acpo.tasks.recurrence import Recurrence
 
@@ -44,11 +47,13 @@ __all__ = [
     "HELDOUT_SEED",
     "RL_SEED_OFFSET",
     "CheckResult",
+    "FreeformCheck",
     "Problem",
     "TASKS",
     "TaskFamily",
     "answers_match",
     "check",
+    "check_freeform",
     "extract_final_answer",
     "first_error_step",
     "format_prompt",
@@ -226,5 +231,8 @@ def first_error_step(result: CheckResult | None, steps: Sequence[Step]) -> int |
 
 
 def check(problem: Problem, completion: str) -> CheckResult:
-    """Check ``completion`` with the checker of ``problem.family``."""
-    return get_task(problem.family).check(problem, completion)
+    """Check ``completion`` with the checker of ``problem.family``; a problem of no synthetic family (a
+    dataset's) gets the free-form checker, which judges the arithmetic of its lines and ``problem.answer``."""
+    if problem.family in TASKS:
+        return TASKS[problem.family].check(problem, completion)
+    return check_freeform(completion, problem.answer or None)
