@@ -148,6 +148,10 @@ class TrainConfig:
                                choices=TRACKERS)
 
     # engines and scale
+    backend: str = opt("ours", "training loop: ours (acpo.trainer, the reference loop) or trl (TRL's GRPOTrainer with "
+                               "this config's step credit, loss and optimizer: acpo.integrations.trl; curriculum, "
+                               "dynamic sampling, two stages and the entropy bonus are our loop's)",
+                       choices=("ours", "trl"))
     rollout: str = opt("hf", "rollout engine: hf (transformers generate) or vllm", choices=("hf", "vllm"))
     vllm_gpu_memory_utilization: float = opt(0.3, "vllm: fraction of GPU memory for its KV cache")
     lora_r: int = opt(0, "LoRA rank (0: train all weights)")

@@ -124,12 +124,12 @@ class Trainer:
         self.policy = self.acc.unwrap_model(self.model)
         self.engine = make_engine(cfg.rollout, self.policy, self.tokenizer, cfg.model, cfg)
         self.prompt_style = PromptStyle(cfg.chat_template, cfg.system_prompt, cfg.instruction, cfg.answer_format)
-        self.credit_name = CREDIT_OF_METHOD[cfg.method] if cfg.credit == "auto" else cfg.credit
+        self.credit_name = credit_of(cfg)
         self.probe = self.resolve_probe()
-        self.credit = get_credit_method(self.credit_name, **self.credit_kwargs())
+        self.credit = get_credit_method(self.credit_name, **credit_options(cfg, self.probe))
         self.seg_cfg = SegmentConfig(entropy_quantile=cfg.entropy_quantile, min_step_tokens=cfg.min_step_tokens,
                                      max_steps=cfg.max_reasoning_steps)
-        self.reward_fns = [get_reward(self.auto_reward() if spec == "auto" else spec) for spec in cfg.reward]
+        self.reward_fns = reward_functions(cfg)
         self.reward_names = [reward_name(fn) for fn in self.reward_fns]
         self.reward_weights = torch.tensor(cfg.reward_weights or [1.0] * len(self.reward_fns))
         self.adv_cfg = AdvantageConfig(outcome=cfg.outcome, composition=cfg.composition,
@@ -345,10 +345,6 @@ class Trainer:
             yield
         finally:
             self.timings[phase] = self.timings.get(phase, 0.0) + time.time() - t0
-
-    def auto_reward(self) -> str:
-        """``--reward auto``: the synthetic tasks' ``####`` check (their checker's verdict), else ``answer``."""
-        return "answer" if self.cfg.dataset else "hash_answer"
 
     def reward_columns(self, problems: list[Problem], samples: list[Sample]) -> torch.Tensor:
         """(samples, reward functions) rewards of the samples (``problems[i // G]`` owns sample i); counts tokens."""
@@ -921,49 +917,72 @@ class Trainer:
                 "--max-new-tokens")
 
     def load_problems(self) -> tuple[list[Problem], list[Problem], dict[str, set[int]]]:
-        cfg = self.cfg
-        if cfg.dataset:
-            from acpo.data import load_problems
-
-            problems = load_problems(cfg.dataset, question_field=cfg.question_field, answer_field=cfg.answer_field,
-                                     split=cfg.dataset_split, config=cfg.dataset_config)
-            rng = random.Random(cfg.seed)
-            shuffled = problems[:]
-            rng.shuffle(shuffled)
-            n_eval = min(cfg.eval_problems, max(1, len(shuffled) // 5))
-            return shuffled[n_eval:] or shuffled, shuffled[:n_eval], {p.family: {p.level} for p in shuffled}
-        mix = parse_mix(cfg.tasks)
-        families = sorted({f for f, _ in mix})
-        pool = make_problems(families=families, levels=None, n=cfg.pool_size, seed=RL_SEED_OFFSET + cfg.seed)
-        start: dict[str, set[int]] = {}
-        for f, lv in mix:
-            start.setdefault(f, set()).add(lv)
-        if not cfg.curriculum:  # without the curriculum, train on exactly the mix
-            pool = [p for p in pool if p.level in start[p.family]]
-        eval_set = heldout_problems(min(cfg.eval_problems, 600), tuple(mix))
-        evaluated = {p.prompt for p in eval_set}  # make_problems leaves out the default mix's held-out pool only
-        return [p for p in pool if p.prompt not in evaluated], eval_set, start
+        return load_problem_sets(self.cfg)
 
     def resolve_probe(self) -> str:
-        if self.cfg.probe != "auto":
-            return self.cfg.probe
-        return TASKS[parse_mix(self.cfg.tasks)[0][0]].answer_probe if not self.cfg.dataset else answer_probe(
-            self.cfg.answer_format)
-
-    def credit_kwargs(self) -> dict:
-        if self.credit_name == "acpo":
-            return {"probe": self.probe, "target": self.cfg.acpo_target, "length_normalise": self.cfg.acpo_per_token}
-        if self.credit_name == "hapo":
-            return {"alpha": self.cfg.hapo_alpha, "phi": self.cfg.hapo_phi}
-        if self.credit_name == "entropy_mask":
-            return {"rho": self.cfg.entropy_mask_rho}
-        return {}
+        return resolve_probe(self.cfg)
 
     @staticmethod
     def seed_everything(seed: int) -> None:
         random.seed(seed)
         np.random.seed(seed % 2**32)
         torch.manual_seed(seed)
+
+
+def load_problem_sets(cfg: TrainConfig) -> tuple[list[Problem], list[Problem], dict[str, set[int]]]:
+    """The training pool, the held-out evaluation set and each family's starting levels (any backend)."""
+    if cfg.dataset:
+        from acpo.data import load_problems
+
+        problems = load_problems(cfg.dataset, question_field=cfg.question_field, answer_field=cfg.answer_field,
+                                 split=cfg.dataset_split, config=cfg.dataset_config)
+        rng = random.Random(cfg.seed)
+        shuffled = problems[:]
+        rng.shuffle(shuffled)
+        n_eval = min(cfg.eval_problems, max(1, len(shuffled) // 5))
+        return shuffled[n_eval:] or shuffled, shuffled[:n_eval], {p.family: {p.level} for p in shuffled}
+    mix = parse_mix(cfg.tasks)
+    families = sorted({f for f, _ in mix})
+    pool = make_problems(families=families, levels=None, n=cfg.pool_size, seed=RL_SEED_OFFSET + cfg.seed)
+    start: dict[str, set[int]] = {}
+    for f, lv in mix:
+        start.setdefault(f, set()).add(lv)
+    if not cfg.curriculum:  # without the curriculum, train on exactly the mix
+        pool = [p for p in pool if p.level in start[p.family]]
+    eval_set = heldout_problems(min(cfg.eval_problems, 600), tuple(mix))
+    evaluated = {p.prompt for p in eval_set}  # make_problems leaves out the default mix's held-out pool only
+    return [p for p in pool if p.prompt not in evaluated], eval_set, start
+
+
+def credit_of(cfg: TrainConfig) -> str:
+    """The credit a run trains with: ``--credit``, or its method's own (any backend)."""
+    return CREDIT_OF_METHOD[cfg.method] if cfg.credit == "auto" else cfg.credit
+
+
+def credit_options(cfg: TrainConfig, probe: str) -> dict:
+    """Constructor options of ``credit_of(cfg)`` from the config (any backend)."""
+    credit = credit_of(cfg)
+    if credit == "acpo":
+        return {"probe": probe, "target": cfg.acpo_target, "length_normalise": cfg.acpo_per_token}
+    if credit == "hapo":
+        return {"alpha": cfg.hapo_alpha, "phi": cfg.hapo_phi}
+    if credit == "entropy_mask":
+        return {"rho": cfg.entropy_mask_rho}
+    return {}
+
+
+def reward_functions(cfg: TrainConfig) -> list:
+    """``--reward``'s functions; ``auto`` is the synthetic tasks' ``####`` check (their checker's verdict), else
+    ``answer`` (any backend)."""
+    auto = "answer" if cfg.dataset else "hash_answer"
+    return [get_reward(auto if spec == "auto" else spec) for spec in cfg.reward]
+
+
+def resolve_probe(cfg: TrainConfig) -> str:
+    """ACPO's answer probe: --probe, or the task's ('#### '), or the answer format's for datasets."""
+    if cfg.probe != "auto":
+        return cfg.probe
+    return TASKS[parse_mix(cfg.tasks)[0][0]].answer_probe if not cfg.dataset else answer_probe(cfg.answer_format)
 
 
 def concat_scored(a: Scored, b: Scored) -> Scored:
@@ -1026,6 +1045,10 @@ def gather_objects(obj) -> list:
 
 def run(cfg: TrainConfig) -> dict:
     """Train and return the summary (start/end held-out pass@1, wall time, run folder)."""
+    if cfg.backend == "trl":  # TRL's GRPOTrainer with our step credit (acpo.integrations.trl)
+        from acpo.integrations.trl import run_trl
+
+        return run_trl(cfg)
     trainer = Trainer(cfg)
     try:
         return trainer.train()

@@ -11,23 +11,31 @@ Target (issue 4): credit <= 30% of acpo's step time.
 
 (b) Our ``grpo`` against TRL's ``GRPOTrainer`` on the same model, group size,
 batch, completion length, temperature 1, one optimizer step per generation
-batch, the same reward (the synthetic task checker) and torch threads. TRL runs
-in its own virtualenv (``.venv-trl``) in a child process that pauses between
-blocks of steps, so the two alternate round by round. Target: ours >= 1.0x
+batch, the same reward (``hash_answer``, our trainer's on the synthetic tasks) and torch threads. TRL
+runs in a child process that pauses between blocks of steps, so the two
+alternate round by round. Target: ours >= 1.0x
 TRL's tokens/s.
 
-    python bench/trainer.py             # 10 rounds of (a), 12 rounds x 2 steps of (b): ~2 min
-    python bench/trainer.py --quick     # tiny batch, 2 rounds: for CI (TRL part only if .venv-trl exists)
+(c) The step credit's overhead inside TRL: plain ``GRPOTrainer`` against our plug-in
+(``acpo.integrations.trl.StepCreditGRPOTrainer``, what ``train.py --backend trl`` runs) with
+``uniform`` credit (the plug-in's own cost: decoding, one step per completion, replacing the
+advantages) and with ``acpo`` credit (hybrid segmentation, the task's probe), all three with
+(b)'s TRL settings on the same model and batch, one block of steps each per round, order rotating.
+
+    python bench/trainer.py             # 10 rounds of (a), 12 rounds x 2 steps of (b) and (c): ~4 min
+    python bench/trainer.py --quick     # tiny batch, 2 rounds: for CI (TRL parts only if TRL is installed)
     python bench/trainer.py --html      # also a Plotly figure of the phases
 
-TRL's environment, once (torch pinned by constraints.txt to the CPU build):
-    python3 -m venv .venv-trl && .venv-trl/bin/pip install -r requirements.txt -c constraints.txt trl==1.16.0
+TRL runs in the project's environment (requirements.txt pins trl==1.16.0), or with --trl-python
+in another one (torch pinned by constraints.txt to the CPU build):
+    python3 -m venv .venv-trl && .venv-trl/bin/pip install -r requirements.txt -c constraints.txt
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import json
 import random
 import subprocess
@@ -72,35 +80,6 @@ def training_pool(seed: int, pool_size: int, tasks: str = "default"):
 
 
 # ---------------------------------------------------------------------------- the TRL side
-def problem_columns(problems) -> dict[str, list]:
-    """Dataset columns of problems; TRL hands every column but ``prompt`` to reward functions as kwargs."""
-    return {key: [getattr(p, key) for p in problems] for key in ("id", "family", "level", "answer", "solution")}
-
-
-def reward(completions: list[str], **kwargs) -> list[float]:
-    """TRL reward function: 1.0 when the task's checker accepts the completion's answer, else 0.0.
-
-    The same reward our trainer uses on the synthetic tasks
-    (``get_task(p.family).check(p, text).answer_correct``).
-
-    Args:
-        completions: completion texts (our prompts are raw text, so these are strings, not messages).
-        **kwargs: ``prompts`` and the dataset columns of ``problem_columns``, one entry per completion;
-            TRL's other kwargs (``completion_ids``, ``trainer_state``, ...) are ignored.
-
-    >>> from acpo.tasks import make_problems
-    >>> p = make_problems(n=1, seed=0)[0]
-    >>> reward([p.solution, "#### nope"], prompts=[p.prompt] * 2, **problem_columns([p, p]))
-    [1.0, 0.0]
-    """
-    from acpo.tasks import Problem, get_task
-
-    problems = [Problem(id=i, family=f, level=int(lv), prompt=q, answer=a, solution=s) for i, f, lv, q, a, s in
-                zip(kwargs["id"], kwargs["family"], kwargs["level"], kwargs["prompts"], kwargs["answer"],
-                    kwargs["solution"])]
-    return [float(get_task(p.family).check(p, text).answer_correct) for p, text in zip(problems, completions)]
-
-
 def trl_child(spec: dict) -> None:
     """Run TRL's GRPOTrainer; after the warm-up and every block of steps, report timings and wait for 'go'."""
     import torch
@@ -110,7 +89,10 @@ def trl_child(spec: dict) -> None:
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
+    from acpo.integrations.trl import StepCreditGRPOConfig, StepCreditGRPOTrainer, problem_columns
     from acpo.models import load_policy
+    from acpo.rewards import hash_answer_reward
+    from acpo.tasks import TASKS
 
     transformers.logging.set_verbosity_error()
     model, tok = load_policy(spec["model"])
@@ -121,7 +103,13 @@ def trl_child(spec: dict) -> None:
     batch = spec["prompts"] * spec["group_size"]
     warmup, block, rounds = spec["warmup"], spec["steps_per_round"], spec["rounds"]
     out_dir = tempfile.mkdtemp(prefix="bench-trl-")
-    args = GRPOConfig(
+    credit = spec.get("credit")  # None: TRL's GRPOTrainer; else our plug-in with this credit method
+    config, trainer_cls, extra = GRPOConfig, GRPOTrainer, {}
+    if credit:
+        config, trainer_cls = StepCreditGRPOConfig, StepCreditGRPOTrainer
+        extra = dict(credit_method=credit, credit_segmentation="hybrid", credit_probe=TASKS["arith"].answer_probe,
+                     credit_batch_size=batch)
+    args = config(
         output_dir=out_dir, report_to="none", use_cpu=True, save_strategy="no", logging_steps=1, disable_tqdm=True,
         seed=spec["seed"], max_steps=warmup + rounds * block,
         # one optimizer step per generation batch of prompts x G completions, as ours
@@ -131,9 +119,10 @@ def trl_child(spec: dict) -> None:
         loss_type="grpo", epsilon=0.2, scale_rewards="group", beta=0.0,
         learning_rate=spec["lr"], lr_scheduler_type="constant", weight_decay=0.0, max_grad_norm=1.0,
         # TRL defaults that would not match our trainer: bf16 autocast and activation checkpointing
-        bf16=False, activation_checkpointing=False,
+        bf16=False, activation_checkpointing=False, **extra,
     )
-    trainer = GRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=dataset, processing_class=tok)
+    trainer = trainer_cls(model=model, reward_funcs=hash_answer_reward, args=args, train_dataset=dataset,
+                          processing_class=tok)
     cur: dict[str, float] = {}
 
     def timed(name, fn, count_tokens=False):
@@ -149,6 +138,8 @@ def trl_child(spec: dict) -> None:
 
     trainer._generate_and_score_completions = timed("rollout", trainer._generate_and_score_completions)
     trainer._generate_single_turn = timed("generate", trainer._generate_single_turn, count_tokens=True)
+    if credit:  # inside the rollout phase: token statistics, segmentation, credit, token advantages
+        trainer.step_credit_advantages = timed("credit", trainer.step_credit_advantages)
     done: list[dict] = []
 
     def send(kind: str, payload) -> bool:
@@ -361,16 +352,36 @@ def run_vs_trl(tr, worker: TRLWorker, clock: Clock, args) -> list[dict]:
         n = args.warmup if r < 0 else args.trl_steps
         worker.go()
         for step in worker.read("block"):
-            rows.append({"part": "b", "round": r, "variant": "trl_grpo", "step_s": step["step_s"],
-                         "rollout_s": step.get("rollout", float("nan")),
-                         "generate_s": step.get("generate", float("nan")),
-                         "optimize_s": step["step_s"] - step.get("rollout", 0.0), "tokens": step.get("tokens", 0)})
+            rows.append({"part": "b", "round": r, "variant": "trl_grpo", **trl_row(step)})
         for _ in range(n):
             rows.append({"part": "b", "round": r, "variant": "ours_grpo", **our_step(tr, clock)})
         if r >= 0:
             last = [x for x in rows if x["round"] == r]
             print(f"(b) round {r}: " + ", ".join(f"{v} {med([x['step_s'] for x in last if x['variant'] == v]):.2f}s"
                                                   for v in ("trl_grpo", "ours_grpo")), file=sys.stderr)
+    return [row for row in rows if row["round"] >= 0]
+
+
+def trl_row(step: dict) -> dict:
+    """A TRL child's step as a table row (its rollout phase includes the plug-in's credit)."""
+    return {"step_s": step["step_s"], "rollout_s": step.get("rollout", float("nan")),
+            "generate_s": step.get("generate", float("nan")), "credit_s": step.get("credit", float("nan")),
+            "optimize_s": step["step_s"] - step.get("rollout", 0.0), "tokens": step.get("tokens", 0)}
+
+
+def run_trl_plugin(workers: dict[str, TRLWorker], args) -> list[dict]:
+    """Part (c): a block of steps of each TRL variant per round, order rotating; the warm-up block is dropped."""
+    rows, names = [], list(workers)
+    for r in range(-1, args.trl_rounds):  # round -1: warm-up
+        k = max(r, 0) % len(names)
+        for name in names[k:] + names[:k]:
+            workers[name].go()
+            rows += [{"part": "c", "round": r, "variant": name, **trl_row(step)}
+                     for step in workers[name].read("block")]
+        if r >= 0:
+            last = [x for x in rows if x["round"] == r]
+            print(f"(c) round {r}: " + ", ".join(f"{v} {med([x['step_s'] for x in last if x['variant'] == v]):.2f}s"
+                                                  for v in names), file=sys.stderr)
     return [row for row in rows if row["round"] >= 0]
 
 
@@ -425,14 +436,15 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0,
                     help="torch threads for both trainers (0: the trainer's rule, 1 for models under 20M parameters)")
     ap.add_argument("--rounds", type=int, default=10, help="(a) interleaved rounds of one grpo and one acpo step")
-    ap.add_argument("--trl-rounds", type=int, default=12, help="(b) interleaved rounds of TRL steps and ours")
-    ap.add_argument("--trl-steps", type=int, default=2, help="(b) optimizer steps per trainer per round")
+    ap.add_argument("--trl-rounds", type=int, default=12, help="(b), (c) interleaved rounds")
+    ap.add_argument("--trl-steps", type=int, default=2, help="(b), (c) optimizer steps per trainer per round")
+    ap.add_argument("--parts", default="abc", help="which parts to run, e.g. 'c' for the plug-in's overhead only")
     ap.add_argument("--warmup", type=int, default=1, help="untimed warm-up steps (rounds) before each part")
     ap.add_argument("--trl-python", type=Path, default=None,
-                    help=f"python of TRL's virtualenv (default: {TRL_PYTHON.relative_to(ROOT)} when it exists)")
-    ap.add_argument("--no-trl", action="store_true", help="skip part (b)")
+                    help=f"python with TRL (default: {TRL_PYTHON.relative_to(ROOT)} when it exists, else this one)")
+    ap.add_argument("--no-trl", action="store_true", help="skip parts (b) and (c)")
     ap.add_argument("--quick", action="store_true",
-                    help="2 problems x 4 samples of 16 tokens, 2 rounds: for CI (part (b) only if TRL is installed)")
+                    help="2 problems x 4 samples of 16 tokens, 2 rounds: for CI (parts (b), (c) only with TRL)")
     ap.add_argument("--csv", type=Path, default=OUT / "trainer.csv", help="the summary table (per-step rows beside it)")
     ap.add_argument("--html", nargs="?", type=Path, const=OUT / "trainer.html", default=None,
                     help="also write a Plotly figure of the phases (default path: bench/out/trainer.html)")
@@ -447,13 +459,13 @@ def main() -> None:
     from acpo.models import DEMO_POLICY
 
     args.model = args.model or DEMO_POLICY
-    trl_python = args.trl_python or (TRL_PYTHON if TRL_PYTHON.exists() else None)
-    if args.no_trl:
+    here = Path(sys.executable) if importlib.util.find_spec("trl") else None
+    trl_python = args.trl_python or (TRL_PYTHON if TRL_PYTHON.exists() else here)
+    if args.no_trl or not set(args.parts) & set("bc"):
         trl_python = None
     elif trl_python is None:
-        print("skipping part (b), ours vs TRL: no TRL environment (.venv-trl). Create it with\n"
-              "  python3 -m venv .venv-trl && .venv-trl/bin/pip install -r requirements.txt -c constraints.txt "
-              "trl==1.16.0\nor pass --trl-python.", file=sys.stderr)
+        print("skipping parts (b) and (c): TRL is not installed here (pip install -r requirements.txt -c "
+              "constraints.txt) and there is no .venv-trl; or pass --trl-python.", file=sys.stderr)
     elif not Path(trl_python).exists():
         raise SystemExit(f"--trl-python {trl_python} does not exist")
 
@@ -461,12 +473,17 @@ def main() -> None:
     from accelerate import Accelerator
 
     args.csv.parent.mkdir(parents=True, exist_ok=True)
-    worker = None
-    if trl_python:  # starts now (its setup overlaps ours) and waits at train begin until told to go
+    worker, plugin = None, {}
+    if trl_python:  # TRL children start now (their setup overlaps ours) and wait at train begin until told to go
         spec = {k: getattr(args, k) for k in ("model", "prompts", "group_size", "max_new_tokens", "lr", "pool_size",
                                              "seed", "threads", "warmup")}
         spec.update(steps_per_round=args.trl_steps, rounds=args.trl_rounds)
-        worker = TRLWorker(Path(trl_python), spec, args.csv.parent / "trainer_trl.log")
+        if "b" in args.parts:
+            worker = TRLWorker(Path(trl_python), spec, args.csv.parent / "trainer_trl.log")
+        if "c" in args.parts:
+            plugin = {name: TRLWorker(Path(trl_python), {**spec, "credit": credit},
+                                      args.csv.parent / f"trainer_{name}.log")
+                      for name, credit in (("trl_grpo", None), ("plugin_uniform", "uniform"), ("plugin_acpo", "acpo"))}
     clock = Clock()
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="bench-trainer-") as out_dir, instrumented(clock):
@@ -476,15 +493,21 @@ def main() -> None:
         trainers["grpo_old_forward"] = make_trainer("grpo", args, out_dir, acc, clock, run_name="grpo_old_forward")
         trainers["grpo_old_forward"].needs_old_stats = lambda credit: True
         trl_info = worker.read("ready") if worker else None
+        plugin_info = {name: w.read("ready") for name, w in plugin.items()}
+        trl_info = trl_info or next(iter(plugin_info.values()), None)
         ours_info = {"threads": torch.get_num_threads(),
                      "params": sum(p.numel() for p in trainers["grpo"].policy.parameters())}
         try:
-            rows += run_credit_overhead(trainers, clock, args)
+            if "a" in args.parts:
+                rows += run_credit_overhead(trainers, clock, args)
             if worker:
                 rows += run_vs_trl(trainers["grpo"], worker, clock, args)
+            if plugin:
+                rows += run_trl_plugin(plugin, args)
         finally:
-            if worker:
-                worker.close()
+            for w in [worker, *plugin.values()]:
+                if w:
+                    w.close()
     df, table = summarize(rows)
     df.to_csv(args.csv.with_name(args.csv.stem + "_steps.csv"), index=False)
     table.to_csv(args.csv, index=False)
@@ -496,6 +519,21 @@ def main() -> None:
             "generate_s", "stats_s", "segment_s", "credit_s", "score_other_s", "optimize_s", "credit_share"]
     fmt = lambda x: f"{x:.0f}" if abs(x) >= 100 else f"{x:.3g}"  # noqa: E731
     print(table[[c for c in cols if c in table]].to_string(index=False, float_format=fmt, na_rep="-"))
+    if "a" in args.parts:
+        report_credit_overhead(df, table)
+    if worker:
+        report_vs_trl(df, trl_info)
+    elif "b" in args.parts:
+        print("(b) skipped: no TRL")
+    if plugin:
+        report_plugin(df, table, trl_info)
+    print(f"wrote {args.csv} and {args.csv.with_name(args.csv.stem + '_steps.csv')}")
+    if args.html:
+        plot(table, args.html)
+        print(f"wrote {args.html}")
+
+
+def report_credit_overhead(df, table) -> None:
     a = df[df.part == "a"]
     identical = (a.pivot(index="round", columns="variant", values="tokens").nunique(axis=1) == 1).mean()
     share = table.loc[(table.part == "a") & (table.variant == "acpo"), "credit_share"].iloc[0]
@@ -506,27 +544,34 @@ def main() -> None:
           "(grpo_old_forward: the same step with the no-grad old-policy forward the trainer used to run)")
     print("    acpo here = --method acpo without dynamic sampling, curriculum or stage 2 (same batch shape as grpo); "
           "its loss keeps the acpo preset (token_mean, clip-higher 0.28, entropy bonus on top-credit steps)")
-    if worker:
-        tps = round_ratio(df, "b", "ours_grpo", "trl_grpo", "tokens_per_s")
-        sps = round_ratio(df, "b", "trl_grpo", "ours_grpo", "step_s")
-        print(f"(b) ours/TRL tokens/s {tps:.2f}x, TRL/ours seconds per step {sps:.2f}x "
-              f"(target ours >= 1.0x: {'met' if tps >= 1.0 else 'NOT met'}); TRL {trl_info['trl']}, transformers "
-              f"{trl_info['transformers']}, torch {trl_info['torch']}, {trl_info['threads']} thread(s), bf16 "
-              f"{trl_info['bf16']}, activation checkpointing {trl_info['checkpointing']}")
-        print("    matched: model and weights, fp32, prompts (raw text, no chat template), G, batch = one optimizer "
-              "step per generation batch, max completion length, T=1 with no top-k/top-p, reward (task checker), "
-              "lr/AdamW/clip-norm 1.0, clip eps 0.2, loss_type grpo = our seq_mean_token_mean, group-std "
-              "advantages, no KL, no activation checkpointing, torch threads")
-        print("    differs: TRL generates through its own path (GenerationConfig, EOS masking); with one step per "
-              "batch both skip the old-policy forward (ours reads the training forward's detached log-probs for "
-              "uniform credit); problems come from the same pool in a different order; "
-              "TRL's per-step logging (outside the timed span) and our metrics (inside optimize) differ")
-    else:
-        print("(b) skipped: no TRL environment")
-    print(f"wrote {args.csv} and {args.csv.with_name(args.csv.stem + '_steps.csv')}")
-    if args.html:
-        plot(table, args.html)
-        print(f"wrote {args.html}")
+
+
+def report_vs_trl(df, trl_info) -> None:
+    tps = round_ratio(df, "b", "ours_grpo", "trl_grpo", "tokens_per_s")
+    sps = round_ratio(df, "b", "trl_grpo", "ours_grpo", "step_s")
+    print(f"(b) ours/TRL tokens/s {tps:.2f}x, TRL/ours seconds per step {sps:.2f}x "
+          f"(target ours >= 1.0x: {'met' if tps >= 1.0 else 'NOT met'}); TRL {trl_info['trl']}, transformers "
+          f"{trl_info['transformers']}, torch {trl_info['torch']}, {trl_info['threads']} thread(s), bf16 "
+          f"{trl_info['bf16']}, activation checkpointing {trl_info['checkpointing']}")
+    print("    matched: model and weights, fp32, prompts (raw text, no chat template), G, batch = one optimizer "
+          "step per generation batch, max completion length, T=1 with no top-k/top-p, reward (hash_answer), "
+          "lr/AdamW/clip-norm 1.0, clip eps 0.2, loss_type grpo = our seq_mean_token_mean, group-std "
+          "advantages, no KL, no activation checkpointing, torch threads")
+    print("    differs: TRL generates through its own path (GenerationConfig, EOS masking); with one step per "
+          "batch both skip the old-policy forward (ours reads the training forward's detached log-probs for "
+          "uniform credit); problems come from the same pool in a different order; "
+          "TRL's per-step logging (outside the timed span) and our metrics (inside optimize) differ")
+
+
+def report_plugin(df, table, trl_info) -> None:
+    share = table.loc[(table.part == "c") & (table.variant == "plugin_acpo"), "credit_share"].iloc[0]
+    print(f"(c) seconds per step, plug-in / plain GRPOTrainer: uniform credit "
+          f"{round_ratio(df, 'c', 'plugin_uniform', 'trl_grpo', 'step_s'):.2f}x, acpo credit "
+          f"{round_ratio(df, 'c', 'plugin_acpo', 'trl_grpo', 'step_s'):.2f}x; credit share of plugin_acpo's step "
+          f"{share:.1%}; TRL {trl_info['trl']}, {trl_info['threads']} thread(s)")
+    print("    all three: (b)'s TRL settings, same model, batch and seed; plugin_* = StepCreditGRPOTrainer (what "
+          "train.py --backend trl runs), acpo with hybrid segmentation and the task probe '#### '; their credit "
+          "(token statistics, segmentation, credit, token advantages) runs inside TRL's rollout phase")
 
 
 if __name__ == "__main__":

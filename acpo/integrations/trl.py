@@ -1,0 +1,387 @@
+"""Step credit inside TRL: a ``GRPOTrainer`` whose advantages are our (batch, time) token advantages.
+
+A TRL user changes three lines of a GRPO script::
+
+    from acpo.integrations.trl import StepCreditGRPOConfig, StepCreditGRPOTrainer
+    args = StepCreditGRPOConfig(output_dir="out", credit_method="acpo", credit_probe="#### ")  # was GRPOConfig
+    trainer = StepCreditGRPOTrainer(model=model, reward_funcs=rewards, args=args, train_dataset=dataset)
+
+TRL samples, rewards and computes its (batch,) group advantages as always. Then, once per
+generation batch, the trainer scores the completions with the policy (token log-probs and
+entropy), segments them into steps, asks a registered credit method (``acpo.credit``) for step
+credits and folds them into (batch, time) token advantages with the factorised reward
+(``acpo.advantage``): the functions our own loop and the app call. TRL's loss takes (batch, time)
+advantages as they are (``GRPOTrainer._compute_loss`` unsqueezes only 1-D ones). Generation
+(vLLM included), chat templates, DeepSpeed/FSDP through accelerate, trackers and
+``log_completions`` stay TRL's.
+
+``run_trl`` runs one of our configs through it: ``python train.py --backend trl``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+try:
+    from trl import GRPOConfig, GRPOTrainer
+    from trl.models import unwrap_model_for_generation
+except ImportError as err:  # the plug-in is optional; the rest of acpo never imports it
+    raise ImportError("acpo.integrations.trl needs TRL: pip install trl==1.16.0 -c constraints.txt") from err
+from accelerate.utils import gather_object
+from transformers import TrainerCallback
+
+from acpo.advantage import COMPOSITIONS, AdvantageConfig, broadcast_steps, factorised_advantages, normalize_step_credits
+from acpo.credit import CREDIT_METHODS, CreditBatch, get_credit_method
+from acpo.credit.info_gain import DEFAULT_PROBE
+from acpo.credit.mc_reset import answer_scorer
+from acpo.explain import resolve_answers
+from acpo.segment import SegmentConfig, resolve_segmentation, segment
+from acpo.stats import scored_stats
+from acpo.tokens import decode_with_offsets
+
+ONE_STEP = "fixed-100000"  # the segmentation of uniform credit, which reads no step (as our trainer)
+
+
+@dataclass
+class StepCreditGRPOConfig(GRPOConfig):
+    """TRL's ``GRPOConfig`` plus where the token advantages come from; every other field is TRL's."""
+
+    _VALID_DICT_FIELDS = GRPOConfig._VALID_DICT_FIELDS + ["credit_method_kwargs"]
+
+    credit_method: str = field(default="acpo", metadata={
+        "help": "step credit method (acpo.CREDIT_METHODS): uniform (TRL's own advantages), acpo, hapo, entropy_mask, "
+                "mean_logprob, mc_reset"})
+    credit_segmentation: str = field(default="hybrid", metadata={
+        "help": "completion -> steps: lines, markers, entropy, hybrid, fixed-N"})
+    credit_composition: str = field(default="sign_preserving", metadata={
+        "help": "step credit -> token advantage: sign_preserving, A * clip(1 + lambda sign(A) c_hat, w_min, w_max), "
+                "or additive, A + lambda c_hat"})
+    credit_scale: float = field(default=1.0, metadata={"help": "lambda: weight of the normalised step credit c_hat"})
+    credit_w_min: float = field(default=0.2, metadata={"help": "sign_preserving: smallest token weight"})
+    credit_w_max: float = field(default=3.0, metadata={"help": "sign_preserving: largest token weight"})
+    credit_probe: str = field(default=DEFAULT_PROBE, metadata={
+        "help": "acpo: the text written before the answer when probing log pi(answer | prompt, steps 1..k, probe)"})
+    credit_answer_column: str = field(default="answer", metadata={
+        "help": "dataset column with the reference answer: acpo's target (without it, the answer of a correct "
+                "completion of the group, else the completion's own) and what mc_reset scores continuations against"})
+    credit_entropy_quantile: float = field(default=0.1, metadata={
+        "help": "entropy/hybrid segmentation: tokens in the top q entropy quantile count as decisions"})
+    credit_min_step_tokens: int = field(default=4, metadata={"help": "entropy segmentation: shortest step, in tokens"})
+    credit_max_steps: int = field(default=32, metadata={"help": "hybrid segmentation: most steps per completion"})
+    credit_batch_size: int = field(default=8, metadata={
+        "help": "completions per no-grad forward of the credit (token statistics, acpo's probes); when a process's "
+                "generation batch fits in one, acpo's probes reuse that forward's KV cache (faster, holds the cache)"})
+    credit_method_kwargs: dict | str | None = field(default=None, metadata={
+        "help": "options of the credit method, e.g. {\"alpha\": 0.2, \"phi\": 2.0} for hapo, {\"rho\": 0.2} for "
+                "entropy_mask, {\"samples\": 8, \"max_new_tokens\": 128} for mc_reset (JSON on the command line)"})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.credit_method not in CREDIT_METHODS:
+            raise ValueError(f"credit_method {self.credit_method!r} is not a credit method; valid: "
+                             f"{', '.join(sorted(CREDIT_METHODS))}")
+        resolve_segmentation(self.credit_segmentation)  # ValueError naming the valid ones
+        if self.credit_composition not in COMPOSITIONS:
+            raise ValueError(f"credit_composition {self.credit_composition!r}; valid: {', '.join(COMPOSITIONS)}")
+        if not 0 < self.credit_w_min < 1 < self.credit_w_max:
+            raise ValueError(f"need 0 < credit_w_min < 1 < credit_w_max, got {self.credit_w_min}, {self.credit_w_max}")
+        if not self.credit_probe:
+            raise ValueError("credit_probe is empty; acpo needs the text before the answer, e.g. '#### '")
+        if self.credit_batch_size < 1 or self.credit_min_step_tokens < 1 or self.credit_max_steps < 1:
+            raise ValueError("credit_batch_size, credit_min_step_tokens and credit_max_steps must be at least 1")
+        try:
+            get_credit_method(self.credit_method, **credit_method_options(self))
+        except TypeError as err:  # an option the method does not take
+            raise ValueError(f"credit_method_kwargs {self.credit_method_kwargs!r} do not fit credit method "
+                             f"{self.credit_method!r}: {err}") from None
+
+
+def credit_method_options(args: StepCreditGRPOConfig) -> dict:
+    """Constructor options of the configured credit method."""
+    options = dict(args.credit_method_kwargs or {})
+    if args.credit_method == "acpo":
+        options.setdefault("probe", args.credit_probe)
+        options.setdefault("batch_size", args.credit_batch_size)
+    return options
+
+
+class StepCreditGRPOTrainer(GRPOTrainer):
+    """TRL's ``GRPOTrainer`` with (batch, time) token advantages from step credits (see the module docstring).
+
+    Three hooks, each calling TRL's own method first: ``_generate`` keeps the completions' lengths
+    (TRL's mask may hide truncated ones), ``_calculate_rewards`` keeps the rewards, and
+    ``_generate_and_score_completions`` replaces TRL's (batch,) advantages by token advantages.
+    """
+
+    def __init__(self, model, reward_funcs, args: StepCreditGRPOConfig | None = None, **kwargs):
+        if not isinstance(args, StepCreditGRPOConfig):
+            raise TypeError(f"StepCreditGRPOTrainer needs args=StepCreditGRPOConfig(...) (TRL's GRPOConfig fields plus "
+                            f"credit_method, credit_segmentation, ...), got {type(args).__name__}")
+        super().__init__(model, reward_funcs, args=args, **kwargs)
+        self.segment_config = SegmentConfig(entropy_quantile=args.credit_entropy_quantile,
+                                            min_step_tokens=args.credit_min_step_tokens,
+                                            max_steps=args.credit_max_steps)
+        self.advantage_config = AdvantageConfig(composition=args.credit_composition, credit_scale=args.credit_scale,
+                                                w_min=args.credit_w_min, w_max=args.credit_w_max)
+        self._completion_lengths: list[int] = []
+        self._rewards_per_func: torch.Tensor | None = None
+
+    def _generate(self, prompts: list):
+        out = super()._generate(prompts)
+        self._completion_lengths = [len(ids) for ids in out[1]]  # EOS kept, as in TRL's completion_ids
+        return out
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        self._rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        return self._rewards_per_func  # (every process's rows, reward functions), gathered by TRL
+
+    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        output = super()._generate_and_score_completions(inputs)
+        output["advantages"] = self.step_credit_advantages(inputs, output).to(output["advantages"].device)
+        return output
+
+    def step_credit_advantages(self, inputs: list[dict[str, Any]], output: dict[str, Any]) -> torch.Tensor:
+        """(rows, time) token advantages of this process's rows: TRL's outcome advantages x step credits."""
+        args, tokenizer = self.args, self._tokenizer
+        mode = "train" if self.model.training else "eval"
+        group_size = self.num_generations if mode == "train" else self.num_generations_eval
+        rows, rank = len(inputs), self.accelerator.process_index
+        here = slice(rank * rows, (rank + 1) * rows)  # TRL's process slice of the gathered batch
+        weighted = self._rewards_per_func * self.reward_weights.to(self._rewards_per_func.device)
+        rewards = weighted.nansum(dim=1).cpu()
+        scored = ~torch.isnan(self._rewards_per_func).all(dim=1).cpu()  # TRL zeroes the advantage of the others
+        group_ids = torch.arange(len(rewards)) // group_size
+
+        prompt_ids, prompt_mask = output["prompt_ids"].cpu(), output["prompt_mask"].cpu()
+        completion_ids = output["completion_ids"].cpu()
+        lengths = torch.tensor(self._completion_lengths)
+        mask = (torch.arange(completion_ids.shape[1]) < lengths[:, None]).long()
+        decoded = [decode_with_offsets(tokenizer, completion_ids[i, :n].tolist())
+                   for i, n in enumerate(lengths.tolist())]
+        texts = [text for text, _ in decoded]
+        answers = [row.get(args.credit_answer_column) for row in inputs]
+        credit = self.credit_method(answers)
+        with self.unwrapped_policy() as model:
+            if credit.name == "uniform":
+                logprobs = entropy = caches = None
+                steps = [segment(text, offsets, torch.zeros(len(offsets)), ONE_STEP) for text, offsets in decoded]
+            else:  # one micro-batch: its KV cache serves acpo's probes too (as acpo.explain_batch does)
+                caches = [] if credit.name == "acpo" and rows <= args.credit_batch_size else None
+                logprobs, entropy = scored_stats(model, prompt_ids, prompt_mask, completion_ids, mask,
+                                                 args.credit_batch_size, caches)
+                steps = [segment(text, offsets, entropy[i, : len(offsets)], args.credit_segmentation,
+                                 self.segment_config) for i, (text, offsets) in enumerate(decoded)]
+            batch = CreditBatch(
+                prompt_ids, prompt_mask, completion_ids, mask, logprobs=logprobs, entropy=entropy, steps=steps,
+                advantages=output["advantages"].detach().float().cpu(), group_ids=group_ids[here],
+                rewards=rewards[here].nan_to_num(0.0),
+                answers=(resolve_answers(texts, answers, rewards[here], group_ids[here]) if credit.name == "acpo"
+                         else answers),
+                texts=texts, model=model, tokenizer=tokenizer, trace_cache=caches[0] if caches else None,
+            )
+            with torch.no_grad():
+                result = credit.credits(batch)
+        every_credit = gather_object([c.float().cpu() for c in result.step_credits])  # every process's rows
+        if credit.token_level:  # hapo, entropy_mask set token advantages themselves
+            token_adv = credit.token_advantages(batch, result, self.advantage_config)
+        else:  # as CreditMethod.token_advantages, normalised over whole groups (a group may span processes)
+            hat = normalize_step_credits(every_credit, group_ids, self.advantage_config.eps)[here]
+            token_adv = factorised_advantages(batch.advantages, broadcast_steps(hat, batch.step_index, mask), mask,
+                                              self.advantage_config)
+        token_adv[~scored[here]] = 0.0
+        flat = torch.cat(every_credit)
+        self._metrics[mode]["credit/mean"].append(float(flat.mean()))
+        self._metrics[mode]["credit/std"].append(float(flat.std()) if flat.numel() > 1 else 0.0)
+        return token_adv
+
+    def credit_method(self, answers: Sequence[str | None]):
+        """The configured credit method; ``mc_reset`` scores its continuations against this batch's answers."""
+        options = credit_method_options(self.args)
+        if self.args.credit_method == "mc_reset" and "score" not in options:
+            if any(a is None for a in answers):
+                raise ValueError(f"the 'mc_reset' credit scores sampled continuations against the reference answer: "
+                                 f"give every row a '{self.args.credit_answer_column}' column (credit_answer_column), "
+                                 "or pass credit_method_kwargs={'score': fn} with fn(row index, text) -> reward")
+            options["score"] = answer_scorer(answers)
+        return get_credit_method(self.args.credit_method, **options)
+
+    @contextlib.contextmanager
+    def unwrapped_policy(self):
+        """The policy as one module (ZeRO-3 parameters gathered, FSDP's summoned), as TRL generates with it."""
+        with (
+            unwrap_model_for_generation(self.model_wrapped, self.accelerator,
+                                        gather_deepspeed3_params=self.args.ds3_gather_for_generation,
+                                        gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs) as model,
+            self._dist.summon_full_params(self.model_wrapped, recurse=False),
+        ):
+            yield model
+
+
+# ---------------------------------------------------------------------------------- our configs through TRL
+def problem_columns(problems) -> dict[str, list]:
+    """Dataset columns of problems as TRL hands them to reward functions by keyword (``prompt`` aside): the
+    row's own columns and ``answer``, the gold answer (as our loop calls its reward functions)."""
+    keys = [k for k in dict.fromkeys(k for p in problems for k in p.columns) if k not in ("prompt", "answer")]
+    return {**{k: [p.columns.get(k) for p in problems] for k in keys}, "answer": [p.answer for p in problems]}
+
+
+def trl_config(cfg, output_dir: Path, probe: str, processes: int = 1) -> StepCreditGRPOConfig:
+    """Our ``TrainConfig`` as TRL's: one optimizer step per generation batch of prompts_per_step x G completions."""
+    from acpo.trainer import credit_of, credit_options
+
+    if cfg.prompts_per_step % processes:
+        raise ValueError(f"prompts_per_step={cfg.prompts_per_step} must divide evenly over {processes} processes")
+    per_process = cfg.prompts_per_step * cfg.group_size // processes
+    micro = cfg.micro_batch_size if per_process % cfg.micro_batch_size == 0 else per_process
+    options = {k: v for k, v in credit_options(cfg, probe).items() if k != "probe"}  # the probe has its own field
+    return StepCreditGRPOConfig(
+        output_dir=str(output_dir), seed=cfg.seed, max_steps=cfg.steps, logging_steps=1,
+        save_strategy="steps" if cfg.save_every else "no", save_steps=cfg.save_every or cfg.steps,
+        report_to=[t for t in cfg.report_to if t != "none"] or "none", use_cpu=not torch.cuda.is_available(),
+        # batch: micro-batches of the generation batch accumulate into one optimizer step
+        per_device_train_batch_size=micro, gradient_accumulation_steps=per_process // micro,
+        num_generations=cfg.group_size, max_completion_length=cfg.max_new_tokens,
+        temperature=cfg.temperature, top_k=0, top_p=1.0,  # pure sampling, as our rollouts
+        num_iterations=cfg.num_iterations, learning_rate=cfg.lr, weight_decay=cfg.weight_decay,
+        warmup_steps=cfg.warmup_steps,
+        lr_scheduler_type="constant_with_warmup", max_grad_norm=cfg.max_grad_norm,
+        # loss: our aggregation and outcome advantage under TRL's names; no KL (our stage 2 is our loop's)
+        reward_weights=cfg.reward_weights or None,
+        loss_type={"token_mean": "dapo", "seq_mean_token_mean": "grpo", "dr_grpo": "dr_grpo"}[cfg.aggregation],
+        scale_rewards="group" if cfg.outcome == "grpo" else "none", epsilon=cfg.eps_low, epsilon_high=cfg.eps_high,
+        beta=0.0, bf16=cfg.dtype == "bfloat16", fp16=cfg.dtype == "float16", activation_checkpointing=False,
+        use_vllm=cfg.rollout == "vllm", vllm_mode="colocate",
+        vllm_gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
+        credit_method=credit_of(cfg), credit_segmentation=cfg.segmentation, credit_composition=cfg.composition,
+        credit_scale=cfg.credit_scale, credit_w_min=cfg.w_min, credit_w_max=cfg.w_max, credit_probe=probe,
+        credit_entropy_quantile=cfg.entropy_quantile, credit_min_step_tokens=cfg.min_step_tokens,
+        credit_max_steps=cfg.max_reasoning_steps, credit_batch_size=cfg.micro_batch_size,
+        credit_method_kwargs=options or None,
+    )
+
+
+# Our loop's parts that TRL's has no place for: run with --backend trl they are left out, and said so.
+OUR_LOOP_ONLY = ("curriculum", "dynamic_sampling", "two_stage", "entropy_bonus")
+
+
+class MetricsFile(TrainerCallback):
+    """TRL's logs into the run folder's ``metrics.jsonl`` (what the app's Runs tab reads)."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        from acpo.runs import append_metrics
+
+        if state.is_world_process_zero and logs:
+            append_metrics(self.run_dir, {"step": state.global_step, **logs})
+
+
+def run_trl(cfg) -> dict:
+    """Train ``cfg`` (an ``acpo.config.TrainConfig``) with ``StepCreditGRPOTrainer``; the summary ``train.py`` prints.
+
+    The run folder holds ``config.yaml``, ``metrics.jsonl`` (TRL's logs, plus held-out pass@1 before and
+    after, as our loop logs it) and ``model/`` (the trained weights, ``save_pretrained``).
+    """
+    from accelerate import PartialState
+    from datasets import Dataset
+
+    from acpo.config import RESET_METHODS, to_yaml
+    from acpo.models import load_policy
+    from acpo.prompts import PromptStyle
+    from acpo.runs import CONFIG, append_metrics, empty_folder, lock_run_folder, run_dir_problem, write_summary, \
+        write_text_atomic
+    from acpo.trainer import load_problem_sets, resolve_probe, reward_functions
+
+    if cfg.resume:
+        raise ValueError("--backend trl starts fresh runs only: it writes no checkpoint that --resume reads "
+                         "(drop --resume to start a new run; --backend ours runs can be resumed)")
+    if cfg.method in RESET_METHODS:
+        raise ValueError(f"--method {cfg.method} adds reset continuations to the batch, which only our loop does; "
+                         "use --backend ours, or a method whose credit works on TRL's batch")
+    left_out = [name for name in OUR_LOOP_ONLY if getattr(cfg, name)]
+    state = PartialState()
+    if left_out and state.is_main_process:
+        print(f"train.py: --backend trl runs TRL's loop, which has no {', '.join(left_out)}: left out "
+              "(step credit, loss and optimizer settings carry over)", file=sys.stderr)
+    started = time.time()
+    run_dir = Path(cfg.output_dir) / (cfg.run_name or f"{cfg.method}-trl-{datetime.now():%Y%m%d-%H%M%S}")
+    if problem := run_dir_problem(run_dir, cfg.overwrite):
+        raise ValueError(problem)
+    args = trl_config(cfg, run_dir, resolve_probe(cfg), state.num_processes)  # checked before anything is made
+    model, tokenizer = load_policy(cfg.model, cfg.trust_remote_code, dtype=cfg.dtype)
+    if cfg.threads or (sum(p.numel() for p in model.parameters()) < 20_000_000 and not torch.cuda.is_available()):
+        torch.set_num_threads(cfg.threads or 1)  # the trainer's rule: tiny models run faster on one thread
+    pool, eval_set, _ = load_problem_sets(cfg)
+    style = PromptStyle(cfg.chat_template, cfg.system_prompt, cfg.instruction, cfg.answer_format)
+    rewards = reward_functions(cfg)
+    dataset = Dataset.from_dict({"prompt": [style.prompt_for(tokenizer, p) for p in pool], **problem_columns(pool)})
+    peft_config = None
+    if cfg.lora_r > 0:
+        from peft import LoraConfig
+
+        targets = cfg.lora_targets if cfg.lora_targets == "all-linear" else cfg.lora_targets.split(",")
+        peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules=targets, task_type="CAUSAL_LM")
+
+    lock = lock_run_folder(run_dir, fresh=True, overwrite=cfg.overwrite) if state.is_main_process else None
+    try:
+        if state.is_main_process:
+            if cfg.overwrite:
+                empty_folder(run_dir)
+            write_text_atomic(run_dir / CONFIG, to_yaml(dataclasses.replace(cfg, overwrite=False)), "config.yaml")
+        trainer = StepCreditGRPOTrainer(model=model, reward_funcs=rewards, args=args, train_dataset=dataset,
+                                        processing_class=tokenizer, peft_config=peft_config,
+                                        callbacks=[MetricsFile(run_dir)])
+
+        def evaluate(step: int) -> dict:
+            policy = trainer.accelerator.unwrap_model(trainer.model)
+            with torch.random.fork_rng():  # seeded sampling that leaves training's random stream alone
+                found = {"step": step, **heldout_pass_at_1(policy, tokenizer, eval_set, style, rewards[0], cfg, step)}
+            if state.is_main_process:
+                append_metrics(run_dir, found)
+            return found
+
+        before = evaluate(0)
+        trainer.train()
+        after = evaluate(trainer.state.global_step)
+        model_dir = run_dir / "model"
+        trainer.save_model(str(model_dir))  # gathers sharded weights (FSDP, ZeRO-3); safetensors
+        if state.is_main_process:  # TRL's pickled arguments: our run folders hold no pickle (config.yaml has them)
+            (model_dir / "training_args.bin").unlink(missing_ok=True)
+        summary = {"run_dir": str(run_dir), "start_pass@1": before["eval/pass@1"], "end_pass@1": after["eval/pass@1"],
+                   "start_pass@1_sampled": before["eval/pass@1_sampled"],
+                   "end_pass@1_sampled": after["eval/pass@1_sampled"], "resumed_from_step": None,
+                   "wall_s": time.time() - started, "steps": trainer.state.global_step,
+                   "processes": state.num_processes, "backend": "trl"}
+        if state.is_main_process:
+            write_summary(run_dir, summary)
+    finally:
+        if lock is not None:
+            lock.release()
+    return {**summary, "stopped_by": None, "checkpoint": str(model_dir), "resume_command": None,
+            "is_main": state.is_main_process}
+
+
+def heldout_pass_at_1(model, tokenizer, problems, style, reward, cfg, step: int) -> dict:
+    """Held-out pass@1, greedy and sampled at the training temperature: the sum of ``reward`` (the first reward
+    function, as our loop counts it) over the problems, None counting 0."""
+    from acpo.rollout import generate_texts
+
+    prompts = [style.prompt_for(tokenizer, p) for p in problems]
+    columns = problem_columns(problems)
+    found = {}
+    for key, temperature in (("eval/pass@1", 0.0), ("eval/pass@1_sampled", cfg.temperature)):
+        texts = generate_texts(model, tokenizer, prompts, temperature=temperature, seed=cfg.seed * 100_003 + step,
+                               max_new_tokens=cfg.max_new_tokens, chat_template=cfg.chat_template)
+        values = reward(prompts=prompts, completions=texts, **columns)
+        found[key] = sum(0.0 if v is None else float(v) for v in values) / max(1, len(problems))
+    return found
