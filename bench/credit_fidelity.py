@@ -29,6 +29,7 @@ answer line scored or left out, step length normalisation; METHODS.md §3.2).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from dataclasses import dataclass, field
@@ -105,6 +106,29 @@ def collect(model, tok, n: int, seed: int, max_new_tokens: int, rounds: int = 20
     return failed[:n], correct[:n]
 
 
+def save_samples(path: Path, sampled: list[Sampled]) -> None:
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        for x in sampled:
+            f.write(json.dumps({"problem": dataclasses.asdict(x.problem), "prompt": x.prompt,
+                                "completion": x.completion}) + "\n")
+
+
+def load_samples(path: Path) -> list[Sampled]:
+    """Samples saved by ``save_samples``, re-checked (the checker's verdict is not trusted from the file)."""
+    import json
+
+    out = []
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        problem = Problem(**row["problem"])
+        out.append(Sampled(problem, row["prompt"], row["completion"], get_task(problem.family).check(problem,
+                                                                                                  row["completion"])))
+    return out
+
+
 def explain_all(model, tok, sampled, method, segmentation, rewards=0.0, answers=None, **kw):
     return acpo.explain_batch(
         model, tok, [f.prompt for f in sampled], [f.completion for f in sampled], method=method,
@@ -118,7 +142,12 @@ def traced_method(name, model, tok, failed, method, segmentation, score_fn, prob
                   **kw) -> MethodResult:
     t0 = time.perf_counter()
     traces = explain_all(model, tok, failed, method, segmentation, **kw)
-    res = MethodResult(name, credit=credit, seconds=time.perf_counter() - t0)
+    return scored(name, model, tok, failed, traces, score_fn, time.perf_counter() - t0, probe_tokens, credit)
+
+
+def scored(name, model, tok, failed, traces, score_fn, seconds, probe_tokens=0, credit="") -> MethodResult:
+    """A method's row from traces already explained (one forward can serve every method and baseline)."""
+    res = MethodResult(name, credit=credit, seconds=seconds)
     for f, tr in zip(failed, traces):
         res.scores.append(np.asarray(score_fn(tr), dtype=float))
         res.labels.append(first_error_step(f.check, tr.steps))
@@ -260,6 +289,11 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--mc-traces", type=int, default=0, help="score mc_reset on the first N traces only (0: all)")
     ap.add_argument("--readings", action="store_true", help="also the readings of the information-gain credit")
+    ap.add_argument("--readings-traces", type=int, default=0, help="the readings on the first N traces only (0: all)")
+    ap.add_argument("--segmentations", nargs="+", default=["lines", "hybrid", "entropy"],
+                    help="segmentations of the acpo rows (default: %(default)s)")
+    ap.add_argument("--samples", type=Path, help="JSONL of the failed samples: read when it exists, else written "
+                    "after sampling (reruns score the same traces)")
     ap.add_argument("--device", default="cpu", help="cpu, cuda, auto (default: %(default)s)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
     ap.add_argument("--quick", action="store_true", help="24 traces, M = 2, 200 resamples: for CI")
@@ -283,23 +317,25 @@ def main() -> None:
         return
     rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()
-    failed, _ = collect(model, tok, args.n, args.seed, args.max_new_tokens)
+    failed = load_samples(args.samples) if args.samples and args.samples.exists() else None
+    if failed is None:
+        failed, _ = collect(model, tok, args.n, args.seed, args.max_new_tokens)
+        if args.samples:
+            save_samples(args.samples, failed)
     print(f"{len(failed)} failed traces with a located first error ({time.perf_counter() - t0:.0f}s)", file=sys.stderr)
     if not failed:
         raise SystemExit("no failed completions with a located error: is the policy solving everything?")
 
     probe_len = len(tok("#### " + failed[0].problem.answer, add_special_tokens=False)["input_ids"])
     credit = lambda name: (lambda tr: tr.credits[name].numpy())  # noqa: E731
-    results = [
-        traced_method(f"acpo ({seg})", model, tok, failed, "acpo", seg, credit("acpo"), probe_len, credit="acpo")
-        for seg in ("lines", "hybrid", "entropy")
-    ]
-    results.append(traced_method("hapo step mean (lines)", model, tok, failed, "hapo", "lines", credit("hapo"),
-                                 credit="hapo"))
-    results.append(traced_method("mean_logprob (lines)", model, tok, failed, "mean_logprob", "lines",
-                                 credit("mean_logprob"), credit="mean_logprob"))
-    results.append(traced_method("entropy_mask (lines)", model, tok, failed, "entropy_mask", "lines",
-                                 credit("entropy_mask"), credit="entropy_mask"))
+    t0 = time.perf_counter()  # one forward (and acpo's probes) for the registered methods and every baseline
+    lines = explain_all(model, tok, failed, ["acpo", "hapo", "mean_logprob", "entropy_mask"], "lines")
+    shared = time.perf_counter() - t0
+    results = [scored("acpo (lines)", model, tok, failed, lines, credit("acpo"), shared, probe_len, "acpo")]
+    results += [traced_method(f"acpo ({seg})", model, tok, failed, "acpo", seg, credit("acpo"), probe_len,
+                              credit="acpo") for seg in args.segmentations if seg != "lines"]
+    for name, label in (("hapo", "hapo step mean"), ("mean_logprob", "mean_logprob"), ("entropy_mask", "entropy_mask")):
+        results.append(scored(f"{label} (lines)", model, tok, failed, lines, credit(name), shared, credit=name))
     mc_failed = failed[: args.mc_traces or len(failed)]
     results += [mc_reset(model, tok, mc_failed, m, args.max_new_tokens, args.seed) for m in args.mc]
     results.append(self_localisation(model, tok, failed))
@@ -313,9 +349,9 @@ def main() -> None:
                                                            for s in tr.steps]),
     }
     for name, fn in baselines.items():
-        results.append(traced_method(name, model, tok, failed, "uniform", "lines", fn))
+        results.append(scored(name, model, tok, failed, lines, fn, shared))
     if args.readings:
-        results += acpo_readings(model, tok, failed)
+        results += acpo_readings(model, tok, failed[: args.readings_traces or len(failed)])
 
     rows = []
     answer_line = [len(f.check.steps) - 1 if f.check.answer is not None else -1 for f in failed]
@@ -324,7 +360,7 @@ def main() -> None:
         rows.append({
             **fidelity_row(r.name, r.scores, r.labels, args.bootstrap, args.seed), "credit": r.credit,
             "matched_auroc": matched_auroc(r.scores, r.labels, strata, answer_line[: len(r.scores)]),
-            "forward_tokens_per_trace": r.forward_tokens / len(failed), "ms_per_trace": 1000 * r.seconds / len(failed),
+            "forward_tokens_per_trace": r.forward_tokens / len(r.scores), "ms_per_trace": 1000 * r.seconds / len(r.scores),
             "note": r.note,
         })
     df = pd.DataFrame(rows)
