@@ -92,6 +92,7 @@ def collect(model, tok, n: int, seed: int, max_new_tokens: int, rounds: int = 20
     per_round = min(len(pool), max(32, 4 * n))  # a few failures need only a few problems (--quick)
     failed: list[Sampled] = []
     correct: list[Sampled] = []
+    checks = []
     torch.manual_seed(seed)
     for r in range(rounds):
         problems = [pool[(r * per_round + i) % len(pool)] for i in range(per_round)]
@@ -99,12 +100,15 @@ def collect(model, tok, n: int, seed: int, max_new_tokens: int, rounds: int = 20
         samples = engine.generate([encode_prompt(tok, q) for q in prompts], n=1)
         for p, q, s in zip(problems, prompts, samples):
             res = get_task(p.family).check(p, s.text)
+            checks.append(res)
             if localisable(res):  # an answer given without working has one step: nothing to localise
                 failed.append(Sampled(p, q, s.text, res))
             elif res.correct and res.shows_working:
                 correct.append(Sampled(p, q, s.text, res))
         if len(failed) >= n:
             break
+    skipped = ", ".join(f"{k} {v}" for k, v in unlabelled_counts(checks).items())
+    print(f"{len(checks)} samples; {len(failed)} labelled failures; skipped: {skipped}", file=sys.stderr)
     return failed[:n], correct[:n]
 
 
