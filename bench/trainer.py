@@ -513,7 +513,7 @@ def main() -> None:
     table.to_csv(args.csv, index=False)
 
     shape = f"{args.prompts} problems x {args.group_size} samples, <= {args.max_new_tokens} new tokens"
-    print(f"trainer throughput: demo policy ({ours_info['params'] / 1e6:.2f}M params), CPU, {shape}, "
+    print(f"trainer throughput: {args.model or 'demo policy'} ({ours_info['params'] / 1e6:.2f}M params), CPU, {shape}, "
           f"{ours_info['threads']} torch thread(s); medians over rounds (after {args.warmup} warm-up)")
     cols = ["part", "variant", "steps", "step_s", "steps_per_s", "tokens_per_s", "tokens_per_step", "rollout_s",
             "generate_s", "stats_s", "segment_s", "credit_s", "score_other_s", "optimize_s", "credit_share"]
