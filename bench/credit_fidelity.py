@@ -19,8 +19,8 @@ metrics are ``acpo.fidelity``'s, the ones the app's Batch tab shows.
 
 Beyond top-1 and AUROC (the wrong step against the right steps before it), it
 reports the position-matched comparison: the wrong line against right lines at
-the same step index in *correct* traces of the same family, so a method cannot
-score by where a line sits; and text-only controls (first step, the line with
+the same step index of other failed traces of the same family, level and length,
+so a method cannot score by where a line sits; and text-only controls (first step, the line with
 the largest number) that see only the text. ``--readings`` adds the readings of
 the information-gain credit side by side (probe string, gold vs contrast target,
 answer line scored or left out, step length normalisation; METHODS.md §3.2).
@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -43,7 +45,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import acpo  # noqa: E402
 from acpo.credit.mc_reset import parse_self_localisation, self_localisation_prompt  # noqa: E402
 from acpo.fidelity import fidelity_row, fidelity_table, localisable, unlabelled_counts  # noqa: E402
-from acpo.answers import extract_answer  # noqa: E402
 from acpo.models import DEMO_POLICY, load_policy  # noqa: E402
 from acpo.prompts import PromptStyle, has_chat_template  # noqa: E402
 from acpo.real_demo import heldout as real_demo_heldout  # noqa: E402
@@ -74,9 +75,7 @@ class MethodResult:
     seconds: float = 0.0
     forward_tokens: int = 0
     note: str = ""
-    strata: list[tuple] = field(default_factory=list)  # (family, level) of each failed trace
-    positions: list[np.ndarray] = field(default_factory=list)  # kinds of each step: True = a right line
-
+    strata: list[tuple] = field(default_factory=list)  # (family, level, lines) of each failed trace
 
 
 def heldout_for(tok) -> list[Problem]:
@@ -84,14 +83,13 @@ def heldout_for(tok) -> list[Problem]:
     return real_demo_heldout(100) if has_chat_template(tok) else heldout_problems(600)
 
 
-def collect(model, tok, n: int, seed: int, max_new_tokens: int, rounds: int = 20) -> tuple[list[Sampled], list[Sampled]]:
+def collect(model, tok, n: int, seed: int, max_new_tokens: int, rounds: int = 20) -> list[Sampled]:
     """T=1 samples on held-out problems: up to ``n`` failed ones that show working and whose first wrong
-    line has a span, and up to ``n`` correct ones that show working (the position-matched comparison)."""
+    line has a span; the others are counted by why they give no label."""
     engine = HFEngine(model, tok, max_new_tokens, temperature=1.0)
     pool = heldout_for(tok)
     per_round = min(len(pool), max(32, 4 * n))  # a few failures need only a few problems (--quick)
     failed: list[Sampled] = []
-    correct: list[Sampled] = []
     checks = []
     torch.manual_seed(seed)
     for r in range(rounds):
@@ -103,18 +101,14 @@ def collect(model, tok, n: int, seed: int, max_new_tokens: int, rounds: int = 20
             checks.append(res)
             if localisable(res):  # an answer given without working has one step: nothing to localise
                 failed.append(Sampled(p, q, s.text, res))
-            elif res.correct and res.shows_working:
-                correct.append(Sampled(p, q, s.text, res))
         if len(failed) >= n:
             break
     skipped = ", ".join(f"{k} {v}" for k, v in unlabelled_counts(checks).items())
     print(f"{len(checks)} samples; {len(failed)} labelled failures; skipped: {skipped}", file=sys.stderr)
-    return failed[:n], correct[:n]
+    return failed[:n]
 
 
 def save_samples(path: Path, sampled: list[Sampled]) -> None:
-    import json
-
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as f:
         for x in sampled:
@@ -124,8 +118,6 @@ def save_samples(path: Path, sampled: list[Sampled]) -> None:
 
 def load_samples(path: Path) -> list[Sampled]:
     """Samples saved by ``save_samples``, re-checked (the checker's verdict is not trusted from the file)."""
-    import json
-
     out = []
     for line in path.read_text().splitlines():
         row = json.loads(line)
@@ -135,11 +127,11 @@ def load_samples(path: Path) -> list[Sampled]:
     return out
 
 
-def explain_all(model, tok, sampled, method, segmentation, rewards=0.0, answers=None, **kw):
+def explain_all(model, tok, sampled, method, segmentation, **kw):
     return acpo.explain_batch(
         model, tok, [f.prompt for f in sampled], [f.completion for f in sampled], method=method,
-        segmentation=segmentation, answers=answers or [f.problem.answer for f in sampled],
-        rewards=[rewards] * len(sampled), group_ids=list(range(len(sampled))),
+        segmentation=segmentation, answers=[f.problem.answer for f in sampled],
+        rewards=[0.0] * len(sampled), group_ids=list(range(len(sampled))),
         probe=kw.pop("probe", TASKS[sampled[0].problem.family].answer_probe), batch_size=32, **kw,
     )
 
@@ -218,8 +210,6 @@ def matched_auroc(scores, labels, strata, answer_line) -> float:
 
 def largest_number(text: str) -> float:
     """Text-only control: the largest number a line writes (harder-looking lines are blamed)."""
-    import re
-
     return max((abs(float(x)) for x in re.findall(r"\d+(?:\.\d+)?", text)), default=0.0)
 
 
@@ -326,7 +316,7 @@ def main() -> None:
     t0 = time.perf_counter()
     failed = load_samples(args.samples) if args.samples and args.samples.exists() else None
     if failed is None:
-        failed, _ = collect(model, tok, args.n, args.seed, args.max_new_tokens)
+        failed = collect(model, tok, args.n, args.seed, args.max_new_tokens)
         if args.samples:
             save_samples(args.samples, failed)
     print(f"{len(failed)} failed traces with a located first error ({time.perf_counter() - t0:.0f}s)", file=sys.stderr)
