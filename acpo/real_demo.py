@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 from acpo.models import REAL_MODEL, load_policy
 from acpo.prompts import PromptStyle
 from acpo.resources import ASSETS
-from acpo.rollout import HFEngine
+from acpo.rollout import generate_texts
 from acpo.tasks import HELDOUT_POOL, Problem, check, heldout_problems, make_problems
 from acpo.tokens import encode_prompt
 
@@ -160,14 +160,13 @@ def finetune(model, tokenizer, problems: Sequence[Problem], cfg: RealDemoConfig)
 def evaluate(model, tokenizer, problems: Sequence[Problem], *, greedy: bool, seed: int,
              max_new_tokens: int) -> dict:
     """Pass@1 overall and per family, and among failures the share whose first wrong line the checker locates."""
-    torch.manual_seed(seed)
-    engine = HFEngine(model, tokenizer, max_new_tokens, temperature=1.0, batch_size=64)
-    prompts = [encode_prompt(tokenizer, STYLE.prompt_for(tokenizer, p)) for p in problems]
-    samples = engine.generate(prompts, greedy=greedy, progress=True)
+    texts = generate_texts(model, tokenizer, [STYLE.prompt_for(tokenizer, p) for p in problems],
+                           temperature=0.0 if greedy else 1.0, seed=seed, max_new_tokens=max_new_tokens,
+                           batch_size=64, progress=True)
     right: dict[str, list[int]] = defaultdict(list)
     failed = located = 0
-    for p, s in zip(problems, samples):
-        res = check(p, s.text)
+    for p, text in zip(problems, texts):
+        res = check(p, text)
         right[family_of(p)].append(int(res.answer_correct))
         if not res.answer_correct:
             failed += 1
