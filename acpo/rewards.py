@@ -95,6 +95,27 @@ def answer_reward(prompts: Sequence[Any], completions: Sequence[Completion], **k
     return [float(answers_equivalent(extract_answer(completion_text(c)), str(g))) for c, g in zip(completions, gold)]
 
 
+def row_reward(completion: str, answer: str | None = None, check=None,
+               given: float | None = None) -> tuple[float | None, str]:
+    """(reward, where it came from) for one completion: the ``given`` reward, else a step checker's answer
+    verdict (``check.answer_correct``), else the final answer against ``answer``, else (None, "unknown").
+
+    The app's Explore, Compare and Batch tabs all decide a row's reward this way.
+
+    >>> row_reward("2+12=14\\n#### 14", "14")
+    (1.0, 'answer match')
+    >>> row_reward("#### 14", "14", given=0.0)
+    (0.0, 'given')
+    """
+    if given is not None:
+        return float(given), "given"
+    if check is not None:
+        return float(check.answer_correct), "checker"
+    if answer not in (None, ""):
+        return float(answers_equivalent(extract_answer(completion), str(answer))), "answer match"
+    return None, "unknown"
+
+
 def format_reward(prompts: Sequence[Any], completions: Sequence[Completion], **kwargs: Any) -> list[float | None]:
     """1.0 when a completion is step lines, one per line, then a final ``#### answer`` line.
 

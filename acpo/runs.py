@@ -21,6 +21,7 @@ import errno
 import json
 import math
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Callable, Iterator
@@ -32,6 +33,41 @@ except ImportError:  # Windows: no advisory locks; one writer per folder is then
 
 CONFIG, METRICS, SUMMARY, CHECKPOINTS, TRACES, LOCK = (
     "config.yaml", "metrics.jsonl", "summary.json", "checkpoints", "traces", ".lock")
+MARKERS = (METRICS, CONFIG, CHECKPOINTS, TRACES)
+"""What makes a folder a run folder: any one of these."""
+TRACES_SUFFIX = ".parquet"
+_STEP_NAME = re.compile(r"step-(\d+)")
+
+
+def step_name(step: int) -> str:
+    """The name of step ``step``'s checkpoint folder and (with ``TRACES_SUFFIX``) traces file: ``step-N``."""
+    return f"step-{int(step)}"
+
+
+def step_of(name: str) -> int | None:
+    """N for a name ``step-N`` (None for anything else: ``.tmp-step-N``, ``step-x``)."""
+    m = _STEP_NAME.fullmatch(name)
+    return int(m.group(1)) if m else None
+
+
+def trace_file(run_dir: Path, step: int) -> Path:
+    """``traces/step-N.parquet``: the held-out completions explained at step N."""
+    return Path(run_dir) / TRACES / (step_name(step) + TRACES_SUFFIX)
+
+
+def numbered(folder: Path, suffix: str = "") -> list[tuple[int, Path]]:
+    """(N, path) of the ``step-N`` folders in ``folder`` (with ``suffix``: the ``step-N<suffix>`` files), by N."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    out = []
+    for p in folder.iterdir():
+        if suffix and (p.suffix != suffix or p.is_dir()) or not suffix and not p.is_dir():
+            continue
+        n = step_of(p.name.removesuffix(suffix) if suffix else p.name)
+        if n is not None:
+            out.append((n, p))
+    return sorted(out)
 
 
 class RunFolderBusy(ValueError):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -282,9 +281,6 @@ def _prompt_ids(prompts: pd.Series) -> list[str]:
 
 # --- run folders ---------------------------------------------------------------------
 
-_STEP_RE = re.compile(r"^step-(\d+)$")
-
-
 @dataclass
 class Run:
     """What a run folder written by ``train.py`` holds (any part may be missing)."""
@@ -297,18 +293,7 @@ class Run:
     trace_steps: list[int] = field(default_factory=list)
 
     def trace_file(self, step: int) -> Path:
-        return self.path / acpo.runs.TRACES / f"step-{int(step)}.parquet"
-
-
-def _numbered(folder: Path, suffix: str = "") -> list[tuple[int, Path]]:
-    if not folder.is_dir():
-        return []
-    out = []
-    for p in folder.iterdir():
-        m = _STEP_RE.match(p.name.removesuffix(suffix) if suffix else p.name)
-        if m and (p.suffix == suffix if suffix else p.is_dir()):
-            out.append((int(m.group(1)), p))
-    return sorted(out)
+        return acpo.runs.trace_file(self.path, step)
 
 
 def read_metrics(path: Path) -> pd.DataFrame:
@@ -338,22 +323,20 @@ def open_run(path: Path, guard: PathGuard | None = None) -> Run:
     """
     guard = guard or PathGuard([path])
     if not path.is_dir():
-        raise InputError(f"'{path}' is not a folder; pick the run folder that holds metrics.jsonl")
-    markers = [path / "metrics.jsonl", path / "config.yaml", path / "checkpoints", path / "traces"]
+        raise InputError(f"'{path}' is not a folder; pick the run folder that holds {acpo.runs.METRICS}")
+    markers = [path / name for name in acpo.runs.MARKERS]
     if not any(m.exists() for m in markers):
-        raise InputError(
-            f"'{path}' does not look like a run folder (no metrics.jsonl, config.yaml, checkpoints/ or traces/)"
-        )
+        raise InputError(f"'{path}' does not look like a run folder (no {', '.join(acpo.runs.MARKERS)})")
     for m in markers:
         if m.exists() or m.is_symlink():
             guard.inside(m, "run file")
     run = Run(path, guard)
-    if (path / "config.yaml").exists():
-        run.config_text = (path / "config.yaml").read_text(encoding="utf-8", errors="replace")
-    if (path / "metrics.jsonl").exists():
-        run.metrics = read_metrics(path / "metrics.jsonl")
-    run.checkpoints = [p for _, p in _numbered(path / "checkpoints") if guard.allowed(p)]
-    run.trace_steps = [n for n, _ in _numbered(path / "traces", ".parquet")]
+    if (path / acpo.runs.CONFIG).exists():
+        run.config_text = (path / acpo.runs.CONFIG).read_text(encoding="utf-8", errors="replace")
+    if (path / acpo.runs.METRICS).exists():
+        run.metrics = read_metrics(path / acpo.runs.METRICS)
+    run.checkpoints = [p for _, p in acpo.runs.numbered(path / acpo.runs.CHECKPOINTS) if guard.allowed(p)]
+    run.trace_steps = [n for n, _ in acpo.runs.numbered(path / acpo.runs.TRACES, acpo.runs.TRACES_SUFFIX)]
     return run
 
 
@@ -369,22 +352,22 @@ def read_run_traces(run: Run, step: int) -> pd.DataFrame:
 
 
 def find_runs(roots: Iterable[Path], depth: int = 2) -> list[Path]:
-    """Run folders (holding ``metrics.jsonl``) at most ``depth`` levels under each root, oldest first
+    """Run folders (holding ``acpo.runs.METRICS``) at most ``depth`` levels under each root, oldest first
     (by when their metrics were last written), so the last one is the newest."""
     found = []
     for root in roots:
         if not root.is_dir():
             continue
         for level in range(depth + 1):
-            pattern = "/".join(["*"] * level + ["metrics.jsonl"])
+            pattern = "/".join(["*"] * level + [acpo.runs.METRICS])
             found += [p.parent for p in root.glob(pattern) if _within(p, root)]
-    return sorted(set(found), key=lambda run: ((run / "metrics.jsonl").stat().st_mtime, str(run)))
+    return sorted(set(found), key=lambda run: ((run / acpo.runs.METRICS).stat().st_mtime, str(run)))
 
 
 def find_checkpoints(runs: Iterable[Path]) -> list[Path]:
     out = []
     for run in runs:
-        out += [p for _, p in _numbered(run / "checkpoints") if _within(p, run)]
+        out += [p for _, p in acpo.runs.numbered(run / acpo.runs.CHECKPOINTS) if _within(p, run)]
     return out
 
 

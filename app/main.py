@@ -8,10 +8,12 @@
 Four tabs (Explore a trace, Compare checkpoints, Runs, Batch and export); every
 button is also a named API endpoint (``gradio_client``). Every number shown
 comes from ``acpo`` (``explain``, ``explain_batch``, ``Trace.to_frame``, the task
-checkers). Where things live: ``app/layout.py`` (the tabs), ``app/callbacks.py``
-(what each button does), ``app/models.py`` (the model cache), ``app/views.py``
-(tables and figures), ``app/loaders.py`` (files and allowed paths); heatmaps are
-drawn by the core (``acpo.render``).
+checkers). Where things live: ``app/layout.py`` (the tabs), one module of
+callbacks per tab (``app/explore.py``, ``app/compare.py``, ``app/runs_tab.py``,
+``app/batch.py``; ``app/shared.py`` for what they share, ``app/callbacks.py``
+joins them), ``app/models.py`` (the model cache), ``app/views.py`` (tables and
+figures), ``app/loaders.py`` (files and allowed paths); heatmaps are drawn by
+the core (``acpo.render``).
 """
 
 from __future__ import annotations

@@ -52,8 +52,11 @@ __all__ = [
     "TASKS",
     "TaskFamily",
     "answers_match",
+    "FREEFORM",
     "check",
+    "check_as",
     "check_freeform",
+    "checker_for",
     "extract_final_answer",
     "first_error_step",
     "format_prompt",
@@ -61,6 +64,7 @@ __all__ = [
     "heldout_problems",
     "make_problems",
     "parse_number",
+    "answer_scorer",
 ]
 
 TASKS: dict[str, TaskFamily] = {t.name: t for t in (Arith(), LinearEq(), Recurrence(), OneOp())}
@@ -236,3 +240,42 @@ def check(problem: Problem, completion: str) -> CheckResult:
     if problem.family in TASKS:
         return TASKS[problem.family].check(problem, completion)
     return check_freeform(completion, problem.answer or None)
+
+
+FREEFORM = "freeform"
+"""The checker name of the free-form checker (any prompt with a reference answer); the others are ``TASKS``'."""
+
+
+def checker_for(family: str | None, answer: str | None) -> str | None:
+    """The checker a row gets when none is chosen: its synthetic family's, else the free-form one when it
+    has a reference answer, else None (no checker applies)."""
+    if family in TASKS:
+        return family
+    return FREEFORM if answer not in (None, "") else None
+
+
+def check_as(checker: str | None, prompt: str, answer: str | None, completion: str) -> CheckResult | None:
+    """The verdict of the checker named ``checker`` (``FREEFORM``, a task family, or None for no checker).
+
+    ValueError, saying why, when the checker cannot judge this row: the free-form
+    checker without a reference answer, a family's checker on a prompt that is
+    not that family's, or an unknown name.
+    """
+    if not checker:
+        return None
+    if checker == FREEFORM:
+        if not answer:
+            raise ValueError("the free-form checker needs the reference answer")
+        return check_freeform(completion, answer)
+    task = get_task(checker)
+    return task.check(Problem("typed", checker, task.levels[0], prompt, answer or ""), completion)
+
+
+def answer_scorer(checker: str | None, prompt: str, answer: str | None):
+    """``score(i, text)`` for the resampling credit's continuations: a task checker's answer verdict, or None
+    (a free-form or absent checker: the reference answer decides, as ``acpo.explain`` does by default)."""
+    if checker not in TASKS:
+        return None
+    task = TASKS[checker]
+    problem = Problem("typed", checker, task.levels[0], prompt, answer or "")
+    return lambda i, text: float(task.check(problem, text).answer_correct)

@@ -1,0 +1,173 @@
+"""The Batch tab's callbacks: explain every completion of a rollout file, and say which credit found the
+first wrong step on those traces."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+import acpo
+from acpo.credit.info_gain import DEFAULT_PROBE
+from acpo.fidelity import fidelity_table, localisable, unlabelled_counts
+from acpo.render import blamed_step, message_html, trace_html
+from acpo.rewards import row_reward
+from acpo.tasks import check_as, checker_for, first_error_step
+from . import views
+from .loaders import InputError, read_rollouts
+from .shared import AUTO_CHECKER, BATCH_METHODS, ExplorerBase, checker_name, localisable_error, ui_errors, whole_number
+
+MAX_BATCH_ROWS = 2000
+BATCH_CHUNK = 16
+FIDELITY_BOOTSTRAP = 1000
+
+
+class BatchTab(ExplorerBase):
+    """Batch and export: a whole rollout file through the credit methods."""
+
+
+    @staticmethod
+    def _batch_rewards(rollouts: pd.DataFrame, checks: list) -> tuple[list[float | None], int]:
+        """Each row's reward (``acpo.rewards.row_reward``): the file's, else the checker's answer verdict, else
+        the answer match; and how many were computed rather than read."""
+        out, computed = [], 0
+        for r, check in zip(rollouts.itertuples(), checks):
+            given = None if r.reward is None or (isinstance(r.reward, float) and math.isnan(r.reward)) else r.reward
+            reward, source = row_reward(r.completion, r.answer, check, given)
+            out.append(reward)
+            computed += source in ("checker", "answer match")
+        return out, computed
+
+    @staticmethod
+    def _batch_checks(rollouts: pd.DataFrame, checker: str) -> list:
+        """The step checker's verdict per row that has an answer: the chosen checker, or with ``AUTO_CHECKER``
+        the task of the file's ``family`` column, else the free-form checker (``acpo.tasks.checker_for``)."""
+        chosen = None if checker == AUTO_CHECKER else checker_name(checker)
+        checks = []
+        for r in rollouts.itertuples():
+            name = checker_for(r.family, r.answer) if checker == AUTO_CHECKER else chosen
+            if r.answer is None or name is None:
+                checks.append(None)
+                continue
+            try:
+                checks.append(check_as(name, r.prompt, str(r.answer), r.completion))
+            except ValueError:  # the prompt is not this family's
+                checks.append(None)
+        return checks
+
+    @ui_errors
+    def batch(self, upload, path_text, model_name, trust_remote_code, methods, segmentation, probe, max_rows,
+              checker=AUTO_CHECKER, progress=gr.Progress()):
+        """Explain every completion of a rollout file: credit distribution, the credit table, and where a step
+        checker labels the rows, which credit found the first wrong step (per method and per completion)."""
+        if upload:
+            path, name = Path(upload), Path(upload).name
+        else:
+            path = self.guard.resolve(path_text or "", "rollout file")
+            name = path.name
+        methods = [m for m in (methods or []) if m]
+        if not methods:
+            raise InputError("pick at least one credit method")
+        unknown = [m for m in methods if m not in BATCH_METHODS]
+        if unknown:
+            raise InputError(f"Batch scores {', '.join(BATCH_METHODS)}; not {', '.join(unknown)} (the resampling "
+                             "credit samples continuations per step: use it on one trace in Explore)")
+        limit = whole_number(max_rows, "Max rows", 1, MAX_BATCH_ROWS)
+        rollouts, layout = read_rollouts(path, name, self.max_file_mb)
+        dropped = max(0, len(rollouts) - limit)
+        rollouts = rollouts.iloc[:limit].reset_index(drop=True)
+        checks = self._batch_checks(rollouts, checker or AUTO_CHECKER)
+        rewards, computed = self._batch_rewards(rollouts, checks)
+        model, tokenizer = self.models.get(model_name, trust_remote_code)
+        answers = [a if isinstance(a, str) else None for a in rollouts["answer"]] if rollouts["answer"].notna().any() \
+            else None
+        traces, total = [], len(rollouts)
+        progress(0, desc=f"explaining {total} completions")
+        for start in range(0, total, BATCH_CHUNK):
+            rows = list(range(start, min(total, start + BATCH_CHUNK)))
+            # rows with and without a known reward are explained apart: explain_batch takes all rewards or none
+            for part in ([i for i in rows if rewards[i] is not None], [i for i in rows if rewards[i] is None]):
+                if not part:
+                    continue
+                chunk = rollouts.iloc[part]
+                meta = [{"prompt_id": r.prompt_id, "completion_id": r.completion_id,
+                         "checkpoint": str(model_name or "")} for r in chunk.itertuples()]
+                known = rewards[part[0]] is not None
+                try:
+                    got = acpo.explain_batch(
+                        model, tokenizer, chunk["prompt"].tolist(), chunk["completion"].tolist(), method=methods,
+                        segmentation=segmentation, answers=None if answers is None else [answers[i] for i in part],
+                        rewards=[rewards[i] for i in part] if known else None,
+                        probe=probe or DEFAULT_PROBE, meta=meta,
+                    )
+                except ValueError as err:
+                    raise InputError(f"rows {part[0]}..{part[-1]} of '{name}': {err}") from err
+                traces += list(zip(part, got))
+            done = rows[-1] + 1
+            progress(done / total, desc=f"explained {done}/{total}")
+        traces = [t for _, t in sorted(traces, key=lambda pair: pair[0])]
+        full = pd.concat([t.to_frame() for t in traces], ignore_index=True)
+        col = f"credit_{methods[0]}"
+        note = f" (first {limit} of {limit + dropped} rows)" if dropped else ""
+        summary = (f"**{total} completions**{note} · {len(full)} steps · layout `{layout}` · "
+                   f"mean {col} {full[col].mean():+.4f} (std {full[col].std():.4f})")
+        if computed:
+            summary += f"  \n{computed} rewards computed from the answer (the file gives none for those rows)"
+        unknown_rewards = sum(r is None for r in rewards)
+        if unknown_rewards:
+            summary += (f"  \n{unknown_rewards} rows have no reward and no answer: their token advantages and HAPO "
+                        "credits are 0")
+        errors = [first_error_step(c, t.steps) if c is not None and localisable_error(c) else None
+                  for c, t in zip(checks, traces)]
+        rows_table = views.batch_rows(rollouts, traces, errors, methods)
+        labelled = [i for i, (c, e) in enumerate(zip(checks, errors)) if e is not None and localisable(c)]
+        fidelity = self.batch_fidelity(traces, errors, labelled, methods)
+        if fidelity is not None:
+            best = fidelity.sort_values(["top1", "auroc"], ascending=False).iloc[0]
+            hits = sum(views.hit_mark(blamed_step([s.index for s in traces[i].steps],
+                                                  traces[i].credits[methods[0]].tolist()), errors[i]) == "✓"
+                       for i in labelled)
+            summary += (f"  \n**{len(labelled)} failed completions have a checker-located first wrong step**: "
+                        f"{methods[0]} found it in {hits}/{len(labelled)}; best here: **{best['method']}** "
+                        f"(top-1 {best['top1']:.2f}, chance {best['chance_top1']:.2f})")
+        else:
+            summary += ("  \nNo row can be labelled by a step checker (it needs an `answer`, and a failed "
+                        "completion whose first wrong line the checker locates): no fidelity table")
+        skipped = unlabelled_counts(checks)
+        if skipped:
+            summary += "  \nNot labelled: " + ", ".join(f"{n} {why}" for why, n in skipped.items())
+        state = {"traces": traces, "errors": errors, "method": methods[0]}
+        return (summary, views.credit_histogram(full, col), views.display_table(views.hide_columns(full.head(200))),
+                self.downloads.write(full, "acpo-credit-table"),
+                views.display_table(fidelity) if fidelity is not None else None,
+                views.display_table(rows_table), state,
+                message_html("Click a completion row to see its heatmap."))
+
+    @staticmethod
+    def batch_fidelity(traces, errors, labelled, methods) -> pd.DataFrame | None:
+        """``acpo.fidelity.fidelity_table`` on the labelled completions (the bench's metrics), or None."""
+        if not labelled:
+            return None
+        scores = {m: [traces[i].credits[m].numpy() for i in labelled] for m in methods}
+        return fidelity_table(scores, [errors[i] for i in labelled], FIDELITY_BOOTSTRAP)
+
+    @ui_errors
+    def batch_trace(self, state, evt: gr.SelectData):
+        """The heatmap of the completion whose row was clicked in the per-completion table."""
+        if not state or evt is None:
+            raise InputError("explain a file first, then click one of its completion rows")
+        row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+        return self.batch_trace_at(state, row)
+
+    def batch_trace_at(self, state, row) -> str:
+        traces = state["traces"]
+        row = whole_number(row, "row", 0, len(traces) - 1)
+        trace, error, method = traces[row], state["errors"][row], state["method"]
+        said = views.hit_or_miss(blamed_step([s.index for s in trace.steps], trace.credits[method].tolist()), error,
+                                 method)
+        head = f'<p class="acpo-verdict">{views.md_escape(said)}</p>' if said else ""
+        return head + trace_html(trace, method, "steps", error)
+
+

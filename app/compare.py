@@ -1,0 +1,81 @@
+"""The Compare tab's callbacks: one completion scored under several checkpoints, on one colour scale."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+import acpo
+from acpo.credit.info_gain import DEFAULT_PROBE
+from acpo.render import blamed_step, credit_scale, step_heatmap_html
+from acpo.rewards import row_reward
+from acpo.tasks import first_error_step
+from . import views
+from .loaders import InputError
+from .shared import (
+    BATCH_METHODS,
+    COMPARE_SEGMENTATIONS,
+    NO_CHECKER,
+    ExplorerBase,
+    check_problem,
+    localisable_error,
+    ui_errors,
+)
+
+
+class CompareTab(ExplorerBase):
+    """Compare checkpoints: the same completion's credit under each, and the difference."""
+
+
+    @ui_errors
+    def compare(self, model_names, trust_remote_code, prompt, completion, answer, method, segmentation, probe,
+                checker=NO_CHECKER):
+        """The same completion scored under each checkpoint: heatmaps on one shared scale with the checker's
+        outline, a difference heatmap, a per-step chart, the table and its CSV."""
+        names = [n for n in (model_names or []) if n and n.strip()]
+        if len(names) < 2:
+            raise InputError("pick at least two checkpoints to compare")
+        if segmentation not in COMPARE_SEGMENTATIONS:
+            raise InputError(
+                f"segmentation {segmentation!r} depends on each model's entropy, so steps would differ between "
+                f"checkpoints; use one of {', '.join(COMPARE_SEGMENTATIONS)}"
+            )
+        if method not in BATCH_METHODS:
+            raise InputError(f"Compare scores cheap credit methods: one of {', '.join(BATCH_METHODS)}")
+        if not completion or not completion.strip():
+            raise InputError("the completion is empty; paste one (or copy it from the Explore tab)")
+        answer = (answer or "").strip() or None
+        check = check_problem(checker, prompt or "", answer, completion)
+        reward, _ = row_reward(completion, answer, check)
+        frames, traces = {}, {}
+        for name in names:
+            label = name if name not in frames else f"{name} ({len(frames)})"
+            model, tokenizer = self.models.get(name, trust_remote_code)
+            trace = acpo.explain(model, tokenizer, prompt or "", completion, method=method,
+                                 segmentation=segmentation, answer=answer, reward=reward, probe=probe or DEFAULT_PROBE)
+            trace.meta["checkpoint"] = name
+            traces[label], frames[label] = trace, trace.to_frame()
+        col = f"credit_{method}"
+        top = max(credit_scale(col, f[col].tolist()).top for f in frames.values())
+        error_step = first_error_step(check, next(iter(traces.values())).steps)
+        cells = []
+        for label, f in frames.items():
+            blamed = blamed_step(f["step"].tolist(), f[col].tolist())
+            said = views.hit_or_miss(blamed, error_step, method) if check is not None and localisable_error(check) \
+                else f"lowest credit at step {blamed}"
+            cells.append(f"<div>{step_heatmap_html(f, col, None, error_step, title=f'{label}: {said}', top=top)}</div>")
+        labels = list(frames)
+        first, last = frames[labels[0]], frames[labels[-1]]
+        diff = first[["step", "text"]].copy()
+        delta = f"Δ {col}"  # a difference is signed even where the credit is one-sided: the diverging map
+        diff[delta] = last[col].to_numpy() - first[col].to_numpy()
+        diff_html = step_heatmap_html(diff, delta, None, error_step, title=f"difference: {labels[-1]} − {labels[0]}")
+        grid = (f'<div style="display:grid; grid-template-columns: repeat({min(len(frames), 3)}, minmax(0, 1fr)); '
+                f'gap:12px;">{"".join(cells)}</div><div style="margin-top:12px;">{diff_html}</div>')
+        unit = credit_scale(col, []).unit
+        grid = (f'<div class="acpo-compare" data-shared-scale="{top:.6g}">'
+                f'<p style="font: 12px system-ui, sans-serif; color:#57606a;">The checkpoints\' panels share one '
+                f'colour scale ({top:.3g} {unit} at full colour); the difference has its own.</p>{grid}</div>')
+        full = pd.concat(frames.values(), ignore_index=True)
+        return (grid, views.compare_figure(frames, col), views.display_table(views.compare_table(frames, col)),
+                self.downloads.write(full, f"acpo-compare-{method}"))
+

@@ -1,0 +1,246 @@
+"""The Explore tab's callbacks: pick or type a problem, sample or paste a completion, explain it."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from pathlib import Path
+
+import gradio as gr
+
+import acpo
+from acpo.answers import extract_answer
+from acpo.credit.info_gain import DEFAULT_PROBE
+from acpo.credit.mc_reset import Cancelled
+from acpo.data import load_problems
+from acpo.render import blamed_step, credit_scale, message_html, trace_html
+from acpo.rewards import row_reward
+from acpo.rollout import generate_texts
+from acpo.tasks import TASKS, answer_scorer, first_error_step
+from acpo.tokens import context_length, encode_prompt
+from . import views
+from .loaders import InputError, check_size, sample_label
+from .shared import (
+    FREEFORM_CHECKER,
+    RESAMPLING,
+    UI_METHODS,
+    ExplorerBase,
+    check_problem,
+    checker_choice,
+    checker_name,
+    parse_reward,
+    ui_errors,
+    whole_number,
+)
+
+
+def verdict_markdown(trace, method: str, check, error_step: int | None) -> str:
+    """What the Explore tab says about one explained completion, hit or miss first."""
+    col = f"credit_{method}"
+    blamed = blamed_step([st.index for st in trace.steps], trace.credits[method].tolist())
+    scale = credit_scale(col, trace.credits[method].tolist())
+    lines = []
+    if check is not None and error_step is not None and check.first_error < len(check.step_char_spans):
+        lines.append(views.hit_or_miss(blamed, error_step, method) + " (dashed outline: the checker's first wrong step)")
+    elif check is not None and check.first_error is None and check.answer_correct:
+        lines.append("✓ checker: every step and the answer are right; there is no wrong step to find")
+    elif check is not None and check.first_error is None and not getattr(check, "checkable", True):
+        lines.append("checker: no line holds a computation it can check, so the wrong answer's first error "
+                     "cannot be located")
+    elif check is not None and check.first_error is None:
+        lines.append("checker: every computation it can check is right, but the answer is wrong: the error is not in "
+                     "the arithmetic, so it cannot be located")
+    elif check is not None:
+        lines.append(f"checker: the steps are right but the answer line is missing (step {error_step} marked); "
+                     "no wrong step to localise")
+    parts = [f"**reward** {trace.reward if trace.reward is not None else 'unknown'}", f"**steps** {len(trace.steps)}"]
+    if trace.answer is not None:
+        parts.append(f"**target answer** <code>{views.md_escape(trace.answer)}</code>")
+    parts.append(f"**lowest {col}**: " + (f"step {blamed}" if blamed is not None else "none (all steps equal)"))
+    unit = f" {scale.unit}" if scale.unit else ""
+    parts.append(f"colour scale ±{scale.top:.3g}{unit}" if scale.signed else f"colour scale 0 … {scale.top:.3g}{unit}")
+    if method in trace.seconds:
+        parts.append(f"**{method} cost** {trace.seconds[method]:.2f} s")
+    lines.append(" · ".join(parts))
+    return "  \n".join(lines)
+
+
+
+
+def render_trace(state: dict | None, view: str) -> str:
+    """The heatmap of the explained trace in ``state`` for one of ``VIEWS`` (the core's renderer)."""
+    if not state:
+        return message_html("Explain a completion to see its steps here.")
+    kind = {"tokens: entropy": "entropy", "tokens: advantage": "advantage"}.get(view, "steps")
+    return trace_html(state["trace"], state["method"], kind, state.get("first_error_step"))
+
+
+
+
+class ExploreTab(ExplorerBase):
+    """Explore a trace: one completion's steps, coloured by a credit method."""
+
+    @ui_errors
+    def load_sample(self, label: str):
+        """Fill the problem fields from a bundled sample trace."""
+        row = next((r for r in self.samples if sample_label(r) == label), None)
+        if row is None:
+            raise InputError(f"no sample trace called {label!r}")
+        checker = checker_choice(row.get("family"), row.get("answer"))
+        reward = "" if row.get("reward") is None else str(row["reward"])
+        return row["prompt"], row["completion"], str(row.get("answer") or ""), reward, checker
+
+    @ui_errors
+    def new_problem(self, family: str, level, seed):
+        """A fresh synthetic problem (prompt, answer, checker); the completion is cleared."""
+        task = TASKS.get(family)
+        if task is None:
+            raise InputError(f"unknown task family {family!r}; valid: {', '.join(TASKS)}")
+        level = whole_number(level, "level", min(task.levels), max(task.levels))
+        problem = task.generate(1, level, whole_number(seed, "seed", 0, 2**31 - 1))[0]
+        return problem.prompt, "", problem.answer, "", family
+
+    @ui_errors
+    def load_dataset_problem(self, upload, path_text: str, row):
+        """Problem ``row`` of a GSM8K/MATH-style file (uploaded, or a path inside the allowed folders)."""
+        path = Path(upload) if upload else self.guard.resolve(path_text or "", "dataset file")
+        check_size(path, self.max_file_mb)
+        try:
+            problems = load_problems(path)
+        except UnicodeDecodeError as err:
+            raise InputError(f"'{path.name}' is not UTF-8 text; save it as UTF-8") from err
+        index = whole_number(row or 0, "row", 0, max(0, len(problems) - 1))
+        p = problems[index]
+        return p.prompt, "", p.answer, "", FREEFORM_CHECKER
+
+    @ui_errors
+    def sample(self, model_name, trust_remote_code, prompt, temperature, seed, max_new_tokens):
+        """Sample a completion of ``prompt`` from the model (greedy at temperature 0)."""
+        if not prompt or not prompt.strip():
+            raise InputError("the prompt is empty; pick a problem or type one")
+        model, tokenizer = self.models.get(model_name, trust_remote_code)
+        limit = context_length(model)
+        n_prompt = len(encode_prompt(tokenizer, prompt))
+        budget = whole_number(max_new_tokens, "max new tokens", 1, 4096)
+        if limit is not None:
+            if n_prompt >= limit:
+                raise InputError(f"the prompt ({n_prompt} tokens) fills the model's context of {limit} tokens")
+            budget = min(budget, limit - n_prompt)
+        return generate_texts(model, tokenizer, [prompt], temperature=float(temperature),
+                              seed=whole_number(seed, "seed", 0, 2**31 - 1), max_new_tokens=budget)[0]
+
+    def resampling_options(self, checker, prompt, answer, samples, temperature, batch, tokens, progress=None,
+                           stop: threading.Event | None = None) -> dict:
+        """``method_options`` for mc_reset from the Explore fields, with a progress bar and a stop flag."""
+        opts = {"samples": whole_number(samples, "continuations per boundary (M)", 1, 256),
+                "batch_size": whole_number(batch, "continuation batch size", 1, 1024),
+                "max_new_tokens": whole_number(tokens, "continuation tokens", 1, 1024)}
+        try:
+            opts["temperature"] = float(temperature)
+        except (TypeError, ValueError):
+            raise InputError(f"temperature must be a number above 0; got {temperature!r}") from None
+        if not 0 < opts["temperature"] <= 5:
+            raise InputError(f"the resampling temperature must be above 0 and at most 5; got {temperature!r}")
+        score = answer_scorer(checker_name(checker), prompt, answer)
+        if score is None and not answer:
+            raise InputError("the resampling credit scores continuations: give a reference answer or pick a step "
+                             "checker")
+        if score is not None:
+            opts["score"] = score
+        started = time.perf_counter()
+
+        def report(done, total):
+            if stop is not None and stop.is_set():
+                raise Cancelled("stopped by the user")
+            if progress is not None:
+                elapsed = time.perf_counter() - started
+                left = f", about {elapsed / done * (total - done):.0f} s left" if done else ""
+                progress(done / max(total, 1), desc=f"sampled {done}/{total} continuations{left}")
+
+        opts["progress"] = report
+        return opts
+
+    def explain_trace(self, model_name, trust_remote_code, prompt, completion, answer, reward, checker, method,
+                      segmentation, probe, resampling=None):
+        """The core call behind the Explore tab: (trace state, step table)."""
+        if not completion or not completion.strip():
+            raise InputError("the completion is empty; paste one or press Sample")
+        if method not in UI_METHODS:
+            raise InputError(f"unknown credit method {method!r}; valid: {', '.join(UI_METHODS)}")
+        answer = (answer or "").strip() or None
+        check = check_problem(checker, prompt or "", answer, completion)
+        reward_value, _ = row_reward(completion, answer, check, parse_reward(reward))
+        methods = [method]
+        if method != "acpo" and (answer or extract_answer(completion)):
+            methods.append("acpo")  # information gain beside the chosen method, when there is an answer to probe
+        model, tokenizer = self.models.get(model_name, trust_remote_code)
+        options = {RESAMPLING: resampling} if method == RESAMPLING else None
+        trace = acpo.explain(model, tokenizer, prompt or "", completion, method=methods, segmentation=segmentation,
+                             answer=answer, reward=reward_value, probe=probe or DEFAULT_PROBE, method_options=options)
+        state = {"trace": trace, "method": method, "first_error_step": first_error_step(check, trace.steps), "check": check}
+        return state, views.step_table(trace.to_frame(), method)
+
+    @ui_errors
+    def explain(self, model_name, trust_remote_code, prompt, completion, answer, reward, checker, method,
+                segmentation, probe, view, mc_samples=8, mc_temperature=1.0, mc_batch=64, mc_tokens=64,
+                request: gr.Request = None, progress=gr.Progress()):
+        """Explain one completion: heatmap, verdict, entropy trace, step table, CSV of the table."""
+        resampling = None
+        if method == RESAMPLING:
+            stop = self._stops.setdefault(getattr(request, "session_hash", None) or "api", threading.Event())
+            stop.clear()
+            resampling = self.resampling_options(checker, prompt or "", (answer or "").strip(), mc_samples,
+                                                 mc_temperature, mc_batch, mc_tokens, progress, stop)
+        state, table = self.explain_trace(model_name, trust_remote_code, prompt, completion, answer, reward, checker,
+                                          method, segmentation, probe, resampling)
+        trace = state["trace"]
+        fig = views.entropy_figure(trace.entropies.tolist(), trace.tokens, trace.to_frame(), f"credit_{method}")
+        verdict = verdict_markdown(trace, method, state["check"], state["first_error_step"])
+        csv = self.downloads.write(trace.to_frame(), f"acpo-steps-{method}-{segmentation}")
+        return render_trace(state, view), verdict, fig, views.display_table(views.hide_columns(table)), csv, state
+
+    def stop(self, request: gr.Request = None):
+        """Stop this session's running resampling credit after its current batch of continuations."""
+        stop = self._stops.get(getattr(request, "session_hash", None) or "api")
+        if stop is not None:
+            stop.set()
+
+    @ui_errors
+    def estimate_resampling(self, model_name, trust_remote_code, prompt, completion, segmentation, method,
+                            mc_samples, mc_batch, mc_tokens):
+        """Before mc_reset runs: how many continuations it will sample and about how long it will take."""
+        if method != RESAMPLING:
+            return ""
+        if not completion or not completion.strip():
+            return "Resampling credit: paste or sample a completion to see its cost."
+        m = whole_number(mc_samples, "continuations per boundary (M)", 1, 256)
+        batch = whole_number(mc_batch, "continuation batch size", 1, 1024)
+        tokens = whole_number(mc_tokens, "continuation tokens", 1, 1024)
+        model, tokenizer = self.models.get(model_name, trust_remote_code)
+        steps = acpo.explain(model, tokenizer, prompt or "", completion, method="uniform",
+                             segmentation=segmentation).steps
+        total = len(steps) * m
+        per_call = max(1, batch // m) * m
+        calls = math.ceil(len(steps) / max(1, batch // m))
+        seconds = calls * tokens * self._step_seconds(model, tokenizer, prompt or "", min(per_call, total))
+        return (f"**Resampling credit (mc_reset)** will sample {len(steps)} boundaries × M={m} = {total} "
+                f"continuations of up to {tokens} tokens in {calls} batch(es): about **{seconds:.0f} s** on this "
+                "machine (rough; the progress bar refines it). Stop cancels it.")
+
+    def _step_seconds(self, model, tokenizer, prompt: str, width: int) -> float:
+        """Seconds per generated token for ``width`` sequences at once, timed once per model and width."""
+        key = (id(model), width)
+        if key not in self._rates:
+            from acpo.rollout import HFEngine
+
+            engine = HFEngine(model, tokenizer, 8, 1.0, width)
+            started = time.perf_counter()
+            engine.generate([encode_prompt(tokenizer, prompt)], n=width)
+            self._rates[key] = (time.perf_counter() - started) / 8
+        return self._rates[key]
+
+    @ui_errors
+    def render_view(self, state, view):
+        return render_trace(state, view)
+

@@ -1,0 +1,227 @@
+"""What the app's four tabs share: the choices in their menus, input parsing, error messages, downloads,
+the checker menu's names, and ``ExplorerBase`` (the model cache, path guard, samples and download folder).
+
+Each tab's callbacks live in their own module (``explore``, ``compare``, ``runs_tab``, ``batch``) as a
+mixin of ``ExplorerBase``; ``app.callbacks.Explorer`` joins them. Every number comes from ``acpo``; bad
+input raises ``InputError``, which ``ui_errors`` turns into a message in the page.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import tempfile
+import threading
+import time
+import traceback
+import uuid
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+import torch
+
+import acpo
+from acpo.credit.mc_reset import Cancelled
+from acpo.models import DEMO_POLICY, ModelLoadError
+from acpo.tasks import FREEFORM, TASKS, check_as, checker_for
+from .loaders import (
+    DEFAULT_SAMPLES,
+    FIDELITY_FILE,
+    MAX_FILE_MB,
+    REPO_ROOT,
+    InputError,
+    PathGuard,
+    display_path,
+    find_checkpoints,
+    find_runs,
+    read_fidelity,
+    read_samples,
+    sample_label,
+)
+from .models import ModelCache
+
+# Cheap methods first; mc_reset samples continuations (seconds per step boundary), so Batch leaves it out.
+UI_METHODS = [m for m in ("mean_logprob", "acpo", "hapo", "entropy_mask", "uniform", "mc_reset")
+              if m in acpo.CREDIT_METHODS]
+BATCH_METHODS = [m for m in UI_METHODS if m != "mc_reset"]
+RESAMPLING = "mc_reset"
+FALLBACK_METHOD = "acpo"
+SEGMENTATIONS = ["hybrid", "lines", "markers", "entropy", "fixed-8", "fixed-16"]
+# Comparing checkpoints step by step needs the same steps under each: segmentations that do not use entropy.
+COMPARE_SEGMENTATIONS = ["lines", "markers", "fixed-8", "fixed-16"]
+VIEWS = ["steps: credit", "tokens: entropy", "tokens: advantage"]
+NO_CHECKER = "none"
+FREEFORM_CHECKER = "free-form computations"
+AUTO_CHECKER = "auto (family column, else free-form)"
+CHECKERS = [NO_CHECKER, FREEFORM_CHECKER, *TASKS]
+"""The step checkers a user can pick: none, the free-form one (any prompt with a reference answer), a task's."""
+
+
+def checker_name(choice: str | None) -> str | None:
+    """The ``acpo.tasks.check_as`` name of a checker menu entry (None: no checker)."""
+    if not choice or choice == NO_CHECKER:
+        return None
+    if choice == FREEFORM_CHECKER:
+        return FREEFORM
+    if choice not in TASKS:
+        raise InputError(f"unknown checker {choice!r}; valid: {', '.join(CHECKERS)}")
+    return choice
+
+
+def checker_choice(family: str | None, answer: str | None) -> str:
+    """The checker menu entry for a row of ``family`` with ``answer`` (``acpo.tasks.checker_for``)."""
+    name = checker_for(family, answer)
+    return NO_CHECKER if name is None else FREEFORM_CHECKER if name == FREEFORM else name
+
+
+def scrub_paths(message: str) -> str:
+    """A message without the server's repo folder (its paths become relative ones)."""
+    return message.replace(str(REPO_ROOT) + "/", "")
+
+
+def ui_errors(fn):
+    """Turn bad input into a gr.Error with its message; anything unexpected too, so the app stays up."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except Cancelled as err:
+            raise gr.Error("stopped: the resampling credit was cancelled", title="Stopped") from err
+        except (InputError, ModelLoadError, ValueError, FileNotFoundError) as err:
+            raise gr.Error(scrub_paths(str(err)), title="Input problem") from err
+        except torch.OutOfMemoryError as err:
+            raise gr.Error("out of memory: try a shorter completion, fewer rows or a smaller model") from err
+        except Exception as err:
+            traceback.print_exc()
+            raise gr.Error(scrub_paths(f"unexpected error ({type(err).__name__}): {err}")) from err
+
+    return wrapper
+
+
+def parse_reward(text) -> float | None:
+    """A typed reward: None when empty; NaN, infinities and text are refused."""
+    if text is None or str(text).strip() == "":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise InputError(f"reward {text!r} is not a number; leave it empty or type e.g. 1 or 0") from None
+    if not math.isfinite(value):
+        raise InputError(f"reward {text!r} is not a finite number; leave it empty or type e.g. 1 or 0")
+    return value
+
+
+def whole_number(value, what: str, low: int, high: int) -> int:
+    """A number field as an int in [low, high], else InputError naming the field and the range."""
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{what} must be a whole number from {low} to {high}; got {value!r}") from None
+    if not math.isfinite(f) or f != int(f) or not low <= f <= high:
+        raise InputError(f"{what} must be a whole number from {low} to {high}; got {value!r}")
+    return int(f)
+
+
+class Downloads:
+    """CSV files for the download buttons, in one folder the app owns: files older than
+    ``keep_s`` go at each write, and the folder goes when the app exits."""
+
+    def __init__(self, keep_s: float = 3600):
+        self._dir = tempfile.TemporaryDirectory(prefix="acpo-app-")
+        self.folder, self.keep_s = Path(self._dir.name), keep_s
+
+    def write(self, frame: pd.DataFrame, stem: str) -> str:
+        cutoff = time.time() - self.keep_s
+        for old in self.folder.iterdir():
+            if old.stat().st_mtime < cutoff:
+                old.unlink(missing_ok=True)
+        path = self.folder / f"{stem}-{uuid.uuid4().hex[:8]}.csv"
+        frame.to_csv(path, index=False)
+        return str(path)
+
+
+def check_problem(checker: str, prompt: str, answer: str | None, completion: str):
+    """The chosen checker's verdict, or None (with a warning in the page saying why) when it cannot judge
+    this completion: no checker, the free-form checker without a reference answer, a prompt of another family."""
+    name = checker_name(checker)
+    try:
+        return check_as(name, prompt, answer, completion)
+    except ValueError as err:
+        gr.Warning(f"the {checker} checker cannot judge this ({err}); no ground truth shown")
+        return None
+
+
+def localisable_error(check) -> bool:
+    """The checker located a wrong line that has a span (not only a missing answer line)."""
+    return check.first_error is not None and check.first_error < len(check.step_char_spans)
+
+
+def recommended_method(fidelity: pd.DataFrame) -> tuple[str, str]:
+    """(method, why): the cheap registered method with the best measured top-1 on the demo policy,
+    and a sentence with its numbers, read from the published credit-fidelity table."""
+    cheap = fidelity[fidelity["credit"].isin(BATCH_METHODS)] if "credit" in fidelity else fidelity.iloc[:0]
+    if cheap.empty:
+        return FALLBACK_METHOD, (f"No measured credit fidelity found ({FIDELITY_FILE.name}); showing "
+                                 f"{FALLBACK_METHOD}. Run `python bench/credit_fidelity.py --publish` to measure.")
+    best = cheap.sort_values(["top1", "auroc"], ascending=False).iloc[0]
+    n = int(best["traces"])
+    when = f", {best['measured']}" if "measured" in best and pd.notna(best["measured"]) else ""
+    why = (f"The first screen uses **{best['credit']}**: on {n} failed demo-policy traces its lowest-credit step "
+           f"was the first wrong step {best['top1']:.0%} of the time (95% CI {best['top1_lo']:.0%}–"
+           f"{best['top1_hi']:.0%}; chance {best['chance_top1']:.0%}), AUROC {best['auroc']:.2f}, the best of the "
+           f"cheap methods (`bench/credit_fidelity.py`{when}).")
+    others = [f"{r['method']} {r['top1']:.0%}" for _, r in cheap.iterrows() if r["credit"] != best["credit"]]
+    mc = fidelity[fidelity["credit"] == RESAMPLING] if "credit" in fidelity else fidelity.iloc[:0]
+    if len(mc):
+        top = mc.sort_values("top1", ascending=False).iloc[0]
+        others.append(f"{top['method']} {top['top1']:.0%} at {top['ms_per_trace']:.0f} ms per trace")
+    if others:
+        why += " Others: " + ", ".join(others) + "."
+    return str(best["credit"]), why
+
+
+class ExplorerBase:
+    """What every tab's callbacks use: the model cache, the path guard, the bundled samples, the downloads."""
+
+    def __init__(self, roots, default_model: str = DEMO_POLICY, samples_path: Path = DEFAULT_SAMPLES,
+                 max_file_mb: float = MAX_FILE_MB, fidelity_path: Path = FIDELITY_FILE,
+                 allow_remote_code: bool = False):
+        self.guard = PathGuard(roots)
+        self.allow_remote_code = allow_remote_code
+        self.models = ModelCache(self.guard, default_model, allow_remote_code=allow_remote_code)
+        self.default_model = default_model
+        self.samples = read_samples(samples_path)
+        self.max_file_mb = max_file_mb
+        self.fidelity = read_fidelity(fidelity_path)
+        self.first_method, self.first_method_why = recommended_method(self.fidelity)
+        self.downloads = Downloads()
+        self._stops: dict[str, threading.Event] = {}  # session -> "stop the resampling" flag
+        self._rates: dict[tuple, float] = {}  # (model, batch) -> seconds per generated token step
+
+    # -- choices --
+
+    def model_choices(self) -> list[str]:
+        out = [display_path(Path(self.default_model))] if Path(self.default_model).exists() else [self.default_model]
+        out += [display_path(p) for p in find_checkpoints(find_runs(self.guard.roots))]
+        return list(dict.fromkeys(out))
+
+    def run_choices(self) -> list[str]:
+        """Run folders, oldest first (the last is the newest)."""
+        return [display_path(p) for p in find_runs(self.guard.roots)]
+
+    def sample_choices(self) -> list[str]:
+        return [sample_label(r) for r in self.samples]
+
+    def refresh_models(self, *current):
+        """Re-scan the allowed folders for checkpoints (new runs appear without a restart)."""
+        choices = self.model_choices()
+        return [gr.update(choices=choices) for _ in current] or gr.update(choices=choices)
+
+    def refresh_runs(self):
+        runs = self.run_choices()
+        return gr.update(choices=runs, value=runs[-1] if runs else None)
+
