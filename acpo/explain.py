@@ -21,13 +21,44 @@ from acpo.credit import CreditBatch, get_credit_method
 from acpo.credit.info_gain import DEFAULT_PROBE
 from acpo.credit.mc_reset import answer_scorer
 from acpo.prompts import Prompt, render_prompt
-from acpo.segment import SegmentConfig, owned_char_starts, resolve_segmentation, segment
+from acpo.segment import (STEP_SEPARATOR, SegmentConfig, given_steps, join_steps, owned_char_starts,
+                          resolve_segmentation, segment)
 from acpo.stats import eval_mode, scored_stats
 from acpo.tasks.base import extract_final_answer
 from acpo.tokens import check_context, encode_prompt, encode_with_offsets, pad_batch, require_pad_token
 from acpo.trace import Trace
 
 NO_GROUP_BASELINE = 0.5  # [ours] outcome advantage of a lone completion: r - 0.5
+GIVEN = "given"  # the segmentation of steps the caller split already
+
+
+def given_completions(
+    completions: Sequence[str | Sequence[str]], segmentation: str, step_starts: Sequence[Sequence[int]] | None,
+    separator: str = STEP_SEPARATOR,
+) -> tuple[list[str], str, list[list[int]] | None]:
+    """(texts, segmentation, step starts): a completion given as a list of step strings is their join with
+    ``separator`` and its steps are exactly those (segmentation ``"given"``); with ``segmentation="given"``
+    string completions need ``step_starts``, the character where each step starts."""
+    split = [not isinstance(c, str) for c in completions]
+    if any(split):
+        if not all(split) or step_starts is not None:
+            raise ValueError("give every completion as a list of step strings, or every one as a string (with "
+                             "step_starts for segmentation='given'); not a mix")
+        joined = []
+        for i, c in enumerate(completions):
+            try:
+                joined.append(join_steps(c, separator))
+            except ValueError as err:
+                raise ValueError(f"completion {i}: {err}") from None
+        return [t for t, _ in joined], GIVEN, [s for _, s in joined]
+    if segmentation == GIVEN:
+        if step_starts is None or len(step_starts) != len(completions):
+            raise ValueError("segmentation='given' needs step_starts: the character start of every step of each "
+                             "completion (or pass each completion as a list of step strings)")
+        return list(completions), GIVEN, [list(s) for s in step_starts]
+    if step_starts is not None:
+        raise ValueError(f"step_starts are read only with segmentation='given', not {segmentation!r}")
+    return list(completions), segmentation, None
 
 
 def resolve_answers(
@@ -85,14 +116,22 @@ def score_batch(
     segment_config: SegmentConfig | None = None,
     batch_size: int = 8,
     caches: list | None = None,
+    step_starts: Sequence[Sequence[int]] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, list]:
-    """Token statistics (micro-batched forwards) and the steps of every completion."""
+    """Token statistics (micro-batched forwards) and the steps of every completion (``step_starts``: the
+    character starts of steps given already split, for ``segmentation="given"``)."""
     logprobs, entropy = scored_stats(model, prompt_ids, prompt_mask, completion_ids, completion_mask, batch_size,
                                      caches)
     steps = []
     for i, text in enumerate(completions):
         n = int(completion_mask[i].sum())
-        steps.append(segment(text, offsets[i], entropy[i, :n], segmentation, segment_config))
+        if segmentation == GIVEN:
+            try:
+                steps.append(given_steps(text, offsets[i], step_starts[i]))
+            except ValueError as err:
+                raise ValueError(f"completion {i}: {err}") from None
+        else:
+            steps.append(segment(text, offsets[i], entropy[i, :n], segmentation, segment_config))
     return logprobs, entropy, steps
 
 
@@ -100,7 +139,7 @@ def explain_batch(
     model,
     tokenizer,
     prompts: Sequence[Prompt],
-    completions: Sequence[str],
+    completions: Sequence[str | Sequence[str]],
     method: str | Sequence[str] = "acpo",
     segmentation: str = "hybrid",
     answers: Sequence[str | None] | None = None,
@@ -114,6 +153,8 @@ def explain_batch(
     progress: bool = False,
     method_options: Mapping[str, dict] | None = None,
     chat_template: bool = True,
+    step_starts: Sequence[Sequence[int]] | None = None,
+    step_separator: str = STEP_SEPARATOR,
 ) -> list[Trace]:
     """Explain many completions with batched forwards.
 
@@ -121,9 +162,13 @@ def explain_batch(
         model, tokenizer: any Hugging Face causal LM and its tokenizer (with a pad token).
         prompts, completions: parallel lists; a prompt is a string or a list of chat messages, rendered
             with the tokenizer's chat template when it has one (``acpo.prompts.render_prompt``; the
-            trace keeps the rendered text). A completion is the assistant's text only.
+            trace keeps the rendered text). A completion is the assistant's text only, or a list of step
+            strings already split (e.g. ProcessBench's ``steps``): then the text is their join with
+            ``step_separator`` (a newline), the trace's steps are exactly those (each step's text carries the
+            separator after it), and tokens are scored on the joined text.
         method: a credit method name or a list of them (see ``acpo.credit.CREDIT_METHODS``).
-        segmentation: ``lines``, ``markers``, ``entropy``, ``hybrid``, ``fixed`` / ``fixed-N``.
+        segmentation: ``lines``, ``markers``, ``entropy``, ``hybrid``, ``fixed`` / ``fixed-N``, or ``given``
+            with ``step_starts`` (the character where each step of each completion starts).
         answers: reference answers (ACPO's target); None entries fall back as in ``resolve_answers``.
         rewards: outcome rewards; give them to see token advantages and HAPO credits.
         group_ids: which completions answer the same prompt (default: same prompt text).
@@ -141,7 +186,10 @@ def explain_batch(
     if "mc_reset" in options and "score" not in options["mc_reset"]:
         options["mc_reset"]["score"] = answer_scorer(answers if answers is not None else [None] * len(completions))
     credit_methods = {m: get_credit_method(m, **options[m]) for m in methods}
-    resolve_segmentation(segmentation)
+    completions, segmentation, step_starts = given_completions(completions, segmentation, step_starts,
+                                                               step_separator)
+    if segmentation != GIVEN:
+        resolve_segmentation(segmentation)
     if len(prompts) != len(completions):
         raise ValueError(f"got {len(prompts)} prompts but {len(completions)} completions; pass one prompt per completion")
     if not completions:
@@ -172,7 +220,8 @@ def explain_batch(
     caches = [] if "acpo" in methods and len(completions) <= batch_size else None
     with eval_mode(model):
         logprobs, entropy, steps = score_batch(
-            model, tokenizer, *tensors, completions, offsets, segmentation, segment_config, batch_size, caches
+            model, tokenizer, *tensors, completions, offsets, segmentation, segment_config, batch_size, caches,
+            step_starts,
         )
         bar.update()
         batch = CreditBatch(

@@ -235,6 +235,58 @@ def segment(
     return _steps_from_boundaries(text, starts, fn(text, starts, entropy, cfg))
 
 
+STEP_SEPARATOR = "\n"
+"""What joins steps given already split (``join_steps``): each step's text carries the separator after it,
+as a line step carries its newline."""
+
+
+def join_steps(steps: Sequence[str], separator: str = STEP_SEPARATOR) -> tuple[str, list[int]]:
+    """(completion, character start of each step) of steps given already split: their join with ``separator``.
+
+    >>> join_steps(["48/2 = 24", "48 + 24 = 72"])
+    ('48/2 = 24\\n48 + 24 = 72', [0, 10])
+    """
+    steps = [str(s) for s in steps]
+    if not steps:
+        raise ValueError("no steps given; pass at least one step string")
+    empty = [k for k, s in enumerate(steps) if not s.strip()]
+    if empty:
+        raise ValueError(f"given step {empty[0]} is empty; every step needs some text (drop the empty ones)")
+    starts, at = [], 0
+    for s in steps:
+        starts.append(at)
+        at += len(s) + len(separator)
+    return separator.join(steps), starts
+
+
+def given_steps(text: str, offsets: Sequence[tuple[int, int]], char_starts: Sequence[int]) -> list[Step]:
+    """Steps at given character starts (``char_starts[0] == 0``): step k owns ``text[char_starts[k]:
+    char_starts[k+1]]`` and the tokens from the one owning its first character up to the next step's.
+
+    The characters partition the text as every segmentation does; a token that straddles a boundary
+    (``"\\nThe"``) goes to the step whose first character it holds. A step that shares its only token with
+    the step before it cannot own a token of its own: that is an error naming it.
+    """
+    n = len(offsets)
+    if n == 0:
+        raise ValueError("cannot segment an empty completion (0 tokens)")
+    char_starts = [int(c) for c in char_starts]
+    if not char_starts or char_starts[0] != 0 or any(b <= a for a, b in zip(char_starts, char_starts[1:])) \
+            or char_starts[-1] >= len(text):
+        raise ValueError(f"step starts {char_starts} must begin at 0 and rise strictly inside the text "
+                         f"({len(text)} characters)")
+    starts = owned_char_starts(offsets, len(text))
+    tokens = [_token_at(starts, c) for c in char_starts]
+    for k in range(1, len(tokens)):
+        if tokens[k] <= tokens[k - 1]:
+            raise ValueError(f"given step {k - 1} ({text[char_starts[k - 1]:char_starts[k]]!r}) has no token of its "
+                             "own (it shares one with the next step); join it to a neighbour")
+    bounds = tokens[1:] + [n]
+    ends = char_starts[1:] + [len(text)]
+    return [Step(k, a, b, ca, cb, text[ca:cb])
+            for k, (a, b, ca, cb) in enumerate(zip(tokens, bounds, char_starts, ends))]
+
+
 def step_index_of_tokens(steps: Sequence[Step], n_tokens: int) -> torch.Tensor:
     """(n_tokens,) long tensor: the step each token belongs to."""
     idx = torch.empty(n_tokens, dtype=torch.long)

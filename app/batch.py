@@ -78,7 +78,8 @@ class BatchTab(ExplorerBase):
         rollouts, layout = read_rollouts(path, name, self.max_file_mb)
         dropped = max(0, len(rollouts) - limit)
         rollouts = rollouts.iloc[:limit].reset_index(drop=True)
-        checks = self._batch_checks(rollouts, checker or AUTO_CHECKER)
+        human = "label" in rollouts.columns  # a step-labelled file: its human label is the ground truth
+        checks = [None] * len(rollouts) if human else self._batch_checks(rollouts, checker or AUTO_CHECKER)
         rewards, computed = self._batch_rewards(rollouts, checks)
         model, tokenizer = self.models.get(model_name, trust_remote_code)
         answers = [a if isinstance(a, str) else None for a in rollouts["answer"]] if rollouts["answer"].notna().any() \
@@ -97,7 +98,8 @@ class BatchTab(ExplorerBase):
                 known = rewards[part[0]] is not None
                 try:
                     got = acpo.explain_batch(
-                        model, tokenizer, chunk["prompt"].tolist(), chunk["completion"].tolist(), method=methods,
+                        model, tokenizer, chunk["prompt"].tolist(),
+                        chunk["steps" if human else "completion"].tolist(), method=methods,
                         segmentation=segmentation, answers=None if answers is None else [answers[i] for i in part],
                         rewards=[rewards[i] for i in part] if known else None,
                         probe=probe or DEFAULT_PROBE, meta=meta,
@@ -119,24 +121,29 @@ class BatchTab(ExplorerBase):
         if unknown_rewards:
             summary += (f"  \n{unknown_rewards} rows have no reward and no answer: their token advantages and HAPO "
                         "credits are 0")
-        errors = [first_error_step(c, t.steps) if c is not None and localisable_error(c) else None
-                  for c, t in zip(checks, traces)]
+        if human:
+            errors = [int(label) if label >= 0 else None for label in rollouts["label"]]
+            labelled = [i for i, e in enumerate(errors) if e is not None]
+        else:
+            errors = [first_error_step(c, t.steps) if c is not None and localisable_error(c) else None
+                      for c, t in zip(checks, traces)]
+            labelled = [i for i, (c, e) in enumerate(zip(checks, errors)) if e is not None and localisable(c)]
         rows_table = views.batch_rows(rollouts, traces, errors, methods)
-        labelled = [i for i, (c, e) in enumerate(zip(checks, errors)) if e is not None and localisable(c)]
         fidelity = self.batch_fidelity(traces, errors, labelled, methods)
         if fidelity is not None:
             best = fidelity.sort_values(["top1", "auroc"], ascending=False).iloc[0]
             hits = sum(views.hit_mark(blamed_step([s.index for s in traces[i].steps],
                                                   traces[i].credits[methods[0]].tolist()), errors[i]) == "✓"
                        for i in labelled)
-            summary += (f"  \n**{len(labelled)} failed completions have a checker-located first wrong step**: "
+            who = "a human-labelled" if human else "a checker-located"
+            summary += (f"  \n**{len(labelled)} failed completions have {who} first wrong step**: "
                         f"{methods[0]} found it in {hits}/{len(labelled)}; best here: **{best['method']}** "
                         f"(top-1 {best['top1']:.2f}, chance {best['chance_top1']:.2f})")
         else:
             summary += ("  \nNo row can be labelled by a step checker (it needs an `answer`, and a failed "
                         "completion whose first wrong line the checker locates): no fidelity table")
-        skipped = unlabelled_counts(checks)
-        if skipped:
+        skipped = {"labelled correct (-1)": len(rollouts) - len(labelled)} if human else unlabelled_counts(checks)
+        if any(skipped.values()):
             summary += "  \nNot labelled: " + ", ".join(f"{n} {why}" for why, n in skipped.items())
         state = {"traces": traces, "errors": errors, "method": methods[0]}
         return (summary, views.credit_histogram(full, col), views.display_table(views.hide_columns(full.head(200))),

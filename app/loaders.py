@@ -20,6 +20,7 @@ from typing import Iterable
 import pandas as pd
 
 import acpo.runs
+from acpo.data import step_labelled_rows, step_layout
 from acpo.resources import ASSETS, CHECKOUT
 from acpo.rewards import completion_text
 
@@ -226,7 +227,9 @@ def read_rollouts(path: Path, name: str | None = None, limit_mb: float = MAX_FIL
     * plain CSV/JSONL/Parquet with ``prompt``, ``completion`` and optional ``answer``, ``reward``;
     * TRL's ``completions/*.parquet`` (``step, prompt, completion, <reward functions>, advantage``):
       the reward is the ``reward`` column if there is one, else the sum of the reward-function columns;
-    * verl's rollout JSONL dumps (``input, output, score[, gts], step``).
+    * verl's rollout JSONL dumps (``input, output, score[, gts], step``);
+    * step-labelled files (ProcessBench's ``problem, steps, label``, PRM800K-style ratings): see
+      ``step_labelled_rollouts``; the table then has ``steps`` and ``label`` too.
     ``answer`` / ``reward`` are None where unknown; a reward that is NaN, infinite or text is refused.
     ``family`` (a synthetic task's name, when the file has it) lets a step checker label the rows;
     ids come from ``prompt_id``/``problem_id`` and ``completion_id``/``id`` when the file has them.
@@ -238,6 +241,8 @@ def read_rollouts(path: Path, name: str | None = None, limit_mb: float = MAX_FIL
     if raw.empty:
         raise InputError(f"'{name}' has no rows")
     columns = [str(c) for c in raw.columns]
+    if step_layout(columns) is not None and "completion" not in columns:
+        return step_labelled_rollouts(raw, name), step_layout(columns)
     layout = detect_layout(columns)
     if layout == "verl":
         raw = raw.rename(columns={"input": "prompt", "output": "completion", "score": "reward", "gts": "answer"})
@@ -272,6 +277,23 @@ def read_rollouts(path: Path, name: str | None = None, limit_mb: float = MAX_FIL
     if empty:
         raise InputError(f"'{name}': row(s) {empty[:5]} have an empty completion; remove them or fill them in")
     return out, layout
+
+
+def step_labelled_rollouts(raw: pd.DataFrame, name: str) -> pd.DataFrame:
+    """A step-labelled file (ProcessBench, PRM800K style: ``acpo.data.step_labelled_rows``) as rollout columns
+    plus ``steps`` (the given steps, explained as they are split) and ``label`` (the human label: the earliest
+    wrong step, -1 when none); the reward is the file's ``final_answer_correct`` where it has one."""
+    try:
+        rows = step_labelled_rows(raw, f"'{name}'")
+    except ValueError as err:
+        raise InputError(str(err)) from err
+    return pd.DataFrame({
+        "prompt": [r.problem for r in rows], "completion": ["\n".join(r.steps) for r in rows],
+        "answer": None, "reward": [None if r.final_answer_correct is None else float(r.final_answer_correct)
+                                   for r in rows],
+        "family": None, "prompt_id": [r.id for r in rows], "completion_id": [r.generator or r.id for r in rows],
+        "steps": [list(r.steps) for r in rows], "label": [r.label for r in rows],
+    })
 
 
 def _prompt_ids(prompts: pd.Series) -> list[str]:

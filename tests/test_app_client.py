@@ -711,3 +711,22 @@ def test_stop_ends_a_running_resampling_credit_after_its_current_batch(world):
     with pytest.raises(Cancelled):
         opts["progress"](2, 6)
     assert seen == ["sampled 0/6 continuations"]
+
+
+def test_a_processbench_file_opens_in_batch_with_its_human_labels_as_ground_truth(world):
+    from app.callbacks import Explorer
+
+    fixture = Path(__file__).parent / "data" / "processbench" / "gsm8k.json"
+    f = world["root"] / "processbench.json"
+    shutil.copy(fixture, f)
+    tok = char_tokenizer()
+    long = save(tiny_llama(len(tok), seed=0, context=4096), tok, world["root"] / "ckpt-long")
+    rows = json.loads(fixture.read_text())
+    summary, *_, fidelity, _, state, _ = Explorer([world["root"]], default_model=long).batch(
+        None, str(f), long, False, ["mean_logprob"], "lines", "#### ", 20)
+    assert state["errors"] == [r["label"] if r["label"] >= 0 else None for r in rows]
+    assert [[s.text.removesuffix("\n") for s in t.steps] for t in state["traces"]] == [r["steps"] for r in rows]
+    errors = [r for r in rows if r["label"] >= 0]
+    assert f"{len(errors)} failed completions have a human-labelled first wrong step" in summary
+    assert f"{len(rows) - len(errors)} labelled correct (-1)" in summary
+    assert list(fidelity["traces"]) == [len(errors)]
