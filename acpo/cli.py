@@ -1,8 +1,22 @@
-"""Command-line entry points: ``acpo-train`` (= ``python train.py``) and ``acpo-app`` (= ``python app/main.py``)."""
+"""Command-line entry points: ``acpo-train`` (= ``python train.py``) and ``acpo-app`` (= ``python app/main.py``).
+
+``run`` picks the training loop a config names: ours (``acpo.trainer``) or TRL's (``acpo.integrations.trl``).
+"""
 
 from __future__ import annotations
 
 import sys
+
+
+def run(cfg) -> dict:
+    """Train ``cfg`` (an ``acpo.config.TrainConfig``) with the loop of ``--backend``; the summary ``train.py`` prints."""
+    if cfg.backend == "trl":  # TRL's GRPOTrainer with our step credit
+        from acpo.integrations.trl import run_trl
+
+        return run_trl(cfg)
+    from acpo.trainer import run as run_ours
+
+    return run_ours(cfg)
 
 
 def train_main(argv: list[str] | None = None, prog: str = "acpo-train") -> int:
@@ -15,10 +29,7 @@ def train_main(argv: list[str] | None = None, prog: str = "acpo-train") -> int:
     from acpo.runs import RunFinished
 
     try:
-        cfg = parse_args(argv)
-        from acpo.trainer import run
-
-        summary = run(cfg)
+        summary = run(parse_args(argv))
     except RunFinished as done:  # nothing to do is not an error
         print(f"{prog}: {done}")
         return 0

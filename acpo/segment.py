@@ -42,7 +42,7 @@ class SegmentConfig:
 
     entropy_quantile: float = 0.1  # q: top-q entropy tokens are "decisions"
     min_step_tokens: int = 4  # m: entropy boundaries closer than this merge
-    max_steps: int = 32  # K_max for hybrid
+    max_reasoning_steps: int = 32  # hybrid: the most steps per completion
     fixed_tokens: int = 16  # N for fixed
     open_markers: Sequence[str] = (r"(?i)\bstep[ \t]*\d+[ \t]*[:.)]", r"<step>", r"<thought>")
     close_markers: Sequence[str] = (r"</step>", r"</thought>")
@@ -159,7 +159,7 @@ def seg_entropy(text, starts, entropy, cfg):
 
 
 def seg_hybrid(text, starts, entropy, cfg):
-    """[ours] Line (or sentence) candidates; undecided steps merge; at most K_max steps."""
+    """[ours] Line (or sentence) candidates; undecided steps merge; at most max_reasoning_steps steps."""
     cands = _merge_blank(text, starts, line_boundaries(text, starts))
     if len(cands) <= 1:  # no line structure: fall back to sentence ends
         sent = [_token_at(starts, m.end() - 1) + 1 for m in re.finditer(r"[.!?;](?=\s)", text)]
@@ -172,8 +172,8 @@ def seg_hybrid(text, starts, entropy, cfg):
         end = cands[k + 1] if k + 1 < len(cands) else n
         if bool(decided[cands[k] : end].any()):
             kept.append(cands[k])
-    # enforce K_max: merge the adjacent pair with the smallest summed entropy
-    while len(kept) > max(1, cfg.max_steps):
+    # at most max_reasoning_steps: merge the adjacent pair with the smallest summed entropy
+    while len(kept) > max(1, cfg.max_reasoning_steps):
         ends = kept[1:] + [n]
         sums = [float(entropy[a:b].sum()) for a, b in zip(kept, ends)]
         pair = min(range(len(kept) - 1), key=lambda k: sums[k] + sums[k + 1])
@@ -222,7 +222,7 @@ def segment(
         offsets: per-token ``(start, end)`` character offsets into ``text``.
         entropy: per-token entropy (only ``entropy`` / ``hybrid`` use it).
         method: ``lines``, ``markers``, ``entropy``, ``hybrid``, ``fixed`` or ``fixed-N``.
-        cfg: knobs (quantile q, minimum length m, K_max, N, marker patterns).
+        cfg: knobs (quantile q, minimum length m, max_reasoning_steps, N, marker patterns).
     """
     fn, cfg = resolve_segmentation(method, cfg)
     n = len(offsets)
