@@ -17,27 +17,25 @@ importable ``module:function`` with that signature works (:func:`get_reward`).
 * ``format``: the fixed step format (step lines, then a final ``#### answer`` line).
 
 All answer parsing goes through :mod:`acpo.answers`; math parsing through
-:func:`_math_parse`. One helper each, not copies.
+:func:`acpo.answers.symbolic_verdict`. One helper each, not copies.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
-import re
 import sys
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from acpo.answers import (
-    answers_equivalent, answers_match, extract_answer, extract_final_answer, math_parse, math_verify_timeout,
+    ANSWER_MARKER, answers_equivalent, answers_match, extract_answer, extract_final_answer, symbolic_verdict,
 )
 
 Completion = str | list[dict[str, Any]]
 RewardFn = Callable[..., list[float | None]]
 
-_FORMAT_RE = re.compile(r"(?:[^\n]*\S[^\n]*\n)+[ \t]*####[ \t]*\S[^\n]*\s*")
 
 
 def completion_text(completion: Completion) -> str:
@@ -106,7 +104,18 @@ def format_reward(prompts: Sequence[Any], completions: Sequence[Completion], **k
         >>> format_reward(None, ["3*4=12\\n#### 12", "#### 12", "3*4=12\\n", "3*4=12\\n#### 12\\nmore"])
         [1.0, 0.0, 0.0, 0.0]
     """
-    return [float(_FORMAT_RE.fullmatch(completion_text(c)) is not None) for c in completions]
+    return [float(step_format(completion_text(c))) for c in completions]
+
+
+def step_format(text: str) -> bool:
+    """Whether ``text`` is one or more lines that each hold a non-space character, then a ``#### answer``
+    line, then only whitespace. One pass over the lines: linear in the length of the text."""
+    lines = text.rstrip().split("\n")
+    final = lines[-1].lstrip(" \t")
+    if len(lines) < 2 or not final.startswith(ANSWER_MARKER):
+        return False
+    answer = final[len(ANSWER_MARKER):].lstrip(" \t")
+    return bool(answer) and not answer[0].isspace() and all(line.strip() for line in lines[:-1])
 
 
 def math_verify_reward(prompts: Sequence[Any], completions: Sequence[Completion], **kwargs: Any) -> list[float | None]:
@@ -126,19 +135,18 @@ def math_verify_reward(prompts: Sequence[Any], completions: Sequence[Completion]
         >>> math_verify_reward(None, ["so \\\\boxed{0.5}", "\\\\boxed{1/2}", "\\\\boxed{2}"], answer=["\\\\frac{1}{2}"] * 3)
         [1.0, 1.0, 0.0]
     """
-    from math_verify import verify
+    import math_verify  # noqa: F401 (this reward needs it: an ImportError names the package)
 
     gold_column = _gold_column(kwargs, len(completions), "math_verify_reward")
     rewards: list[float | None] = []
     unparseable = 0
     for completion, gold_text in zip(completions, gold_column):
-        gold = math_parse(str(gold_text), gold=True)
-        if not gold:
+        gold_parsed, equivalent = symbolic_verdict(str(gold_text), completion_text(completion), completion=True)
+        if not gold_parsed:
             unparseable += 1
             rewards.append(None)
             continue
-        answer = math_parse(completion_text(completion), gold=False)
-        rewards.append(float(bool(answer) and verify(gold, answer, timeout_seconds=math_verify_timeout())))
+        rewards.append(float(equivalent))
     if unparseable:
         warnings.warn(
             f"math_verify_reward: {unparseable} of {len(completions)} gold answers could not be parsed; "

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -32,6 +33,7 @@ if not __package__:  # `python app/main.py`: find acpo and run as the package `a
 import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 
+from acpo.answers import start_math_workers  # noqa: E402
 from acpo.models import DEMO_POLICY  # noqa: E402
 
 from .callbacks import Explorer  # noqa: E402
@@ -61,6 +63,7 @@ def main(argv=None) -> None:
     roots = [ASSETS, REPO_ROOT / "runs", *args.allow]
     if Path(args.model).exists():  # the operator named it at launch: it may be read
         roots.append(args.model)
+    threading.Thread(target=start_math_workers, daemon=True).start()  # answers are checked in worker processes
     explorer = Explorer(roots, default_model=args.model, allow_remote_code=args.allow_remote_code)
     started = time.perf_counter()
     demo = build_app(explorer)

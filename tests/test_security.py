@@ -84,3 +84,76 @@ def test_adapter_cycles_and_deep_chains_are_refused_in_one_line(models, case):
     with pytest.raises(ModelLoadError, match=expected) as err:
         load_policy(a)
     assert "\n" not in str(err.value)
+
+
+def in_thread(fn):
+    """``(result, seconds)`` of ``fn()`` run in a thread other than the main one, as a Gradio worker runs it."""
+    out = {}
+
+    def run():
+        started = time.perf_counter()
+        out["result"] = fn()
+        out["seconds"] = time.perf_counter() - started
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    return out["result"], out["seconds"]
+
+
+def test_a_long_answer_is_not_parsed_in_a_worker_thread():
+    from acpo.answers import answers_equivalent, extract_answer
+    from acpo.rewards import answer_reward
+
+    hostile = "#### x" + " " * 8000 + "y"  # took 20 s in a thread: math-verify's parse grows with the square
+    (equivalent, seconds) = in_thread(lambda: answers_equivalent(extract_answer(hostile), "3"))
+    assert equivalent is False and seconds < 0.5
+    rewards, seconds = in_thread(lambda: answer_reward(None, [hostile, "#### 3"], answer=["3", "3"]))
+    assert rewards == [0.0, 1.0] and seconds < 0.5
+
+
+def test_math_verify_in_a_worker_thread_is_killed_at_its_timeout(monkeypatch):
+    pytest.importorskip("math_verify")
+    import acpo.answers as answers
+
+    assert in_thread(lambda: answers.symbolic_verdict("1/2", "0.5", completion=False))[0] == (True, True)
+    monkeypatch.setattr(answers, "MATH_VERIFY_TIMEOUT_S", 0.5)
+    slow = "x" + " " * 4000 + "y"  # about 5 s of math-verify's parse
+    verdict, seconds = in_thread(lambda: answers.symbolic_verdict("3", slow, completion=False))
+    assert verdict == (True, False) and seconds < 2
+    monkeypatch.setattr(answers, "MATH_VERIFY_TIMEOUT_S", 30)
+    assert in_thread(lambda: answers.symbolic_verdict("\\frac{1}{2}", "0.5", completion=False))[0] == (True, True)
+
+
+def test_format_reward_is_linear_in_the_length_of_a_completion():
+    from acpo.rewards import format_reward
+
+    long_line = "a " * 30_000  # 60 k characters: 4.9 s when it was a backtracking pattern
+    started = time.perf_counter()
+    assert format_reward(None, [long_line, long_line + "\n#### 3", "1+1=2\n" * 10_000 + "#### 2"]) == [0.0, 1.0, 1.0]
+    assert time.perf_counter() - started < 0.5
+
+
+def test_format_reward_agrees_with_the_pattern_it_replaced():
+    import random
+    import re
+
+    from acpo.rewards import step_format
+
+    pattern = re.compile(r"(?:[^\n]*\S[^\n]*\n)+[ \t]*####[ \t]*\S[^\n]*\s*")  # the old definition, as a reference
+    pieces = ["a", " ", "\t", "\n", "#", "####", "\r", "\x0b", "\u2003", "1", "#### "]
+    rng = random.Random(0)
+    for _ in range(20_000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 9)))
+        assert step_format(text) == (pattern.fullmatch(text) is not None), repr(text)
+
+
+def test_safe_eval_checks_the_length_before_any_pattern_runs():
+    from acpo.tasks.freeform import Uncheckable, safe_eval
+
+    for hostile in ["1" * 10_000, "=" + "0" * 10_000]:  # 5.6 s each when the percent pattern ran first
+        started = time.perf_counter()
+        with pytest.raises(Uncheckable, match="longer than 200 characters"):
+            safe_eval(hostile)
+        assert time.perf_counter() - started < 0.1
+    assert safe_eval("$1,200 × 3 + 50%") == 3600.5
