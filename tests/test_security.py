@@ -157,3 +157,64 @@ def test_safe_eval_checks_the_length_before_any_pattern_runs():
             safe_eval(hostile)
         assert time.perf_counter() - started < 0.1
     assert safe_eval("$1,200 × 3 + 50%") == 3600.5
+
+
+@pytest.fixture(scope="module")
+def explorer(models):
+    from app.callbacks import Explorer
+    from app.limits import RequestLimits
+
+    return Explorer([models["inside"]], default_model=str(models["inside"] / "base"), samples_path=models["inside"] / "no-samples.jsonl",
+                    limits=RequestLimits(seconds=30))
+
+
+def explain(explorer, method="mean_logprob", mc=(8, 1.0, 64, 8), completion="2+3=5\n5*2=10\n#### 10", answer="10"):
+    return explorer.explain(None, False, "Q: (2+3)*2=?\n", completion, answer, "", "none", method, "lines", "#### ",
+                            "steps: credit", *mc)
+
+
+@pytest.mark.parametrize("mc, expected", [
+    ((256, 1.0, 1024, 1024), "continuations per boundary \\(M\\) must be a whole number from 1 to 32; got 256"),
+    ((8, 1.0, 64, 1024), "continuation tokens must be a whole number from 1 to 128; got 1024"),
+    ((8, 1.0, 1024, 64), "continuation batch size must be a whole number from 1 to 256; got 1024"),
+])
+def test_a_resampling_request_over_the_servers_caps_is_refused_before_it_runs(explorer, mc, expected):
+    import gradio as gr
+
+    started = time.perf_counter()
+    with pytest.raises(gr.Error, match=expected):
+        explain(explorer, "mc_reset", mc)
+    assert time.perf_counter() - started < 1
+
+
+def test_a_resampling_request_estimated_over_the_time_cap_is_refused_with_its_estimate(explorer, monkeypatch):
+    import gradio as gr
+
+    monkeypatch.setattr(explorer.limits, "seconds", 0.001)
+    with pytest.raises(gr.Error, match=r"this resampling credit \(3 boundaries × M=8 continuations of up to 8 tokens\) "
+                                       r"would take about \d+ s; this server allows 0 s per request"):
+        explain(explorer, "mc_reset")
+
+
+def test_resampling_runs_one_at_a_time_while_cheap_explains_go_on(explorer):
+    import gradio as gr
+
+    with explorer.limits.resampling_lane():  # another caller's resampling credit is running
+        with pytest.raises(gr.Error, match="another resampling credit .* is running on this server, one at a time"):
+            explain(explorer, "mc_reset")
+        assert explain(explorer)[-1]["trace"].steps  # a cheap explain is answered meanwhile
+    assert "credit_mc_reset" in explain(explorer, "mc_reset")[-1]["trace"].to_frame()  # the lane is free again
+
+
+def test_the_context_is_checked_before_the_completion_is_parsed(explorer, monkeypatch):
+    import gradio as gr
+
+    import app.callbacks
+
+    parsed = []
+    monkeypatch.setattr(app.callbacks, "check_problem", lambda *a: parsed.append(a))
+    with pytest.raises(gr.Error, match="longer than the model's context of 64 tokens"):
+        explain(explorer, completion="1+1=2\n" * 50 + "#### " + "9" * 100)
+    with pytest.raises(gr.Error, match="hold 200,022 characters; this server reads at most 100,000"):
+        explain(explorer, completion="#### x" + " " * 200_000 + "y")
+    assert parsed == []
