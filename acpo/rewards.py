@@ -23,6 +23,7 @@ All answer parsing goes through :mod:`acpo.answers`; math parsing through
 from __future__ import annotations
 
 import importlib
+import math
 import os
 import sys
 import warnings
@@ -164,6 +165,61 @@ REWARDS: dict[str, RewardFn] = {
 }
 
 
+def call_reward(fn: RewardFn, prompts: Sequence[Any], completions: Sequence[Completion], **columns: Any
+                ) -> list[float | None]:
+    """``fn(prompts=..., completions=..., **columns)`` as TRL calls it, its result checked: one finite number
+    (or None) per completion. ValueError naming the function and what is wrong; its own errors too.
+
+    >>> call_reward(format_reward, ["Q"], ["1+1=2\\n#### 2"])
+    [1.0]
+    >>> call_reward(lambda prompts, completions, **kw: 1.0, ["Q"], ["2"])
+    Traceback (most recent call last):
+    ...
+    ValueError: reward function '<lambda>' returned float 1.0; it must return a list with one reward (a number, or None for none) per completion
+    """
+    name = reward_name(fn)
+    try:
+        values = fn(prompts=prompts, completions=completions, **columns)
+    except TypeError as err:
+        if "keyword argument" in str(err):
+            raise ValueError(f"reward function {name!r} does not take the keywords it is called with ({err}); "
+                             "define it as def f(prompts, completions, **kwargs), as TRL calls it") from None
+        raise ValueError(f"reward function {name!r} failed: TypeError: {err}") from None
+    except Exception as err:  # noqa: BLE001 (a user's function can raise anything; say whose it was)
+        raise ValueError(f"reward function {name!r} failed: {type(err).__name__}: {err}") from None
+    shape = ("; it must return a list with one reward (a number, or None for none) per completion")
+    if isinstance(values, (str, bytes, dict)) or not isinstance(values, Sequence) and not hasattr(values, "tolist"):
+        raise ValueError(f"reward function {name!r} returned {type(values).__name__} {values!r:.60}{shape}")
+    values = values.tolist() if hasattr(values, "tolist") else list(values)
+    if len(values) != len(completions):
+        raise ValueError(f"reward function {name!r} returned {len(values)} rewards for {len(completions)} "
+                         f"completions{shape}")
+    out = []
+    for i, v in enumerate(values):
+        if v is None:
+            out.append(None)
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) and not hasattr(v, "__float__"):
+            raise ValueError(f"reward function {name!r} returned {v!r:.60} for completion {i}{shape}")
+        f = float(v)
+        if not math.isfinite(f) or abs(f) > MAX_REWARD:
+            raise ValueError(f"reward function {name!r} returned {v!r} for completion {i}; rewards must be finite "
+                             f"numbers of at most {MAX_REWARD:g} in size (None for no reward)")
+        out.append(f)
+    return out
+
+
+MAX_REWARD = 1e6
+"""Largest reward in size: beyond it a group's variance overflows float32 (1e300 logged as Infinity)."""
+
+
+def check_reward_function(spec: str, prompt: str = "Q: 2+3=?\n", completion: str = "2+3=5\n#### 5",
+                          answer: str = "5", **columns: Any) -> None:
+    """Call the reward function ``spec`` names on one row (the trainer's keywords), before a run starts;
+    ValueError naming it when it cannot be imported, fails, or returns no list of one reward per completion."""
+    call_reward(get_reward(spec), [prompt], [completion], completion_ids=[[0]], answer=[answer], **columns)
+
+
 def get_reward(spec: str) -> RewardFn:
     """The reward function ``spec`` names: a registered one (:data:`REWARDS`) or any importable ``module:function``.
 
@@ -184,6 +240,12 @@ def get_reward(spec: str) -> RewardFn:
         module = _import_from_here(module_name)
     except ImportError as err:
         raise ValueError(f"reward {spec!r}: cannot import module {module_name!r} ({err})") from None
+    except SyntaxError as err:
+        raise ValueError(f"reward {spec!r}: module {module_name!r} has a syntax error ({err.msg}, "
+                         f"{err.filename} line {err.lineno})") from None
+    except Exception as err:  # noqa: BLE001 (importing runs the module's code)
+        raise ValueError(f"reward {spec!r}: importing module {module_name!r} failed: "
+                         f"{type(err).__name__}: {err}") from None
     fn = getattr(module, attr, None)
     if not callable(fn):
         raise ValueError(f"reward {spec!r}: module {module_name!r} has no function {attr!r}")

@@ -21,6 +21,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -41,7 +42,7 @@ from acpo.explain import batch_outcome_advantages, explain_batch
 from acpo.loss import policy_loss
 from acpo.models import load_policy
 from acpo.prompts import PromptStyle, answer_probe, render_prompt
-from acpo.rewards import get_reward, reward_name
+from acpo.rewards import call_reward, get_reward, reward_name
 from acpo.rollout import Sample, make_engine
 from acpo.runs import (
     CHECKPOINTS, CONFIG, SUMMARY, TRACES, RunFinished, append_metrics, empty_folder, eval_at, finished_at,
@@ -131,6 +132,7 @@ class Trainer:
                                      max_steps=cfg.max_reasoning_steps)
         self.reward_fns = reward_functions(cfg)
         self.reward_names = [reward_name(fn) for fn in self.reward_fns]
+        self.silent_rewards: set[str] = set()  # functions already warned about for returning only None
         self.reward_weights = torch.tensor(cfg.reward_weights or [1.0] * len(self.reward_fns))
         self.adv_cfg = AdvantageConfig(outcome=cfg.outcome, composition=cfg.composition,
                                        credit_scale=cfg.credit_scale, w_min=cfg.w_min, w_max=cfg.w_max)
@@ -368,11 +370,12 @@ class Trainer:
         n_fns = 1 if first_only else len(self.reward_fns)
         table = torch.empty(len(texts), n_fns)
         for j, (fn, name) in enumerate(zip(self.reward_fns[:n_fns], self.reward_names)):
-            values = fn(prompts=prompts, completions=texts, completion_ids=completion_ids, **kwargs)
-            if len(values) != len(texts):
-                raise ValueError(f"reward function {name!r} returned {len(values)} rewards for {len(texts)} "
-                                 "completions; it must return one per completion (None for 'no reward')")
-            table[:, j] = torch.tensor([math.nan if v is None else float(v) for v in values])
+            values = call_reward(fn, prompts, texts, completion_ids=completion_ids, **kwargs)
+            if all(v is None for v in values) and name not in self.silent_rewards:
+                self.silent_rewards.add(name)
+                warnings.warn(f"reward function {name!r} returned None for all {len(values)} completions of this "
+                              "batch: they get no reward and no gradient; check its answer column", stacklevel=2)
+            table[:, j] = torch.tensor([math.nan if v is None else v for v in values])
         return table
 
     def total_reward(self, columns: torch.Tensor) -> torch.Tensor:
