@@ -125,14 +125,15 @@ def parse_number(text: str | None) -> Fraction | None:
     """Parse an integer, decimal or ``a/b`` fraction (commas and ``$`` allowed).
 
     Returns None for anything else, so callers can treat unparseable answers
-    as wrong instead of raising.
+    as wrong instead of raising. A typeset minus (U+2212, as chat models and
+    LaTeX-rendered datasets write it) reads as ``-``.
 
     >>> parse_number("-3"), parse_number("1,000"), parse_number("0.5") == parse_number("1/2")
     (Fraction(-3, 1), Fraction(1000, 1), True)
     """
     if text is None:
         return None
-    cleaned = text.strip().replace(",", "").replace("$", "").rstrip(".")
+    cleaned = text.strip().replace(",", "").replace("$", "").replace("\u2212", "-").rstrip(".")
     if len(cleaned) > 100 or not _NUMBER_FULL_RE.fullmatch(cleaned):
         return None
     try:

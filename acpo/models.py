@@ -17,11 +17,13 @@ import importlib.util
 import json
 import os
 import shutil
+import struct
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 
 from acpo.resources import ASSETS
 
@@ -130,6 +132,9 @@ def convert_gguf(gguf: Path) -> Path:
         config = AutoConfig.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    except (struct.error, EOFError, MemoryError, IndexError) as err:  # a truncated file, a header that lies
+        raise ModelLoadError(f"could not read GGUF '{gguf}': it is truncated or corrupt ({type(err).__name__}: "
+                             f"{err}); download it again") from err
     except (ValueError, KeyError, OSError) as err:
         arch = _gguf_architecture(gguf)
         raise ModelLoadError(f"could not load GGUF '{gguf}' (architecture {arch!r}): {str(err).rstrip('.')}. "
@@ -158,7 +163,16 @@ def convert_gguf(gguf: Path) -> Path:
 
 def _needs_remote_code(folder: Path) -> bool:
     cfg = folder / "config.json"
-    return cfg.exists() and "auto_map" in json.loads(cfg.read_text())
+    if not cfg.exists():
+        return False
+    try:
+        config = json.loads(cfg.read_text())
+    except (ValueError, OSError) as err:
+        raise ModelLoadError(f"'{cfg}' is not valid JSON ({err}); write it again with save_pretrained") from None
+    if not isinstance(config, dict):
+        raise ModelLoadError(f"'{cfg}' holds {type(config).__name__}, not a mapping; write it again with "
+                             "save_pretrained")
+    return "auto_map" in config
 
 
 MAX_ADAPTER_DEPTH = 2
@@ -276,6 +290,10 @@ def _load(chain: list[str], trust_remote_code: bool, dtype, device):
                      if tok_src is not None else base_tokenizer)
     except ModelLoadError:
         raise
+    except SafetensorError as err:  # a truncated or garbage weights file
+        weights = ", ".join(sorted(p.name for p in path.glob("*.safetensors"))) if path.is_dir() else "weights"
+        raise ModelLoadError(f"could not read the weights of '{name_or_path}' ({weights}): {err}; the file is "
+                             "truncated or corrupt: write it again with save_pretrained") from err
     except (OSError, ValueError) as err:
         raise ModelLoadError(
             f"could not load model '{name_or_path}': {err}. A hub id needs network access "

@@ -47,7 +47,13 @@ def completion_text(completion: Completion) -> str:
     """
     if isinstance(completion, str):
         return completion
-    return "".join(m.get("content", "") for m in completion if m.get("role", "assistant") == "assistant")
+    if not isinstance(completion, (list, tuple)) or not all(isinstance(m, dict) for m in completion):
+        raise ValueError(f"a completion is {type(completion).__name__} {completion!r:.60}; completions are strings "
+                         "or lists of chat messages ({'role': 'assistant', 'content': '...'})")
+    parts = [m.get("content", "") for m in completion if m.get("role", "assistant") == "assistant"]
+    if not all(isinstance(p, str) for p in parts):
+        raise ValueError(f"a chat completion has a message whose content is not text: {completion!r:.80}")
+    return "".join(parts)
 
 
 def _gold_column(kwargs: dict[str, Any], n: int, fn: str) -> Sequence[str]:

@@ -89,6 +89,19 @@ def context_length(model) -> int | None:
     return None
 
 
+def longest_token_chars(tokenizer) -> int:
+    """The most characters one token of ``tokenizer`` spells (its vocabulary's longest entry, at least 1): a text
+    of more than ``n`` times this many characters has more than ``n`` tokens, known without tokenizing it."""
+    cached = getattr(tokenizer, "_acpo_longest_token", None)
+    if cached is None:
+        cached = max([len(t) for t in tokenizer.get_vocab()] + [1])
+        try:
+            tokenizer._acpo_longest_token = cached
+        except AttributeError:
+            pass
+    return cached
+
+
 def check_context(model, prompt_len: int, completion_len: int, extra: int = 0, what: str = "") -> None:
     """Raise when prompt + completion (+ probe) do not fit the model's context."""
     limit = context_length(model)

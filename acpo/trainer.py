@@ -53,7 +53,7 @@ from acpo.stats import completion_stats, scored_stats
 from acpo.tasks import (
     DEFAULT_TRAIN_MIX, RL_SEED_OFFSET, TASKS, Problem, first_error_step, get_task, heldout_problems, make_problems,
 )
-from acpo.tokens import encode_prompt, pad_batch
+from acpo.tokens import encode_prompt, longest_token_chars, pad_batch
 
 
 @dataclass
@@ -911,7 +911,11 @@ class Trainer:
             return
         budget = context - self.cfg.max_new_tokens
         problems = [*self.pool, *self.eval_set]
-        long = [(p.id, len(ids)) for p, ids in zip(problems, self.prompt_ids(problems)) if len(ids) > budget]
+        # a prompt of more characters than budget x the longest token has more than budget tokens: said untokenized
+        most = budget * longest_token_chars(self.tokenizer)
+        long = [(p.id, f"over {budget}") for p in problems if len(str(p.prompt)) > most]
+        short = [p for p in problems if len(str(p.prompt)) <= most]
+        long += [(p.id, len(ids)) for p, ids in zip(short, self.prompt_ids(short)) if len(ids) > budget]
         if long:
             shown = ", ".join(f"{pid} ({n} tokens)" for pid, n in long[:3])
             raise ValueError(

@@ -68,6 +68,15 @@ def _message_text(value) -> str:
     return str(value)
 
 
+def _is_text_cell(value) -> bool:
+    """A prompt/completion cell ``_message_text`` reads: text, empty, or chat messages (not a dict or a number)."""
+    if value is None or isinstance(value, str) or (isinstance(value, float) and pd.isna(value)):
+        return True
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    return isinstance(value, list) and all(isinstance(m, dict) for m in value)
+
+
 def _refuse_constant(name: str):
     raise InputError(f"the file holds {name}; rewards and scores must be finite numbers (null or empty when unknown)")
 
@@ -156,6 +165,12 @@ def read_rollouts(path: Path, name: str | None = None, limit_mb: float = MAX_FIL
             f"'{name}' has no column {', '.join(map(repr, missing))}; found columns: {columns}. "
             "Expected: prompt, completion[, answer, reward] (or TRL completions / verl rollout dumps)"
         )
+    for column in ("prompt", "completion"):
+        bad = [(i, v) for i, v in enumerate(raw[column]) if not _is_text_cell(v)]
+        if bad:
+            shown = ", ".join(f"row {i}: {type(v).__name__} {v!r:.30}" for i, v in bad[:3])
+            raise InputError(f"'{name}': the {column} of {len(bad)} row(s) is not text ({shown}); a {column} is text "
+                             "or a list of chat messages")
     out = pd.DataFrame({
         "prompt": [_message_text(v) for v in raw["prompt"]],
         "completion": [_message_text(v) for v in raw["completion"]],

@@ -133,3 +133,155 @@ def test_what_this_machine_lacks_is_refused_before_the_run_folder_exists(overrid
     argv = [f"--{k.replace('_', '-')}={v}" for k, v in overrides.items()]
     assert train_main([*argv, "--output-dir", str(tmp_path / "runs"), "--steps", "1"], prog="train.py") == 2
     assert message.split(",")[0] in capsys.readouterr().err and not (tmp_path / "runs").exists()
+
+
+# ---------------------------------------------------------------- library calls
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    import torch
+
+    from conftest import char_tokenizer, tiny_llama
+
+    torch.set_num_threads(1)
+    tok = char_tokenizer()
+    return tiny_llama(len(tok), seed=0, context=128), tok
+
+
+PROMPTS, COMPLETIONS = ["Q: 1+1=?\n", "Q: 2+2=?\n"], ["1+1=2\n#### 2", "2+2=4\n#### 4"]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"answers": ["2"]}, "got 1 answers for 2 completions; pass one per completion"),
+    ({"meta": [{}]}, "got 1 meta for 2 completions"),
+    ({"rewards": [1.0]}, "got 1 rewards for 2 completions"),
+    ({"batch_size": 0}, "batch_size must be a whole number of at least 1; got 0"),
+    ({"method": []}, "method is an empty list; name at least one credit method"),
+    ({"segmentation": "fixed-0"}, "segmentation 'fixed-0': a fixed step holds at least 1 token"),
+    ({"completions": [{"text": "1+1=2"}, "2+2=4"]}, "completion 0 is dict"),
+    ({"completions": [42, "2+2=4"]}, "completion 0 is int 42"),
+    ({"prompts": [{"q": 1}, "Q"]}, "prompt 0 is dict"),
+])
+def test_explain_batch_refuses_mismatched_or_malformed_arguments_by_name(tiny, kwargs, message):
+    import acpo
+
+    args = {"prompts": PROMPTS, "completions": COMPLETIONS, "method": "uniform", "segmentation": "lines", **kwargs}
+    with pytest.raises(ValueError, match=message):
+        acpo.explain_batch(*tiny, **args)
+
+
+@pytest.mark.parametrize("completion, message", [
+    (None, "a completion is NoneType None; completions are strings or lists of chat messages"),
+    (7, "a completion is int 7"),
+    ([{"role": "assistant", "content": None}], "a chat completion has a message whose content is not text"),
+    (["#### 2"], "a completion is list"),
+])
+def test_reward_functions_name_a_malformed_completion(completion, message):
+    from acpo.rewards import answer_reward, hash_answer_reward
+
+    for fn in (hash_answer_reward, answer_reward):
+        with pytest.raises(ValueError, match=message):
+            fn(None, [completion], answer=["2"])
+
+
+def test_a_typeset_minus_is_a_minus():
+    from acpo.answers import answers_match, extract_final_answer
+    from acpo.rewards import hash_answer_reward
+
+    assert answers_match(extract_final_answer("5-8=\u22123\n#### \u22123"), "-3")
+    assert hash_answer_reward(None, ["#### \u22123", "#### 3"], answer=["-3", "-3"]) == [1.0, 0.0]
+
+
+@pytest.mark.parametrize("row, message", [
+    ({"prompt": "Q", "completion": {"text": "1+1=2"}}, "the completion of 1 row\\(s\\) is not text \\(row 0: dict"),
+    ({"prompt": 12, "completion": "1+1=2"}, "the prompt of 1 row\\(s\\) is not text \\(row 0: int 12"),
+    ({"prompt": "Q", "completion": 3.5}, "the completion of 1 row\\(s\\) is not text \\(row 0: float 3.5"),
+])
+def test_batch_rows_whose_prompt_or_completion_is_not_text_are_refused(row, message, tmp_path):
+    import json
+
+    from app.loaders import InputError, read_rollouts
+
+    path = tmp_path / "rows.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    with pytest.raises(InputError, match=message):
+        read_rollouts(path)
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    from conftest import char_tokenizer, tiny_llama
+
+    folder = tmp_path_factory.mktemp("models") / "good"
+    tok = char_tokenizer()
+    tiny_llama(len(tok), seed=0, context=64).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("garbage", "could not read the weights of '.*' \\(model.safetensors\\): .*truncated or corrupt"),
+    ("truncated", "could not read the weights of '.*' \\(model.safetensors\\): .*truncated or corrupt"),
+    ("config", "'.*config.json' is not valid JSON"),
+])
+def test_a_damaged_model_folder_is_one_line_naming_the_file(saved_model, damage, message, tmp_path):
+    import shutil
+
+    from acpo.models import ModelLoadError, load_policy
+
+    folder = tmp_path / damage
+    shutil.copytree(saved_model, folder)
+    weights = folder / "model.safetensors"
+    if damage == "garbage":
+        weights.write_bytes(b"not a safetensors file" * 10)
+    elif damage == "truncated":
+        weights.write_bytes(weights.read_bytes()[:1000])
+    else:
+        (folder / "config.json").write_text("{not json")
+    with pytest.raises(ModelLoadError, match=message):
+        load_policy(str(folder))
+
+
+@pytest.mark.parametrize("header", [b"GGUF\x03\x00\x00\x00", b"GGUF\x03\x00\x00\x00" + (2**62).to_bytes(8, "little")])
+def test_a_truncated_or_lying_gguf_file_is_one_line(header, tmp_path, monkeypatch):
+    pytest.importorskip("gguf")
+    from acpo.models import ModelLoadError, load_policy
+
+    monkeypatch.setenv("ACPO_CACHE", str(tmp_path / "cache"))
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(header)
+    with pytest.raises(ModelLoadError, match="could not (read|load) GGUF '.*model.gguf'") as err:
+        load_policy(str(gguf))
+    assert "\n" not in str(err.value)
+
+
+def test_longest_token_chars_bounds_the_token_count_from_the_length():
+    from conftest import bpe_tokenizer
+
+    from acpo.tokens import longest_token_chars
+
+    tok = bpe_tokenizer()
+    longest = longest_token_chars(tok)
+    for text in ["hello world " * 50, "a" * 300, "1+1=2\n#### 2" * 20]:
+        assert len(tok(text, add_special_tokens=False)["input_ids"]) >= len(text) / longest
+
+
+def test_a_huge_dataset_row_is_refused_without_being_tokenized(tmp_path, monkeypatch):
+    import json
+
+    import acpo.trainer
+    from acpo.trainer import run
+
+    data = tmp_path / "data.jsonl"
+    rows = [{"question": "1+1?", "answer": "#### 2"}, {"question": "2+2?", "answer": "#### 4"},
+            {"question": "3+" * 2_500_000 + "3?", "answer": "#### 1"}]  # 5 MB: tokenizing it took gigabytes
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    longest = []
+    real = acpo.trainer.encode_prompt
+    monkeypatch.setattr(acpo.trainer, "encode_prompt", lambda tok, p, *a: longest.append(len(str(p))) or real(tok, p, *a))
+    with pytest.raises(ValueError, match=r"1 problem\(s\) leave no room to answer in the model's context of 256 "
+                                         r"tokens with --max-new-tokens 8: .* \(over 248 tokens\)"):
+        run(make_config({**TINY, "output_dir": str(tmp_path), "run_name": "huge", "dataset": str(data),
+                         "eval_problems": 1}))
+    assert max(longest) < 10_000 and not (tmp_path / "huge").exists()
