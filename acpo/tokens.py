@@ -76,6 +76,13 @@ def encode_probe(tokenizer, probe: str, answer: str) -> tuple[list[int], int]:
             f"answer {answer!r} tokenizes to nothing after the probe {probe!r}; "
             "check that the tokenizer's vocabulary covers the answer's characters"
         )
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if unk is not None and unk in ids[len(ids) - n_answer:]:
+        text = probe + answer
+        unknown = sorted({text[s:e] for (s, e), i in zip(offsets, ids) if i == unk and e > len(probe)})
+        raise ValueError(f"answer {answer!r} has characters this tokenizer does not know ({', '.join(map(repr, unknown))}"
+                         f" become {tokenizer.unk_token!r}); its probability would be that of an unknown token: write "
+                         "the answer in characters the model's vocabulary covers")
     return ids, n_answer
 
 

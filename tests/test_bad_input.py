@@ -285,3 +285,11 @@ def test_a_huge_dataset_row_is_refused_without_being_tokenized(tmp_path, monkeyp
         run(make_config({**TINY, "output_dir": str(tmp_path), "run_name": "huge", "dataset": str(data),
                          "eval_problems": 1}))
     assert max(longest) < 10_000 and not (tmp_path / "huge").exists()
+
+
+def test_an_answer_the_tokenizer_cannot_spell_is_refused_not_scored_as_unk(tiny):
+    import acpo
+
+    with pytest.raises(ValueError, match="answer '1€2' has characters this tokenizer does not know \\('€' become"):
+        acpo.explain(*tiny, PROMPTS[0], COMPLETIONS[0], method="acpo", answer="1€2", segmentation="lines")
+    assert acpo.explain(*tiny, PROMPTS[0], COMPLETIONS[0], method="acpo", answer="12", segmentation="lines").steps
