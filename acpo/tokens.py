@@ -109,6 +109,20 @@ def longest_token_chars(tokenizer) -> int:
     return cached
 
 
+def check_fits(model, tokenizer, prompt, completion: str, chat_template: bool = True) -> None:
+    """:func:`check_context` for a prompt and completion given as text; one so long that it cannot fit is refused
+    from its length alone, never tokenized (a hostile megabyte costs nothing), and checked before anything parses it.
+    """
+    limit = context_length(model)
+    most = None if limit is None else limit * longest_token_chars(tokenizer)
+    for what, text in (("prompt", prompt if isinstance(prompt, str) else ""), ("completion", completion)):
+        if most is not None and len(text) > most:
+            raise ValueError(f"the {what} ({len(text):,} characters) is longer than the model's context of {limit} "
+                             f"tokens can hold; shorten the {what} or use a model with a longer context")
+    check_context(model, len(encode_prompt(tokenizer, prompt, chat_template)),
+                  len(tokenizer(completion, add_special_tokens=False)["input_ids"]))
+
+
 def check_context(model, prompt_len: int, completion_len: int, extra: int = 0, what: str = "") -> None:
     """Raise when prompt + completion (+ probe) do not fit the model's context."""
     limit = context_length(model)

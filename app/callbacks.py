@@ -34,7 +34,7 @@ from acpo.rewards import answer_reward
 from acpo.rollout import generate_texts
 from acpo.tasks import TASKS, Problem, check_freeform, first_error_step
 from acpo.tasks import check as check_task
-from acpo.tokens import check_context, context_length, encode_prompt
+from acpo.tokens import check_fits, context_length, encode_prompt
 from . import views
 from .loaders import (
     DEFAULT_SAMPLES,
@@ -377,9 +377,8 @@ class Explorer:
             raise InputError("the completion is empty; paste one or press Sample")
         if method not in UI_METHODS:
             raise InputError(f"unknown credit method {method!r}; valid: {', '.join(UI_METHODS)}")
-        self.limits.check_text(prompt, completion, answer)
         model, tokenizer = self.models.get(model_name, trust_remote_code)
-        check_context(model, len(encode_prompt(tokenizer, prompt or "")), len(tokenizer(completion, add_special_tokens=False)["input_ids"]))
+        check_fits(model, tokenizer, prompt or "", completion)  # before anything parses the completion
         answer = (answer or "").strip() or None
         reward_value = parse_reward(reward)
         check = check_problem(checker, prompt or "", answer, completion)
@@ -407,7 +406,6 @@ class Explorer:
             stop.clear()
             resampling = self.resampling_options(checker, prompt or "", (answer or "").strip(), mc_samples,
                                                  mc_temperature, mc_batch, mc_tokens, progress, stop)
-            self.limits.check_text(prompt, completion, answer)
             cost = self.resampling_cost(model_name, trust_remote_code, prompt, completion, segmentation,
                                         mc_samples, mc_batch, mc_tokens)
             self.limits.check_seconds(cost["seconds"], f"this resampling credit ({cost['boundaries']} boundaries "
@@ -436,7 +434,6 @@ class Explorer:
             return ""
         if not completion or not completion.strip():
             return "Resampling credit: paste or sample a completion to see its cost."
-        self.limits.check_text(prompt, completion)
         c = self.resampling_cost(model_name, trust_remote_code, prompt, completion, segmentation, mc_samples,
                                  mc_batch, mc_tokens)
         over = (f" This server allows {self.limits.seconds:.0f} s per request: lower M or the tokens."
@@ -452,6 +449,7 @@ class Explorer:
         batch = whole_number(mc_batch, "continuation batch size", 1, self.limits.mc_batch)
         tokens = whole_number(mc_tokens, "continuation tokens", 1, self.limits.mc_tokens)
         model, tokenizer = self.models.get(model_name, trust_remote_code)
+        check_fits(model, tokenizer, prompt or "", completion)
         steps = acpo.explain(model, tokenizer, prompt or "", completion, method="uniform",
                              segmentation=segmentation).steps
         total = len(steps) * m
@@ -656,9 +654,14 @@ class Explorer:
         rollouts, layout = read_rollouts(path, name, self.max_file_mb)
         dropped = max(0, len(rollouts) - limit)
         rollouts = rollouts.iloc[:limit].reset_index(drop=True)
+        model, tokenizer = self.models.get(model_name, trust_remote_code)
+        for i, r in enumerate(rollouts.itertuples()):  # before any checker parses a row
+            try:
+                check_fits(model, tokenizer, r.prompt, r.completion)
+            except ValueError as err:
+                raise InputError(f"row {i} of '{name}': {err}") from err
         checks = self._batch_checks(rollouts, checker or AUTO_CHECKER)
         rewards, computed = self._batch_rewards(rollouts, checks)
-        model, tokenizer = self.models.get(model_name, trust_remote_code)
         answers = [a if isinstance(a, str) else None for a in rollouts["answer"]] if rollouts["answer"].notna().any() \
             else None
         traces, total = [], len(rollouts)

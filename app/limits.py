@@ -27,8 +27,6 @@ class RequestLimits:
     """Most tokens per continuation."""
     mc_batch: int = 256
     """Most continuations sampled at once."""
-    text_chars: int = 100_000
-    """Longest prompt + completion (characters) read at all; the model's context is checked next."""
     _resampling: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def check_seconds(self, seconds: float, what: str) -> None:
@@ -36,12 +34,6 @@ class RequestLimits:
             raise InputError(f"{what} would take about {seconds:.0f} s; this server allows {self.seconds:.0f} s per "
                              "request: lower M or the continuation tokens, or pick a cheaper method (its operator "
                              "can raise the cap with --max-request-seconds)")
-
-    def check_text(self, *texts: str) -> None:
-        n = sum(len(t or "") for t in texts)
-        if n > self.text_chars:
-            raise InputError(f"the prompt and completion hold {n:,} characters; this server reads at most "
-                             f"{self.text_chars:,}: shorten the completion")
 
     @contextmanager
     def resampling_lane(self):

@@ -215,6 +215,23 @@ def test_the_context_is_checked_before_the_completion_is_parsed(explorer, monkey
     monkeypatch.setattr(app.callbacks, "check_problem", lambda *a: parsed.append(a))
     with pytest.raises(gr.Error, match="longer than the model's context of 64 tokens"):
         explain(explorer, completion="1+1=2\n" * 50 + "#### " + "9" * 100)
-    with pytest.raises(gr.Error, match="hold 200,022 characters; this server reads at most 100,000"):
+    with pytest.raises(gr.Error, match="the completion \\(200,007 characters\\) is longer than the model's context of "
+                                       "64 tokens can hold"):
         explain(explorer, completion="#### x" + " " * 200_000 + "y")
+    assert parsed == []
+
+
+def test_batch_rows_are_checked_against_the_context_before_any_checker_parses_them(explorer, monkeypatch, tmp_path):
+    import gradio as gr
+
+    import app.callbacks
+
+    parsed = []
+    monkeypatch.setattr(app.callbacks, "check_task", lambda *a: parsed.append(a))
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"prompt": "Q: 1+1=?\n", "completion": "1+1=2\n#### 2", "answer": "2"}) + "\n"
+                    + json.dumps({"prompt": "Q: 1+1=?\n", "completion": "1" * 100_000 + "=1\n#### 1", "answer": "1"})
+                    + "\n")
+    with pytest.raises(gr.Error, match="row 1 of 'rows.jsonl': the completion \\(100,009 characters\\) is longer than"):
+        explorer.batch(str(rows), "", None, False, ["uniform"], "lines", "#### ", 10, "free-form computations")
     assert parsed == []
