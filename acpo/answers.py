@@ -18,6 +18,7 @@ of at most ``MAX_ANSWER_CHARS`` characters and under a timeout in any thread
 from __future__ import annotations
 
 import atexit
+import contextlib
 import importlib.util
 import json
 import os
@@ -272,6 +273,9 @@ class _WorkerPool:
         except (TimeoutError, OSError, ValueError):
             proc.kill()
             proc.wait()
+            for pipe in (proc.stdin, proc.stdout):
+                with contextlib.suppress(OSError):
+                    pipe.close()
             with self.lock:
                 self.started -= 1
             return default
@@ -287,7 +291,8 @@ def start_math_workers() -> None:
     """Start the math-verify worker processes now (a server calls this at launch), so that no request
     waits for one to start (importing math-verify takes seconds)."""
     if importlib.util.find_spec("math_verify") is not None and os.name == "posix":
-        _WORKERS.idle.put(_WORKERS._acquire())
+        for proc in [_WORKERS._acquire() for _ in range(_WORKERS.size)]:
+            _WORKERS.idle.put(proc)
 
 
 def _serve() -> None:
