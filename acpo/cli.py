@@ -24,12 +24,25 @@ def train_main(argv: list[str] | None = None, prog: str = "acpo-train") -> int:
 
     ``prog`` is the command the messages name (``train.py`` calls this too).
     """
-    from acpo.config import parse_args
+    import warnings
+
+    from acpo.config import ConfigWarning, check_environment, parse_args
     from acpo.models import ModelLoadError
     from acpo.runs import RunFinished
 
+    shown = warnings.showwarning
+
+    def one_line(message, category, *args, **kwargs):
+        if issubclass(category, ConfigWarning):
+            print(f"{prog}: warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, *args, **kwargs)
+
+    warnings.showwarning = one_line
     try:
-        summary = run(parse_args(argv))
+        cfg = parse_args(argv)
+        check_environment(cfg)
+        summary = run(cfg)
     except RunFinished as done:  # nothing to do is not an error
         print(f"{prog}: {done}")
         return 0
@@ -39,6 +52,8 @@ def train_main(argv: list[str] | None = None, prog: str = "acpo-train") -> int:
     except KeyboardInterrupt:  # a second Ctrl-C, or one before training started
         print(f"\n{prog}: interrupted; the last checkpoint in the run folder is intact (--resume it)", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = shown
     if not summary["is_main"]:
         return 0
     if summary["stopped_by"]:  # Ctrl-C / SIGTERM: the step finished and a checkpoint was written

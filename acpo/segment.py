@@ -200,6 +200,8 @@ def resolve_segmentation(name: str, cfg: SegmentConfig | None = None) -> tuple[C
     cfg = SegmentConfig() if cfg is None else cfg
     m = re.fullmatch(r"fixed-(\d+)", name)
     if m:
+        if int(m.group(1)) < 1:
+            raise ValueError(f"segmentation {name!r}: a fixed step holds at least 1 token; use e.g. fixed-8")
         cfg = SegmentConfig(**{**cfg.__dict__, "fixed_tokens": int(m.group(1))})
         name = "fixed"
     if name not in SEGMENTATIONS:

@@ -101,8 +101,7 @@ class Trainer:
         self.curriculum = Curriculum(self.pool, start_levels, cfg.curriculum, cfg.curriculum_eps,
                                      cfg.unlock_threshold, seed=cfg.seed + self.rank)
         problems = [*self.pool, *self.eval_set]  # checked before the run folder exists: a typo needs no --overwrite
-        check_inputs(cfg, self.tokenizer, self.policy, problems, self.prompt_ids(problems), self.credit_name,
-                     self.probe)
+        check_inputs(cfg, self.tokenizer, self.policy, problems, self.prompt_ids, self.credit_name, self.probe)
 
         # state: what a checkpoint carries, and the batch in training
         self.state = TrainState(entropy_coef=cfg.entropy_coef if cfg.entropy_bonus else 0.0,

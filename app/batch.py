@@ -15,6 +15,7 @@ from acpo.fidelity import fidelity_table, localisable, unlabelled_counts
 from acpo.render import blamed_step, message_html, trace_html
 from acpo.rewards import row_reward
 from acpo.tasks import check_as, checker_for, first_error_step
+from acpo.tokens import check_fits
 from . import views
 from .loaders import InputError, read_rollouts
 from .shared import AUTO_CHECKER, BATCH_METHODS, ExplorerBase, checker_name, localisable_error, ui_errors, whole_number
@@ -78,10 +79,15 @@ class BatchTab(ExplorerBase):
         rollouts, layout = read_rollouts(path, name, self.max_file_mb)
         dropped = max(0, len(rollouts) - limit)
         rollouts = rollouts.iloc[:limit].reset_index(drop=True)
+        model, tokenizer = self.models.get(model_name, trust_remote_code)
+        for i, r in enumerate(rollouts.itertuples()):  # before any checker parses a row
+            try:
+                check_fits(model, tokenizer, r.prompt, r.completion)
+            except ValueError as err:
+                raise InputError(f"row {i} of '{name}': {err}") from err
         human = "label" in rollouts.columns  # a step-labelled file: its human label is the ground truth
         checks = [None] * len(rollouts) if human else self._batch_checks(rollouts, checker or AUTO_CHECKER)
         rewards, computed = self._batch_rewards(rollouts, checks)
-        model, tokenizer = self.models.get(model_name, trust_remote_code)
         answers = [a if isinstance(a, str) else None for a in rollouts["answer"]] if rollouts["answer"].notna().any() \
             else None
         traces, total = [], len(rollouts)

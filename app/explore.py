@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -18,7 +19,7 @@ from acpo.render import blamed_step, credit_scale, message_html, trace_html
 from acpo.rewards import row_reward
 from acpo.rollout import generate_texts
 from acpo.tasks import TASKS, answer_scorer, first_error_step
-from acpo.tokens import context_length, encode_prompt
+from acpo.tokens import check_fits, context_length, encode_prompt
 from . import views
 from .loaders import InputError, check_size, sample_label
 from .shared import (
@@ -133,9 +134,9 @@ class ExploreTab(ExplorerBase):
     def resampling_options(self, checker, prompt, answer, samples, temperature, batch, tokens, progress=None,
                            stop: threading.Event | None = None) -> dict:
         """``method_options`` for mc_reset from the Explore fields, with a progress bar and a stop flag."""
-        opts = {"samples": whole_number(samples, "continuations per boundary (M)", 1, 256),
-                "batch_size": whole_number(batch, "continuation batch size", 1, 1024),
-                "max_new_tokens": whole_number(tokens, "continuation tokens", 1, 1024)}
+        opts = {"samples": whole_number(samples, "continuations per boundary (M)", 1, self.limits.mc_samples),
+                "batch_size": whole_number(batch, "continuation batch size", 1, self.limits.mc_batch),
+                "max_new_tokens": whole_number(tokens, "continuation tokens", 1, self.limits.mc_tokens)}
         try:
             opts["temperature"] = float(temperature)
         except (TypeError, ValueError):
@@ -168,13 +169,14 @@ class ExploreTab(ExplorerBase):
             raise InputError("the completion is empty; paste one or press Sample")
         if method not in UI_METHODS:
             raise InputError(f"unknown credit method {method!r}; valid: {', '.join(UI_METHODS)}")
+        model, tokenizer = self.models.get(model_name, trust_remote_code)
+        check_fits(model, tokenizer, prompt or "", completion)  # before anything parses the completion
         answer = (answer or "").strip() or None
         check = check_problem(checker, prompt or "", answer, completion)
         reward_value, _ = row_reward(completion, answer, check, parse_reward(reward))
         methods = [method]
         if method != "acpo" and (answer or extract_answer(completion)):
             methods.append("acpo")  # information gain beside the chosen method, when there is an answer to probe
-        model, tokenizer = self.models.get(model_name, trust_remote_code)
         options = {RESAMPLING: resampling} if method == RESAMPLING else None
         trace = acpo.explain(model, tokenizer, prompt or "", completion, method=methods, segmentation=segmentation,
                              answer=answer, reward=reward_value, probe=probe or DEFAULT_PROBE, method_options=options)
@@ -186,14 +188,20 @@ class ExploreTab(ExplorerBase):
                 segmentation, probe, view, mc_samples=8, mc_temperature=1.0, mc_batch=64, mc_tokens=64,
                 request: gr.Request = None, progress=gr.Progress()):
         """Explain one completion: heatmap, verdict, entropy trace, step table, CSV of the table."""
-        resampling = None
+        resampling, lane = None, contextlib.nullcontext()
         if method == RESAMPLING:
             stop = self._stops.setdefault(getattr(request, "session_hash", None) or "api", threading.Event())
             stop.clear()
             resampling = self.resampling_options(checker, prompt or "", (answer or "").strip(), mc_samples,
                                                  mc_temperature, mc_batch, mc_tokens, progress, stop)
-        state, table = self.explain_trace(model_name, trust_remote_code, prompt, completion, answer, reward, checker,
-                                          method, segmentation, probe, resampling)
+            cost = self.resampling_cost(model_name, trust_remote_code, prompt, completion, segmentation,
+                                        mc_samples, mc_batch, mc_tokens)
+            self.limits.check_seconds(cost["seconds"], f"this resampling credit ({cost['boundaries']} boundaries "
+                                      f"× M={cost['m']} continuations of up to {cost['tokens']} tokens)")
+            lane = self.limits.resampling_lane()
+        with lane:
+            state, table = self.explain_trace(model_name, trust_remote_code, prompt, completion, answer, reward,
+                                              checker, method, segmentation, probe, resampling)
         trace = state["trace"]
         fig = views.entropy_figure(trace.entropies.tolist(), trace.tokens, trace.to_frame(), f"credit_{method}")
         verdict = verdict_markdown(trace, method, state["check"], state["first_error_step"])
@@ -214,19 +222,29 @@ class ExploreTab(ExplorerBase):
             return ""
         if not completion or not completion.strip():
             return "Resampling credit: paste or sample a completion to see its cost."
-        m = whole_number(mc_samples, "continuations per boundary (M)", 1, 256)
-        batch = whole_number(mc_batch, "continuation batch size", 1, 1024)
-        tokens = whole_number(mc_tokens, "continuation tokens", 1, 1024)
+        c = self.resampling_cost(model_name, trust_remote_code, prompt, completion, segmentation, mc_samples,
+                                 mc_batch, mc_tokens)
+        over = (f" This server allows {self.limits.seconds:.0f} s per request: lower M or the tokens."
+                if c["seconds"] > self.limits.seconds else " Stop cancels it.")
+        return (f"**Resampling credit (mc_reset)** will sample {c['boundaries']} boundaries × M={c['m']} = "
+                f"{c['total']} continuations of up to {c['tokens']} tokens in {c['calls']} batch(es): about "
+                f"**{c['seconds']:.0f} s** on this machine (rough; the progress bar refines it).{over}")
+
+    def resampling_cost(self, model_name, trust_remote_code, prompt, completion, segmentation, mc_samples, mc_batch,
+                        mc_tokens) -> dict:
+        """How many continuations mc_reset would sample, in how many batches, and about how many seconds."""
+        m = whole_number(mc_samples, "continuations per boundary (M)", 1, self.limits.mc_samples)
+        batch = whole_number(mc_batch, "continuation batch size", 1, self.limits.mc_batch)
+        tokens = whole_number(mc_tokens, "continuation tokens", 1, self.limits.mc_tokens)
         model, tokenizer = self.models.get(model_name, trust_remote_code)
+        check_fits(model, tokenizer, prompt or "", completion)
         steps = acpo.explain(model, tokenizer, prompt or "", completion, method="uniform",
                              segmentation=segmentation).steps
         total = len(steps) * m
         per_call = max(1, batch // m) * m
         calls = math.ceil(len(steps) / max(1, batch // m))
         seconds = calls * tokens * self._step_seconds(model, tokenizer, prompt or "", min(per_call, total))
-        return (f"**Resampling credit (mc_reset)** will sample {len(steps)} boundaries × M={m} = {total} "
-                f"continuations of up to {tokens} tokens in {calls} batch(es): about **{seconds:.0f} s** on this "
-                "machine (rough; the progress bar refines it). Stop cancels it.")
+        return dict(boundaries=len(steps), m=m, total=total, tokens=tokens, calls=calls, seconds=seconds)
 
     def _step_seconds(self, model, tokenizer, prompt: str, width: int) -> float:
         """Seconds per generated token for ``width`` sequences at once, timed once per model and width."""

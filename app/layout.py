@@ -121,7 +121,9 @@ def build_app(explorer: Explorer | None = None, initial: bool = True) -> gr.Bloc
             explain_outputs = [heatmap, verdict, entropy_plot, table, csv_btn, trace_state]
             cleared = explain_btn.click(lambda: (message_html("Explaining…"), ""), None, [heatmap, verdict],
                                         api_name=False, queue=False)
-            running = cleared.then(ex.explain, explain_inputs, explain_outputs, api_name="explain")
+            # one more slot than the others: a resampling credit holds at most one (app/limits.py), cheap ones the rest
+            running = cleared.then(ex.explain, explain_inputs, explain_outputs, api_name="explain",
+                                   concurrency_limit=3, concurrency_id="explain")
             stop_btn.click(ex.stop, None, None, cancels=[running], api_name="stop", queue=False)
             estimate_inputs = [model, trust, prompt, completion, segmentation, method, mc_samples, mc_batch, mc_tokens]
             gr.on([method.change, mc_samples.change, mc_batch.change, mc_tokens.change], ex.estimate_resampling,

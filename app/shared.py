@@ -39,6 +39,7 @@ from .loaders import (
     read_samples,
     sample_label,
 )
+from .limits import RequestLimits
 from .models import ModelCache
 
 # Cheap methods first; mc_reset samples continuations (seconds per step boundary), so Batch leaves it out.
@@ -189,8 +190,9 @@ class ExplorerBase:
 
     def __init__(self, roots, default_model: str = DEMO_POLICY, samples_path: Path = DEFAULT_SAMPLES,
                  max_file_mb: float = MAX_FILE_MB, fidelity_path: Path = FIDELITY_FILE,
-                 allow_remote_code: bool = False):
+                 allow_remote_code: bool = False, limits: RequestLimits | None = None):
         self.guard = PathGuard(roots)
+        self.limits = limits or RequestLimits()
         self.allow_remote_code = allow_remote_code
         self.models = ModelCache(self.guard, default_model, allow_remote_code=allow_remote_code)
         self.default_model = default_model

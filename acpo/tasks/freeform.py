@@ -57,6 +57,9 @@ RIGHT, WRONG, UNCHECKABLE = "right", "wrong", "uncheckable"
 
 MAX_EXPR_CHARS = 200
 """Longest expression ``safe_eval`` reads (after normalising); longer ones are uncheckable."""
+MAX_WRITTEN_CHARS = 4 * MAX_EXPR_CHARS
+"""Longest text ``safe_eval`` normalises at all (LaTeX and currency shrink when normalised): checked first,
+so no pattern ever runs over more than this many characters."""
 MAX_BITS = 4096
 """Largest numerator or denominator (in bits, about 1,200 digits) of any value met while evaluating."""
 
@@ -129,7 +132,7 @@ def safe_eval(expr: str) -> Fraction:
     Reads numbers (``$1,200``, ``0.5``, ``50%``), ``+ - * / // % **`` (also
     ``x``/``×``/``·``, ``÷``, ``^``), unary minus and parentheses; anything
     else (names, calls, commas, ``=``) is refused. Bounded: at most
-    ``MAX_EXPR_CHARS`` characters, no value over ``MAX_BITS`` bits (a power
+    ``MAX_WRITTEN_CHARS`` characters read and ``MAX_EXPR_CHARS`` once normalised, no value over ``MAX_BITS`` bits (a power
     is refused before it is computed), integer exponents only; division by
     zero is refused too.
 
@@ -140,6 +143,8 @@ def safe_eval(expr: str) -> Fraction:
     ...
     acpo.tasks.freeform.Uncheckable: 9 ** 387420489 is too large to check (over 4096 bits)
     """
+    if len(expr) > MAX_WRITTEN_CHARS:
+        raise Uncheckable(f"expression longer than {MAX_EXPR_CHARS} characters")
     source = _python_arithmetic(expr)
     if not source:
         raise Uncheckable("empty expression")
