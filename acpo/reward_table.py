@@ -18,7 +18,7 @@ from acpo.tasks import Problem
 
 
 def reward_table(functions: list, names: list[str], problems: list[Problem], prompts: list, texts: list[str],
-                 completion_ids: list[list[int]] | None = None) -> torch.Tensor:
+                 completion_ids: list[list[int]] | None = None, warned: set[str] | None = None) -> torch.Tensor:
     """(completions, functions) rewards, each function called as TRL calls it; None -> NaN.
 
     ``problems[i]`` and ``prompts[i]`` belong to ``texts[i]``. Keywords:
@@ -32,15 +32,13 @@ def reward_table(functions: list, names: list[str], problems: list[Problem], pro
     table = torch.empty(len(texts), len(functions))
     for j, (fn, name) in enumerate(zip(functions, names)):
         values = call_reward(fn, prompts, texts, completion_ids=completion_ids, **kwargs)
-        if all(v is None for v in values) and name not in _SILENT_WARNED:
-            _SILENT_WARNED.add(name)
+        if all(v is None for v in values) and name not in (warned or ()):
+            if warned is not None:
+                warned.add(name)  # said once per run, not at every step
             warnings.warn(f"reward function {name!r} returned None for all {len(values)} completions of this "
                           "batch: they get no reward and no gradient; check its answer column", stacklevel=2)
         table[:, j] = torch.tensor([math.nan if v is None else v for v in values])
     return table
-
-
-_SILENT_WARNED: set[str] = set()  # reward functions already warned about for returning only None
 
 
 def total_reward(columns: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -94,12 +92,13 @@ class Rewards:
         self.functions, self.names = functions, [reward_name(fn) for fn in functions]
         self.weights = torch.tensor(weights or [1.0] * len(functions))
         self.prompt_of = prompt_of
+        self.warned: set[str] = set()  # functions already warned about for returning only None
 
     def table(self, problems: list[Problem], texts: list[str], completion_ids=None, first_only=False) -> torch.Tensor:
         """(completions, functions) rewards (only the first function's with ``first_only``); None -> NaN."""
         n = 1 if first_only else len(self.functions)
         return reward_table(self.functions[:n], self.names[:n], problems, [self.prompt_of(p) for p in problems],
-                            texts, completion_ids)
+                            texts, completion_ids, self.warned)
 
     def total(self, problems: list[Problem], texts: list[str], completion_ids=None) -> torch.Tensor:
         return total_reward(self.table(problems, texts, completion_ids), self.weights)

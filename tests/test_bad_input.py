@@ -99,20 +99,21 @@ def test_a_broken_reward_function_is_refused_by_name_before_the_run_folder_exist
 def test_a_reward_function_that_returns_only_none_is_warned_about_once():
     import torch
 
-    from acpo.trainer import Trainer
+    from acpo.reward_table import Rewards
 
     class Row:  # what reward_table reads of a problem
         columns, answer = {}, "5"
 
-    trainer = Trainer.__new__(Trainer)
-    trainer.reward_fns, trainer.reward_names, trainer.silent_rewards = [lambda **kw: [None, None]], ["nothing"], set()
-    trainer.prompt_of = lambda p: "Q"
+    def nothing(**kw):
+        return [None, None]
+
+    rewards = Rewards([nothing], [], prompt_of=lambda p: "Q")
     with pytest.warns(UserWarning, match="reward function 'nothing' returned None for all 2 completions"):
-        table = trainer.reward_table([Row(), Row()], ["a", "b"])
+        table = rewards.table([Row(), Row()], ["a", "b"])
     assert torch.isnan(table).all()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        trainer.reward_table([Row(), Row()], ["a", "b"])  # said once, not at every step
+        rewards.table([Row(), Row()], ["a", "b"])  # said once, not at every step
 
 
 @pytest.mark.parametrize("overrides, message", [

@@ -209,10 +209,10 @@ def test_resampling_runs_one_at_a_time_while_cheap_explains_go_on(explorer):
 def test_the_context_is_checked_before_the_completion_is_parsed(explorer, monkeypatch):
     import gradio as gr
 
-    import app.callbacks
+    import app.explore
 
     parsed = []
-    monkeypatch.setattr(app.callbacks, "check_problem", lambda *a: parsed.append(a))
+    monkeypatch.setattr(app.explore, "check_problem", lambda *a: parsed.append(a))
     with pytest.raises(gr.Error, match="longer than the model's context of 64 tokens"):
         explain(explorer, completion="1+1=2\n" * 50 + "#### " + "9" * 100)
     with pytest.raises(gr.Error, match="the completion \\(200,007 characters\\) is longer than the model's context of "
@@ -224,10 +224,10 @@ def test_the_context_is_checked_before_the_completion_is_parsed(explorer, monkey
 def test_batch_rows_are_checked_against_the_context_before_any_checker_parses_them(explorer, monkeypatch, tmp_path):
     import gradio as gr
 
-    import app.callbacks
+    import app.batch
 
     parsed = []
-    monkeypatch.setattr(app.callbacks, "check_task", lambda *a: parsed.append(a))
+    monkeypatch.setattr(app.batch, "check_as", lambda *a: parsed.append(a))
     rows = tmp_path / "rows.jsonl"
     rows.write_text(json.dumps({"prompt": "Q: 1+1=?\n", "completion": "1+1=2\n#### 2", "answer": "2"}) + "\n"
                     + json.dumps({"prompt": "Q: 1+1=?\n", "completion": "1" * 100_000 + "=1\n#### 1", "answer": "1"})
