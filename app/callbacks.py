@@ -31,7 +31,8 @@ from acpo.models import DEMO_POLICY, ModelLoadError
 from acpo.render import blamed_step, credit_scale, message_html, step_heatmap_html, trace_html
 from acpo.rewards import answer_reward
 from acpo.rollout import generate_texts
-from acpo.tasks import TASKS, Problem, check_freeform, first_error_step
+from acpo.recommend import PROCESSBENCH, read_table, recommend
+from acpo.tasks import TASKS, Problem, check_freeform, error_kind, first_error_step
 from acpo.tasks import check as check_task
 from acpo.tokens import context_length, encode_prompt
 from . import views
@@ -56,7 +57,8 @@ from .loaders import (
 from .models import ModelCache
 
 # Cheap methods first; mc_reset samples continuations (seconds per step boundary), so Batch leaves it out.
-UI_METHODS = [m for m in ("mean_logprob", "acpo", "hapo", "entropy_mask", "uniform", "mc_reset")
+UI_METHODS = [m for m in ("mean_logprob", "acpo", "hapo", "entropy_mask", "result_logprob", "verified_steps", "uniform",
+                          "mc_reset")
               if m in acpo.CREDIT_METHODS]
 BATCH_METHODS = [m for m in UI_METHODS if m != "mc_reset"]
 RESAMPLING = "mc_reset"
@@ -184,7 +186,8 @@ def verdict_markdown(trace, method: str, check, error_step: int | None) -> str:
     scale = credit_scale(col, trace.credits[method].tolist())
     lines = []
     if check is not None and error_step is not None and check.first_error < len(check.step_char_spans):
-        lines.append(views.hit_or_miss(blamed, error_step, method) + " (dashed outline: the checker's first wrong step)")
+        what = error_kind(check)
+        lines.append(views.hit_or_miss(blamed, error_step, method, what) + f" (dashed outline: the checker's {what})")
     elif check is not None and check.first_error is None and check.answer_correct:
         lines.append("✓ checker: every step and the answer are right; there is no wrong step to find")
     elif check is not None and check.first_error is None and not getattr(check, "checkable", True):
@@ -208,28 +211,11 @@ def verdict_markdown(trace, method: str, check, error_step: int | None) -> str:
     return "  \n".join(lines)
 
 
-def recommended_method(fidelity: pd.DataFrame) -> tuple[str, str]:
-    """(method, why): the cheap registered method with the best measured top-1 on the demo policy,
-    and a sentence with its numbers, read from the published credit-fidelity table."""
-    cheap = fidelity[fidelity["credit"].isin(BATCH_METHODS)] if "credit" in fidelity else fidelity.iloc[:0]
-    if cheap.empty:
-        return FALLBACK_METHOD, (f"No measured credit fidelity found ({FIDELITY_FILE.name}); showing "
-                                 f"{FALLBACK_METHOD}. Run `python bench/credit_fidelity.py --publish` to measure.")
-    best = cheap.sort_values(["top1", "auroc"], ascending=False).iloc[0]
-    n = int(best["traces"])
-    when = f", {best['measured']}" if "measured" in best and pd.notna(best["measured"]) else ""
-    why = (f"The first screen uses **{best['credit']}**: on {n} failed demo-policy traces its lowest-credit step "
-           f"was the first wrong step {best['top1']:.0%} of the time (95% CI {best['top1_lo']:.0%}–"
-           f"{best['top1_hi']:.0%}; chance {best['chance_top1']:.0%}), AUROC {best['auroc']:.2f}, the best of the "
-           f"cheap methods (`bench/credit_fidelity.py`{when}).")
-    others = [f"{r['method']} {r['top1']:.0%}" for _, r in cheap.iterrows() if r["credit"] != best["credit"]]
-    mc = fidelity[fidelity["credit"] == RESAMPLING] if "credit" in fidelity else fidelity.iloc[:0]
-    if len(mc):
-        top = mc.sort_values("top1", ascending=False).iloc[0]
-        others.append(f"{top['method']} {top['top1']:.0%} at {top['ms_per_trace']:.0f} ms per trace")
-    if others:
-        why += " Others: " + ", ".join(others) + "."
-    return str(best["credit"]), why
+def recommended_method(fidelity: pd.DataFrame, processbench: pd.DataFrame | None = None) -> tuple[str, str]:
+    """(method, why): ``acpo.recommend`` on the published tables, saying where each figure was measured."""
+    rec = recommend(BATCH_METHODS, fidelity, processbench if processbench is not None else pd.DataFrame(),
+                    fallback=FALLBACK_METHOD)
+    return rec.method, rec.text
 
 
 def render_trace(state: dict | None, view: str) -> str:
@@ -248,6 +234,7 @@ class Explorer:
 
     def __init__(self, roots, default_model: str = DEMO_POLICY, samples_path: Path = DEFAULT_SAMPLES,
                  max_file_mb: float = MAX_FILE_MB, fidelity_path: Path = FIDELITY_FILE,
+                 processbench_path: Path = PROCESSBENCH,
                  allow_remote_code: bool = False):
         self.guard = PathGuard(roots)
         self.allow_remote_code = allow_remote_code
@@ -256,7 +243,8 @@ class Explorer:
         self.samples = read_samples(samples_path)
         self.max_file_mb = max_file_mb
         self.fidelity = read_fidelity(fidelity_path)
-        self.first_method, self.first_method_why = recommended_method(self.fidelity)
+        self.processbench = read_table(processbench_path)
+        self.first_method, self.first_method_why = recommended_method(self.fidelity, self.processbench)
         self.downloads = Downloads()
         self._stops: dict[str, threading.Event] = {}  # session -> "stop the resampling" flag
         self._rates: dict[tuple, float] = {}  # (model, batch) -> seconds per generated token step
@@ -491,7 +479,8 @@ class Explorer:
         cells = []
         for label, f in frames.items():
             blamed = blamed_step(f["step"].tolist(), f[col].tolist())
-            said = views.hit_or_miss(blamed, error_step, method) if check is not None and localisable_error(check) \
+            said = views.hit_or_miss(blamed, error_step, method, error_kind(check)) \
+                if check is not None and localisable_error(check) \
                 else f"lowest credit at step {blamed}"
             cells.append(f"<div>{step_heatmap_html(f, col, None, error_step, title=f'{label}: {said}', top=top)}</div>")
         labels = list(frames)
@@ -687,21 +676,23 @@ class Explorer:
         rows_table = views.batch_rows(rollouts, traces, errors, methods)
         fidelity = self.batch_fidelity(traces, errors, labelled, methods)
         if fidelity is not None:
-            best = fidelity.sort_values(["top1", "auroc"], ascending=False).iloc[0]
             hits = sum(views.hit_mark(blamed_step([s.index for s in traces[i].steps],
                                                   traces[i].credits[methods[0]].tolist()), errors[i]) == "✓"
                        for i in labelled)
             who = "a human-labelled" if human else "a checker-located"
             summary += (f"  \n**{len(labelled)} failed completions have {who} first wrong step**: "
-                        f"{methods[0]} found it in {hits}/{len(labelled)}; best here: **{best['method']}** "
-                        f"(top-1 {best['top1']:.2f}, chance {best['chance_top1']:.2f})")
+                        f"{methods[0]} found it in {hits}/{len(labelled)}.  \n"
+                        + recommend(methods, self.fidelity, self.processbench, own=fidelity,
+                                    own_labels="the file's human labels" if human else "the step checker's").text)
         else:
             summary += ("  \nNo row can be labelled by a step checker (it needs an `answer`, and a failed "
-                        "completion whose first wrong line the checker locates): no fidelity table")
+                        "completion whose first wrong line the checker locates): no fidelity table.  \n"
+                        + recommend(methods, self.fidelity, self.processbench).text)
         skipped = {"labelled correct (-1)": len(rollouts) - len(labelled)} if human else unlabelled_counts(checks)
         if any(skipped.values()):
             summary += "  \nNot labelled: " + ", ".join(f"{n} {why}" for why, n in skipped.items())
-        state = {"traces": traces, "errors": errors, "method": methods[0]}
+        whats = ["first wrong step (human label)" if human else error_kind(c) for c in checks]
+        state = {"traces": traces, "errors": errors, "method": methods[0], "what": whats}
         return (summary, views.credit_histogram(full, col), views.display_table(views.hide_columns(full.head(200))),
                 self.downloads.write(full, "acpo-credit-table"),
                 views.display_table(fidelity) if fidelity is not None else None,
@@ -729,7 +720,7 @@ class Explorer:
         row = whole_number(row, "row", 0, len(traces) - 1)
         trace, error, method = traces[row], state["errors"][row], state["method"]
         said = views.hit_or_miss(blamed_step([s.index for s in trace.steps], trace.credits[method].tolist()), error,
-                                 method)
+                                 method, state.get("what", [])[row] if state.get("what") else "first wrong step")
         head = f'<p class="acpo-verdict">{views.md_escape(said)}</p>' if said else ""
         return head + trace_html(trace, method, "steps", error)
 

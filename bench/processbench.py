@@ -275,7 +275,7 @@ def critique_solutions(model, tok, solutions: list[LabelledSolution], cache: dic
             s.credits["critic_choice"] = critic_choice(model, tok, sol)
             s.seconds["critic_choice"] = time.perf_counter() - t0
             changed = True
-        if n < generate and s.critique is None:
+        if generate and s.critique is None and sum(c.critique is not None for c in cache.values()) < generate:
             t0 = time.perf_counter()
             s.critique = engine.generate([encode_prompt(tok, critique_prompt(sol))], greedy=True)[0].text
             s.seconds["critic"] = time.perf_counter() - t0
@@ -353,6 +353,9 @@ def main(argv=None) -> None:
     ap.add_argument("--critic-generate", type=int, default=20, help="held-out solutions the critic also writes a "
                     "free critique for, the paper's protocol (default: %(default)s; it costs ~20 s each here)")
     ap.add_argument("--critic-tokens", type=int, default=96, help="new tokens of a free critique")
+    ap.add_argument("--critic-n", type=int, help="held-out solutions the forced-choice critic scores (default: all)")
+    ap.add_argument("--cached-only", action="store_true", help="the table on the solutions whose forward is "
+                    "cached already (a random sample: they are scored in a seeded order); no new forwards")
     ap.add_argument("--mc", type=int, default=0, help="continuations per step for mc_reset (0: skip it)")
     ap.add_argument("--cache", type=Path, help="cache of the forwards (default: bench/out/processbench-<data>.pt)")
     ap.add_argument("--recompute", nargs="*", default=[], help="credits to compute afresh on the cached forwards "
@@ -374,24 +377,37 @@ def main(argv=None) -> None:
         raise SystemExit(f"no ProcessBench data at {data}; pass --data FILE, --data Qwen/ProcessBench where the hub "
                          "is reachable, or --quick for the bundled fixture")
     solutions = load_step_labelled(args.data, split=args.split)
-    if args.n:
-        order = np.random.default_rng(args.seed).permutation(len(solutions))[: args.n]
-        solutions = [solutions[i] for i in sorted(order)]
+    # a seeded order, so that the solutions scored first (or the first --n) are a random sample of the split
+    solutions = [solutions[i] for i in np.random.default_rng(args.seed).permutation(len(solutions))[: args.n]]
     labels = [s.label for s in solutions]
     tune, held = halves(labels, args.seed)
+    critic_set = set(held[: args.critic_n]) if args.critic else set()  # the held-out ones scored first
     cache_path = args.cache or args.out / f"processbench-{Path(args.data).stem}-{args.split}.pt"
     model, tok = load_policy(args.model)
     methods = [m for m in CREDIT_METHODS if m not in SAMPLED or args.mc]
     options = {"mc_reset": {"samples": args.mc, "seed": args.seed}} if args.mc else {}
-    t0 = time.perf_counter()
     cache = load_cache(cache_path, args.model)
     for s in cache.values():
         for m in args.recompute:
             s.credits.pop(m, None)
-    cache = score_solutions(model, tok, solutions, methods, cache, cache_path, args.model, options)
-    if args.critic:
-        critique_solutions(model, tok, [solutions[i] for i in held], cache, args.critic_generate,
-                           args.critic_tokens, cache_path, args.model)
+    t0 = time.perf_counter()
+    if args.cached_only:  # a stopped run: the table on what it scored (a seeded random sample), nothing new
+        keep = [i for i, s in enumerate(solutions) if s.id in cache]
+        print(f"{len(keep)} of {len(solutions)} solutions have a cached forward: the table is on those",
+              file=sys.stderr)
+        solutions, labels = [solutions[i] for i in keep], [labels[i] for i in keep]
+        where = {old: new for new, old in enumerate(keep)}
+        tune, held = [where[i] for i in tune if i in where], [where[i] for i in held if i in where]
+        critic_set = {where[i] for i in critic_set if i in where and "critic_choice" in cache[solutions[where[i]].id].credits}
+        score_solutions(model, tok, solutions, methods, cache, cache_path, args.model, options)
+    else:
+        for start in range(0, len(solutions), 10):  # the critic right after its solution's forward
+            chunk = range(start, min(len(solutions), start + 10))
+            score_solutions(model, tok, [solutions[i] for i in chunk], methods, cache, cache_path, args.model,
+                            options)
+            critique_solutions(model, tok, [solutions[i] for i in chunk if i in critic_set], cache,
+                               args.critic_generate, args.critic_tokens, cache_path, args.model)
+    critic_held = [i for i in held if i in critic_set]
     print(f"{len(solutions)} solutions scored ({time.perf_counter() - t0:.0f} s this run)", file=sys.stderr)
 
     scored = [cache[s.id] for s in solutions]
@@ -408,7 +424,8 @@ def main(argv=None) -> None:
         row = method_row(name, "control", scores, None, labels, tune, held, args.bootstrap, args.seed, 0.0)
         rows.append(row)
         gens.append(by_generator(name, predict([scores[i] for i in held], row["threshold"]), held, solutions))
-    if args.critic:
+    if critic_held:
+        held_all, held = held, critic_held
         choice = [scored[i].credits["critic_choice"] for i in held]
         predicted = [int(np.argmax(c)) + NO_ERROR for c in choice]  # candidates are -1, 0, ..., K-1
         scores = [np.zeros(len(s.steps)) for s in scored]
@@ -433,6 +450,7 @@ def main(argv=None) -> None:
                              labels, tune, free, args.bootstrap, args.seed, spent)
             row["note"] = f"\\boxed{{N}} parsed in {sum(p is not None for p in parsed)}/{len(free)}"
             rows.append(row)
+        held = held_all
     table = pd.DataFrame(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out / "processbench.csv", index=False)

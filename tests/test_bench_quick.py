@@ -30,7 +30,8 @@ def test_credit_fidelity_quick_scores_every_method_with_intervals_around_the_est
     assert {"acpo (lines)", "hapo step mean (lines)", "mean_logprob (lines)", "random", "last step",
             "lowest-token log-prob step"} <= set(df["method"])
     assert any(m.startswith("mc_reset") for m in df["method"])
-    assert set(df["credit"].dropna()) == {"acpo", "hapo", "mean_logprob", "entropy_mask", "mc_reset"}
+    assert set(df["credit"].dropna()) == {"acpo", "hapo", "mean_logprob", "entropy_mask", "mc_reset", "result_logprob",
+                                         "verified_steps"}
     for col in ("top1", "auroc"):
         assert df[col].between(0, 1).all()
         assert (df[f"{col}_lo"] <= df[col] + 1e-9).all() and (df[col] <= df[f"{col}_hi"] + 1e-9).all()
