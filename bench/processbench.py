@@ -57,6 +57,9 @@ PUBLISHED = ROOT / "assets" / "processbench.csv"
 SAMPLED = ("mc_reset",)
 """Credits that sample continuations from every step: run only when asked (``--mc``), they cost minutes each."""
 
+VARIANTS = {"verified_steps, checks only (no model)": ("verified_steps", {"model_fallback": False})}
+"""Other readings of a registered credit reported beside it: name -> (credit, options)."""
+
 CRITIQUE_TEMPLATE = """The following is a math problem and a solution (split into paragraphs, enclosed with tags and indexed from 0):
 
 [Math Problem]
@@ -340,6 +343,22 @@ def by_generator(name, predicted_held, held, solutions) -> dict:
     return out
 
 
+def outcome_gated(all_scores: dict, solutions: list[LabelledSolution], held: list[int], reps: int, seed: int):
+    """Each row's F1 when the outcome reward is known, as in RL with verifiable rewards: a solution whose final
+    answer is right is predicted -1, any other gets its lowest-scored step (a wrong answer has a wrong step)."""
+    import pandas as pd
+
+    labels = [solutions[i].label for i in held]
+    rows = []
+    for name, scores in all_scores.items():
+        predicted = [NO_ERROR if solutions[i].final_answer_correct else int(np.argmin(scores[i])) for i in held]
+        a, c, f1 = accuracies(predicted, labels)
+        lo, hi = bootstrap_ci(lambda idx: accuracies([predicted[i] for i in idx], [labels[i] for i in idx])[2],
+                              len(held), reps, seed)
+        rows.append({"method": name, "acc_erroneous": a, "acc_correct": c, "f1": f1, "f1_lo": lo, "f1_hi": hi})
+    return pd.DataFrame(rows)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(DEFAULT_DATA), help="a ProcessBench-format file, or a dataset name "
@@ -412,15 +431,24 @@ def main(argv=None) -> None:
 
     scored = [cache[s.id] for s in solutions]
     forward_s = float(np.mean([s.seconds["forward"] for s in scored]))
-    rows, gens = [], []
+    rows, gens, all_scores = [], [], {}
     for m in methods:
-        scores = [s.credits.get(m, np.zeros(len(s.steps))) for s in scored]
+        scores = all_scores[m] = [s.credits.get(m, np.zeros(len(s.steps))) for s in scored]
         spent = forward_s + float(np.mean([s.seconds.get(m, 0.0) for s in scored]))
         row = method_row(m, "credit", scores, None, labels, tune, held, args.bootstrap, args.seed, spent)
         rows.append(row)
         gens.append(by_generator(m, predict([scores[i] for i in held], row["threshold"]), held, solutions))
+    for name, (method, opts) in VARIANTS.items():  # cheap readings of a registered credit, on the cached forwards
+        t0 = time.perf_counter()
+        credit = get_credit_method(method, **opts)
+        scores = all_scores[name] = [credit.credits(one_batch(model, tok, s)).step_credits[0].numpy().astype(float)
+                                     for s in scored]
+        spent = forward_s * bool(opts.get("model_fallback", True)) + (time.perf_counter() - t0) / len(scored)
+        row = method_row(name, "variant", scores, None, labels, tune, held, args.bootstrap, args.seed, spent)
+        rows.append(row)
+        gens.append(by_generator(name, predict([scores[i] for i in held], row["threshold"]), held, solutions))
     for name, fn in controls(args.seed).items():
-        scores = [fn(s) for s in scored]
+        scores = all_scores[name] = [fn(s) for s in scored]
         row = method_row(name, "control", scores, None, labels, tune, held, args.bootstrap, args.seed, 0.0)
         rows.append(row)
         gens.append(by_generator(name, predict([scores[i] for i in held], row["threshold"]), held, solutions))
@@ -469,6 +497,13 @@ def main(argv=None) -> None:
     for r in rows:
         if r.get("note"):
             print(f"  {r['method']}: {r['note']}")
+    if all(s.final_answer_correct is not None for s in solutions):
+        gated = outcome_gated(all_scores, solutions, held, args.bootstrap, args.seed)
+        gated.to_csv(args.out / "processbench_outcome_gated.csv", index=False)
+        print("\nGiven the outcome reward (the RLVR setting, not the paper's protocol: the critic there is not told "
+              "whether the final answer is right): -1 when the final answer is right, else the lowest-scored step; "
+              "held-out half, no threshold:")
+        print(gated.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
     print("\nF1 by generator (held-out half):")
     print(pd.DataFrame(gens).to_string(index=False, float_format=lambda x: f"{x:.1f}"))
 

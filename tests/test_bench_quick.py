@@ -157,3 +157,17 @@ def test_processbench_quick_runs_every_row_on_the_fixture_with_a_tiny_model(tmp_
     assert np.allclose(both["f1"], np.where(a + c > 0, 2 * a * c / (a + c).where(a + c > 0, 1), 0))
     assert df["top1"].between(0, 1).all()
     assert "F1 by generator" in out
+
+
+def test_processbench_outcome_gate_predicts_minus_one_for_right_answers_and_the_lowest_step_otherwise():
+    from acpo.data import LabelledSolution
+
+    pb = processbench_module()
+    sols = [LabelledSolution("a", "p", ("x", "y", "z"), 1, final_answer_correct=False),
+            LabelledSolution("b", "p", ("x", "y"), -1, final_answer_correct=True),
+            LabelledSolution("c", "p", ("x", "y"), 0, final_answer_correct=True)]  # a process error, right answer
+    scores = {"m": [np.array([0.0, -1.0, 0.5]), np.array([-3.0, 0.0]), np.array([-1.0, 0.0])]}
+    row = pb.outcome_gated(scores, sols, [0, 1, 2], reps=10, seed=0).iloc[0]
+    # erroneous: a -> step 1 (right), c -> -1 (its answer is right: missed): 50%; correct: b -> -1: 100%
+    assert (row["acc_erroneous"], row["acc_correct"]) == (50.0, 100.0)
+    assert row["f1"] == pytest.approx(200 * 50 / 150)
