@@ -356,3 +356,12 @@ def test_verified_steps_credit_is_the_level_plus_the_squashed_model_signal(char_
     assert credit.tolist() == pytest.approx([-0.5, -4.5, -0.5])
     alone = get_credit_method("verified_steps", model_fallback=False).credits(batch).step_credits[0]
     assert alone.tolist() == [0.0, -4.0, 0.0]
+
+
+def test_verified_steps_reads_percentages_and_number_words_of_the_problem():
+    from acpo.credit.verified_steps import step_verdicts
+
+    problem = "A shirt costs $40 and is 25% off. Twenty people buy one."
+    # 0.75 is 100% - 25%, 20 is "twenty": both stated by the problem
+    assert step_verdicts(problem, ["40 * 0.75 = 30", "30 * 20 = 600"]) == ["ok", "ok"]
+    assert step_verdicts(problem, ["40 * 0.65 = 26"]) == ["unsupported"]  # 35% off is nowhere in the problem

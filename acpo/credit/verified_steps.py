@@ -5,8 +5,9 @@ Two checks that need no model, then a model signal for the rest:
 1. **False computation**: the free-form checker (``acpo.tasks.freeform.line_computations``) evaluates every
    ``expr = value`` the step states, exactly; one false equation makes the step ``wrong``.
 2. **Unsupported operand**: a number the step computes *with* (left of an ``=``) that appears neither in the
-   problem nor anywhere earlier in the solution (nor is a common constant: 0-12, 24, 30, 52, 60, 100, 365, 1000)
-   was copied wrong or made up: the step is ``unsupported``. This is what "a result used consistently later"
+   problem (digits or number words) nor anywhere earlier in the solution, nor is a common constant (0-12, 24,
+   30, 52, 60, 100, 365, 1000), nor a percentage rewritten (25% as 0.25, 0.75, 1.25 or 75), was copied wrong or
+   made up: the step is ``unsupported``. This is what "a result used consistently later"
    comes to: a later step that uses 15 where an earlier one found 16 is caught here.
 
 Credit = a level per verdict (``wrong`` -4, ``unsupported`` -2, otherwise 0) plus the scoring model's
@@ -30,21 +31,39 @@ WRONG_LEVEL, UNSUPPORTED_LEVEL = -4.0, -2.0
 COMMON_CONSTANTS = frozenset([*range(13), 24, 30, 52, 60, 100, 365, 1000])
 """Numbers a solution may bring in without the problem stating them (units, percent, a week, a year...)."""
 _NUMBER = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?")
+_UNITS = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen " \
+         "seventeen eighteen nineteen".split()
+_TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90}
+NUMBER_WORDS = {**{w: float(i) for i, w in enumerate(_UNITS)}, **{w: float(v) for w, v in _TENS.items()},
+                "hundred": 100.0, "thousand": 1000.0, "dozen": 12.0, "half": 0.5, "quarter": 0.25, "third": 1 / 3}
+_WORD = re.compile(r"\b(" + "|".join(NUMBER_WORDS) + r")\b", re.IGNORECASE)
 
 
-def numbers_in(text: str) -> set[float]:
+def numbers_in(text: str, words: bool = False) -> set[float]:
+    """The numbers written in ``text`` (``1,200`` is 1200); with ``words`` also number words (``twenty``)."""
     out = set()
     for m in _NUMBER.finditer(text):
         try:
             out.add(float(m.group().replace(",", "")))
         except ValueError:
             pass
+    if words:
+        out |= {NUMBER_WORDS[w.lower()] for w in _WORD.findall(text)}
     return out
+
+
+def stated(numbers: set[float]) -> set[float]:
+    """The numbers and what a solution may rewrite them as: a percentage as a fraction and its complement
+    (25 -> 0.25, 0.75, 1.25; 100 - 25 = 75), cents as dollars."""
+    out = set(numbers)
+    for x in numbers:
+        out |= {x / 100, 1 - x / 100, 1 + x / 100, 100 - x}
+    return {round(x, 9) for x in out}
 
 
 def step_verdicts(problem: str, steps: list[str]) -> list[str]:
     """``wrong`` / ``unsupported`` / ``ok`` for each step text (module docstring), in order."""
-    known = numbers_in(problem) | {float(c) for c in COMMON_CONSTANTS}
+    known = stated(numbers_in(problem, words=True) | {float(c) for c in COMMON_CONSTANTS})
     verdicts = []
     for text in steps:
         verdict = "ok"
@@ -54,10 +73,10 @@ def step_verdicts(problem: str, steps: list[str]) -> list[str]:
                 verdict = "wrong"
                 break
             for c in computations:
-                if verdict == "ok" and numbers_in(c.left) - known:
+                if verdict == "ok" and {round(x, 9) for x in numbers_in(c.left)} - known:
                     verdict = "unsupported"
-                known |= numbers_in(c.right)  # a chain's running value is known to the next link
-            known |= numbers_in(line)
+                known |= stated(numbers_in(c.right))  # a chain's running value is known to the next link
+            known |= stated(numbers_in(line))
         verdicts.append(verdict)
     return verdicts
 
