@@ -17,6 +17,9 @@ A question column becomes the plain prompt ``"Q: <question>\\n"`` (the format of
 the synthetic tasks) and the problem's ``question``, which a chat model gets
 inside an instruction (:class:`acpo.prompts.PromptStyle`); a message-list
 prompt is kept as it is.
+
+``load_step_labelled`` reads solutions already split into steps with a human label of the earliest wrong
+step: ProcessBench (``Qwen/ProcessBench`` or its JSON files) and PRM800K-style files (a rating per step).
 """
 
 from __future__ import annotations

@@ -13,8 +13,9 @@ import acpo
 from acpo.credit.info_gain import DEFAULT_PROBE
 from acpo.fidelity import fidelity_table, localisable, unlabelled_counts
 from acpo.render import blamed_step, message_html, trace_html
+from acpo.recommend import recommend
 from acpo.rewards import row_reward
-from acpo.tasks import check_as, checker_for, first_error_step
+from acpo.tasks import check_as, checker_for, error_kind, first_error_step
 from acpo.tokens import check_fits
 from . import views
 from .loaders import InputError, read_rollouts
@@ -137,21 +138,23 @@ class BatchTab(ExplorerBase):
         rows_table = views.batch_rows(rollouts, traces, errors, methods)
         fidelity = self.batch_fidelity(traces, errors, labelled, methods)
         if fidelity is not None:
-            best = fidelity.sort_values(["top1", "auroc"], ascending=False).iloc[0]
             hits = sum(views.hit_mark(blamed_step([s.index for s in traces[i].steps],
                                                   traces[i].credits[methods[0]].tolist()), errors[i]) == "✓"
                        for i in labelled)
             who = "a human-labelled" if human else "a checker-located"
             summary += (f"  \n**{len(labelled)} failed completions have {who} first wrong step**: "
-                        f"{methods[0]} found it in {hits}/{len(labelled)}; best here: **{best['method']}** "
-                        f"(top-1 {best['top1']:.2f}, chance {best['chance_top1']:.2f})")
+                        f"{methods[0]} found it in {hits}/{len(labelled)}.  \n"
+                        + recommend(methods, self.fidelity, self.processbench, own=fidelity,
+                                    own_labels="the file's human labels" if human else "the step checker's").text)
         else:
             summary += ("  \nNo row can be labelled by a step checker (it needs an `answer`, and a failed "
-                        "completion whose first wrong line the checker locates): no fidelity table")
+                        "completion whose first wrong line the checker locates): no fidelity table.  \n"
+                        + recommend(methods, self.fidelity, self.processbench).text)
         skipped = {"labelled correct (-1)": len(rollouts) - len(labelled)} if human else unlabelled_counts(checks)
         if any(skipped.values()):
             summary += "  \nNot labelled: " + ", ".join(f"{n} {why}" for why, n in skipped.items())
-        state = {"traces": traces, "errors": errors, "method": methods[0]}
+        whats = ["first wrong step (human label)" if human else error_kind(c) for c in checks]
+        state = {"traces": traces, "errors": errors, "method": methods[0], "what": whats}
         return (summary, views.credit_histogram(full, col), views.display_table(views.hide_columns(full.head(200))),
                 self.downloads.write(full, "acpo-credit-table"),
                 views.display_table(fidelity) if fidelity is not None else None,
@@ -179,7 +182,7 @@ class BatchTab(ExplorerBase):
         row = whole_number(row, "row", 0, len(traces) - 1)
         trace, error, method = traces[row], state["errors"][row], state["method"]
         said = views.hit_or_miss(blamed_step([s.index for s in trace.steps], trace.credits[method].tolist()), error,
-                                 method)
+                                 method, state.get("what", [])[row] if state.get("what") else "first wrong step")
         head = f'<p class="acpo-verdict">{views.md_escape(said)}</p>' if said else ""
         return head + trace_html(trace, method, "steps", error)
 

@@ -8,7 +8,7 @@ import acpo
 from acpo.credit.info_gain import DEFAULT_PROBE
 from acpo.render import blamed_step, credit_scale, step_heatmap_html
 from acpo.rewards import row_reward
-from acpo.tasks import first_error_step
+from acpo.tasks import error_kind, first_error_step
 from . import views
 from .loaders import InputError
 from .shared import (
@@ -60,7 +60,8 @@ class CompareTab(ExplorerBase):
         cells = []
         for label, f in frames.items():
             blamed = blamed_step(f["step"].tolist(), f[col].tolist())
-            said = views.hit_or_miss(blamed, error_step, method) if check is not None and localisable_error(check) \
+            said = views.hit_or_miss(blamed, error_step, method, error_kind(check)) \
+                if check is not None and localisable_error(check) \
                 else f"lowest credit at step {blamed}"
             cells.append(f"<div>{step_heatmap_html(f, col, None, error_step, title=f'{label}: {said}', top=top)}</div>")
         labels = list(frames)

@@ -18,7 +18,7 @@ from acpo.data import load_problems
 from acpo.render import blamed_step, credit_scale, message_html, trace_html
 from acpo.rewards import row_reward
 from acpo.rollout import generate_texts
-from acpo.tasks import TASKS, answer_scorer, first_error_step
+from acpo.tasks import TASKS, answer_scorer, error_kind, first_error_step
 from acpo.tokens import check_fits, context_length, encode_prompt
 from . import views
 from .loaders import InputError, check_size, sample_label
@@ -43,7 +43,8 @@ def verdict_markdown(trace, method: str, check, error_step: int | None) -> str:
     scale = credit_scale(col, trace.credits[method].tolist())
     lines = []
     if check is not None and error_step is not None and check.first_error < len(check.step_char_spans):
-        lines.append(views.hit_or_miss(blamed, error_step, method) + " (dashed outline: the checker's first wrong step)")
+        what = error_kind(check)
+        lines.append(views.hit_or_miss(blamed, error_step, method, what) + f" (dashed outline: the checker's {what})")
     elif check is not None and check.first_error is None and check.answer_correct:
         lines.append("✓ checker: every step and the answer are right; there is no wrong step to find")
     elif check is not None and check.first_error is None and not getattr(check, "checkable", True):

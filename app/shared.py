@@ -24,6 +24,7 @@ import torch
 import acpo
 from acpo.credit.mc_reset import Cancelled
 from acpo.models import DEMO_POLICY, ModelLoadError
+from acpo.recommend import PROCESSBENCH, read_table, recommend
 from acpo.tasks import FREEFORM, TASKS, check_as, checker_for
 from .loaders import (
     DEFAULT_SAMPLES,
@@ -43,7 +44,8 @@ from .limits import RequestLimits
 from .models import ModelCache
 
 # Cheap methods first; mc_reset samples continuations (seconds per step boundary), so Batch leaves it out.
-UI_METHODS = [m for m in ("mean_logprob", "acpo", "hapo", "entropy_mask", "uniform", "mc_reset")
+UI_METHODS = [m for m in ("mean_logprob", "acpo", "hapo", "entropy_mask", "result_logprob", "verified_steps", "uniform",
+                          "mc_reset")
               if m in acpo.CREDIT_METHODS]
 BATCH_METHODS = [m for m in UI_METHODS if m != "mc_reset"]
 RESAMPLING = "mc_reset"
@@ -161,28 +163,11 @@ def localisable_error(check) -> bool:
     return check.first_error is not None and check.first_error < len(check.step_char_spans)
 
 
-def recommended_method(fidelity: pd.DataFrame) -> tuple[str, str]:
-    """(method, why): the cheap registered method with the best measured top-1 on the demo policy,
-    and a sentence with its numbers, read from the published credit-fidelity table."""
-    cheap = fidelity[fidelity["credit"].isin(BATCH_METHODS)] if "credit" in fidelity else fidelity.iloc[:0]
-    if cheap.empty:
-        return FALLBACK_METHOD, (f"No measured credit fidelity found ({FIDELITY_FILE.name}); showing "
-                                 f"{FALLBACK_METHOD}. Run `python bench/credit_fidelity.py --publish` to measure.")
-    best = cheap.sort_values(["top1", "auroc"], ascending=False).iloc[0]
-    n = int(best["traces"])
-    when = f", {best['measured']}" if "measured" in best and pd.notna(best["measured"]) else ""
-    why = (f"The first screen uses **{best['credit']}**: on {n} failed demo-policy traces its lowest-credit step "
-           f"was the first wrong step {best['top1']:.0%} of the time (95% CI {best['top1_lo']:.0%}–"
-           f"{best['top1_hi']:.0%}; chance {best['chance_top1']:.0%}), AUROC {best['auroc']:.2f}, the best of the "
-           f"cheap methods (`bench/credit_fidelity.py`{when}).")
-    others = [f"{r['method']} {r['top1']:.0%}" for _, r in cheap.iterrows() if r["credit"] != best["credit"]]
-    mc = fidelity[fidelity["credit"] == RESAMPLING] if "credit" in fidelity else fidelity.iloc[:0]
-    if len(mc):
-        top = mc.sort_values("top1", ascending=False).iloc[0]
-        others.append(f"{top['method']} {top['top1']:.0%} at {top['ms_per_trace']:.0f} ms per trace")
-    if others:
-        why += " Others: " + ", ".join(others) + "."
-    return str(best["credit"]), why
+def recommended_method(fidelity: pd.DataFrame, processbench: pd.DataFrame | None = None) -> tuple[str, str]:
+    """(method, why): ``acpo.recommend`` on the published tables, saying where each figure was measured."""
+    rec = recommend(BATCH_METHODS, fidelity, processbench if processbench is not None else pd.DataFrame(),
+                    fallback=FALLBACK_METHOD)
+    return rec.method, rec.text
 
 
 class ExplorerBase:
@@ -190,7 +175,8 @@ class ExplorerBase:
 
     def __init__(self, roots, default_model: str = DEMO_POLICY, samples_path: Path = DEFAULT_SAMPLES,
                  max_file_mb: float = MAX_FILE_MB, fidelity_path: Path = FIDELITY_FILE,
-                 allow_remote_code: bool = False, limits: RequestLimits | None = None):
+                 processbench_path: Path = PROCESSBENCH, allow_remote_code: bool = False,
+                 limits: RequestLimits | None = None):
         self.guard = PathGuard(roots)
         self.limits = limits or RequestLimits()
         self.allow_remote_code = allow_remote_code
@@ -199,7 +185,8 @@ class ExplorerBase:
         self.samples = read_samples(samples_path)
         self.max_file_mb = max_file_mb
         self.fidelity = read_fidelity(fidelity_path)
-        self.first_method, self.first_method_why = recommended_method(self.fidelity)
+        self.processbench = read_table(processbench_path)
+        self.first_method, self.first_method_why = recommended_method(self.fidelity, self.processbench)
         self.downloads = Downloads()
         self._stops: dict[str, threading.Event] = {}  # session -> "stop the resampling" flag
         self._rates: dict[tuple, float] = {}  # (model, batch) -> seconds per generated token step

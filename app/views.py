@@ -335,17 +335,18 @@ def md_escape(text: str) -> str:
     return "".join(_MD_SPECIAL.get(c, c) for c in str(text))
 
 
-def hit_or_miss(blamed: int | None, error_step: int | None, method: str) -> str | None:
-    """The plain verdict on one completion: did the credit blame the checker's first wrong step?
-    None when the checker found no wrong step (nothing to find)."""
+def hit_or_miss(blamed: int | None, error_step: int | None, method: str, what: str = "first wrong step") -> str | None:
+    """The plain verdict on one completion: did the credit blame the labelled step? ``what`` says what the label
+    is (``acpo.tasks.error_kind``: a task's "first wrong step", the free-form checker's "first false equation").
+    None when there is no labelled step (nothing to find)."""
     if error_step is None:
         return None
     if blamed is None:
         return (f"– {method} gives every step the same credit, so it blames no step; "
-                f"the first wrong step is step {error_step}")
+                f"the {what} is step {error_step}")
     if blamed == error_step:
-        return f"✓ credit found the first wrong step (step {error_step})"
-    return f"✗ credit missed: it blamed step {blamed}; the first wrong step is step {error_step}"
+        return f"✓ credit found the {what} (step {error_step})"
+    return f"✗ credit missed: it blamed step {blamed}; the {what} is step {error_step}"
 
 
 def hit_mark(blamed: int | None, error_step: int | None) -> str:

@@ -533,7 +533,9 @@ def test_explore_with_the_free_form_checker_outlines_the_first_false_line(client
     row = FREEFORM_ROWS[0]
     _, verdict, *_ = explain(client, model=world["a"], prompt="Q: clips?\n", completion=row["completion"],
                              answer=row["answer"], checker="free-form computations")
-    assert "the first wrong step is step 1" in verdict or "found the first wrong step (step 1)" in verdict
+    # the free-form checker knows only the arithmetic: its label is the first false equation, and says so
+    assert "the first false equation is step 1" in verdict or "found the first false equation (step 1)" in verdict
+    assert "dashed outline: the checker's first false equation" in verdict
     _, verdict, *_ = explain(client, model=world["a"], prompt="Q: clips?\n", completion=FREEFORM_ROWS[4]["completion"],
                              answer="72", checker="free-form computations")
     assert "the error is not in the arithmetic" in verdict and "✓" not in verdict

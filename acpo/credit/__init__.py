@@ -1,7 +1,8 @@
 """Step credit methods, one file each, behind one registry (``get_credit_method``)."""
 
 from acpo.credit.base import CREDIT_METHODS, CreditBatch, CreditMethod, CreditResult, get_credit_method
-from acpo.credit import entropy_mask, hapo, info_gain, mc_reset, mean_logprob, uniform  # noqa: F401  (registers them)
+from acpo.credit import (  # noqa: F401  (registers them)
+    entropy_mask, hapo, info_gain, mc_reset, mean_logprob, result_logprob, uniform, verified_steps)
 from acpo.credit.hapo import hapo_quadrants, hapo_token_advantages
 from acpo.credit.info_gain import DEFAULT_PROBE, answer_values, answer_values_naive
 from acpo.credit.mc_reset import mc_step_credits

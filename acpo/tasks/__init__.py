@@ -57,6 +57,7 @@ __all__ = [
     "check_as",
     "check_freeform",
     "checker_for",
+    "error_kind",
     "extract_final_answer",
     "first_error_step",
     "format_prompt",
@@ -232,6 +233,13 @@ def first_error_step(result: CheckResult | None, steps: Sequence[Step]) -> int |
     if result.first_error >= len(result.step_char_spans):
         return steps[-1].index
     return step_at_char(steps, result.step_char_spans[result.first_error][0])
+
+
+def error_kind(result: CheckResult | None) -> str:
+    """What a checker's ``first_error`` means, in words a verdict can print: a synthetic task knows every valid
+    derivation ("first wrong step": the first step that leaves all of them), the free-form checker only the
+    arithmetic of each line ("first false equation": a true equation computed for the wrong reason passes)."""
+    return "first false equation" if isinstance(result, FreeformCheck) else "first wrong step"
 
 
 def check(problem: Problem, completion: str) -> CheckResult:
