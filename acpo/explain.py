@@ -145,8 +145,9 @@ def check_batch_inputs(prompts, completions, answers, rewards, group_ids, meta, 
             raise ValueError(f"got {len(column)} {name} for {len(completions)} completions; pass one per completion "
                              "(None where unknown), or leave it out")
     for i, c in enumerate(completions):
-        if not isinstance(c, str):
-            raise ValueError(f"completion {i} is {type(c).__name__} {c!r:.40}; a completion is the assistant's text")
+        if not isinstance(c, str) and not (isinstance(c, (list, tuple)) and all(isinstance(s, str) for s in c)):
+            raise ValueError(f"completion {i} is {type(c).__name__} {c!r:.40}; a completion is the assistant's text "
+                             "(or its steps, a list of strings)")
     for i, p in enumerate(prompts):
         if not isinstance(p, str) and not (isinstance(p, list) and all(isinstance(m, dict) for m in p)):
             raise ValueError(f"prompt {i} is {type(p).__name__} {p!r:.40}; a prompt is text or a list of chat "
