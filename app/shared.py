@@ -55,11 +55,33 @@ SEGMENTATIONS = ["hybrid", "lines", "markers", "entropy", "fixed-8", "fixed-16"]
 # Comparing checkpoints step by step needs the same steps under each: segmentations that do not use entropy.
 COMPARE_SEGMENTATIONS = ["lines", "markers", "fixed-8", "fixed-16"]
 VIEWS = ["steps: credit", "tokens: entropy", "tokens: advantage"]
+SCALES = ["shared", "own", "fixed"]
+"""Colour scales: one for the heatmaps shown together (Compare's panels, a Batch file's rows), each its own
+largest magnitude, or a fixed magnitude typed by the user."""
 NO_CHECKER = "none"
 FREEFORM_CHECKER = "free-form computations"
 AUTO_CHECKER = "auto (family column, else free-form)"
 CHECKERS = [NO_CHECKER, FREEFORM_CHECKER, *TASKS]
 """The step checkers a user can pick: none, the free-form one (any prompt with a reference answer), a task's."""
+
+
+def scale_tops(mode: str | None, tops: list[float], fixed=None) -> list[float]:
+    """The magnitude each heatmap draws at full colour, given each one's own largest (``tops``): ``SCALES``."""
+    mode = mode or "shared"
+    if mode == "own":
+        return list(tops)
+    if mode == "shared":
+        return [max(tops, default=0.0)] * len(tops)
+    if mode == "fixed":
+        try:
+            value = float(fixed)
+        except (TypeError, ValueError):
+            value = float("nan")
+        if not math.isfinite(value) or value <= 0:
+            raise InputError(f"a fixed colour scale needs a number above 0 (the magnitude at full colour); got "
+                             f"{fixed!r}")
+        return [value] * len(tops)
+    raise InputError(f"unknown colour scale {mode!r}; valid: {', '.join(SCALES)}")
 
 
 def checker_name(choice: str | None) -> str | None:
