@@ -17,11 +17,34 @@ from acpo.rewards import row_reward
 from acpo.tasks import check_as, checker_for, first_error_step
 from . import views
 from .loaders import InputError, read_rollouts
-from .shared import AUTO_CHECKER, BATCH_METHODS, ExplorerBase, checker_name, localisable_error, ui_errors, whole_number
+from .shared import (
+    AUTO_CHECKER,
+    BATCH_METHODS,
+    ExplorerBase,
+    checker_name,
+    localisable_error,
+    scale_tops,
+    ui_errors,
+    whole_number,
+)
 
 MAX_BATCH_ROWS = 2000
 BATCH_CHUNK = 16
 FIDELITY_BOOTSTRAP = 1000
+
+
+def credit_table(rollouts: pd.DataFrame, traces, errors, methods) -> pd.DataFrame:
+    """The whole credit table of a file: each completion's steps (``Trace.to_frame``, in its column order), then
+    the file's row, the prompt, the label (the first wrong step a checker located, -1 where none) and the methods explained."""
+    frames = []
+    for (r, trace, error) in zip(rollouts.itertuples(), traces, errors):
+        frame = trace.to_frame()
+        frame["row"] = r.Index
+        frame["prompt"] = r.prompt
+        frame["first_error_step"] = -1 if error is None else int(error)
+        frame["methods"] = ",".join(methods)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
 
 
 class BatchTab(ExplorerBase):
@@ -29,15 +52,15 @@ class BatchTab(ExplorerBase):
 
 
     @staticmethod
-    def _batch_rewards(rollouts: pd.DataFrame, checks: list) -> tuple[list[float | None], int]:
+    def _batch_rewards(rollouts: pd.DataFrame, checks: list) -> tuple[list[float | None], list[bool]]:
         """Each row's reward (``acpo.rewards.row_reward``): the file's, else the checker's answer verdict, else
-        the answer match; and how many were computed rather than read."""
-        out, computed = [], 0
+        the answer match; and whether each was computed rather than read."""
+        out, computed = [], []
         for r, check in zip(rollouts.itertuples(), checks):
             given = None if r.reward is None or (isinstance(r.reward, float) and math.isnan(r.reward)) else r.reward
             reward, source = row_reward(r.completion, r.answer, check, given)
             out.append(reward)
-            computed += source in ("checker", "answer match")
+            computed.append(source in ("checker", "answer match"))
         return out, computed
 
     @staticmethod
@@ -61,7 +84,10 @@ class BatchTab(ExplorerBase):
     def batch(self, upload, path_text, model_name, trust_remote_code, methods, segmentation, probe, max_rows,
               checker=AUTO_CHECKER, progress=gr.Progress()):
         """Explain every completion of a rollout file: credit distribution, the credit table, and where a step
-        checker labels the rows, which credit found the first wrong step (per method and per completion)."""
+        checker labels the rows, which credit found the first wrong step (per method and per completion).
+
+        A row the model cannot score (longer than its context, a special token in the completion) is skipped
+        and named in the summary; the rest of the file is explained."""
         if upload:
             path, name = Path(upload), Path(upload).name
         else:
@@ -83,7 +109,8 @@ class BatchTab(ExplorerBase):
         model, tokenizer = self.models.get(model_name, trust_remote_code)
         answers = [a if isinstance(a, str) else None for a in rollouts["answer"]] if rollouts["answer"].notna().any() \
             else None
-        traces, total = [], len(rollouts)
+        traces, skipped_rows, total = [], {}, len(rollouts)
+        checkpoint = str(model_name or self.default_model)
         progress(0, desc=f"explaining {total} completions")
         for start in range(0, total, BATCH_CHUNK):
             rows = list(range(start, min(total, start + BATCH_CHUNK)))
@@ -91,36 +118,55 @@ class BatchTab(ExplorerBase):
             for part in ([i for i in rows if rewards[i] is not None], [i for i in rows if rewards[i] is None]):
                 if not part:
                     continue
-                chunk = rollouts.iloc[part]
-                meta = [{"prompt_id": r.prompt_id, "completion_id": r.completion_id,
-                         "checkpoint": str(model_name or "")} for r in chunk.itertuples()]
                 known = rewards[part[0]] is not None
-                try:
-                    got = acpo.explain_batch(
+
+                def explain(rows_: list[int]):
+                    chunk = rollouts.iloc[rows_]
+                    meta = [{"prompt_id": r.prompt_id, "completion_id": r.completion_id, "checkpoint": checkpoint}
+                            for r in chunk.itertuples()]
+                    return acpo.explain_batch(
                         model, tokenizer, chunk["prompt"].tolist(), chunk["completion"].tolist(), method=methods,
-                        segmentation=segmentation, answers=None if answers is None else [answers[i] for i in part],
-                        rewards=[rewards[i] for i in part] if known else None,
+                        segmentation=segmentation, answers=None if answers is None else [answers[i] for i in rows_],
+                        rewards=[rewards[i] for i in rows_] if known else None,
                         probe=probe or DEFAULT_PROBE, meta=meta,
                     )
-                except ValueError as err:
-                    raise InputError(f"rows {part[0]}..{part[-1]} of '{name}': {err}") from err
-                traces += list(zip(part, got))
+
+                try:
+                    traces += list(zip(part, explain(part)))
+                except ValueError:  # one row the model cannot score: explain the chunk's rows one by one
+                    for i in part:
+                        try:
+                            traces += list(zip([i], explain([i])))
+                        except ValueError as err:
+                            skipped_rows[i] = str(err)
             done = rows[-1] + 1
             progress(done / total, desc=f"explained {done}/{total}")
+        if not traces:
+            first = next(iter(skipped_rows.items()))
+            raise InputError(f"no row of '{name}' could be explained; row {first[0]}: {first[1]}")
+        kept = [i for i, _ in sorted(traces, key=lambda pair: pair[0])]
         traces = [t for _, t in sorted(traces, key=lambda pair: pair[0])]
-        full = pd.concat([t.to_frame() for t in traces], ignore_index=True)
+        if skipped_rows:
+            rollouts = rollouts.iloc[kept]  # the original row numbers stay in the index
+            checks, rewards, computed = ([x[i] for i in kept] for x in (checks, rewards, computed))
+            total = len(kept)
+        errors = [first_error_step(c, t.steps) if c is not None and localisable_error(c) else None
+                  for c, t in zip(checks, traces)]
+        full = credit_table(rollouts, traces, errors, methods)
         col = f"credit_{methods[0]}"
         note = f" (first {limit} of {limit + dropped} rows)" if dropped else ""
         summary = (f"**{total} completions**{note} · {len(full)} steps · layout `{layout}` · "
                    f"mean {col} {full[col].mean():+.4f} (std {full[col].std():.4f})")
-        if computed:
-            summary += f"  \n{computed} rewards computed from the answer (the file gives none for those rows)"
+        if any(computed):
+            summary += f"  \n{sum(computed)} rewards computed from the answer (the file gives none for those rows)"
         unknown_rewards = sum(r is None for r in rewards)
         if unknown_rewards:
             summary += (f"  \n{unknown_rewards} rows have no reward and no answer: their token advantages and HAPO "
                         "credits are 0")
-        errors = [first_error_step(c, t.steps) if c is not None and localisable_error(c) else None
-                  for c, t in zip(checks, traces)]
+        if skipped_rows:
+            shown = "; ".join(f"row {i}: {views.md_escape(why)}" for i, why in list(skipped_rows.items())[:3])
+            summary += (f"  \n**{len(skipped_rows)} row(s) skipped** (the model cannot score them): {shown}"
+                        + (" …" if len(skipped_rows) > 3 else ""))
         rows_table = views.batch_rows(rollouts, traces, errors, methods)
         labelled = [i for i, (c, e) in enumerate(zip(checks, errors)) if e is not None and localisable(c)]
         fidelity = self.batch_fidelity(traces, errors, labelled, methods)
@@ -138,12 +184,16 @@ class BatchTab(ExplorerBase):
         skipped = unlabelled_counts(checks)
         if skipped:
             summary += "  \nNot labelled: " + ", ".join(f"{n} {why}" for why, n in skipped.items())
-        state = {"traces": traces, "errors": errors, "method": methods[0]}
+        state = {"traces": traces, "errors": errors, "method": methods[0], "methods": methods,
+                 "tops": {m: float(full[f"credit_{m}"].abs().max()) for m in methods}}
+        stem = Path(name).stem
         return (summary, views.credit_histogram(full, col), views.display_table(views.hide_columns(full.head(200))),
-                self.downloads.write(full, "acpo-credit-table"),
+                self.downloads.write(full, f"acpo-credit-table-{stem}"),
                 views.display_table(fidelity) if fidelity is not None else None,
                 views.display_table(rows_table), state,
-                message_html("Click a completion row to see its heatmap."))
+                message_html("Click a completion row to see its heatmap."),
+                self.downloads.write(rows_table, f"acpo-per-completion-{stem}"),
+                self.downloads.write(fidelity, f"acpo-fidelity-{stem}") if fidelity is not None else None)
 
     @staticmethod
     def batch_fidelity(traces, errors, labelled, methods) -> pd.DataFrame | None:
@@ -154,20 +204,30 @@ class BatchTab(ExplorerBase):
         return fidelity_table(scores, [errors[i] for i in labelled], FIDELITY_BOOTSTRAP)
 
     @ui_errors
-    def batch_trace(self, state, evt: gr.SelectData):
-        """The heatmap of the completion whose row was clicked in the per-completion table."""
+    def batch_trace(self, state, scale="shared", fixed_scale=1.0, evt: gr.SelectData = None):
+        """The heatmaps of the completion whose row was clicked in the per-completion table, one per method."""
         if not state or evt is None:
             raise InputError("explain a file first, then click one of its completion rows")
         row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
-        return self.batch_trace_at(state, row)
+        return self.batch_trace_at(state, row, scale, fixed_scale)
 
-    def batch_trace_at(self, state, row) -> str:
+    def batch_trace_at(self, state, row, scale="shared", fixed_scale=1.0) -> str:
+        """One heatmap per explained method of completion ``row``, each with its verdict, on the colour scale
+        ``scale`` (shared: the method's largest over the whole file; own; fixed)."""
         traces = state["traces"]
         row = whole_number(row, "row", 0, len(traces) - 1)
-        trace, error, method = traces[row], state["errors"][row], state["method"]
-        said = views.hit_or_miss(blamed_step([s.index for s in trace.steps], trace.credits[method].tolist()), error,
-                                 method)
-        head = f'<p class="acpo-verdict">{views.md_escape(said)}</p>' if said else ""
-        return head + trace_html(trace, method, "steps", error)
+        trace, error = traces[row], state["errors"][row]
+        parts = []
+        for method in state.get("methods", [state["method"]]):
+            own = float(trace.credits[method].abs().max())
+            shared = state.get("tops", {}).get(method, own)
+            top = {"shared": shared, "own": own}.get(scale) or scale_tops(scale, [own], fixed_scale)[0]
+            said = views.hit_or_miss(blamed_step([s.index for s in trace.steps], trace.credits[method].tolist()),
+                                     error, method) or f"{method}: lowest credit at step " \
+                f"{blamed_step([s.index for s in trace.steps], trace.credits[method].tolist())}"
+            parts.append(f'<div class="acpo-batch-method" data-method="{method}">'
+                         f'<p class="acpo-verdict">{views.md_escape(said)}</p>'
+                         f'{trace_html(trace, method, "steps", error, top)}</div>')
+        return "".join(parts)
 
 

@@ -85,6 +85,18 @@ def trace_top(state: dict, scale: str, fixed_scale) -> float:
     return scale_tops("own" if scale == "shared" else scale, [own], fixed_scale)[0]
 
 
+def step_csv(state: dict):
+    """The Explore tab's CSV: ``Trace.to_frame()`` (the checkpoint filled in), then the prompt the model was sent,
+    the method shown, the label (the checker's first wrong step, -1 where none) and where the reward came from."""
+    frame = state["trace"].to_frame()
+    error = state["first_error_step"]
+    frame["prompt"] = state["sent"]
+    frame["method"] = state["method"]
+    frame["first_error_step"] = -1 if error is None else int(error)
+    frame["reward_source"] = state["reward_source"]
+    return frame
+
+
 REWARD_SOURCES = {"given": "typed in the Reward box", "checker": "the step checker's answer verdict",
                   "answer match": "the final answer against the reference answer",
                   "unknown": "no reward typed, no checker, no reference answer: advantages are 0"}
@@ -197,6 +209,7 @@ class ExploreTab(ExplorerBase):
         trace = acpo.explain(model, tokenizer, sent, completion, method=methods, segmentation=segmentation,
                              answer=answer, reward=reward_value, probe=probe or DEFAULT_PROBE, method_options=options,
                              chat_template=chat)
+        trace.meta["checkpoint"] = str(model_name or self.default_model)
         state = {"trace": trace, "method": method, "first_error_step": first_error_step(check, trace.steps),
                  "check": check, "reward_source": source, "sent": sent}
         return state, views.step_table(trace.to_frame(), method)
@@ -219,7 +232,7 @@ class ExploreTab(ExplorerBase):
         fig = views.entropy_figure(trace.entropies.tolist(), trace.tokens, trace.to_frame(), f"credit_{method}")
         verdict = verdict_markdown(trace, method, state["check"], state["first_error_step"], state["reward_source"],
                                    trace_top(state, scale, fixed_scale))
-        csv = self.downloads.write(trace.to_frame(), f"acpo-steps-{method}-{segmentation}")
+        csv = self.downloads.write(step_csv(state), f"acpo-steps-{method}-{segmentation}")
         return (render_trace(state, view, scale, fixed_scale), verdict, fig, views.display_table(views.hide_columns(table)), csv, state,
                 state["sent"])
 

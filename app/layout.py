@@ -266,16 +266,23 @@ def build_app(explorer: Explorer | None = None, initial: bool = True) -> gr.Bloc
                                       elem_id="acpo-fidelity", elem_classes="acpo-table")
             b_rows = gr.Dataframe(label="Per completion (click a row for its heatmap)", interactive=False,
                                   max_height=300, elem_id="acpo-batch-rows", elem_classes="acpo-table")
+            with gr.Row():
+                b_scale = gr.Radio(SCALES, value="shared", label="Colour scale of a row's heatmaps",
+                                   info="shared: each method's largest over the whole file · own · fixed")
+                b_fixed = gr.Number(1.0, label="fixed: magnitude at full colour", minimum=0)
             b_heat = gr.HTML(elem_id="acpo-batch-heatmap")
             b_plot = gr.Plot(label="Credit distribution")
             b_table = gr.Dataframe(label="Credit table (first 200 rows; the CSV has all columns and rows)", wrap=True,
                                    interactive=False, max_height=360, elem_classes="acpo-table")
-            b_csv = gr.DownloadButton("Download the whole credit table (CSV)", size="sm")
+            with gr.Row():
+                b_csv = gr.DownloadButton("Download the whole credit table (CSV)", size="sm")
+                b_rows_csv = gr.DownloadButton("Download the per-completion table (CSV)", size="sm")
+                b_fid_csv = gr.DownloadButton("Download the fidelity table (CSV)", size="sm")
             b_state = gr.State()
             b_btn.click(ex.batch, [b_file, b_path, b_model, b_trust, b_methods, b_seg, b_probe, b_max, b_checker],
-                        [b_summary, b_plot, b_table, b_csv, b_fidelity, b_rows, b_state, b_heat],
+                        [b_summary, b_plot, b_table, b_csv, b_fidelity, b_rows, b_state, b_heat, b_rows_csv, b_fid_csv],
                         api_name="batch_explain")
-            b_rows.select(ex.batch_trace, b_state, b_heat, api_name=False)
+            b_rows.select(ex.batch_trace, [b_state, b_scale, b_fixed], b_heat, api_name=False)
         refresh.click(ex.refresh_models, [model, c_models, b_model], [model, c_models, b_model],
                       api_name="refresh_models")
     return demo

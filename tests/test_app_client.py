@@ -161,7 +161,9 @@ def test_explain_a_sample_trace_and_its_csv_equals_the_core_table(client, world)
             else f"✗ credit missed: it blamed step {blamed}; the first wrong step is step 0")
     assert verdict.startswith(said)
     got = pd.read_csv(csv_path, keep_default_na=False)
-    assert list(got.columns) == list(expected.columns)  # the CSV is Trace.to_frame(), in its column order
+    assert list(got.columns)[:len(expected.columns)] == list(expected.columns)  # Trace.to_frame(), in its order
+    assert set(got["checkpoint"]) == {world["a"]} and set(got["method"]) == {"acpo"}
+    assert set(got["prompt"]) == {s["prompt"]} and set(got["first_error_step"]) == {0}
     assert list(got["text"]) == list(expected["text"])
     for col in ["step", "n_tokens", "entropy_mean", "entropy_max", "credit_acpo", "answer_logprob", "adv_mean_acpo"]:
         assert got[col].to_numpy() == pytest.approx(expected[col].to_numpy(), abs=1e-5), col
@@ -498,13 +500,13 @@ def test_batch_labels_rows_of_no_task_with_the_free_form_checker_and_counts_the_
     f.write_text("".join(json.dumps({"prompt": "Q: 48 clips in April, half as many in May: how many?\n", **r}) + "\n"
                          for r in FREEFORM_ROWS))
     explorer = Explorer([world["root"]], default_model=world["a"])
-    summary, *_, fidelity, _, state, _ = explorer.batch(None, str(f), world["a"], False, ["acpo"], "lines", "#### ", 10)
+    summary, *_, fidelity, _, state, _, _, _ = explorer.batch(None, str(f), world["a"], False, ["acpo"], "lines", "#### ", 10)
     assert state["errors"] == [1, 0, None, None, None]  # the false line's step; nothing to locate in the others
     assert "2 failed completions have a checker-located first wrong step" in summary
     for skipped in ("1 no checkable line", "1 answer right", "1 no false line"):
         assert skipped in summary
     assert list(fidelity["traces"]) == [2]
-    *_, state, _ = explorer.batch(None, str(f), world["a"], False, ["acpo"], "lines", "#### ", 10, checker="none")
+    *_, state, _, _, _ = explorer.batch(None, str(f), world["a"], False, ["acpo"], "lines", "#### ", 10, checker="none")
     assert state["errors"] == [None] * 5
 
 
@@ -545,7 +547,7 @@ def test_a_clicked_batch_row_opens_its_heatmap(world):
     explorer = Explorer([world["root"]], default_model=world["a"])
     f = world["root"] / "clicked.jsonl"
     f.write_text("".join(json.dumps(r) + "\n" for r in failed_rows(3)))
-    *_, state, _ = explorer.batch(None, str(f), world["a"], False, ["acpo"], "lines", "#### ", 10)
+    *_, state, _, _, _ = explorer.batch(None, str(f), world["a"], False, ["acpo"], "lines", "#### ", 10)
     html = explorer.batch_trace_at(state, 2)
     assert html.count('class="acpo-step"') == len(state["traces"][2].steps)
     assert "first wrong step is step" in html or "found the first wrong step" in html
