@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from pathlib import Path
@@ -185,8 +184,10 @@ class ExploreTab(ExplorerBase):
             if progress is not None:
                 elapsed = time.perf_counter() - started
                 left = f", about {elapsed / done * (total - done):.0f} s left" if done else ""
-                progress(done / max(total, 1), desc=f"sampled {done}/{total} continuations{left}")
+                progress(done / max(total, 1), desc=f"sampling {int(done)}/{total} continuations{left}")
+            report.done = done
 
+        report.done = 0
         opts["progress"] = report
         return opts
 
@@ -226,25 +227,31 @@ class ExploreTab(ExplorerBase):
             stop.clear()
             resampling = self.resampling_options(checker, prompt or "", (answer or "").strip(), mc_samples,
                                                  mc_temperature, mc_batch, mc_tokens, progress, stop)
-        state, table = self.explain_trace(model_name, trust_remote_code, prompt, completion, answer, reward, checker,
-                                          method, segmentation, probe, resampling, as_trained)
+        try:
+            state, table = self.explain_trace(model_name, trust_remote_code, prompt, completion, answer, reward,
+                                              checker, method, segmentation, probe, resampling, as_trained)
+        except Cancelled:  # Stop: the sampling ended within one generated token; nothing half-done is shown
+            done = int(resampling["progress"].done)
+            said = f"Stopped: the resampling credit was cancelled after {done} continuations; nothing is shown."
+            return (message_html(said), said, None, None, None, None, gr.update(), gr.update(visible=False))
         trace = state["trace"]
         fig = views.entropy_figure(trace.entropies.tolist(), trace.tokens, trace.to_frame(), f"credit_{method}")
         verdict = verdict_markdown(trace, method, state["check"], state["first_error_step"], state["reward_source"],
                                    trace_top(state, scale, fixed_scale))
         csv = self.downloads.write(step_csv(state), f"acpo-steps-{method}-{segmentation}")
-        return (render_trace(state, view, scale, fixed_scale), verdict, fig, views.display_table(views.hide_columns(table)), csv, state,
-                state["sent"])
+        curve = views.resample_figure(trace.to_frame(), trace.reward) if method == RESAMPLING else None
+        return (render_trace(state, view, scale, fixed_scale), verdict, fig, views.display_table(views.hide_columns(table)),
+                csv, state, state["sent"], gr.update(value=curve, visible=curve is not None))
 
     def stop(self, request: gr.Request = None):
-        """Stop this session's running resampling credit after its current batch of continuations."""
+        """Stop this session's running resampling credit: its sampling ends within one generated token."""
         stop = self._stops.get(getattr(request, "session_hash", None) or "api")
         if stop is not None:
             stop.set()
 
     @ui_errors
     def estimate_resampling(self, model_name, trust_remote_code, prompt, completion, segmentation, method,
-                            mc_samples, mc_batch, mc_tokens):
+                            mc_samples, mc_batch, mc_tokens, answer="", checker=None, as_trained=True):
         """Before mc_reset runs: how many continuations it will sample and about how long it will take."""
         if method != RESAMPLING:
             return ""
@@ -254,26 +261,45 @@ class ExploreTab(ExplorerBase):
         batch = whole_number(mc_batch, "continuation batch size", 1, 1024)
         tokens = whole_number(mc_tokens, "continuation tokens", 1, 1024)
         model, tokenizer = self.models.get(model_name, trust_remote_code)
-        steps = acpo.explain(model, tokenizer, prompt or "", completion, method="uniform",
-                             segmentation=segmentation).steps
-        total = len(steps) * m
-        per_call = max(1, batch // m) * m
-        calls = math.ceil(len(steps) / max(1, batch // m))
-        seconds = calls * tokens * self._step_seconds(model, tokenizer, prompt or "", min(per_call, total))
-        return (f"**Resampling credit (mc_reset)** will sample {len(steps)} boundaries × M={m} = {total} "
-                f"continuations of up to {tokens} tokens in {calls} batch(es): about **{seconds:.0f} s** on this "
-                "machine (rough; the progress bar refines it). Stop cancels it.")
+        sent, chat = self.model_prompt(model_name, tokenizer, prompt or "", answer, checker, as_trained)
+        answer = (answer or "").strip() or None
+        started = time.perf_counter()  # what the run does besides sampling: the explain of the other methods
+        trace = acpo.explain(model, tokenizer, sent, completion, method="acpo" if answer else "uniform",
+                             segmentation=segmentation, answer=answer, reward=0.0, chat_template=chat)
+        explained = time.perf_counter() - started
+        seconds, calls = self.resampling_seconds(model, tokenizer, sent, trace, m, batch, tokens)
+        seconds += explained
+        total = len(trace.steps) * m
+        return (f"**Resampling credit (mc_reset)** will sample {len(trace.steps)} boundaries × M={m} = {total} "
+                f"continuations of up to {tokens} tokens in {calls} batch(es): about **{seconds:.{1 if seconds < 10 else 0}f} s** "
+                "on this "
+                "machine (continuations assumed as long as the rest of this completion; the progress bar "
+                "refines it). Stop cancels it.")
 
-    def _step_seconds(self, model, tokenizer, prompt: str, width: int) -> float:
-        """Seconds per generated token for ``width`` sequences at once, timed once per model and width."""
+    def resampling_seconds(self, model, tokenizer, sent: str, trace, m: int, batch: int, tokens: int):
+        """(estimated seconds, generate calls) of mc_reset on ``trace``: each call of ``batch // m`` boundaries
+        runs until its longest continuation ends, taken as the rest of the completion after the boundary (plus
+        its end token), at most ``tokens``; a token step at that width is timed once per model and width."""
+        starts = [0] + [s.token_end for s in trace.steps[:-1]]
+        remaining = [min(tokens, len(trace.tokens) - start + 1) for start in starts]
+        per_call = max(1, batch // m)
+        chunks = [remaining[a : a + per_call] for a in range(0, len(remaining), per_call)]
+        prefix = encode_prompt(tokenizer, sent) + trace.token_ids[: len(trace.token_ids) // 2]  # a middle boundary
+        seconds = sum(max(c) * self._step_seconds(model, tokenizer, prefix, len(c) * m) for c in chunks)
+        return seconds, len(chunks)
+
+    def _step_seconds(self, model, tokenizer, prefix: list[int], width: int) -> float:
+        """Seconds per generated token for ``width`` continuations of ``prefix`` at once, timed once per model
+        and width."""
         key = (id(model), width)
         if key not in self._rates:
             from acpo.rollout import HFEngine
 
-            engine = HFEngine(model, tokenizer, 8, 1.0, width)
+            engine = HFEngine(model, tokenizer, 16, 1.0, width)
+            steps = []
             started = time.perf_counter()
-            engine.generate([encode_prompt(tokenizer, prompt)], n=width)
-            self._rates[key] = (time.perf_counter() - started) / 8
+            engine.generate([prefix], n=width, on_token=lambda _, n: steps.append(n))
+            self._rates[key] = (time.perf_counter() - started) / max(1, len(steps))  # all may end before 16
         return self._rates[key]
 
     @ui_errors

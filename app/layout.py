@@ -126,6 +126,8 @@ def build_app(explorer: Explorer | None = None, initial: bool = True) -> gr.Bloc
                                           interactive=False, elem_id="acpo-sent")
                     heatmap = gr.HTML(first["html"] if first else message_html("Explain a completion."),
                                       elem_id="acpo-explore-heatmap")
+                    mc_plot = gr.Plot(label="Accuracy if resampled from here (mc_reset)", visible=False,
+                                      elem_id="acpo-resample-curve")
                     entropy_plot = gr.Plot(first["figure"] if first else None, label="Entropy trace")
                     table = gr.Dataframe(first["table"] if first else None, label="Steps", max_height=360,
                                          interactive=False, elem_classes="acpo-table")
@@ -135,7 +137,7 @@ def build_app(explorer: Explorer | None = None, initial: bool = True) -> gr.Bloc
 
             explain_inputs = [model, trust, prompt, completion, answer, reward, checker, method, segmentation, probe,
                               view, mc_samples, mc_temp, mc_batch, mc_tokens, as_trained, scale_mode, scale_fixed]
-            explain_outputs = [heatmap, verdict, entropy_plot, table, csv_btn, trace_state, sent]
+            explain_outputs = [heatmap, verdict, entropy_plot, table, csv_btn, trace_state, sent, mc_plot]
             cleared = explain_btn.click(lambda: (message_html("Explaining…"), ""), None, [heatmap, verdict],
                                         api_name=False, queue=False)
             running = cleared.then(ex.explain, explain_inputs, explain_outputs, api_name="explain")
@@ -147,8 +149,10 @@ def build_app(explorer: Explorer | None = None, initial: bool = True) -> gr.Bloc
                   [prompt, completion, answer, reward, reward_owner], reward, api_name=False, queue=False)
             reward.change(lambda *fields: list(fields), [prompt, completion, answer], reward_owner, api_name=False,
                           queue=False)
-            stop_btn.click(ex.stop, None, None, cancels=[running], api_name="stop", queue=False)
-            estimate_inputs = [model, trust, prompt, completion, segmentation, method, mc_samples, mc_batch, mc_tokens]
+            # Stop sets the session's flag; the running explain ends within one generated token and says so
+            stop_btn.click(ex.stop, None, None, api_name="stop", queue=False)
+            estimate_inputs = [model, trust, prompt, completion, segmentation, method, mc_samples, mc_batch, mc_tokens,
+                               answer, checker, as_trained]
             gr.on([method.change, mc_samples.change, mc_batch.change, mc_tokens.change], ex.estimate_resampling,
                   estimate_inputs, mc_estimate, api_name="estimate_resampling")
             gr.on([view.change, scale_mode.change, scale_fixed.change], ex.render_view,
@@ -320,7 +324,7 @@ def initial_view(ex: Explorer, samples: list[str]) -> dict | None:
             label = None
             prompt, _, answer, reward, checker = ex.new_problem(next(iter(TASKS)), 1, 0)
             completion = TASKS[checker].generate(1, 1, 0)[0].solution
-        heat, verdict, fig, table, csv, state, sent = ex.explain(None, False, prompt, completion, answer, reward,
+        heat, verdict, fig, table, csv, state, sent, _ = ex.explain(None, False, prompt, completion, answer, reward,
                                                                  checker, ex.first_method, "lines", "#### ", VIEWS[0])
     except gr.Error as err:
         print(f"[acpo app] could not explain the first sample: {err}", file=sys.stderr)

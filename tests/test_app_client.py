@@ -149,7 +149,7 @@ def explain(client, **kwargs):
 
 def test_explain_a_sample_trace_and_its_csv_equals_the_core_table(client, world):
     s = world["samples"][1]
-    heat, verdict, _, table, csv_path, _ = explain(client, model=world["a"], prompt=s["prompt"],
+    heat, verdict, _, table, csv_path, _, _ = explain(client, model=world["a"], prompt=s["prompt"],
                                                 completion=s["completion"], answer=s["answer"])
     assert heat.count('class="acpo-step"') == 3
 
@@ -571,9 +571,9 @@ def test_downloads_share_one_folder_the_app_owns(world):
 
     explorer = Explorer([world["root"]], default_model=world["a"])
     s = world["samples"][0]
-    *_, csv, _, _ = explorer.explain(world["a"], False, s["prompt"], s["completion"], s["answer"], "", "arith", "acpo",
+    *_, csv, _, _, _ = explorer.explain(world["a"], False, s["prompt"], s["completion"], s["answer"], "", "arith", "acpo",
                                   "lines", "#### ", "steps: credit")
-    *_, csv2, _, _ = explorer.explain(world["a"], False, s["prompt"], s["completion"], s["answer"], "", "arith", "acpo",
+    *_, csv2, _, _, _ = explorer.explain(world["a"], False, s["prompt"], s["completion"], s["answer"], "", "arith", "acpo",
                                    "lines", "#### ", "steps: credit")
     folder = explorer.downloads.folder
     assert Path(csv).parent == Path(csv2).parent == folder and csv != csv2
@@ -697,7 +697,7 @@ def test_an_adapters_base_model_outside_is_refused_without_telling_if_it_exists(
     assert messages[0] == messages[1]  # the same answer whether the outside folder exists or not
 
 
-def test_stop_ends_a_running_resampling_credit_after_its_current_batch(world):
+def test_stop_ends_a_running_resampling_credit(world):
     import threading
 
     from acpo.credit.mc_reset import Cancelled
@@ -712,4 +712,4 @@ def test_stop_ends_a_running_resampling_credit_after_its_current_batch(world):
     stop.set()
     with pytest.raises(Cancelled):
         opts["progress"](2, 6)
-    assert seen == ["sampled 0/6 continuations"]
+    assert seen == ["sampling 0/6 continuations"]
