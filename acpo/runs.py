@@ -56,6 +56,28 @@ def trace_file(run_dir: Path, step: int) -> Path:
     return Path(run_dir) / TRACES / (step_name(step) + TRACES_SUFFIX)
 
 
+def run_of_checkpoint(path: Path) -> Path | None:
+    """The run folder of ``<run>/checkpoints/step-N`` (None for any other path)."""
+    path = Path(path)
+    if path.parent.name == CHECKPOINTS and step_of(path.name) is not None:
+        return path.parent.parent
+    return None
+
+
+def prompt_style(run_dir: Path):
+    """How the run asked its problems (``acpo.prompts.PromptStyle`` from its config.yaml), None when the
+    folder has no readable config: a checkpoint is best asked as it was trained."""
+    from acpo.config import read_yaml
+    from acpo.prompts import PromptStyle
+
+    try:
+        cfg = read_yaml(Path(run_dir) / CONFIG)
+        return PromptStyle(bool(cfg.get("chat_template", True)), str(cfg.get("system_prompt") or ""),
+                           str(cfg.get("instruction") or ""), str(cfg.get("answer_format") or "####"))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+
+
 def numbered(folder: Path, suffix: str = "") -> list[tuple[int, Path]]:
     """(N, path) of the ``step-N`` folders in ``folder`` (with ``suffix``: the ``step-N<suffix>`` files), by N."""
     folder = Path(folder)

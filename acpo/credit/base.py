@@ -70,6 +70,7 @@ class CreditMethod:
     token_level = False  # True when the method sets token advantages itself
     signed = True  # credits are signed contributions (0 = neutral); False: a score on a one-sided scale
     unit = ""  # what one unit of credit is, for legends ("nats", "reward")
+    meaning = ""  # what a step's number says, in one sentence under the legend (blue/red or dark/pale)
 
     def credits(self, batch: CreditBatch) -> CreditResult:
         raise NotImplementedError

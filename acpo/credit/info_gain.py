@@ -218,6 +218,9 @@ class InfoGainCredit(CreditMethod):
     """Step credit = how much the step raised log pi(answer | prefix, probe)."""
 
     unit = "nats"
+    meaning = ("how much the step changed log p(reference answer | the steps so far): blue made the reference "
+               "answer more likely, red less. It scores belief in the reference answer, not the step's correctness: "
+               "on a failed trace a wrong line can be blue")
 
     def __init__(self, probe: str = DEFAULT_PROBE, batch_size: int = 8, target: str = "gold",
                  length_normalise: bool = False):

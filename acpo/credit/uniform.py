@@ -9,5 +9,7 @@ from acpo.credit.base import CreditBatch, CreditMethod, CreditResult, register
 
 @register("uniform")
 class UniformCredit(CreditMethod):
+    meaning = "0 for every step: GRPO gives every token the outcome advantage"
+
     def credits(self, batch: CreditBatch) -> CreditResult:
         return CreditResult([torch.zeros(len(steps)) for steps in batch.steps])

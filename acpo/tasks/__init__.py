@@ -66,6 +66,7 @@ __all__ = [
     "make_problems",
     "parse_number",
     "answer_scorer",
+    "problem_from_text",
 ]
 
 TASKS: dict[str, TaskFamily] = {t.name: t for t in (Arith(), LinearEq(), Recurrence(), OneOp())}
@@ -287,3 +288,19 @@ def answer_scorer(checker: str | None, prompt: str, answer: str | None):
     task = TASKS[checker]
     problem = Problem("typed", checker, task.levels[0], prompt, answer or "")
     return lambda i, text: float(task.check(problem, text).answer_correct)
+
+
+def problem_from_text(prompt: str, answer: str | None = None, family: str | None = None) -> Problem:
+    """A typed problem: its plain prompt, and the ``question`` a chat model is asked inside its instruction
+    (:class:`acpo.prompts.PromptStyle`): ``family``'s wording when the prompt is that family's ``Q: ...``
+    form (``Q: 2+3*4=?`` -> ``What is 2 + 3 * 4?``, as the generator words it), else the text after ``Q:``.
+
+    >>> problem_from_text("Q: 2+3*4=?\\n", "14", "arith").question
+    'What is 2 + 3 * 4?'
+    >>> problem_from_text("Q: Tom has 3 apples. How many?\\n", "3").question
+    'Tom has 3 apples. How many?'
+    """
+    text = prompt.strip()
+    body = text.removeprefix("Q:").strip()
+    question = TASKS[family].question(body) if family in TASKS and text.startswith("Q:") else body
+    return Problem("typed", family or "typed", 1, prompt, answer or "", question=question)
