@@ -202,8 +202,8 @@ def test_resampling_runs_one_at_a_time_while_cheap_explains_go_on(explorer):
     with explorer.limits.resampling_lane():  # another caller's resampling credit is running
         with pytest.raises(gr.Error, match="another resampling credit .* is running on this server, one at a time"):
             explain(explorer, "mc_reset")
-        assert explain(explorer)[-1]["trace"].steps  # a cheap explain is answered meanwhile
-    assert "credit_mc_reset" in explain(explorer, "mc_reset")[-1]["trace"].to_frame()  # the lane is free again
+        assert explain(explorer)[5]["trace"].steps  # a cheap explain is answered meanwhile
+    assert "credit_mc_reset" in explain(explorer, "mc_reset")[5]["trace"].to_frame()  # the lane is free again
 
 
 def test_the_context_is_checked_before_the_completion_is_parsed(explorer, monkeypatch):
@@ -221,7 +221,7 @@ def test_the_context_is_checked_before_the_completion_is_parsed(explorer, monkey
     assert parsed == []
 
 
-def test_batch_rows_are_checked_against_the_context_before_any_checker_parses_them(explorer, monkeypatch, tmp_path):
+def test_batch_rows_too_long_for_the_context_are_skipped_before_any_checker_parses_them(explorer, monkeypatch, tmp_path):
     import gradio as gr
 
     import app.batch
@@ -232,6 +232,8 @@ def test_batch_rows_are_checked_against_the_context_before_any_checker_parses_th
     rows.write_text(json.dumps({"prompt": "Q: 1+1=?\n", "completion": "1+1=2\n#### 2", "answer": "2"}) + "\n"
                     + json.dumps({"prompt": "Q: 1+1=?\n", "completion": "1" * 100_000 + "=1\n#### 1", "answer": "1"})
                     + "\n")
-    with pytest.raises(gr.Error, match="row 1 of 'rows.jsonl': the completion \\(100,009 characters\\) is longer than"):
-        explorer.batch(str(rows), "", None, False, ["uniform"], "lines", "#### ", 10, "free-form computations")
-    assert parsed == []
+    summary = explorer.batch(str(rows), "", None, False, ["uniform"], "lines", "#### ", 10,
+                             "free-form computations")[0]
+    assert "**1 completions**" in summary  # the row that fits is explained, the file is not refused
+    assert "1 row(s) skipped" in summary and "row 1: the completion &#40;100,009 characters&#41; is longer" in summary
+    assert len(parsed) == 1  # the checker read the first row only
