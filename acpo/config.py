@@ -469,12 +469,31 @@ def validate(cfg: TrainConfig) -> None:
         if not ok:
             raise ValueError(f"bad config: {message}")
     check_combinations(cfg)
-    for spec in cfg.reward:
-        if spec != "auto" and spec not in REWARDS_BUILT_IN and not cfg.dataset:
-            try:  # on one row of the synthetic tasks, before any folder exists
-                check_reward_function(spec)
-            except ValueError as err:
-                raise ValueError(f"bad config: {err}") from None
+    custom = [spec for spec in cfg.reward if spec != "auto" and spec not in REWARDS_BUILT_IN]
+    row = first_row(cfg) if custom else None
+    for spec in custom if row is not None else []:
+        try:  # on one row, before any folder exists
+            check_reward_function(spec, **row)
+        except ValueError as err:
+            raise ValueError(f"bad config: {err}") from None
+
+
+def first_row(cfg: TrainConfig) -> dict | None:
+    """One row as the trainer calls reward functions with it: the synthetic tasks' sample row, or the first usable
+    row of a local dataset file (its answer field as the completion); None for a hub dataset (no download here)."""
+    if not cfg.dataset:
+        return {}
+    if not Path(cfg.dataset).exists():
+        return None
+    from acpo.data import load_problems
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the trainer's own load says it
+        problem = load_problems(cfg.dataset, question_field=cfg.question_field, answer_field=cfg.answer_field,
+                                limit=1)[0]
+    columns = {k: v for k, v in problem.columns.items() if k not in ("prompts", "completions", "answer")}
+    return {"prompt": problem.prompt, "completion": problem.solution or f"#### {problem.answer}",
+            "answer": problem.answer, **columns}
 
 
 REWARDS_BUILT_IN = ("answer", "hash_answer", "math_verify", "format")

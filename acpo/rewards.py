@@ -221,9 +221,11 @@ MAX_REWARD = 1e6
 
 def check_reward_function(spec: str, prompt: str = "Q: 2+3=?\n", completion: str = "2+3=5\n#### 5",
                           answer: str = "5", **columns: Any) -> None:
-    """Call the reward function ``spec`` names on one row (the trainer's keywords), before a run starts;
+    """Call the reward function ``spec`` names on one row (the trainer's keywords; ``columns``: the row's other
+    columns, one value each), before a run starts;
     ValueError naming it when it cannot be imported, fails, or returns no list of one reward per completion."""
-    call_reward(get_reward(spec), [prompt], [completion], completion_ids=[[0]], answer=[answer], **columns)
+    call_reward(get_reward(spec), [prompt], [completion], completion_ids=[[0]], answer=[answer],
+                **{k: [v] for k, v in columns.items()})
 
 
 def get_reward(spec: str) -> RewardFn:

@@ -293,3 +293,20 @@ def test_an_answer_the_tokenizer_cannot_spell_is_refused_not_scored_as_unk(tiny)
     with pytest.raises(ValueError, match="answer '1€2' has characters this tokenizer does not know \\('€' become"):
         acpo.explain(*tiny, PROMPTS[0], COMPLETIONS[0], method="acpo", answer="1€2", segmentation="lines")
     assert acpo.explain(*tiny, PROMPTS[0], COMPLETIONS[0], method="acpo", answer="12", segmentation="lines").steps
+
+
+def test_a_reward_function_is_checked_on_the_first_row_of_a_local_dataset(tmp_path, monkeypatch):
+    import json
+
+    data = tmp_path / "data.jsonl"
+    data.write_text(json.dumps({"question": "1+1?", "answer": "#### 2", "difficulty": "easy"}) + "\n")
+    (tmp_path / "rw_dataset.py").write_text(
+        "def needs_difficulty(prompts, completions, difficulty, **kw):\n"
+        "    return [float(d == 'easy') for d in difficulty]\n"
+        "def breaks(prompts, completions, difficulty, **kw):\n"
+        "    return {'easy': 1.0}[difficulty]\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(sys.modules, "rw_dataset", raising=False)
+    make_config({**TINY, "dataset": str(data), "reward": ["rw_dataset:needs_difficulty"]})  # the column reaches it
+    with pytest.raises(ValueError, match="reward function 'breaks' failed: TypeError: .*unhashable type: 'list'"):
+        make_config({**TINY, "dataset": str(data), "reward": ["rw_dataset:breaks"]})
