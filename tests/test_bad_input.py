@@ -310,3 +310,22 @@ def test_a_reward_function_is_checked_on_the_first_row_of_a_local_dataset(tmp_pa
     make_config({**TINY, "dataset": str(data), "reward": ["rw_dataset:needs_difficulty"]})  # the column reaches it
     with pytest.raises(ValueError, match="reward function 'breaks' failed: TypeError: .*unhashable type: 'list'"):
         make_config({**TINY, "dataset": str(data), "reward": ["rw_dataset:breaks"]})
+
+
+def test_a_corrupt_gguf_or_weights_file_in_the_app_is_one_line(saved_model, tmp_path, monkeypatch):
+    import shutil
+
+    pytest.importorskip("gguf")
+    from app.models import ModelCache
+    from app.pathguard import InputError, PathGuard
+
+    monkeypatch.setenv("ACPO_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "bad.gguf").write_bytes(b"GGUF\x03\x00\x00\x00")
+    shutil.copytree(saved_model, tmp_path / "bad-weights")
+    (tmp_path / "bad-weights" / "model.safetensors").write_bytes(b"garbage" * 10)
+    cache = ModelCache(PathGuard([tmp_path]))
+    for name, message in [("bad.gguf", "could not read GGUF '.*bad.gguf': it is truncated or corrupt"),
+                          ("bad-weights", "could not read the weights of '.*bad-weights' \\(model.safetensors\\)")]:
+        with pytest.raises(InputError, match=message) as err:
+            cache.get(str(tmp_path / name))
+        assert "\n" not in str(err.value)
