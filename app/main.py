@@ -3,6 +3,7 @@
     python app/main.py                      # http://127.0.0.1:7860
     python app/main.py --host 0.0.0.0 --port 7861 --allow /data/runs
     python app/main.py --share
+    python app/main.py --max-request-seconds 300   # allow longer resampling credits (default caps: app/limits.py)
     acpo-app --port 7861                    # the same, installed (`pip install .[app]`)
 
 Four tabs (Explore a trace, Compare checkpoints, Runs, Batch and export); every
