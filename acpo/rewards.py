@@ -178,10 +178,10 @@ def call_reward(fn: RewardFn, prompts: Sequence[Any], completions: Sequence[Comp
 
     >>> call_reward(format_reward, ["Q"], ["1+1=2\\n#### 2"])
     [1.0]
-    >>> call_reward(lambda prompts, completions, **kw: 1.0, ["Q"], ["2"])
+    >>> call_reward(lambda prompts, completions, **kw: 1.0, ["Q"], ["2"])  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: reward function '<lambda>' returned float 1.0; it must return a list with one reward (a number, or None for none) per completion
+    ValueError: reward function '<lambda>' returned float 1.0; it must return a list with one reward ... per completion
     """
     name = reward_name(fn)
     try:

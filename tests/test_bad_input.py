@@ -279,7 +279,8 @@ def test_a_huge_dataset_row_is_refused_without_being_tokenized(tmp_path, monkeyp
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     longest = []
     real = acpo.trainer.encode_prompt
-    monkeypatch.setattr(acpo.trainer, "encode_prompt", lambda tok, p, *a: longest.append(len(str(p))) or real(tok, p, *a))
+    monkeypatch.setattr(acpo.trainer, "encode_prompt",
+                        lambda tok, p, *a: longest.append(len(str(p))) or real(tok, p, *a))
     with pytest.raises(ValueError, match=r"1 problem\(s\) leave no room to answer in the model's context of 256 "
                                          r"tokens with --max-new-tokens 8: .* \(over 248 tokens\)"):
         run(make_config({**TINY, "output_dir": str(tmp_path), "run_name": "huge", "dataset": str(data),

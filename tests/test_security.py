@@ -164,8 +164,8 @@ def explorer(models):
     from app.callbacks import Explorer
     from app.limits import RequestLimits
 
-    return Explorer([models["inside"]], default_model=str(models["inside"] / "base"), samples_path=models["inside"] / "no-samples.jsonl",
-                    limits=RequestLimits(seconds=30))
+    return Explorer([models["inside"]], default_model=str(models["inside"] / "base"),
+                    samples_path=models["inside"] / "no-samples.jsonl", limits=RequestLimits(seconds=30))
 
 
 def explain(explorer, method="mean_logprob", mc=(8, 1.0, 64, 8), completion="2+3=5\n5*2=10\n#### 10", answer="10"):
@@ -191,8 +191,8 @@ def test_a_resampling_request_estimated_over_the_time_cap_is_refused_with_its_es
     import gradio as gr
 
     monkeypatch.setattr(explorer.limits, "seconds", 0.001)
-    with pytest.raises(gr.Error, match=r"this resampling credit \(3 boundaries × M=8 continuations of up to 8 tokens\) "
-                                       r"would take about \d+ s; this server allows 0 s per request"):
+    with pytest.raises(gr.Error, match=r"this resampling credit \(3 boundaries × M=8 continuations of up to 8 "
+                                       r"tokens\) would take about \d+ s; this server allows 0 s per request"):
         explain(explorer, "mc_reset")
 
 
