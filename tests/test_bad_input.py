@@ -4,7 +4,6 @@ settings that do nothing together, library calls. One parametrized case per inpu
 from __future__ import annotations
 
 import sys
-import textwrap
 import warnings
 
 import pytest
