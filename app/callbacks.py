@@ -331,7 +331,7 @@ class Explorer:
         model, tokenizer = self.models.get(model_name, trust_remote_code)
         limit = context_length(model)
         n_prompt = len(encode_prompt(tokenizer, prompt))
-        budget = whole_number(max_new_tokens, "max new tokens", 1, 4096)
+        budget = whole_number(max_new_tokens, "max new tokens", 1, self.limits.sample_tokens)
         if limit is not None:
             if n_prompt >= limit:
                 raise InputError(f"the prompt ({n_prompt} tokens) fills the model's context of {limit} tokens")
@@ -493,6 +493,11 @@ class Explorer:
             raise InputError(f"Compare scores cheap credit methods: one of {', '.join(BATCH_METHODS)}")
         if not completion or not completion.strip():
             raise InputError("the completion is empty; paste one (or copy it from the Explore tab)")
+        if len(names) > self.limits.compare_models:
+            raise InputError(f"{len(names)} checkpoints picked; this server compares at most "
+                             f"{self.limits.compare_models} at once")
+        model, tokenizer = self.models.get(names[0], trust_remote_code)
+        check_fits(model, tokenizer, prompt or "", completion)  # before anything parses the completion
         answer = (answer or "").strip() or None
         check = check_problem(checker, prompt or "", answer, completion)
         reward = (float(check.answer_correct) if check is not None
@@ -666,6 +671,7 @@ class Explorer:
             else None
         traces, total = [], len(rollouts)
         progress(0, desc=f"explaining {total} completions")
+        started = time.perf_counter()
         for start in range(0, total, BATCH_CHUNK):
             rows = list(range(start, min(total, start + BATCH_CHUNK)))
             # rows with and without a known reward are explained apart: explain_batch takes all rewards or none
@@ -687,6 +693,10 @@ class Explorer:
                     raise InputError(f"rows {part[0]}..{part[-1]} of '{name}': {err}") from err
                 traces += list(zip(part, got))
             done = rows[-1] + 1
+            if start == 0 and done < total:  # the first chunk's pace: refuse now what would overrun the cap
+                per_row = (time.perf_counter() - started) / done
+                self.limits.check_seconds(per_row * total, f"explaining {total} rows ({per_row:.2f} s per row)",
+                                          fix=f"lower Max rows to about {max(1, int(self.limits.seconds / per_row))}")
             progress(done / total, desc=f"explained {done}/{total}")
         traces = [t for _, t in sorted(traces, key=lambda pair: pair[0])]
         full = pd.concat([t.to_frame() for t in traces], ignore_index=True)

@@ -66,12 +66,14 @@ def main(argv=None) -> None:
                         help="most continuations per step boundary a caller may ask for (default: %(default)s)")
     parser.add_argument("--max-mc-tokens", type=int, default=limits.mc_tokens,
                         help="most tokens per continuation a caller may ask for (default: %(default)s)")
+    parser.add_argument("--max-sample-tokens", type=int, default=limits.sample_tokens,
+                        help="most tokens /sample generates (default: %(default)s)")
     args = parser.parse_args(argv)
-    for flag in ("max_request_seconds", "max_mc_samples", "max_mc_tokens"):
+    for flag in ("max_request_seconds", "max_mc_samples", "max_mc_tokens", "max_sample_tokens"):
         if not getattr(args, flag) > 0:
             parser.error(f"--{flag.replace('_', '-')} must be above 0; got {getattr(args, flag)}")
     limits = RequestLimits(seconds=args.max_request_seconds, mc_samples=args.max_mc_samples,
-                           mc_tokens=args.max_mc_tokens)
+                           mc_tokens=args.max_mc_tokens, sample_tokens=args.max_sample_tokens)
     if args.threads:
         torch.set_num_threads(args.threads)
     roots = [ASSETS, REPO_ROOT / "runs", *args.allow]
