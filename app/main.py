@@ -11,7 +11,8 @@ button is also a named API endpoint (``gradio_client``). Every number shown
 comes from ``acpo`` (``explain``, ``explain_batch``, ``Trace.to_frame``, the task
 checkers). Where things live: ``app/layout.py`` (the tabs), ``app/callbacks.py``
 (what each button does), ``app/models.py`` (the model cache), ``app/views.py``
-(tables and figures), ``app/loaders.py`` (files and allowed paths); heatmaps are
+(tables and figures), ``app/loaders.py`` (files), ``app/pathguard.py`` (which paths
+and models may be read), ``app/limits.py`` (what one request may cost); heatmaps are
 drawn by the core (``acpo.render``).
 """
 
