@@ -424,7 +424,7 @@ def load_saved_config(path: Path) -> dict:
 
 def validate(cfg: TrainConfig) -> None:
     """Catch impossible settings before any model is loaded (and before any run folder is made)."""
-    from acpo.rewards import check_reward_function, get_reward
+    from acpo.rewards import REWARDS, check_reward_function, get_reward
     from acpo.segment import resolve_segmentation
 
     for name, value in dataclasses.asdict(cfg).items():
@@ -482,19 +482,36 @@ def validate(cfg: TrainConfig) -> None:
         if not ok:
             raise ValueError(f"bad config: {message}")
     check_combinations(cfg)
-    for spec in cfg.reward:
-        if spec != "auto" and spec not in REWARDS_BUILT_IN and not cfg.dataset:
-            try:  # on one row of the synthetic tasks, before any folder exists
-                check_reward_function(spec)
-            except ValueError as err:
-                raise ValueError(f"bad config: {err}") from None
+    custom = [spec for spec in cfg.reward if spec != "auto" and spec not in REWARDS]
+    row = first_row(cfg) if custom else None
+    for spec in custom if row is not None else []:
+        try:  # on one row, before any folder exists
+            check_reward_function(spec, **row)
+        except ValueError as err:
+            raise ValueError(f"bad config: {err}") from None
 
 
-REWARDS_BUILT_IN = ("answer", "hash_answer", "math_verify", "format")
+def first_row(cfg: TrainConfig) -> dict | None:
+    """One row as the trainer calls reward functions with it: the synthetic tasks' sample row, or the first usable
+    row of a local dataset file (its answer field as the completion); None for a hub dataset (no download here)."""
+    if not cfg.dataset:
+        return {}
+    if not Path(cfg.dataset).exists():
+        return None
+    from acpo.data import load_problems
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the trainer's own load says it
+        problem = load_problems(cfg.dataset, question_field=cfg.question_field, answer_field=cfg.answer_field,
+                                limit=1)[0]
+    columns = {k: v for k, v in problem.columns.items() if k != "answer"}  # the gold answer is passed as answer
+    return {"prompt": problem.prompt, "completion": problem.solution or f"#### {problem.answer}",
+            "answer": problem.answer, **columns}
+
 
 CREDIT_OPTIONS = {"acpo_target": "acpo", "acpo_per_token": "acpo", "hapo_alpha": "hapo", "hapo_phi": "hapo",
                   "entropy_mask_rho": "entropy_mask"}
-"""Options read by one credit only: setting one for another credit is refused (it would do nothing)."""
+"""Options read by one credit only: setting one for another credit does nothing, and a warning says so."""
 
 
 class ConfigWarning(UserWarning):

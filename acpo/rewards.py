@@ -199,10 +199,10 @@ def call_reward(fn: RewardFn, prompts: Sequence[Any], completions: Sequence[Comp
 
     >>> call_reward(format_reward, ["Q"], ["1+1=2\\n#### 2"])
     [1.0]
-    >>> call_reward(lambda prompts, completions, **kw: 1.0, ["Q"], ["2"])
+    >>> call_reward(lambda prompts, completions, **kw: 1.0, ["Q"], ["2"])  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: reward function '<lambda>' returned float 1.0; it must return a list with one reward (a number, or None for none) per completion
+    ValueError: reward function '<lambda>' returned float 1.0; it must return a list with one reward ... per completion
     """
     name = reward_name(fn)
     try:
@@ -242,9 +242,11 @@ MAX_REWARD = 1e6
 
 def check_reward_function(spec: str, prompt: str = "Q: 2+3=?\n", completion: str = "2+3=5\n#### 5",
                           answer: str = "5", **columns: Any) -> None:
-    """Call the reward function ``spec`` names on one row (the trainer's keywords), before a run starts;
+    """Call the reward function ``spec`` names on one row (the trainer's keywords; ``columns``: the row's other
+    columns, one value each), before a run starts;
     ValueError naming it when it cannot be imported, fails, or returns no list of one reward per completion."""
-    call_reward(get_reward(spec), [prompt], [completion], completion_ids=[[0]], answer=[answer], **columns)
+    call_reward(get_reward(spec), [prompt], [completion], completion_ids=[[0]], answer=[answer],
+                **{k: [v] for k, v in columns.items()})
 
 
 def get_reward(spec: str) -> RewardFn:

@@ -80,8 +80,9 @@ def encode_probe(tokenizer, probe: str, answer: str) -> tuple[list[int], int]:
     if unk is not None and unk in ids[len(ids) - n_answer:]:
         text = probe + answer
         unknown = sorted({text[s:e] for (s, e), i in zip(offsets, ids) if i == unk and e > len(probe)})
-        raise ValueError(f"answer {answer!r} has characters this tokenizer does not know ({', '.join(map(repr, unknown))}"
-                         f" become {tokenizer.unk_token!r}); its probability would be that of an unknown token: write "
+        shown = ", ".join(map(repr, unknown))
+        raise ValueError(f"answer {answer!r} has characters this tokenizer does not know ({shown} become "
+                         f"{tokenizer.unk_token!r}); its probability would be that of an unknown token: write "
                          "the answer in characters the model's vocabulary covers")
     return ids, n_answer
 

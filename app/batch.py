@@ -4,6 +4,7 @@ first wrong step on those traces."""
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -125,6 +126,7 @@ class BatchTab(ExplorerBase):
         traces, total = [], len(rollouts)
         checkpoint = str(model_name or self.default_model)
         progress(0, desc=f"explaining {total} completions")
+        started = time.perf_counter()
         for start in range(0, total, BATCH_CHUNK):
             rows = [i for i in range(start, min(total, start + BATCH_CHUNK)) if i not in skipped_rows]
             # rows with and without a known reward are explained apart: explain_batch takes all rewards or none
@@ -154,6 +156,10 @@ class BatchTab(ExplorerBase):
                         except ValueError as err:
                             skipped_rows[i] = str(err)
             done = min(total, start + BATCH_CHUNK)
+            if start == 0 and done < total:  # the first chunk's pace: refuse now what would overrun the cap
+                per_row = (time.perf_counter() - started) / done
+                self.limits.check_seconds(per_row * total, f"explaining {total} rows ({per_row:.2f} s per row)",
+                                          fix=f"lower Max rows to about {max(1, int(self.limits.seconds / per_row))}")
             progress(done / total, desc=f"explained {done}/{total}")
         if not traces:
             first = next(iter(sorted(skipped_rows.items())))

@@ -12,6 +12,7 @@ from acpo.credit.info_gain import DEFAULT_PROBE
 from acpo.render import ColourScale, blamed_step, credit_scale, step_heatmap_html
 from acpo.rewards import row_reward
 from acpo.tasks import error_kind, first_error_step
+from acpo.tokens import check_fits
 from . import views
 from .loaders import InputError
 from .shared import (
@@ -48,6 +49,11 @@ class CompareTab(ExplorerBase):
             raise InputError(f"Compare scores cheap credit methods: one of {', '.join(BATCH_METHODS)}")
         if not completion or not completion.strip():
             raise InputError("the completion is empty; paste one (or copy it from the Explore tab)")
+        if len(names) > self.limits.compare_models:
+            raise InputError(f"{len(names)} checkpoints picked; this server compares at most "
+                             f"{self.limits.compare_models} at once")
+        model, tokenizer = self.models.get(names[0], trust_remote_code)
+        check_fits(model, tokenizer, prompt or "", completion)  # before anything parses the completion
         answer = (answer or "").strip() or None
         check = check_problem(checker, prompt or "", answer, completion)
         reward, _ = row_reward(completion, answer, check)

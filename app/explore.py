@@ -151,7 +151,7 @@ class ExploreTab(ExplorerBase):
         sent, chat = self.model_prompt(model_name, tokenizer, prompt, answer, checker, as_trained)
         limit = context_length(model)
         n_prompt = len(encode_prompt(tokenizer, sent, chat))
-        budget = whole_number(max_new_tokens, "max new tokens", 1, 4096)
+        budget = whole_number(max_new_tokens, "max new tokens", 1, self.limits.sample_tokens)
         if limit is not None:
             if n_prompt >= limit:
                 raise InputError(f"the prompt ({n_prompt} tokens) fills the model's context of {limit} tokens")

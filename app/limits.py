@@ -17,7 +17,8 @@ from .pathguard import InputError
 
 @dataclass
 class RequestLimits:
-    """Caps on one request: estimated seconds, and the resampling credit's continuations and their length."""
+    """Caps on one request: estimated seconds (a resampling credit, a Batch file), the resampling credit's
+    continuations and their length, the tokens ``/sample`` generates, the checkpoints ``/compare`` scores."""
 
     seconds: float = 60.0
     """Largest estimated run time of one resampling request (seconds)."""
@@ -27,13 +28,18 @@ class RequestLimits:
     """Most tokens per continuation."""
     mc_batch: int = 256
     """Most continuations sampled at once."""
+    sample_tokens: int = 512
+    """Most tokens ``/sample`` generates."""
+    compare_models: int = 4
+    """Most checkpoints ``/compare`` scores in one request."""
     _resampling: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def check_seconds(self, seconds: float, what: str) -> None:
+    def check_seconds(self, seconds: float, what: str,
+                      fix: str = "lower M or the continuation tokens, or pick a cheaper method") -> None:
+        """InputError with the estimate when ``what`` would take longer than the cap."""
         if seconds > self.seconds:
             raise InputError(f"{what} would take about {seconds:.0f} s; this server allows {self.seconds:.0f} s per "
-                             "request: lower M or the continuation tokens, or pick a cheaper method (its operator "
-                             "can raise the cap with --max-request-seconds)")
+                             f"request: {fix} (its operator can raise the cap with --max-request-seconds)")
 
     @contextmanager
     def resampling_lane(self):

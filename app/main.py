@@ -3,6 +3,7 @@
     python app/main.py                      # http://127.0.0.1:7860
     python app/main.py --host 0.0.0.0 --port 7861 --allow /data/runs
     python app/main.py --share
+    python app/main.py --max-request-seconds 300   # allow longer resampling credits (default caps: app/limits.py)
     acpo-app --port 7861                    # the same, installed (`pip install .[app]`)
 
 Four tabs (Explore a trace, Compare checkpoints, Runs, Batch and export); every
@@ -12,7 +13,8 @@ checkers). Where things live: ``app/layout.py`` (the tabs), one module of
 callbacks per tab (``app/explore.py``, ``app/compare.py``, ``app/runs_tab.py``,
 ``app/batch.py``; ``app/shared.py`` for what they share, ``app/callbacks.py``
 joins them), ``app/models.py`` (the model cache), ``app/views.py`` (tables and
-figures), ``app/loaders.py`` (files and allowed paths); heatmaps are drawn by
+figures), ``app/loaders.py`` (files), ``app/pathguard.py`` (which paths and models
+may be read), ``app/limits.py`` (what one request may cost); heatmaps are drawn by
 the core (``acpo.render``).
 """
 
@@ -67,12 +69,14 @@ def main(argv=None) -> None:
                         help="most continuations per step boundary a caller may ask for (default: %(default)s)")
     parser.add_argument("--max-mc-tokens", type=int, default=limits.mc_tokens,
                         help="most tokens per continuation a caller may ask for (default: %(default)s)")
+    parser.add_argument("--max-sample-tokens", type=int, default=limits.sample_tokens,
+                        help="most tokens /sample generates (default: %(default)s)")
     args = parser.parse_args(argv)
-    for flag in ("max_request_seconds", "max_mc_samples", "max_mc_tokens"):
+    for flag in ("max_request_seconds", "max_mc_samples", "max_mc_tokens", "max_sample_tokens"):
         if not getattr(args, flag) > 0:
             parser.error(f"--{flag.replace('_', '-')} must be above 0; got {getattr(args, flag)}")
     limits = RequestLimits(seconds=args.max_request_seconds, mc_samples=args.max_mc_samples,
-                           mc_tokens=args.max_mc_tokens)
+                           mc_tokens=args.max_mc_tokens, sample_tokens=args.max_sample_tokens)
     if args.threads:
         torch.set_num_threads(args.threads)
     roots = [ASSETS, REPO_ROOT / "runs", *args.allow]

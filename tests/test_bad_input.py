@@ -4,7 +4,6 @@ settings that do nothing together, library calls. One parametrized case per inpu
 from __future__ import annotations
 
 import sys
-import textwrap
 import warnings
 
 import pytest
@@ -280,7 +279,8 @@ def test_a_huge_dataset_row_is_refused_without_being_tokenized(tmp_path, monkeyp
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     longest = []
     real = acpo.trainer.encode_prompt
-    monkeypatch.setattr(acpo.trainer, "encode_prompt", lambda tok, p, *a: longest.append(len(str(p))) or real(tok, p, *a))
+    monkeypatch.setattr(acpo.trainer, "encode_prompt",
+                        lambda tok, p, *a: longest.append(len(str(p))) or real(tok, p, *a))
     with pytest.raises(ValueError, match=r"1 problem\(s\) leave no room to answer in the model's context of 256 "
                                          r"tokens with --max-new-tokens 8: .* \(over 248 tokens\)"):
         run(make_config({**TINY, "output_dir": str(tmp_path), "run_name": "huge", "dataset": str(data),
@@ -294,3 +294,39 @@ def test_an_answer_the_tokenizer_cannot_spell_is_refused_not_scored_as_unk(tiny)
     with pytest.raises(ValueError, match="answer '1€2' has characters this tokenizer does not know \\('€' become"):
         acpo.explain(*tiny, PROMPTS[0], COMPLETIONS[0], method="acpo", answer="1€2", segmentation="lines")
     assert acpo.explain(*tiny, PROMPTS[0], COMPLETIONS[0], method="acpo", answer="12", segmentation="lines").steps
+
+
+def test_a_reward_function_is_checked_on_the_first_row_of_a_local_dataset(tmp_path, monkeypatch):
+    import json
+
+    data = tmp_path / "data.jsonl"
+    data.write_text(json.dumps({"question": "1+1?", "answer": "#### 2", "difficulty": "easy"}) + "\n")
+    (tmp_path / "rw_dataset.py").write_text(
+        "def needs_difficulty(prompts, completions, difficulty, **kw):\n"
+        "    return [float(d == 'easy') for d in difficulty]\n"
+        "def breaks(prompts, completions, difficulty, **kw):\n"
+        "    return {'easy': 1.0}[difficulty]\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(sys.modules, "rw_dataset", raising=False)
+    make_config({**TINY, "dataset": str(data), "reward": ["rw_dataset:needs_difficulty"]})  # the column reaches it
+    with pytest.raises(ValueError, match="reward function 'breaks' failed: TypeError: .*unhashable type: 'list'"):
+        make_config({**TINY, "dataset": str(data), "reward": ["rw_dataset:breaks"]})
+
+
+def test_a_corrupt_gguf_or_weights_file_in_the_app_is_one_line(saved_model, tmp_path, monkeypatch):
+    import shutil
+
+    pytest.importorskip("gguf")
+    from app.models import ModelCache
+    from app.pathguard import InputError, PathGuard
+
+    monkeypatch.setenv("ACPO_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "bad.gguf").write_bytes(b"GGUF\x03\x00\x00\x00")
+    shutil.copytree(saved_model, tmp_path / "bad-weights")
+    (tmp_path / "bad-weights" / "model.safetensors").write_bytes(b"garbage" * 10)
+    cache = ModelCache(PathGuard([tmp_path]))
+    for name, message in [("bad.gguf", "could not read GGUF '.*bad.gguf': it is truncated or corrupt"),
+                          ("bad-weights", "could not read the weights of '.*bad-weights' \\(model.safetensors\\)")]:
+        with pytest.raises(InputError, match=message) as err:
+            cache.get(str(tmp_path / name))
+        assert "\n" not in str(err.value)

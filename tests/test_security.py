@@ -164,8 +164,8 @@ def explorer(models):
     from app.callbacks import Explorer
     from app.limits import RequestLimits
 
-    return Explorer([models["inside"]], default_model=str(models["inside"] / "base"), samples_path=models["inside"] / "no-samples.jsonl",
-                    limits=RequestLimits(seconds=30))
+    return Explorer([models["inside"]], default_model=str(models["inside"] / "base"),
+                    samples_path=models["inside"] / "no-samples.jsonl", limits=RequestLimits(seconds=30))
 
 
 def explain(explorer, method="mean_logprob", mc=(8, 1.0, 64, 8), completion="2+3=5\n5*2=10\n#### 10", answer="10"):
@@ -191,8 +191,8 @@ def test_a_resampling_request_estimated_over_the_time_cap_is_refused_with_its_es
     import gradio as gr
 
     monkeypatch.setattr(explorer.limits, "seconds", 0.001)
-    with pytest.raises(gr.Error, match=r"this resampling credit \(3 boundaries × M=8 continuations of up to 8 tokens\) "
-                                       r"would take about \d+ s; this server allows 0 s per request"):
+    with pytest.raises(gr.Error, match=r"this resampling credit \(3 boundaries × M=8 continuations of up to 8 "
+                                       r"tokens\) would take about \d+ s; this server allows 0 s per request"):
         explain(explorer, "mc_reset")
 
 
@@ -237,3 +237,49 @@ def test_batch_rows_too_long_for_the_context_are_skipped_before_any_checker_pars
     assert "**1 completions**" in summary  # the row that fits is explained, the file is not refused
     assert "1 row(s) skipped" in summary and "row 1: the completion &#40;100,009 characters&#41; is longer" in summary
     assert len(parsed) == 1  # the checker read the first row only
+
+
+
+def test_compare_checks_the_context_and_the_number_of_checkpoints_before_any_parsing(explorer, models, monkeypatch):
+    import gradio as gr
+
+    import app.compare
+
+    parsed = []
+    monkeypatch.setattr(app.compare, "check_problem", lambda *a: parsed.append(a))
+    base = str(models["inside"] / "base")
+    with pytest.raises(gr.Error, match="the completion \\(100,009 characters\\) is longer than the model's context"):
+        explorer.compare([base, base], False, "Q: 1+1=?\n", "1" * 100_000 + "=1\n#### 1", "1", "uniform", "lines",
+                         "#### ")
+    with pytest.raises(gr.Error, match="5 checkpoints picked; this server compares at most 4 at once"):
+        explorer.compare([base] * 5, False, "Q: 1+1=?\n", "1+1=2\n#### 2", "2", "uniform", "lines", "#### ")
+    assert parsed == []
+
+
+def test_sample_generates_at_most_the_servers_token_cap(explorer):
+    import gradio as gr
+
+    with pytest.raises(gr.Error, match="max new tokens must be a whole number from 1 to 512; got 4096"):
+        explorer.sample(None, False, "Q: 1+1=?\n", 1.0, 0, 4096)
+
+
+def test_a_batch_file_projected_over_the_time_cap_is_refused_after_its_first_chunk(explorer, monkeypatch, tmp_path):
+    import gradio as gr
+
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps({"prompt": f"Q: {i}+1=?\n", "completion": f"{i}+1={i + 1}\n#### {i + 1}"}) + "\n"
+                            for i in range(40)))
+    explained = []
+    real = __import__("acpo").explain_batch
+
+    def slow(*args, **kwargs):  # 0.05 s per row: 40 rows take about 2 s, over a 1-s cap
+        explained.append(len(args[3]))
+        time.sleep(0.05 * len(args[3]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("acpo.explain_batch", slow)
+    monkeypatch.setattr(explorer.limits, "seconds", 1.0)
+    with pytest.raises(gr.Error, match=r"explaining 40 rows \(0\.\d+ s per row\) would take about 2 s; this server "
+                                       r"allows 1 s per request: lower Max rows to about \d+"):
+        explorer.batch(str(rows), "", None, False, ["uniform"], "lines", "#### ", 40, "none")
+    assert explained == [16]  # refused after the first chunk, not after all 40 rows
