@@ -22,8 +22,19 @@ def run(cfg) -> dict:
 def train_main(argv: list[str] | None = None, prog: str = "acpo-train") -> int:
     """Run one training run from command-line flags; the exit status (0 done, 2 bad input or failure, 130 Ctrl-C).
 
-    ``prog`` is the command the messages name (``train.py`` calls this too).
+    ``prog`` is the command the messages name (``train.py`` calls this too). A process of a multi-process
+    launch ends here (``acpo.distributed.exit_process``: gloo's threads outlive the process group).
     """
+    code = train_command(argv, prog)
+    from acpo.distributed import exit_process, launched_processes
+
+    if launched_processes() > 1:
+        exit_process(code)
+    return code
+
+
+def train_command(argv: list[str] | None, prog: str) -> int:
+    """``train_main``'s work: parse, train, print the outcome; the exit status."""
     import warnings
 
     from acpo.config import ConfigWarning, check_environment, parse_args

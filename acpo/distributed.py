@@ -70,19 +70,43 @@ def weights_digest(model) -> str:
 
 
 def end_processes(acc) -> None:
-    """Tear the process group down before the interpreter exits, every process together.
-
-    gloo's threads are C++ threads; left running while the interpreter
-    finalises, one of them can abort the process ("terminate called without an
-    active exception"). The barrier first makes sure that no process destroys
-    its group while another still waits in a collective on it.
-    """
+    """Tear the process group down, every process together: the barrier makes sure that no process
+    destroys its group while another still waits in a collective on it."""
     if acc.num_processes > 1 and torch.distributed.is_initialized():
         try:
             acc.wait_for_everyone()
         except RuntimeError:  # a peer already gone (it failed): nothing to wait for
             pass
     acc.end_training()
+
+
+def launched_processes() -> int:
+    """How many processes the launcher (``accelerate launch``, torchrun) started for this run; 1 without one."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        return 1
+
+
+def exit_process(code: int) -> None:
+    """End a process of a multi-process run now: exit handlers run and output is flushed, then ``os._exit``.
+
+    Once a model was wrapped in DistributedDataParallel, torch never frees the gloo process group (DDP's
+    reducer keeps it), so ``destroy_process_group`` leaves gloo's C++ threads (``gloo_tcp_loop``,
+    ``pt_gloo_runloop``) running. A normal exit finalises the interpreter and runs C++ static destructors
+    while they still run, which now and then aborts the process ("terminate called without an active
+    exception", SIGABRT) after the run finished. ``os._exit`` skips that teardown: the kernel ends the
+    threads with the process. Never returns.
+    """
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    os._exit(code)
 
 
 class StopSignals:

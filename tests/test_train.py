@@ -100,12 +100,22 @@ def test_two_processes_end_with_identical_weights_and_one_lr_schedule(tmp_path):
            "--lr", "1e-3", "--warmup-steps", "4", "--output-dir", str(tmp_path), "--run-name", "ddp"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-3000:]
+    assert "terminate called" not in out.stderr and "2/2" in out.stderr  # the bar counts the last step too
     summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
     assert summary["processes"] == 2
     assert len(summary["param_checksums"]) == 2 and len(set(summary["param_checksums"])) == 1
     # the warm-up advances once per optimizer step, not once per process: step s uses lr s / 4
     logged = [json.loads(l) for l in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()][1:]
     assert [l["learning_rate"] for l in logged] == pytest.approx([1e-3 * 1 / 4, 1e-3 * 2 / 4])
+
+
+def test_a_process_of_a_multi_process_run_exits_with_its_handlers_run_and_its_output_flushed():
+    # exit_process skips the interpreter's teardown (gloo's threads outlive the process group), not the
+    # exit handlers or output still in Python's buffers
+    code = ("import atexit; from acpo.distributed import exit_process; atexit.register(print, 'handler ran'); "
+            "print('buffered', end=''); exit_process(3)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 3 and out.stdout == "bufferedhandler ran\n"
 
 
 def cli(*args):
