@@ -123,7 +123,8 @@ class Trainer:
             self.acc.wait_for_everyone()
             start_trackers(self.acc, cfg.report_to, self.run_dir, bool(cfg.resume), dataclasses.asdict(cfg))
         except BaseException:
-            self.lock and self.lock.release()
+            if self.lock is not None:
+                self.lock.release()
             raise
 
     # ------------------------------------------------------------------ the run: steps, evaluations, logs, checkpoints
@@ -137,7 +138,8 @@ class Trainer:
             for tracker in self.acc.trackers:
                 tracker.finish()
             self.acc.trackers.clear()
-            self.lock and self.lock.release()  # another process may write the run folder now
+            if self.lock is not None:  # another process may write the run folder now
+                self.lock.release()
 
     def train_loop(self, signals: StopSignals) -> dict:
         cfg, main = self.cfg, self.acc.is_main_process

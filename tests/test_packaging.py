@@ -148,6 +148,6 @@ app_main([])
 """
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1
-    assert "--method" in done.stdout
+    assert "--recipe" in done.stdout
     assert done.stderr.strip() == ("acpo-app: gradio is not installed; install acpo with the app's extra "
                                    "(pip install '.[app]' in the checkout), or gradio and plotly")
