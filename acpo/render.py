@@ -291,7 +291,8 @@ def token_heatmap_html(
 def message_html(text: str, kind: str = "info") -> str:
     """A boxed note in place of a heatmap (nothing to show yet, or what went wrong)."""
     colour = {"info": "#57606a", "error": "#cf222e"}.get(kind, "#57606a")
-    return f'<div style="{_BOX} color:{colour}; font-family: system-ui, sans-serif;">{html.escape(text)}</div>'
+    return (f'<div class="acpo-message" style="{_BOX} color:{colour}; font-family: system-ui, sans-serif;">'
+            f"{html.escape(text)}</div>")
 
 
 VIEWS = ("steps", "entropy", "advantage")

@@ -28,6 +28,24 @@ CSS = """
 .acpo-heatmap span[title] { cursor: help; }
 #acpo-header { margin-bottom: 0; }
 .acpo-table th, .acpo-table th span { word-break: keep-all; overflow-wrap: normal; white-space: nowrap; }
+/* long values (checkpoint paths, sample labels) stay readable: ellipsis, and the whole value on hover */
+.wrap-inner input { text-overflow: ellipsis; }
+/* Compare: one line per panel title, so long names do not push one panel's heatmap below another's */
+.acpo-compare .acpo-title { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+/* dark mode: the heatmaps, notes and charts are drawn for a light page; inverting lightness (and turning hues
+   back) makes them dark with the same hues: a step's colour still grows with its number's size */
+.dark .acpo-heatmap, .dark .acpo-message, .dark .js-plotly-plot, .dark .acpo-note {
+  filter: invert(0.9) hue-rotate(180deg); color: #1f2328; }
+.dark .acpo-legend { color: #3d444d !important; }
+/* a phone: the result before the inputs, so it is on the first screen; nothing wider than the screen */
+@media (max-width: 640px) {
+  #acpo-explore-row { flex-direction: column-reverse; flex-wrap: nowrap; }
+  .row, .column, .form, .block { min-width: 0 !important; max-width: 100% !important; }
+  .row { flex-wrap: wrap; }
+  .row > .form, .row > .block, .row > .column, .form > .block { flex: 1 1 140px !important; }  /* two a line */
+  .form { flex-wrap: wrap; }
+  #acpo-header p { font-size: 13px; }
+}
 """
 
 INTRO = """# acpo explorer
@@ -50,7 +68,7 @@ def build_app(explorer: Explorer | None = None, initial: bool = True) -> gr.Bloc
     with gr.Blocks(title="acpo explorer", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(INTRO, elem_id="acpo-header")
         with gr.Tab("Explore a trace"):
-            with gr.Row():
+            with gr.Row(elem_id="acpo-explore-row"):
                 with gr.Column(scale=2, min_width=340):
                     with gr.Row():
                         model = gr.Dropdown(model_choices, value=model_choices[0], allow_custom_value=True,
@@ -97,7 +115,7 @@ def build_app(explorer: Explorer | None = None, initial: bool = True) -> gr.Bloc
                             max_new = gr.Number(112, label="Max new tokens", precision=0, min_width=60)
                         sample_btn = gr.Button("Sample", size="sm")
                     with gr.Row():
-                        method = gr.Dropdown(UI_METHODS, value=first_method, label="Credit method", min_width=100,
+                        method = gr.Dropdown(UI_METHODS, value=first_method, label="Credit method", min_width=160, scale=2,
                                              elem_id="acpo-method")
                         segmentation = gr.Dropdown(SEGMENTATIONS, value="lines", label="Segmentation", min_width=100)
                         probe = gr.Textbox("#### ", label="Answer probe (acpo)", min_width=80)
@@ -130,7 +148,7 @@ def build_app(explorer: Explorer | None = None, initial: bool = True) -> gr.Bloc
                                       elem_id="acpo-resample-curve")
                     entropy_plot = gr.Plot(first["figure"] if first else None, label="Entropy trace")
                     table = gr.Dataframe(first["table"] if first else None, label="Steps", max_height=360,
-                                         interactive=False, elem_classes="acpo-table")
+                                         interactive=False, wrap=True, elem_classes="acpo-table", elem_id="acpo-steps")
                     csv_btn = gr.DownloadButton("Download CSV", value=first["csv"] if first else None, size="sm")
             trace_state = gr.State(first["state"] if first else None)
             reward_owner = gr.State([first["prompt"], first["completion"], first["answer"]] if first else None)

@@ -31,14 +31,15 @@ TRAILING_LEADERS = ["credit_acpo", "answer_logprob", "reward"]
 def step_table(frame: pd.DataFrame, method: str | None = None) -> pd.DataFrame:
     """``Trace.to_frame()`` with the columns a reader wants first; no value is changed.
 
-    Order: step, text, tokens, mean/max entropy, the chosen method's credit,
-    information gain (``credit_acpo``) and ACPO's v_k (``answer_logprob``),
-    reward, then every other column (spans, ids, token advantages). The CSV
-    download writes exactly this table.
+    Order: step, the chosen method's credit (beside the step, so a long step's
+    text never pushes it off screen), text, tokens, mean/max entropy, the other
+    credits, information gain (``credit_acpo``) and ACPO's v_k
+    (``answer_logprob``), reward, then every other column (spans, ids, token
+    advantages).
     """
     leaders = list(LEADING_COLUMNS)
     if method is not None:
-        leaders.append(f"credit_{method}")
+        leaders.insert(1, f"credit_{method}")
     leaders += [c for c in frame.columns if c.startswith("credit_")]
     leaders += TRAILING_LEADERS
     order = []

@@ -2,8 +2,8 @@
 
 The bundled demo policy and sample traces, plus a run folder written here (a
 perturbed copy of the demo policy as a second checkpoint), so every tab has
-something to show. Set ``ACPO_SCREENSHOTS=docs`` to write the four tabs'
-screenshots there (the README links them).
+something to show. Set ``ACPO_SCREENSHOTS=DIR`` to write the four tabs'
+screenshots there (the README's come from ``test_app_screenshots.py``).
 """
 
 from __future__ import annotations

@@ -73,7 +73,7 @@ def test_step_table_puts_reader_columns_first_and_keeps_every_value():
     frame["answer_logprob"] = [-1.0, -0.5]
     out = views.step_table(frame, "hapo")
     assert list(out.columns[:8]) == [
-        "step", "text", "n_tokens", "entropy_mean", "entropy_max", "credit_hapo", "credit_acpo", "answer_logprob"
+        "step", "credit_hapo", "text", "n_tokens", "entropy_mean", "entropy_max", "credit_acpo", "answer_logprob"
     ]
     assert sorted(out.columns) == sorted(frame.columns)
     pd.testing.assert_frame_equal(out[frame.columns], frame)
