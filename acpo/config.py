@@ -197,11 +197,21 @@ CREDIT_OF_METHOD = {
     "dapo": "uniform",
     "entropy_mask": "entropy_mask",
     "hapo": "hapo",
-    "acpo": "acpo",
+    "acpo": "info_gain",  # the recipe keeps its name; its credit is the information gain
     "rrpo": "uniform",
     "srpo": "uniform",
     "attr_reset": "uniform",
 }
+
+# Constructor options of a credit that the config sets: credit -> {option: TrainConfig field}.
+CREDIT_CONFIG_FIELDS = {
+    "info_gain": {"target": "acpo_target", "length_normalise": "acpo_per_token"},
+    "hapo": {"alpha": "hapo_alpha", "phi": "hapo_phi"},
+    "entropy_mask": {"rho": "entropy_mask_rho"},
+}
+RESET_BOUNDARY_CREDIT = "info_gain"  # attr_reset keeps the steps before the one this credit blames
+RESET_CONTINUATION_CREDIT = "uniform"  # reset continuations train on their outcome alone
+TRACED_CREDITS = ("info_gain",)  # traced beside the run's own credit at each evaluation
 
 
 # TRL's GRPOConfig names, accepted in YAML and on the command line (docs/METHODS.md has the table).
@@ -432,9 +442,9 @@ def validate(cfg: TrainConfig) -> None:
         resolve_segmentation(cfg.segmentation)
     except ValueError as err:
         raise ValueError(f"bad config: {err}") from None
-    from acpo.credit import CREDIT_METHODS
+    from acpo.credit import CREDIT_ALIASES, CREDIT_METHODS
 
-    if cfg.credit != "auto" and cfg.credit not in CREDIT_METHODS:
+    if cfg.credit != "auto" and cfg.credit not in CREDIT_METHODS and cfg.credit not in CREDIT_ALIASES:
         raise ValueError(f"bad config: unknown credit {cfg.credit!r}; valid: auto, {', '.join(sorted(CREDIT_METHODS))}")
     checks = [
         (cfg.lr > 0, "lr must be positive"),

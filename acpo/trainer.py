@@ -32,12 +32,13 @@ from tqdm.auto import tqdm
 
 from acpo.advantage import AdvantageConfig, broadcast_steps, normalize_step_credits
 from acpo.checkpoint import complete_checkpoints, newest_checkpoint, rng_state, set_rng_state, write_checkpoint
-from acpo.config import CREDIT_OF_METHOD, TrainConfig, to_yaml
-from acpo.credit import CreditBatch, get_credit_method
-from acpo.credit.hapo import hapo_quadrants
+from acpo.config import (CREDIT_CONFIG_FIELDS, CREDIT_OF_METHOD, RESET_BOUNDARY_CREDIT, RESET_CONTINUATION_CREDIT,
+                         TRACED_CREDITS, TrainConfig, to_yaml)
+from acpo.credit import CreditBatch, credit_name, get_credit_method
 from acpo.credit.mc_reset import parse_self_localisation, self_localisation_prompt
 from acpo.curriculum import Curriculum
-from acpo.explain import batch_outcome_advantages, explain_batch
+from acpo.explain import explain_batch
+from acpo.pipeline import assign_credit, make_credit
 from acpo.loss import policy_loss
 from acpo.models import load_policy
 from acpo.prompts import PromptStyle, answer_probe, render_prompt
@@ -47,7 +48,7 @@ from acpo.runs import (
     CHECKPOINTS, CONFIG, SUMMARY, TRACES, RunFinished, append_metrics, empty_folder, eval_at, finished_at,
     lock_run_folder, read_metrics, run_dir_problem, truncate_metrics, write_atomic, write_summary, write_text_atomic,
 )
-from acpo.segment import SegmentConfig, segment
+from acpo.segment import SegmentConfig
 from acpo.stats import completion_stats, scored_stats
 from acpo.tasks import (
     DEFAULT_TRAIN_MIX, RL_SEED_OFFSET, TASKS, Problem, first_error_step, get_task, heldout_problems, make_problems,
@@ -387,34 +388,32 @@ class Trainer:
     # ------------------------------------------------------------------ 2. credit
     def score(self, problems: list[Problem], samples: list[Sample], rewards: torch.Tensor,
               group_ids: torch.Tensor | None = None, credit=None) -> Scored:
-        """Token stats (old policy), steps, outcome advantages and token advantages of a batch."""
+        """Token stats (old policy), steps, outcome advantages and token advantages of a batch
+        (``acpo.pipeline.assign_credit``, as ``explain`` and the TRL plug-in)."""
         cfg = self.cfg
         per = len(samples) // len(problems)
         tensors = pad_batch([s.prompt_ids for s in samples], [s.completion_ids for s in samples],
                             self.tokenizer.pad_token_id)
         credit = credit or self.credit
-        if self.needs_old_stats(credit):
-            with self.timed("score"):
-                logprobs, entropy = scored_stats(self.policy, *tensors, batch_size=self.cfg.micro_batch_size)
-                steps = [segment(s.text, s.offsets, entropy[i, : len(s.completion_ids)], cfg.segmentation,
-                                 self.seg_cfg) for i, s in enumerate(samples)]
-        else:  # uniform credit reads no step: one step per completion, stats from the training forward
-            logprobs = entropy = None
-            steps = [segment(s.text, s.offsets, torch.zeros(len(s.offsets)), "fixed-100000") for s in samples]
         if group_ids is None:
             group_ids = torch.arange(len(samples)) // per
         shaped = self.stage == 2 and cfg.conf_gamma > 0
-        if shaped:
-            rewards = self.confidence_weighted(rewards, samples, logprobs)
-        batch = CreditBatch(*tensors, logprobs=logprobs, entropy=entropy, steps=steps,
-                            advantages=batch_outcome_advantages(rewards, group_ids, cfg.outcome), group_ids=group_ids,
-                            rewards=rewards, answers=[problems[i // per].answer for i in range(len(samples))],
-                            texts=[s.text for s in samples], model=self.policy, tokenizer=self.tokenizer)
-        with torch.no_grad(), self.timed("credit"):
-            result = credit.credits(batch)
-            token_adv = credit.token_advantages(batch, result, self.adv_cfg)
-        token_adv[rewards.isnan()] = 0.0  # no reward, no learning signal (additive credit would give one)
-        return Scored(batch, token_adv, result.step_credits, shaped=shaped)
+        stats = None
+        with self.timed("score"):
+            if shaped:  # the reward reads the old policy's log-probs: score first, then credit with the same stats
+                stats = scored_stats(self.policy, *tensors, batch_size=cfg.micro_batch_size)
+                rewards = self.confidence_weighted(rewards, samples, stats[0])
+            credited = assign_credit(
+                self.policy, self.tokenizer, *tensors, [s.text for s in samples], [s.offsets for s in samples],
+                {credit.name: credit}, group_ids=group_ids, rewards=rewards, outcome=cfg.outcome,
+                answers=[problems[i // per].answer for i in range(len(samples))], segmentation=cfg.segmentation,
+                segment_config=self.seg_cfg, advantage_config=self.adv_cfg, batch_size=cfg.micro_batch_size,
+                stats=stats, score_tokens=self.needs_old_stats(credit))
+        seconds = credited.seconds[credit.name]  # credit time, reported as its own phase
+        self.timings["score"] -= seconds
+        self.timings["credit"] = self.timings.get("credit", 0.0) + seconds
+        result = credited.results[credit.name]
+        return Scored(credited.batch, credited.token_advantages[credit.name], result.step_credits, shaped=shaped)
 
     def needs_old_stats(self, credit) -> bool:
         """Whether anything reads token statistics before the loss.
@@ -422,12 +421,11 @@ class Trainer:
         At a batch's first optimizer step the old policy is the policy, so the
         training forward's own log-probs, detached, are the old log-probs (as in
         TRL; kept for the batch's later ``num_iterations`` steps) and a separate
-        no-grad forward is needed only for step credits other than ``uniform``
-        (and their segmentation), reset boundaries, and stage 2's
+        no-grad forward is needed only for step credits that read it
+        (``needs_stats``: all but ``uniform``) and their segmentation, reset boundaries, and stage 2's
         confidence-weighted reward.
         """
-        return (credit.name != "uniform" or self.cfg.is_reset
-                or (self.stage == 2 and self.cfg.conf_gamma > 0))
+        return credit.needs_stats or self.cfg.is_reset or (self.stage == 2 and self.cfg.conf_gamma > 0)
 
     def confidence_weighted(self, rewards: torch.Tensor, samples: list[Sample], logprobs: torch.Tensor) -> torch.Tensor:
         """Stage 2 [ours]: r' = r (1 + g (1 - conf)) - (1 - r) g conf, conf = geo-mean prob of the answer tokens."""
@@ -467,7 +465,7 @@ class Trainer:
         cont_rewards = self.total_reward(self.reward_table(owners_per_sample, texts, [c.completion_ids for c in cont]))
         # continuations: prompt = prompt + prefix (no gradient), completion = the suffix only
         group_ids = torch.arange(len(cont)) // m + int(batch.group_ids.max()) + 1
-        extra = self.score(new_problems, cont, cont_rewards, group_ids, credit=get_credit_method("uniform"))
+        extra = self.score(new_problems, cont, cont_rewards, group_ids, credit=get_credit_method(RESET_CONTINUATION_CREDIT))
         return concat_scored(scored, extra)
 
     def reset_boundary(self, i: int, batch: CreditBatch, problem: Problem, sample: Sample) -> int:
@@ -483,7 +481,7 @@ class Trainer:
                           group_ids=torch.zeros(1, dtype=torch.long), answers=[problem.answer], model=self.policy,
                           tokenizer=self.tokenizer)
         with self.timed("credit"):
-            credits = get_credit_method("acpo", probe=self.probe).credits(one).step_credits[0]
+            credits = make_credit(RESET_BOUNDARY_CREDIT, probe=self.probe).credits(one).step_credits[0]
         return int(torch.argmin(credits))  # keep the steps before the blamed one
 
     def self_localise(self, text: str, steps) -> int:
@@ -566,8 +564,7 @@ class Trainer:
         logs.update(self.reduce({
             "loss": loss_sum, "credit/mean": float(credits.mean()),
             "credit/std": float(credits.std()) if credits.numel() > 1 else 0.0,
-            **({f"hapo/{k}": v for k, v in hapo_quadrants(adv, batch.entropy, mask).items()}
-               if self.credit_name == "hapo" else {}),
+            **self.credit.batch_metrics(adv, batch),
             **({"shaped_reward": float(batch.rewards[: self.main_rows()].nanmean())} if scored.shaped else {}),
         }))
         logs["grad_norm"] = float(grad_norm) if grad_norm is not None else math.nan  # before clipping, as TRL's
@@ -693,7 +690,7 @@ class Trainer:
         keep = [(p, x, s) for p, x, s in zip(problems, prompts, samples) if s.text.strip()]
         if not keep:
             return
-        methods = list(dict.fromkeys([self.credit_name, "acpo"]))
+        methods = list(dict.fromkeys([self.credit_name, *TRACED_CREDITS]))
         rewards = self.total_reward(self.reward_table([p for p, _, _ in keep], [s.text for _, _, s in keep])).tolist()
         traces = explain_batch(
             self.policy, self.tokenizer, [x for _, x, _ in keep], [s.text for _, _, s in keep], method=methods,
@@ -901,7 +898,7 @@ class Trainer:
             if module and importlib.util.find_spec(module) is None:
                 raise ValueError(f"--report-to {tracker} needs the {module} package, which is not installed: "
                                  f"`pip install {module}`, or leave {tracker} out")
-        if self.credit_name == "acpo" and not self.tokenizer(self.probe, add_special_tokens=False)["input_ids"]:
+        if hasattr(self.credit, "probe") and not self.tokenizer(self.probe, add_special_tokens=False)["input_ids"]:
             raise ValueError(f"probe {self.probe!r} is no token for this tokenizer; pass a non-empty --probe")
         context = getattr(self.policy.config, "max_position_embeddings", None)
         if not context:
@@ -956,19 +953,15 @@ def load_problem_sets(cfg: TrainConfig) -> tuple[list[Problem], list[Problem], d
 
 def credit_of(cfg: TrainConfig) -> str:
     """The credit a run trains with: ``--credit``, or its method's own (any backend)."""
-    return CREDIT_OF_METHOD[cfg.method] if cfg.credit == "auto" else cfg.credit
+    return CREDIT_OF_METHOD[cfg.method] if cfg.credit == "auto" else credit_name(cfg.credit)
 
 
 def credit_options(cfg: TrainConfig, probe: str) -> dict:
-    """Constructor options of ``credit_of(cfg)`` from the config (any backend)."""
+    """Constructor options of ``credit_of(cfg)`` from the config (``CREDIT_CONFIG_FIELDS``), and the answer probe
+    for a credit that takes one (any backend)."""
     credit = credit_of(cfg)
-    if credit == "acpo":
-        return {"probe": probe, "target": cfg.acpo_target, "length_normalise": cfg.acpo_per_token}
-    if credit == "hapo":
-        return {"alpha": cfg.hapo_alpha, "phi": cfg.hapo_phi}
-    if credit == "entropy_mask":
-        return {"rho": cfg.entropy_mask_rho}
-    return {}
+    options = {arg: getattr(cfg, fld) for arg, fld in CREDIT_CONFIG_FIELDS.get(credit, {}).items()}
+    return {"probe": probe, **options} if hasattr(make_credit(credit, probe=probe), "probe") else options
 
 
 def reward_functions(cfg: TrainConfig) -> list:

@@ -30,7 +30,7 @@ def test_credit_fidelity_quick_scores_every_method_with_intervals_around_the_est
     assert {"acpo (lines)", "hapo step mean (lines)", "mean_logprob (lines)", "random", "last step",
             "lowest-token log-prob step"} <= set(df["method"])
     assert any(m.startswith("mc_reset") for m in df["method"])
-    assert set(df["credit"].dropna()) == {"acpo", "hapo", "mean_logprob", "entropy_mask", "mc_reset"}
+    assert set(df["credit"].dropna()) == {"info_gain", "hapo", "mean_logprob", "entropy_mask", "mc_reset"}
     for col in ("top1", "auroc"):
         assert df[col].between(0, 1).all()
         assert (df[f"{col}_lo"] <= df[col] + 1e-9).all() and (df[col] <= df[f"{col}_hi"] + 1e-9).all()
@@ -94,7 +94,7 @@ def test_app_latency_quick_times_requests_in_process_and_over_http(tmp_path):
     csv = tmp_path / "app.csv"
     bench("bench/app.py", "--quick", "--csv", str(csv))
     df = pd.read_csv(csv)
-    assert (df["method"] == "acpo").sum() == 3 and set(df["method"]) == {"acpo", "mc_reset"}
+    assert (df["method"] == "info_gain").sum() == 3 and set(df["method"]) == {"info_gain", "mc_reset"}
     assert (df["in_process_s"] > 0).all() and (df["http_s"] > 0).all()
 
 

@@ -76,14 +76,14 @@ def test_explain_on_a_chat_prompt_partitions_the_completion(smol):
     model, tok = smol
     messages = [{"role": "user", "content": QUESTION}]
     completion = "7 * 3 = 21\n12 + 21 = 33\n#### 33"
-    trace = acpo.explain(model, tok, messages, completion, method=["acpo", "hapo"], segmentation="lines",
+    trace = acpo.explain(model, tok, messages, completion, method=["info_gain", "hapo"], segmentation="lines",
                          answer="33", reward=1.0, probe="#### ")
     assert trace.prompt == render_prompt(tok, messages)
     assert [s.text for s in trace.steps] == ["7 * 3 = 21\n", "12 + 21 = 33\n", "#### 33"]
     assert trace.steps[0].token_start == 0 and trace.steps[-1].token_end == len(trace.token_ids)
     pairs = zip(trace.steps, trace.steps[1:])
     assert all(a.token_end == b.token_start and a.char_end == b.char_start for a, b in pairs)
-    assert torch.isfinite(trace.credits["acpo"]).all() and torch.isfinite(trace.entropies).all()
+    assert torch.isfinite(trace.credits["info_gain"]).all() and torch.isfinite(trace.entropies).all()
     with pytest.raises(ValueError, match="special token '<\\|im_end\\|>'"):
         acpo.explain(model, tok, messages, completion + "<|im_end|>", answer="33")
 
@@ -121,7 +121,7 @@ def test_the_app_explains_a_real_model_by_name(tmp_path):
 
     explorer = Explorer([tmp_path])
     state, table = explorer.explain_trace("smollm2", False, QUESTION, "7 * 3 = 21\n12 + 21 = 33\n#### 33", "33", "",
-                                          "none", "acpo", "lines", "#### ")
+                                          "none", "info_gain", "lines", "#### ")
     trace = state["trace"]
     assert trace.prompt.startswith("<|im_start|>system") and trace.prompt.endswith("<|im_start|>assistant\n")
     assert trace.reward == 1.0 and len(table) == 3

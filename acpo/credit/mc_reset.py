@@ -98,12 +98,14 @@ class MonteCarloResetCredit(CreditMethod):
         temperature: sampling temperature of the continuations.
         batch_size: continuations per ``generate`` call.
         max_new_tokens: the longest continuation.
-        score: ``score(i, text) -> reward`` of completion i's prefix plus a continuation.
+        score: ``score(i, text) -> reward`` of completion i's prefix plus a continuation (default: whether its
+            final answer equals completion i's reference answer, ``answer_scorer``).
         seed: torch seed set before sampling, so a call is repeatable.
         progress: ``progress(done, total)`` after each batch of continuations; raise to stop.
     """
 
     unit = "reward"
+    needs_answers = needs_policy = needs_texts = samples_continuations = True
 
     def __init__(self, samples: int = 8, temperature: float = 1.0, batch_size: int = 64, max_new_tokens: int = 128,
                  score: Scorer | None = None, seed: int = 0, progress: Callable[[int, int], None] | None = None):
@@ -122,7 +124,7 @@ class MonteCarloResetCredit(CreditMethod):
             if batch.rewards is None:
                 raise ValueError("the 'mc_reset' credit with given reset_values needs the group's rewards")
             return CreditResult([
-                mc_step_credits(len(steps), float(batch.rewards[batch.group_ids == batch.group_ids[i]].mean()),
+                mc_step_credits(len(steps), float(batch.rewards[batch.group_ids == batch.group_ids[i]].nanmean()),
                                 float(batch.rewards[i]), batch.reset_values[i])
                 for i, steps in enumerate(batch.steps)
             ])
@@ -130,8 +132,7 @@ class MonteCarloResetCredit(CreditMethod):
 
     def boundary_values(self, batch: CreditBatch) -> list[dict[int, list[float]]]:
         """Continuation rewards after every boundary k = 0..K-1 of every completion (k = 0: the prompt alone)."""
-        if self.score is None:
-            raise ValueError("the 'mc_reset' credit needs a scorer for continuations (see answer_scorer)")
+        score = self.scorer(batch)
         if batch.model is None or batch.tokenizer is None or not batch.texts:
             raise ValueError("the 'mc_reset' credit samples continuations: the batch needs model, tokenizer and texts")
         engine = HFEngine(batch.model, batch.tokenizer, self.max_new_tokens, self.temperature, self.batch_size)
@@ -154,17 +155,25 @@ class MonteCarloResetCredit(CreditMethod):
             samples = engine.generate(prefixes[a : a + per_call], n=self.samples)
             for j, s in enumerate(samples):
                 i, k, head = owners[a + j // self.samples]
-                values[i].setdefault(k, []).append(float(self.score(i, head + s.text)))
+                values[i].setdefault(k, []).append(float(score(i, head + s.text)))
             if self.progress:
                 self.progress(min(total, (a + per_call) * self.samples), total)
         self.seconds = time.perf_counter() - started
         return values
 
+    def scorer(self, batch: CreditBatch) -> Scorer:
+        """The given ``score``, else the match of a continuation's answer with the batch's reference answers."""
+        if self.score is not None:
+            return self.score
+        references = batch.reference_answers or [None] * len(batch.steps)
+        return answer_scorer(references)
+
     def sampled_credits(self, batch: CreditBatch) -> list[torch.Tensor]:
         values = self.boundary_values(batch)
         out = []
         for i, steps in enumerate(batch.steps):
-            final = float(batch.rewards[i]) if batch.rewards is not None else float(self.score(i, batch.texts[i]))
+            known = batch.rewards is not None and not torch.isnan(batch.rewards[i])
+            final = float(batch.rewards[i]) if known else float(self.scorer(batch)(i, batch.texts[i]))
             v0 = sum(values[i][0]) / len(values[i][0])
             out.append(mc_step_credits(len(steps), v0, final, {k: v for k, v in values[i].items() if k > 0}))
         return out
