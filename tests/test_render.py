@@ -62,8 +62,8 @@ def test_every_step_is_numbered_also_when_a_step_spans_lines():
 def test_uniform_credit_blames_no_step():
     html = render.step_heatmap_html(frame([0.0, 0.0], "credit_uniform"), "credit_uniform")
     assert "lowest credit" not in html and "None" not in html
-    assert render.blamed_step([0, 1, 2], [0.5, 0.5, 0.5]) is None
-    assert render.blamed_step([0, 1, 2], [0.5, -1.0, -1.0]) == 1
+    html = render.step_heatmap_html(frame([0.5, -1.0, -1.0]), "credit_info_gain")
+    assert "lowest credit" not in html  # two steps share the lowest credit: acpo.verdict.blamed_step blames neither
 
 
 def test_token_views_keep_the_error_outline_lowest_badge_and_step_numbers():

@@ -1,7 +1,7 @@
 """Step credit methods, one file each, behind one registry (``get_credit_method``)."""
 
 from acpo.credit.base import (CREDIT_ALIASES, CREDIT_METHODS, CreditBatch, CreditMethod, CreditResult, credit_name,
-                               get_credit_method)
+                               get_credit_method, renamed_credit_columns)
 from acpo.credit import entropy_mask, hapo, info_gain, mc_reset, mean_logprob, uniform  # noqa: F401  (registers them)
 from acpo.credit.hapo import hapo_quadrants, hapo_token_advantages
 from acpo.credit.info_gain import DEFAULT_PROBE, answer_values, answer_values_naive
@@ -21,4 +21,5 @@ __all__ = [
     "hapo_quadrants",
     "hapo_token_advantages",
     "mc_step_credits",
+    "renamed_credit_columns",
 ]

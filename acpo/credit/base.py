@@ -153,6 +153,27 @@ def credit_name(name: str) -> str:
     return name
 
 
+def renamed_credit_columns(frame):
+    """A table written under old credit names, read under the current ones: columns ``credit_<old>`` and
+    ``adv_<stat>_<old>`` renamed, and the values of a ``credit`` column mapped (traces, CSV exports, tables).
+
+    >>> import pandas as pd
+    >>> list(renamed_credit_columns(pd.DataFrame({"credit_acpo": [0.1], "adv_mean_acpo": [1.0]})).columns)
+    ['credit_info_gain', 'adv_mean_info_gain']
+    """
+    renames = {}
+    for col in frame.columns:
+        for old, new in CREDIT_ALIASES.items():
+            if col == f"credit_{old}":
+                renames[col] = f"credit_{new}"
+            elif col.startswith("adv_") and col.endswith(f"_{old}") and col.count("_") == 2:
+                renames[col] = col[: -len(old)] + new
+    frame = frame.rename(columns={k: v for k, v in renames.items() if v not in frame.columns})
+    if "credit" in frame.columns:
+        frame = frame.assign(credit=frame["credit"].replace(CREDIT_ALIASES))
+    return frame
+
+
 def get_credit_method(name: str, **kwargs) -> CreditMethod:
     """An instance of the credit method called ``name`` (kwargs go to its constructor)."""
     return CREDIT_METHODS[credit_name(name)](**kwargs)
