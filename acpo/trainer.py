@@ -465,7 +465,8 @@ class Trainer:
         cont_rewards = self.total_reward(self.reward_table(owners_per_sample, texts, [c.completion_ids for c in cont]))
         # continuations: prompt = prompt + prefix (no gradient), completion = the suffix only
         group_ids = torch.arange(len(cont)) // m + int(batch.group_ids.max()) + 1
-        extra = self.score(new_problems, cont, cont_rewards, group_ids, credit=get_credit_method(RESET_CONTINUATION_CREDIT))
+        extra = self.score(new_problems, cont, cont_rewards, group_ids,
+                           credit=get_credit_method(RESET_CONTINUATION_CREDIT))
         return concat_scored(scored, extra)
 
     def reset_boundary(self, i: int, batch: CreditBatch, problem: Problem, sample: Sample) -> int:

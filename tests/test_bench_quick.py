@@ -26,7 +26,7 @@ def bench(*args: str, timeout: int = 300) -> str:
 def test_credit_fidelity_quick_scores_every_method_with_intervals_around_the_estimate(tmp_path):
     bench("bench/credit_fidelity.py", "--quick", "--out", str(tmp_path))
     df = pd.read_csv(tmp_path / "credit_fidelity.csv")
-    assert {"acpo (lines)", "hapo step mean (lines)", "mean_logprob (lines)", "random", "last step",
+    assert {"info_gain (lines)", "hapo step mean (lines)", "mean_logprob (lines)", "random", "last step",
             "lowest-token log-prob step"} <= set(df["method"])
     assert any(m.startswith("mc_reset") for m in df["method"])
     assert set(df["credit"].dropna()) == {"info_gain", "hapo", "mean_logprob", "entropy_mask", "mc_reset"}

@@ -136,7 +136,8 @@ def test_every_credit_through_the_reward_manager_and_verls_compute_advantage(cre
     method = make_credit(credit, options, probe="#### ")
     outcome = acpo_verl.verl_grpo_outcome(torch.tensor(scores), list(data.non_tensor_batch["uid"])).float()
     reference = assign_credit(model, tok, data.batch["prompts"], data.batch["attention_mask"][:, :prompt_len],
-                              data.batch["responses"], mask, [t for t, _ in decoded], [o for _, o in decoded], {credit: method},
+                              data.batch["responses"], mask, [t for t, _ in decoded], [o for _, o in decoded],
+                              {credit: method},
                               group_ids=acpo_verl.group_ids_of(list(data.non_tensor_batch["uid"])),
                               rewards=torch.tensor(scores), advantages=outcome,
                               answers=["-3", "-3", "-3", "2", "2"], segmentation="lines").token_advantages[credit]

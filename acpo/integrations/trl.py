@@ -70,7 +70,8 @@ class StepCreditGRPOConfig(GRPOConfig):
     credit_w_min: float = field(default=0.2, metadata={"help": "sign_preserving: smallest token weight"})
     credit_w_max: float = field(default=3.0, metadata={"help": "sign_preserving: largest token weight"})
     credit_probe: str = field(default=DEFAULT_PROBE, metadata={
-        "help": "info_gain: the text written before the answer when probing log pi(answer | prompt, steps 1..k, probe)"})
+        "help": "info_gain: the text written before the answer when probing "
+                "log pi(answer | prompt, steps 1..k, probe)"})
     credit_answer_column: str = field(default="answer", metadata={
         "help": "dataset column with the reference answer: info_gain's target (without it, the answer of a correct "
                 "completion of the group, else the completion's own) and what mc_reset scores continuations against"})
@@ -80,7 +81,8 @@ class StepCreditGRPOConfig(GRPOConfig):
     credit_max_steps: int = field(default=32, metadata={"help": "hybrid segmentation: most steps per completion"})
     credit_batch_size: int = field(default=8, metadata={
         "help": "completions per no-grad forward of the credit (token statistics, info_gain's probes); when a "
-                "process's generation batch fits in one, info_gain's probes reuse that forward's KV cache (faster, holds the cache)"})
+                "process's generation batch fits in one, info_gain's probes reuse that forward's KV cache (faster, "
+                "holds the cache)"})
     credit_method_kwargs: dict | str | None = field(default=None, metadata={
         "help": "options of the credit method, e.g. {\"alpha\": 0.2, \"phi\": 2.0} for hapo, {\"rho\": 0.2} for "
                 "entropy_mask, {\"samples\": 8, \"max_new_tokens\": 128} for mc_reset (JSON on the command line)"})
