@@ -5,9 +5,10 @@ manager all call ``assign_credit``, so what the app shows is what training uses.
 Each credit method declares what it reads (``acpo.credit.base.CreditMethod``), and
 this module provides exactly that:
 
-- ``needs_stats``: one no-grad scoring forward (token log-probs and entropies), and
-  the completions cut into steps with them; without it (``uniform``) neither runs and
-  each completion is one step, unless the caller asks (``score_tokens=True``);
+- ``needs_stats`` / ``needs_steps``: one no-grad scoring forward (token log-probs and
+  entropies), and the completions cut into steps with them; when no credit needs either
+  (``uniform``) neither runs and each completion is one step, unless the caller asks
+  (``score_tokens=True``);
 - ``needs_answers``: each completion's target answer (``resolve_answers``);
 - ``uses_trace_cache``: the scoring forward's KV cache, when the batch fits one forward;
 - ``needs_policy`` / ``needs_texts``: the model, tokenizer and texts, which the batch always carries here.
@@ -119,7 +120,7 @@ class Credited:
 
 def reads_steps(credits: Mapping[str, CreditMethod]) -> bool:
     """Whether any of ``credits`` reads the scoring forward or the steps cut with it."""
-    return any(c.needs_stats for c in credits.values())
+    return any(c.needs_stats or c.needs_steps for c in credits.values())
 
 
 def assign_credit(

@@ -421,11 +421,12 @@ class Trainer:
         At a batch's first optimizer step the old policy is the policy, so the
         training forward's own log-probs, detached, are the old log-probs (as in
         TRL; kept for the batch's later ``num_iterations`` steps) and a separate
-        no-grad forward is needed only for step credits that read it
-        (``needs_stats``: all but ``uniform``) and their segmentation, reset boundaries, and stage 2's
-        confidence-weighted reward.
+        no-grad forward is needed only for step credits that read it or the
+        steps cut with it (``needs_stats``, ``needs_steps``: all but ``uniform``), reset boundaries, and
+        stage 2's confidence-weighted reward.
         """
-        return credit.needs_stats or self.cfg.is_reset or (self.stage == 2 and self.cfg.conf_gamma > 0)
+        return (credit.needs_stats or credit.needs_steps or self.cfg.is_reset
+                or (self.stage == 2 and self.cfg.conf_gamma > 0))
 
     def confidence_weighted(self, rewards: torch.Tensor, samples: list[Sample], logprobs: torch.Tensor) -> torch.Tensor:
         """Stage 2 [ours]: r' = r (1 + g (1 - conf)) - (1 - r) g conf, conf = geo-mean prob of the answer tokens."""

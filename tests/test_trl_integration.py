@@ -96,12 +96,16 @@ def test_uniform_credit_takes_the_same_step_as_plain_grpo_trainer(tmp_path, tok,
         torch.testing.assert_close(b, a, atol=1e-6, rtol=0, msg=name)
 
 
-# credit_batch_size 8 holds the batch: the probes reuse the statistics forward's KV cache; 3 does not
-@pytest.mark.parametrize("composition, credit_batch_size", [("sign_preserving", 8), ("additive", 3)])
-def test_acpo_advantages_the_loss_sees_are_what_explain_computes(tmp_path, tok, policy, dataset, composition,
-                                                                   credit_batch_size):
+# credit_batch_size 8 holds the batch: the probes reuse the statistics forward's KV cache; 3 does not.
+# mc_reset is left out: it samples continuations in batch order, and TRL shuffles the rows before the loss sees them.
+@pytest.mark.parametrize("credit, composition, credit_batch_size",
+                         [("info_gain", "sign_preserving", 8), ("info_gain", "additive", 3),
+                          *[(c, "sign_preserving", 8) for c in sorted(acpo.CREDIT_METHODS)
+                            if c != "info_gain" and not acpo.CREDIT_METHODS[c].samples_continuations]])
+def test_the_advantages_the_loss_sees_are_what_explain_computes(tmp_path, tok, policy, dataset, credit, composition,
+                                                                credit_batch_size):
     # two micro-batches of 4: TRL shuffles and splits the generation batch before the loss sees it
-    args = trl_args(tmp_path, StepCreditGRPOConfig, credit_method="info_gain", credit_segmentation="fixed-3",
+    args = trl_args(tmp_path, StepCreditGRPOConfig, credit_method=credit, credit_segmentation="fixed-3",
                     credit_probe="#### ", credit_composition=composition, credit_scale=0.7,
                     credit_batch_size=credit_batch_size, per_device_train_batch_size=4, gradient_accumulation_steps=2)
     before = copy.deepcopy(policy)  # the credit is computed before the optimizer step
@@ -114,15 +118,15 @@ def test_acpo_advantages_the_loss_sees_are_what_explain_computes(tmp_path, tok, 
     assert set(prompts) == set(PROMPTS)
     # the reference: our public API from the texts (its own tokenization, statistics, groups and outcome advantages)
     traces = acpo.explain_batch(
-        before, tok, prompts, completions, method="info_gain", segmentation="fixed-3", probe="#### ",
+        before, tok, prompts, completions, method=credit, segmentation="fixed-3", probe="#### ",
         answers=[PROMPTS[p] for p in prompts], rewards=digit_share(completions), chat_template=False,
         advantage_config=acpo.AdvantageConfig(composition=composition, credit_scale=0.7),
     )
     for (_, _, mask, adv), trace in zip(rows, traces):
         n = int(mask.sum())
-        torch.testing.assert_close(adv[:n], trace.token_advantages["info_gain"], atol=1e-5, rtol=1e-5)
-    # and they are token advantages: within a completion they differ from step to step
-    assert any(len(set(adv[: int(m.sum())].tolist())) > 1 for _, _, m, adv in rows)
+        torch.testing.assert_close(adv[:n], trace.token_advantages[credit], atol=1e-5, rtol=1e-5)
+    if credit != "uniform":  # and they are token advantages: within a completion they differ from step to step
+        assert any(len(set(adv[: int(m.sum())].tolist())) > 1 for _, _, m, adv in rows)
 
 
 def test_trainer_refuses_a_plain_grpo_config(tmp_path, tok, policy, dataset):

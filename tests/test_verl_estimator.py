@@ -121,9 +121,10 @@ def test_every_registered_credit_through_manager_and_estimator_equals_the_pipeli
 
 def test_uniform_needs_no_scorer_and_every_other_credit_says_it_needs_one():
     assert VerlCreditConfig("uniform").model is None
-    with pytest.raises(ValueError, match=r"credit 'mean_logprob' reads a model's token statistics: set "
-                                         r"VerlCreditConfig\(model=...\)"):
-        VerlCreditConfig("mean_logprob")
+    for credit in sorted(acpo.CREDIT_METHODS.keys() - {"uniform"}):
+        with pytest.raises(ValueError, match=rf"credit '{credit}' reads a scorer model .* set "
+                                             r"VerlCreditConfig\(model=...\)"):
+            VerlCreditConfig(credit)
 
 
 def test_bad_settings_and_shapes_say_what_to_do():

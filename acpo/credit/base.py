@@ -84,7 +84,8 @@ class CreditMethod:
     """
 
     name: str = ""
-    needs_stats = True  # reads the scoring forward: token log-probs, entropies, or the steps cut with them
+    needs_stats = True  # reads the scoring forward's token log-probs or entropies (CreditBatch.logprobs, .entropy)
+    needs_steps = True  # reads the steps (cut with those entropies); False: one step per completion will do
     needs_answers = False  # reads CreditBatch.answers (each completion's target answer)
     needs_policy = False  # runs the model itself (CreditBatch.model and .tokenizer): probes, continuations
     needs_texts = False  # reads the completions' texts (CreditBatch.texts)

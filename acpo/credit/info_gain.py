@@ -218,6 +218,7 @@ class InfoGainCredit(CreditMethod):
     """Step credit = how much the step raised log pi(answer | prefix, probe)."""
 
     unit = "nats"
+    needs_stats = False  # runs its own probes (through the scoring forward's KV cache when there is one)
     needs_answers = needs_policy = needs_texts = uses_trace_cache = True
 
     def __init__(self, probe: str = DEFAULT_PROBE, batch_size: int = 8, target: str = "gold",

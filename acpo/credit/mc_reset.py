@@ -105,6 +105,7 @@ class MonteCarloResetCredit(CreditMethod):
     """
 
     unit = "reward"
+    needs_stats = False  # samples continuations of step prefixes instead
     needs_answers = needs_policy = needs_texts = samples_continuations = True
 
     def __init__(self, samples: int = 8, temperature: float = 1.0, batch_size: int = 64, max_new_tokens: int = 128,

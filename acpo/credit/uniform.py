@@ -9,7 +9,7 @@ from acpo.credit.base import CreditBatch, CreditMethod, CreditResult, register
 
 @register("uniform")
 class UniformCredit(CreditMethod):
-    needs_stats = False  # reads no step: one step per completion, and no scoring forward
+    needs_stats = needs_steps = False  # reads no step and no statistic: no scoring forward at all
 
     def credits(self, batch: CreditBatch) -> CreditResult:
         return CreditResult([torch.zeros(len(steps)) for steps in batch.steps])

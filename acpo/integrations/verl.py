@@ -69,9 +69,10 @@ class VerlCreditConfig:
     def __post_init__(self):
         self.credit = credit_name(self.credit)  # ValueError naming the valid ones
         resolve_segmentation(self.segmentation)
-        if self.model is None and CREDIT_METHODS[self.credit].needs_stats:
-            raise ValueError(f"credit {self.credit!r} reads a model's token statistics: set VerlCreditConfig(model=...)"
-                             " to the scorer's folder or hub id (e.g. the initial policy)")
+        method = CREDIT_METHODS[self.credit]
+        if self.model is None and (method.needs_stats or method.needs_steps or method.needs_policy):
+            raise ValueError(f"credit {self.credit!r} reads a scorer model (token statistics, steps or probes): set "
+                             "VerlCreditConfig(model=...) to its folder or hub id (e.g. the initial policy)")
 
     def method(self):
         return make_credit(self.credit, self.credit_options, probe=self.probe, batch_size=self.batch_size)
