@@ -186,7 +186,7 @@ def verdict_markdown(trace, method: str, check, error_step: int | None) -> str:
     parts = [f"**reward** {trace.reward if trace.reward is not None else 'unknown'}", f"**steps** {len(trace.steps)}"]
     if trace.answer is not None:
         parts.append(f"**target answer** <code>{views.md_escape(trace.answer)}</code>")
-    parts.append(f"**lowest {col}**: " + (f"step {blamed}" if blamed is not None else "none (all steps equal)"))
+    parts.append(f"**lowest {col}**: " + (f"step {blamed}" if blamed is not None else "none (several steps share the lowest)"))
     unit = f" {scale.unit}" if scale.unit else ""
     parts.append(f"colour scale ±{scale.top:.3g}{unit}" if scale.signed else f"colour scale 0 … {scale.top:.3g}{unit}")
     if method in trace.seconds:

@@ -329,7 +329,7 @@ def test_uniform_credit_blames_no_step_and_never_says_step_none(client, world):
     heat, verdict, *_ = explain(client, model=world["a"], prompt=s["prompt"], completion=s["completion"],
                                 answer=s["answer"], method="uniform")
     assert "None" not in verdict and "lowest credit" not in heat
-    assert verdict.startswith("– uniform gives every step the same credit")
+    assert verdict.startswith("– uniform gives its lowest credit to more than one step, so it blames no step")
 
 
 def test_the_resampling_credit_from_the_app_equals_the_core_call(client, world):
