@@ -33,7 +33,7 @@ def test_credit_fidelity_quick_scores_every_method_with_intervals_around_the_est
     for col in ("top1", "auroc"):
         assert df[col].between(0, 1).all()
         assert (df[f"{col}_lo"] <= df[col] + 1e-9).all() and (df[col] <= df[f"{col}_hi"] + 1e-9).all()
-    lines = df[df["method"].isin(["acpo (lines)", "random", "last step", "mean_logprob (lines)"])]
+    lines = df[df["method"].isin(["info_gain (lines)", "random", "last step", "mean_logprob (lines)"])]
     assert lines["chance_top1"].nunique() == 1  # the same traces and steps for every line-segmented method
     assert df["chance_top1"].between(0, 1).all()
     assert (df["mean_steps"] >= 1).all()
@@ -47,7 +47,7 @@ def test_credit_fidelity_quick_on_the_real_demo_policy_through_its_chat_template
           "--segmentations", "lines", "--readings", "--readings-traces", "3", "--max-new-tokens", "48",
           "--samples", str(samples), "--out", str(tmp_path), timeout=900)
     df = pd.read_csv(tmp_path / "credit_fidelity.csv")
-    assert {"acpo (lines)", "mean_logprob (lines)", "first step", "line with the largest number (text only)"} <= set(
+    assert {"info_gain (lines)", "mean_logprob (lines)", "first step", "line with the largest number (text only)"} <= set(
         df["method"])
     assert (df.loc[df["method"].str.startswith("mc_reset"), "traces"] == 2).all()
     assert (df.loc[df["method"].str.contains("target=contrast"), "traces"] == 3).all()
