@@ -45,7 +45,7 @@ from accelerate.utils import gather_object
 from transformers import TrainerCallback
 
 from acpo.advantage import COMPOSITIONS, AdvantageConfig
-from acpo.credit import CREDIT_ALIASES, CREDIT_METHODS, credit_name, get_credit_method
+from acpo.credit import CREDIT_ALIASES, CREDIT_METHODS, credit_name
 from acpo.credit.info_gain import DEFAULT_PROBE
 from acpo.pipeline import SpanningGroups, assign_credit, make_credit
 from acpo.segment import SegmentConfig, resolve_segmentation
@@ -80,9 +80,9 @@ class StepCreditGRPOConfig(GRPOConfig):
     credit_min_step_tokens: int = field(default=4, metadata={"help": "entropy segmentation: shortest step, in tokens"})
     credit_max_steps: int = field(default=32, metadata={"help": "hybrid segmentation: most steps per completion"})
     credit_batch_size: int = field(default=8, metadata={
-        "help": "completions per no-grad forward of the credit (token statistics, info_gain's probes); when a "
-                "process's generation batch fits in one, info_gain's probes reuse that forward's KV cache (faster, "
-                "holds the cache)"})
+        "help": "sequences per no-grad forward of the credit (token statistics, info_gain's probes, mc_reset's "
+                "continuations; a batch_size in credit_method_kwargs overrides it); when a process's generation "
+                "batch fits in one, info_gain's probes reuse that forward's KV cache (faster, holds the cache)"})
     credit_method_kwargs: dict | str | None = field(default=None, metadata={
         "help": "options of the credit method, e.g. {\"alpha\": 0.2, \"phi\": 2.0} for hapo, {\"rho\": 0.2} for "
                 "entropy_mask, {\"samples\": 8, \"max_new_tokens\": 128} for mc_reset (JSON on the command line)"})
@@ -103,25 +103,17 @@ class StepCreditGRPOConfig(GRPOConfig):
         if self.credit_batch_size < 1 or self.credit_min_step_tokens < 1 or self.credit_max_steps < 1:
             raise ValueError("credit_batch_size, credit_min_step_tokens and credit_max_steps must be at least 1")
         try:
-            get_credit_method(self.credit_method, **credit_method_options(self))
+            configured_credit(self)
         except TypeError as err:  # an option the method does not take
             raise ValueError(f"credit_method_kwargs {self.credit_method_kwargs!r} do not fit credit method "
                              f"{self.credit_method!r}: {err}") from None
 
 
-def credit_method_options(args: StepCreditGRPOConfig) -> dict:
-    """Constructor options of the configured credit method: ``credit_method_kwargs``, then the probe and forward
-    batch size for a method that takes them."""
-    offered = {"probe": args.credit_probe, "batch_size": args.credit_batch_size}
-    return {**{k: v for k, v in offered.items() if k in credit_parameters(args.credit_method)},
-            **dict(args.credit_method_kwargs or {})}
-
-
-def credit_parameters(name: str) -> set[str]:
-    """The constructor options of the credit method ``name``."""
-    import inspect
-
-    return set(inspect.signature(CREDIT_METHODS[credit_name(name)].__init__).parameters)
+def configured_credit(args: StepCreditGRPOConfig):
+    """The configured credit method: ``credit_method_kwargs``, plus the probe and the forward batch size for a
+    method that takes them."""
+    return make_credit(args.credit_method, args.credit_method_kwargs, probe=args.credit_probe,
+                       batch_size=args.credit_batch_size)
 
 
 class StepCreditGRPOTrainer(GRPOTrainer):
@@ -199,7 +191,7 @@ class StepCreditGRPOTrainer(GRPOTrainer):
 
     def credit_method(self):
         """The configured credit method."""
-        return make_credit(self.args.credit_method, credit_method_options(self.args))
+        return configured_credit(self.args)
 
     @contextlib.contextmanager
     def unwrapped_policy(self):
