@@ -14,8 +14,8 @@ disk) leaves the previous checkpoint as it was.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, dataclass, fields
 import random
-import re
 import shutil
 import warnings
 from pathlib import Path
@@ -25,10 +25,29 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from acpo.runs import CHECKPOINTS, fsync_path, write_failed
+from acpo.runs import CHECKPOINTS, fsync_path, list_checkpoints, write_failed
 
 STATE_JSON, STATE_TENSORS = "trainer_state.json", "trainer_state.safetensors"
 PICKLED_STATE = ("trainer_state.pt", "rank_states.pt")  # pickles that earlier versions wrote; never loaded
+
+
+@dataclass
+class TrainState:
+    """The trainer's counters and regulation state: what a checkpoint carries besides tensors and RNG states."""
+
+    step: int = 0  # optimizer steps taken
+    stage: int = 1  # ACPO's stage (2: reference KL, confidence-weighted reward)
+    entropy_coef: float = 0.0  # the entropy bonus's beta, adapted each stage-1 step
+    entropy_target: float = 0.0  # H*: 0 until the first batch sets it
+    best_eval: float = -1.0  # best held-out pass@1 so far
+    evals_since_best: int = 0
+    rollout_tokens: int = 0  # completion tokens sampled by this process (resets and probes included)
+    num_tokens: int = 0  # TRL's num_tokens: prompt + completion tokens trained on, every process
+
+    @classmethod
+    def from_checkpoint(cls, state: dict) -> "TrainState":
+        """The fields a checkpoint's state holds (a field it lacks, written before it existed, keeps its default)."""
+        return cls(**{f.name: state[f.name] for f in fields(cls) if f.name in state})
 
 
 class CheckpointError(ValueError):
@@ -38,13 +57,6 @@ class CheckpointError(ValueError):
 def weights_file(lora: bool) -> str:
     """What a checkpoint's weights are saved as: the adapter for LoRA runs, else the whole model."""
     return "adapter_model.safetensors" if lora else "model.safetensors"
-
-
-def list_checkpoints(run_dir: Path) -> list[Path]:
-    """checkpoints/step-N folders, oldest first (not .tmp-step-N or .old-step-N, the leftovers of a write)."""
-    found = [(int(m.group(1)), p) for p in (Path(run_dir) / CHECKPOINTS).glob("step-*")
-             if p.is_dir() and (m := re.fullmatch(r"step-(\d+)", p.name))]
-    return [p for _, p in sorted(found)]
 
 
 def missing_files(ck: Path, lora: bool) -> list[str]:
@@ -167,6 +179,20 @@ def write_checkpoint(run_dir: Path, step: int, policy, tokenizer, state: dict) -
 
 # ---------------------------------------------------------------------------------------- read
 
+def restore_weights(policy, weights: dict[str, torch.Tensor], lora: bool, ck: Path) -> None:
+    """Load a checkpoint's weights into the policy (its adapter for LoRA); ValueError when they do not fit."""
+    if lora:
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(policy, weights)
+        return
+    missing, unexpected = policy.load_state_dict(weights, strict=False)
+    if unexpected or [k for k in missing if "lm_head" not in k]:
+        raise ValueError(f"checkpoint {ck} does not match the model: missing {missing}, unexpected {unexpected}")
+    if "lm_head.weight" in missing and getattr(policy.config, "tie_word_embeddings", False):
+        policy.tie_weights()
+
+
 def read_checkpoint(ck: Path, lora: bool) -> tuple[dict[str, torch.Tensor], dict]:
     """(weights, trainer state) of one checkpoint; CheckpointError naming the file that is missing or unreadable."""
     pickled = [name for name in PICKLED_STATE if (ck / name).exists()]
@@ -216,3 +242,44 @@ def newest_checkpoint(run_dir: Path, lora: bool, warn: bool = True) -> tuple[Pat
                               f"{'; '.join(skipped)}; start it afresh with --overwrite")
     raise CheckpointError(f"run folder '{run_dir}' has no checkpoints/step-N to resume from; "
                           "start it afresh with --overwrite")
+
+
+# ---------------------------------------------------------------------------------------- a trainer's checkpoint
+
+def save_training(acc, run_dir: Path, state: TrainState, policy, tokenizer, optimizer, scheduler, ref_model,
+                  curriculum) -> None:
+    """checkpoints/step-N of a run on every process (collective): the main process writes; every process stops
+    when that write fails. Each process's RNG and curriculum state go in as ``ranks[i]``."""
+    from acpo.distributed import any_process, gather_objects
+
+    ranks = gather_objects(acc, {"rng": rng_state(), "curriculum": curriculum.state_dict()})
+    failed = None
+    if acc.is_main_process:
+        data = {**asdict(state), "ranks": ranks, "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "ref_model": None if ref_model is None else ref_model.state_dict()}
+        try:
+            write_checkpoint(run_dir, state.step, policy, tokenizer, data)
+        except (OSError, ValueError) as err:
+            failed = err
+    if any_process(acc, failed is not None):
+        raise failed or RuntimeError(f"the main process could not write checkpoint step-{state.step}")
+
+
+def load_training(acc, run_dir: Path, lora: bool, policy, optimizer, scheduler, curriculum):
+    """(TrainState, frozen reference policy or None) from the newest readable checkpoint, weights, optimizer,
+    scheduler, this process's RNG and curriculum restored in place."""
+    import copy
+
+    ck, weights, state = newest_checkpoint(run_dir, lora, warn=acc.is_main_process)
+    restore_weights(policy, weights, lora, ck)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    ref_model = None
+    if state["ref_model"] is not None:
+        ref_model = copy.deepcopy(policy).eval().requires_grad_(False)
+        ref_model.load_state_dict(state["ref_model"])
+    if len(state["ranks"]) != acc.num_processes:
+        raise ValueError(f"checkpoint {ck} was written by {len(state['ranks'])} processes; resume it with as many")
+    set_rng_state(state["ranks"][acc.process_index]["rng"])
+    curriculum.load_state_dict(state["ranks"][acc.process_index]["curriculum"])
+    return TrainState.from_checkpoint(state), ref_model

@@ -1,8 +1,22 @@
-"""Command-line entry points: ``acpo-train`` (= ``python train.py``) and ``acpo-app`` (= ``python app/main.py``)."""
+"""Command-line entry points: ``acpo-train`` (= ``python train.py``) and ``acpo-app`` (= ``python app/main.py``).
+
+``run`` picks the training loop a config names: ours (``acpo.trainer``) or TRL's (``acpo.integrations.trl``).
+"""
 
 from __future__ import annotations
 
 import sys
+
+
+def run(cfg) -> dict:
+    """Train ``cfg`` (an ``acpo.config.TrainConfig``) with the loop of ``--backend``; the summary ``train.py`` prints."""
+    if cfg.backend == "trl":  # TRL's GRPOTrainer with our step credit
+        from acpo.integrations.trl import run_trl
+
+        return run_trl(cfg)
+    from acpo.trainer import run as run_ours
+
+    return run_ours(cfg)
 
 
 def train_main(argv: list[str] | None = None, prog: str = "acpo-train") -> int:
@@ -10,14 +24,24 @@ def train_main(argv: list[str] | None = None, prog: str = "acpo-train") -> int:
 
     ``prog`` is the command the messages name (``train.py`` calls this too).
     """
-    from acpo.config import parse_args
+    import warnings
+
+    from acpo.config import ConfigWarning, check_environment, parse_args
     from acpo.models import ModelLoadError
     from acpo.runs import RunFinished
 
+    shown = warnings.showwarning
+
+    def one_line(message, category, *args, **kwargs):
+        if issubclass(category, ConfigWarning):
+            print(f"{prog}: warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, *args, **kwargs)
+
+    warnings.showwarning = one_line
     try:
         cfg = parse_args(argv)
-        from acpo.trainer import run
-
+        check_environment(cfg)
         summary = run(cfg)
     except RunFinished as done:  # nothing to do is not an error
         print(f"{prog}: {done}")
@@ -28,6 +52,8 @@ def train_main(argv: list[str] | None = None, prog: str = "acpo-train") -> int:
     except KeyboardInterrupt:  # a second Ctrl-C, or one before training started
         print(f"\n{prog}: interrupted; the last checkpoint in the run folder is intact (--resume it)", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = shown
     if not summary["is_main"]:
         return 0
     if summary["stopped_by"]:  # Ctrl-C / SIGTERM: the step finished and a checkpoint was written

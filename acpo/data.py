@@ -17,11 +17,15 @@ A question column becomes the plain prompt ``"Q: <question>\\n"`` (the format of
 the synthetic tasks) and the problem's ``question``, which a chat model gets
 inside an instruction (:class:`acpo.prompts.PromptStyle`); a message-list
 prompt is kept as it is.
+
+``load_step_labelled`` reads solutions already split into steps with a human label of the earliest wrong
+step: ProcessBench (``Qwen/ProcessBench`` or its JSON files) and PRM800K-style files (a rating per step).
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -192,3 +196,121 @@ def load_problems(
     if not problems:
         raise ValueError(f"{source} has no usable rows: every gold answer in column {a_field!r} was unparseable")
     return problems
+
+
+# --- step-labelled solutions (ProcessBench, PRM800K) -------------------------------------------------------------
+
+PROCESSBENCH_HUB = "Qwen/ProcessBench"
+"""ProcessBench on the Hugging Face hub: splits ``gsm8k``, ``math``, ``olympiadbench``, ``omnimath``."""
+NO_ERROR = -1
+"""The label of a solution whose every step is right (ProcessBench's convention)."""
+
+
+@dataclass(frozen=True)
+class LabelledSolution:
+    """A solution already split into steps, with a human label: the index of its earliest wrong step,
+    or ``NO_ERROR`` (-1) when every step is right."""
+
+    id: str
+    problem: str
+    steps: tuple[str, ...]
+    label: int
+    generator: str = ""
+    final_answer_correct: bool | None = None
+
+
+def step_layout(columns) -> str | None:
+    """``processbench`` (``problem, steps, label``), ``prm800k`` (a rating per step: ``steps, ratings``, or
+    PRM800K's own nested ``question, label``), or None when the columns hold no step labels."""
+    cols = set(map(str, columns))
+    if {"problem", "steps", "label"} <= cols:
+        return "processbench"
+    if {"steps", "ratings"} <= cols or {"question", "label"} <= cols:
+        return "prm800k"
+    return None
+
+
+def first_negative(ratings) -> int:
+    """PRM800K's label: the index of the first step rated -1, else ``NO_ERROR`` (0 is neutral, not wrong)."""
+    return next((k for k, r in enumerate(ratings) if r is not None and int(r) == -1), NO_ERROR)
+
+
+def _prm800k_row(row: dict) -> tuple[str, list[str], list]:
+    """(problem, steps, ratings) of a PRM800K row: flat (``problem``/``question``, ``steps``, ``ratings``), or
+    nested as PRM800K ships it (each step's chosen completion, else its first, and that one's rating)."""
+    if not isinstance(row.get("label"), dict):
+        problem = row["problem"] if isinstance(row.get("problem"), str) else row["question"]
+        return str(problem), list(row["steps"]), list(row["ratings"])
+    question, label = row["question"], row["label"]
+    steps, ratings = [], []
+    for step in label["steps"]:
+        chosen = step.get("chosen_completion")
+        pick = step["completions"][chosen if chosen is not None else 0] if step.get("completions") else step.get(
+            "human_completion")
+        if pick is None:
+            break
+        steps.append(pick["text"])
+        ratings.append(pick.get("rating"))
+    return str(question["problem"] if isinstance(question, dict) else question), steps, ratings
+
+
+def _as_list(cell) -> list:
+    return list(cell.tolist() if hasattr(cell, "tolist") else cell) if cell is not None else []
+
+
+def step_labelled_rows(frame: pd.DataFrame, source: str, stem: str = "row") -> list[LabelledSolution]:
+    """The rows of a step-labelled table (``step_layout``) as :class:`LabelledSolution`; a bad row is an
+    error naming it."""
+    layout = step_layout(frame.columns)
+    if layout is None:
+        raise ValueError(f"{source} has columns {[str(c) for c in frame.columns]}; a step-labelled file needs "
+                         "problem, steps, label (ProcessBench) or steps, ratings (PRM800K style)")
+    out = []
+    for i, row in enumerate(frame.to_dict("records")):
+        rated = isinstance(row.get("label"), dict) or isinstance(row.get("ratings"), (list, tuple)) \
+            or hasattr(row.get("ratings"), "tolist")
+        layout = "prm800k" if rated else "processbench"  # a JSONL file may mix PRM800K's nested and flat rows
+        try:
+            if layout == "processbench":
+                problem, steps, label = str(row["problem"]), [str(s) for s in _as_list(row["steps"])], int(row["label"])
+            else:
+                problem, steps, ratings = _prm800k_row(row)
+                steps, ratings = [str(s) for s in _as_list(steps)], _as_list(ratings)
+                if len(ratings) != len(steps):
+                    raise ValueError(f"{len(steps)} steps but {len(ratings)} ratings")
+                label = first_negative(ratings)
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{source} row {i}: not a {layout} row ({err})") from None
+        if not steps:
+            raise ValueError(f"{source} row {i}: no steps")
+        if not NO_ERROR <= label < len(steps):
+            raise ValueError(f"{source} row {i}: label {label} is not a step index (0..{len(steps) - 1}) or -1")
+        correct = row.get("final_answer_correct")
+        known = lambda v: v is not None and not (isinstance(v, float) and v != v)  # noqa: E731  (NaN: a missing cell)
+        out.append(LabelledSolution(str(row["id"]) if known(row.get("id")) else f"{stem}-{i}", problem, tuple(steps),
+                                    label, str(row["generator"]) if known(row.get("generator")) else "",
+                                    bool(correct) if known(correct) else None))
+    return out
+
+
+def load_step_labelled(path_or_name: str | Path, split: str = "gsm8k", limit: int | None = None,
+                       ) -> list[LabelledSolution]:
+    """Solutions with human step labels from a local file, or a dataset folder / hub name via
+    ``datasets.load_dataset(name, split=split)`` (e.g. ``"Qwen/ProcessBench"``, split ``gsm8k``, ``math``,
+    ``olympiadbench`` or ``omnimath``, where the hub is reachable).
+
+    Files: ProcessBench's schema (a JSON list, or JSONL, of ``id, generator, problem, steps,
+    final_answer_correct, label``) or PRM800K-style JSONL with a rating per step (-1 wrong, 0 neutral, 1 right;
+    the label is the first step rated -1).
+    """
+    path = Path(path_or_name)
+    if path.is_file():
+        frame, source, stem = _read_table(path), f"'{path}'", path.stem
+    elif path.suffix.lower() in READERS and not path.exists():
+        raise FileNotFoundError(f"no such file: '{path}' (check the path; hub datasets are named without a suffix)")
+    else:
+        frame, source, stem = _load_hub(str(path_or_name), None, split), f"dataset '{path_or_name}'", split
+    if frame.empty:
+        raise ValueError(f"{source} has no rows")
+    rows = step_labelled_rows(frame, source, stem)
+    return rows[:limit] if limit is not None else rows

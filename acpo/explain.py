@@ -21,15 +21,66 @@ from acpo.credit import credit_name
 from acpo.credit.info_gain import DEFAULT_PROBE
 from acpo.pipeline import assign_credit, default_group_ids, make_credit
 from acpo.prompts import Prompt, render_prompt
-from acpo.segment import SegmentConfig, owned_char_starts, resolve_segmentation
+from acpo.segment import GIVEN, STEP_SEPARATOR, SegmentConfig, join_steps, owned_char_starts, resolve_segmentation
 from acpo.tokens import check_context, encode_prompt, encode_with_offsets, pad_batch, require_pad_token
 from acpo.trace import Trace
+
+
+def given_completions(
+    completions: Sequence[str | Sequence[str]], segmentation: str, step_starts: Sequence[Sequence[int]] | None,
+    separator: str = STEP_SEPARATOR,
+) -> tuple[list[str], str, list[list[int]] | None]:
+    """(texts, segmentation, step starts): a completion given as a list of step strings is their join with
+    ``separator`` and its steps are exactly those (segmentation ``"given"``); with ``segmentation="given"``
+    string completions need ``step_starts``, the character where each step starts."""
+    split = [not isinstance(c, str) for c in completions]
+    if any(split):
+        if not all(split) or step_starts is not None:
+            raise ValueError("give every completion as a list of step strings, or every one as a string (with "
+                             "step_starts for segmentation='given'); not a mix")
+        joined = []
+        for i, c in enumerate(completions):
+            try:
+                joined.append(join_steps(c, separator))
+            except ValueError as err:
+                raise ValueError(f"completion {i}: {err}") from None
+        return [t for t, _ in joined], GIVEN, [s for _, s in joined]
+    if segmentation == GIVEN:
+        if step_starts is None or len(step_starts) != len(completions):
+            raise ValueError("segmentation='given' needs step_starts: the character start of every step of each "
+                             "completion (or pass each completion as a list of step strings)")
+        return list(completions), GIVEN, [list(s) for s in step_starts]
+    if step_starts is not None:
+        raise ValueError(f"step_starts are read only with segmentation='given', not {segmentation!r}")
+    return list(completions), segmentation, None
+
+
+def check_batch_inputs(prompts, completions, answers, rewards, group_ids, meta, batch_size) -> None:
+    """One line naming the argument when a per-completion list is not one per completion, a row is not text,
+    or ``batch_size`` is not a positive whole number."""
+    if isinstance(completions, str) or isinstance(prompts, str):
+        raise ValueError("prompts and completions are lists (one entry per completion); wrap a single one in [...]")
+    for name, column in [("answers", answers), ("rewards", rewards), ("group_ids", group_ids), ("meta", meta)]:
+        if column is not None and len(column) != len(completions):
+            raise ValueError(f"got {len(column)} {name} for {len(completions)} completions; pass one per completion "
+                             "(None where unknown), or leave it out")
+    for i, c in enumerate(completions):
+        if not isinstance(c, str) and not (isinstance(c, (list, tuple)) and all(isinstance(s, str) for s in c)):
+            raise ValueError(f"completion {i} is {type(c).__name__} {c!r:.40}; a completion is the assistant's text "
+                             "(or its steps, a list of strings)")
+    for i, p in enumerate(prompts):
+        if not isinstance(p, str) and not (isinstance(p, list) and all(isinstance(m, dict) for m in p)):
+            raise ValueError(f"prompt {i} is {type(p).__name__} {p!r:.40}; a prompt is text or a list of chat "
+                             "messages")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a whole number of at least 1; got {batch_size!r}")
+
 
 def explain_batch(
     model,
     tokenizer,
     prompts: Sequence[Prompt],
-    completions: Sequence[str],
+    completions: Sequence[str | Sequence[str]],
     method: str | Sequence[str] = "info_gain",
     segmentation: str = "hybrid",
     answers: Sequence[str | None] | None = None,
@@ -43,6 +94,8 @@ def explain_batch(
     progress: bool = False,
     method_options: Mapping[str, dict] | None = None,
     chat_template: bool = True,
+    step_starts: Sequence[Sequence[int]] | None = None,
+    step_separator: str = STEP_SEPARATOR,
 ) -> list[Trace]:
     """Explain many completions with batched forwards.
 
@@ -50,9 +103,13 @@ def explain_batch(
         model, tokenizer: any Hugging Face causal LM and its tokenizer (with a pad token).
         prompts, completions: parallel lists; a prompt is a string or a list of chat messages, rendered
             with the tokenizer's chat template when it has one (``acpo.prompts.render_prompt``; the
-            trace keeps the rendered text). A completion is the assistant's text only.
+            trace keeps the rendered text). A completion is the assistant's text only, or a list of step
+            strings already split (e.g. ProcessBench's ``steps``): then the text is their join with
+            ``step_separator`` (a newline), the trace's steps are exactly those (each step's text carries the
+            separator after it), and tokens are scored on the joined text.
         method: a credit method name or a list of them (see ``acpo.credit.CREDIT_METHODS``).
-        segmentation: ``lines``, ``markers``, ``entropy``, ``hybrid``, ``fixed`` / ``fixed-N``.
+        segmentation: ``lines``, ``markers``, ``entropy``, ``hybrid``, ``fixed`` / ``fixed-N``, or ``given``
+            with ``step_starts`` (the character where each step of each completion starts).
         answers: reference answers (the information gain's target; what ``mc_reset`` scores continuations
             against); None entries fall back as in ``acpo.pipeline.resolve_answers``.
         rewards: outcome rewards; give them to see token advantages and HAPO credits.
@@ -65,10 +122,16 @@ def explain_batch(
         chat_template: False sends string prompts as plain text even to a tokenizer with a template.
     """
     given = [method] if isinstance(method, str) else list(method)
+    if not given:
+        raise ValueError("method is an empty list; name at least one credit method, e.g. method='info_gain'")
+    check_batch_inputs(prompts, completions, answers, rewards, group_ids, meta, batch_size)
     methods = list(dict.fromkeys(credit_name(m) for m in given))  # old aliases -> their credit's name
     options = {credit_name(m): dict(o) for m, o in (method_options or {}).items()}
     credit_methods = {m: make_credit(m, options.get(m), probe=probe) for m in methods}
-    resolve_segmentation(segmentation)
+    completions, segmentation, step_starts = given_completions(completions, segmentation, step_starts,
+                                                               step_separator)
+    if segmentation != GIVEN:
+        resolve_segmentation(segmentation)
     if len(prompts) != len(completions):
         raise ValueError(f"got {len(prompts)} prompts but {len(completions)} completions; pass one prompt per completion")
     if not completions:
@@ -97,7 +160,7 @@ def explain_batch(
     credited = assign_credit(
         model, tokenizer, *tensors, completions, offsets, credit_methods, group_ids=groups, rewards=reward_t,
         outcome=acfg.outcome, answers=answers, segmentation=segmentation, segment_config=segment_config,
-        advantage_config=acfg, batch_size=batch_size, score_tokens=True, progress=bar.update,
+        advantage_config=acfg, batch_size=batch_size, score_tokens=True, progress=bar.update, step_starts=step_starts,
     )
     bar.close()
     batch = credited.batch

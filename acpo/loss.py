@@ -6,7 +6,13 @@ All inputs are (batch, time) tensors aligned with the completion tokens;
 
 from __future__ import annotations
 
+import contextlib
+import math
+from collections.abc import Callable
+
 import torch
+
+from acpo.stats import completion_stats
 
 AGGREGATIONS = ("token_mean", "seq_mean_token_mean", "dr_grpo")
 
@@ -79,3 +85,79 @@ def policy_loss(
         metrics["kl"] = float((kl.detach() * m).sum() / n)
     loss = aggregate(per_token, mask, aggregation, max_len)
     return loss, metrics
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss, the gradient or the weights went NaN/inf; the run stopped, and nothing non-finite was saved."""
+
+
+def nonfinite_loss(loss: float, grad_norm) -> str | None:
+    """What is NaN/inf of a step's loss and gradient norm (None: both finite; DeepSpeed's None norm counts 0)."""
+    norm = 0.0 if grad_norm is None else float(grad_norm)
+    if not math.isfinite(loss):
+        return f"loss is {'NaN' if math.isnan(loss) else loss}"
+    if not math.isfinite(norm):
+        return f"gradient norm is {'NaN' if math.isnan(norm) else norm}"
+    return None
+
+
+def nonfinite_weight(model) -> str | None:
+    """The name of the first trained weight holding NaN/inf (None: all finite)."""
+    return next((n for n, p in model.named_parameters() if p.requires_grad and not torch.isfinite(p).all()), None)
+
+
+def accumulate_gradients(model, acc, batch, token_adv: torch.Tensor, old_logprobs: torch.Tensor | None, cfg,
+                         entropy_weight: torch.Tensor | None = None, ref_logprobs: torch.Tensor | None = None):
+    """Backward of the batch's policy loss, micro-batch by micro-batch (``cfg.micro_batch_size`` rows).
+
+    The micro-batch losses, weighted by their share, add up to the whole batch's aggregate; accelerate's
+    ``no_sync`` keeps DDP from averaging gradients across processes until the last micro-batch's backward.
+    ``old_logprobs`` None: the training forward's detached log-probs are the old ones (the batch's first
+    optimizer step). Returns (loss, token sums of the loss metrics and the entropy, the detached log-probs when
+    ``old_logprobs`` was None and the batch has later steps, else None).
+    """
+    mask = batch.completion_mask
+    n_seq, n_tok, mb, device = len(mask), int(mask.sum()), cfg.micro_batch_size, acc.device
+    loss_sum, first = 0.0, []
+    sums = {"entropy": 0.0, "clip_ratio/low_mean": 0.0, "clip_ratio/high_mean": 0.0, "clip_ratio/region_mean": 0.0,
+            "kl": 0.0}
+    for b0 in range(0, n_seq, mb):
+        sl = slice(b0, b0 + mb)
+        t = [x[sl].to(device) for x in (batch.prompt_ids, batch.prompt_mask, batch.completion_ids, mask)]
+        with contextlib.nullcontext() if b0 + mb >= n_seq else acc.no_sync(model):
+            lp, ent = completion_stats(model, *t)
+            old_lp = lp.detach() if old_logprobs is None else old_logprobs[sl].to(device)
+            if old_logprobs is None and cfg.num_iterations > 1:
+                first.append(old_lp.cpu())
+            loss, metrics = policy_loss(
+                lp, old_lp, token_adv[sl].to(device), t[3], cfg.eps_low, cfg.eps_high, cfg.aggregation,
+                cfg.max_new_tokens, entropy=ent,
+                entropy_weight=None if entropy_weight is None else entropy_weight[sl].to(device),
+                ref_logprobs=None if ref_logprobs is None else ref_logprobs[sl].to(device), kl_coef=cfg.kl_coef)
+            share = {"token_mean": int(t[3].sum()) / max(1, n_tok)}.get(cfg.aggregation, len(t[0]) / n_seq)
+            acc.backward(loss * share)
+        loss_sum += float(loss.detach()) * share
+        tokens = float(t[3].sum())
+        sums["entropy"] += float((ent.detach() * t[3]).sum())
+        for k, v in metrics.items():
+            sums[k] += v * tokens
+    return loss_sum, sums, torch.cat(first) if first else None
+
+
+def check_finite(acc, loss: float, grad_norm, step: int, last_good: Callable[[], str]) -> None:
+    """Raise NonFiniteLossError on every process if any has a NaN/inf loss or gradient norm (collective)."""
+    from acpo.distributed import any_process
+
+    if any_process(acc, (why := nonfinite_loss(loss, grad_norm)) is not None):
+        raise NonFiniteLossError(f"{why or 'loss is NaN/inf on another process'} at step {step}; the optimizer "
+                                 f"step was not taken; {last_good()}")
+
+
+def check_weights_finite(acc, model, step: int, lr: float, max_grad_norm: float, last_good: Callable[[], str]) -> None:
+    """Raise NonFiniteLossError on every process if an optimizer step made a trained weight NaN/inf (collective)."""
+    from acpo.distributed import any_process
+
+    if any_process(acc, (bad := nonfinite_weight(model)) is not None):
+        raise NonFiniteLossError(
+            f"weights became NaN/inf in the optimizer step of step {step} ({bad or 'on another process'}; lr={lr}, "
+            f"max_grad_norm={max_grad_norm}); nothing of this step was saved; {last_good()}")

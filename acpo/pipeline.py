@@ -29,7 +29,7 @@ import torch
 
 from acpo.advantage import AdvantageConfig, normalize_step_credits, outcome_advantages
 from acpo.credit.base import CreditBatch, CreditMethod, CreditResult, get_credit_method
-from acpo.segment import SegmentConfig, segment
+from acpo.segment import GIVEN, SegmentConfig, given_steps, segment
 from acpo.stats import eval_mode, scored_stats
 from acpo.tasks.base import extract_final_answer
 
@@ -147,6 +147,7 @@ def assign_credit(
     score_tokens: bool = False,
     spanning: SpanningGroups | None = None,
     progress: Callable[[], None] | None = None,
+    step_starts: Sequence[Sequence[int]] | None = None,
 ) -> Credited:
     """Credits and token advantages of a padded batch (``acpo.tokens.pad_batch`` layout) for each of ``credits``.
 
@@ -162,17 +163,39 @@ def assign_credit(
         score_tokens: score and segment even when no credit needs it (to show the steps, or for the caller).
         spanning: groups that span processes (``SpanningGroups``).
         progress: called once after the scoring forward and once after each method.
+        step_starts: with ``segmentation="given"``, the character where each step of each completion starts
+            (the steps the caller split already; they need no entropy to cut).
     """
     with eval_mode(model) if model is not None else nullcontext():
         return _assign_credit(model, tokenizer, prompt_ids, prompt_mask, completion_ids, completion_mask, texts,
                               offsets, credits, group_ids, rewards, advantages, outcome, answers, segmentation,
                               segment_config, advantage_config or AdvantageConfig(), batch_size, stats,
-                              score_tokens, spanning, progress)
+                              score_tokens, spanning, progress, step_starts)
+
+
+def cut_steps(texts, offsets, lengths, entropy, segmentation, segment_config, step_starts) -> list:
+    """Each completion's steps: those given (``segmentation="given"``), else cut with the entropy, else (no
+    scoring forward) one step per completion."""
+    if segmentation == GIVEN:
+        if step_starts is None or len(step_starts) != len(texts):
+            raise ValueError("segmentation='given' needs step_starts: the character start of every step of each "
+                             "completion")
+        steps = []
+        for i, t in enumerate(texts):
+            try:
+                steps.append(given_steps(t, offsets[i], step_starts[i]))
+            except ValueError as err:
+                raise ValueError(f"completion {i}: {err}") from None
+        return steps
+    if entropy is not None:
+        return [segment(t, offsets[i], entropy[i, : int(lengths[i])], segmentation, segment_config)
+                for i, t in enumerate(texts)]
+    return [segment(t, offsets[i], torch.zeros(len(offsets[i])), ONE_STEP) for i, t in enumerate(texts)]
 
 
 def _assign_credit(model, tokenizer, prompt_ids, prompt_mask, completion_ids, completion_mask, texts, offsets, credits,
                    group_ids, rewards, advantages, outcome, answers, segmentation, segment_config, cfg, batch_size,
-                   stats, score_tokens, spanning, progress) -> Credited:
+                   stats, score_tokens, spanning, progress, step_starts) -> Credited:
     score = score_tokens or reads_steps(credits)
     caches = ([] if any(c.uses_trace_cache for c in credits.values()) and len(texts) <= batch_size
               and stats is None and score else None)
@@ -182,12 +205,8 @@ def _assign_credit(model, tokenizer, prompt_ids, prompt_mask, completion_ids, co
     elif score:
         logprobs, entropy = scored_stats(model, prompt_ids, prompt_mask, completion_ids, completion_mask, batch_size,
                                          caches)
-    lengths = completion_mask.sum(-1).tolist()
-    if entropy is not None:
-        steps = [segment(t, offsets[i], entropy[i, : int(lengths[i])], segmentation, segment_config)
-                 for i, t in enumerate(texts)]
-    else:
-        steps = [segment(t, offsets[i], torch.zeros(len(offsets[i])), ONE_STEP) for i, t in enumerate(texts)]
+    steps = cut_steps(texts, offsets, completion_mask.sum(-1).tolist(), entropy, segmentation, segment_config,
+                      step_starts)
     if progress:
         progress()
     if advantages is None:

@@ -86,8 +86,9 @@ def _fmt(value, digits: int = 4) -> str:
     return "n/a" if math.isnan(f) else f"{f:+.{digits}g}"
 
 
-def _legend(low: str, high: str, left: str, right: str, middle: str = "") -> str:
-    """A colour bar from ``left`` to ``right`` (through white when ``middle`` names the centre)."""
+def _legend(low: str, high: str, left: str, right: str, middle: str = "", meaning: str = "") -> str:
+    """A colour bar from ``left`` to ``right`` (through white when ``middle`` names the centre), and what the
+    number means under it."""
     bar = f"linear-gradient(90deg, {left}, #ffffff, {right})" if middle else f"linear-gradient(90deg, {left}, {right})"
     centre = f"<span>{html.escape(middle)}</span>" if middle else ""
     return (
@@ -96,7 +97,9 @@ def _legend(low: str, high: str, left: str, right: str, middle: str = "") -> str
         f"<span>{html.escape(low)}</span>"
         f'<span style="display:inline-block; width:160px; height:10px; border-radius:5px; '
         f'border:1px solid #d0d7de; background: {bar};"></span>'
-        f"{centre}<span>{html.escape(high)}</span></div>"
+        f"{centre}<span>{html.escape(high)}</span>"
+        + (f'<span class="acpo-meaning" style="flex-basis:100%;">{html.escape(meaning)}</span>' if meaning else "")
+        + "</div>"
     )
 
 
@@ -109,6 +112,8 @@ class ColourScale:
     top: float
     unit: str = ""
     label: str = "credit"
+    meaning: str = ""  # what the number says (the credit method's ``meaning``), printed under the bar
+    ends: tuple[str, str] = ("blame", "credit")  # what the red and the blue end of a signed scale mean
 
     def weight(self, value: float) -> float:
         """Signed: value / top in [-1, 1]. Sequential: |value| / top in [0, 1]. NaN counts as 0."""
@@ -125,10 +130,10 @@ class ColourScale:
     def legend(self, negative: bool = True) -> str:
         unit = f" {self.unit}" if self.unit else ""
         if self.signed:
-            return _legend(f"−{self.top:.3g}{unit} (blame)", f"+{self.top:.3g}{unit} (credit)", credit_color(-1.0),
-                           credit_color(1.0), middle="0")
+            return _legend(f"−{self.top:.3g}{unit} ({self.ends[0]})", f"+{self.top:.3g}{unit} ({self.ends[1]})",
+                           credit_color(-1.0), credit_color(1.0), middle="0", meaning=self.meaning)
         far = f"{'−' if negative and self.top else ''}{self.top:.3g}{unit}"
-        return _legend(f"{self.label} 0", far, sequential_color(0.0), sequential_color(1.0))
+        return _legend(f"{self.label} 0", far, sequential_color(0.0), sequential_color(1.0), meaning=self.meaning)
 
 
 def credit_scale(credit_column: str, values: Sequence[float], top: float | None = None) -> ColourScale:
@@ -139,7 +144,8 @@ def credit_scale(credit_column: str, values: Sequence[float], top: float | None 
     method = CREDIT_METHODS.get(credit_column.removeprefix("credit_"))
     clean = [abs(float(v)) for v in values if v is not None and not math.isnan(float(v))]
     top = max(clean, default=0.0) if top is None else float(top)
-    return ColourScale(getattr(method, "signed", True), top, getattr(method, "unit", ""), credit_column)
+    return ColourScale(getattr(method, "signed", True), top, getattr(method, "unit", ""), credit_column,
+                       getattr(method, "meaning", ""))
 
 
 def _prompt_block(prompt: str | None) -> str:
@@ -167,6 +173,7 @@ def step_heatmap_html(
     first_error_step: int | None = None,
     title: str | None = None,
     top: float | None = None,
+    scale: ColourScale | None = None,
 ) -> str:
     """The completion, each step coloured by its credit and numbered; hover shows the numbers.
 
@@ -175,7 +182,8 @@ def step_heatmap_html(
     ``entropy_mean`` and ``entropy_max`` are shown on hover when present.
     Signed credits use the diverging map, one-sided scores (``mean_logprob``,
     ``entropy_mask``) a sequential one; ``top`` fixes the magnitude drawn at
-    full colour (Compare shares one across panels), the legend prints it.
+    full colour (Compare shares one across panels), the legend prints it;
+    ``scale`` replaces the whole scale (a difference map's own ends and meaning).
     ``first_error_step`` (the checker's ground truth) gets a dashed outline and
     a badge; the lowest-credit step gets a badge too, so the two can be compared.
     """
@@ -183,7 +191,7 @@ def step_heatmap_html(
         raise ValueError(f"the step table has no column {credit_column!r}; columns: {list(frame.columns)}")
     frame = frame.sort_values("step")
     raw = [float(v) for v in frame[credit_column]]
-    scale = credit_scale(credit_column, raw, top)
+    scale = scale or credit_scale(credit_column, raw, top)
     lowest = blamed_step([int(s) for s in frame["step"]], raw)
     parts = []
     for (_, row), value in zip(frame.iterrows(), raw):
@@ -215,7 +223,8 @@ def step_heatmap_html(
         )
     head = ""
     if title:
-        head = f'<div style="font: 600 13px system-ui, sans-serif; margin: 4px 0;">{html.escape(title)}</div>'
+        head = (f'<div class="acpo-title" title="{html.escape(title)}" style="font: 600 13px system-ui, sans-serif; '
+                f'margin: 4px 0;">{html.escape(title)}</div>')
     negative = bool(raw) and max(raw) <= 0
     return (
         f'<div class="acpo-heatmap" data-scale="{scale.top:.6g}" data-signed="{str(scale.signed).lower()}">'
@@ -282,9 +291,10 @@ def message_html(text: str, kind: str = "info") -> str:
 VIEWS = ("steps", "entropy", "advantage")
 
 
-def trace_html(trace, method: str | None = None, view: str = "steps", first_error_step: int | None = None) -> str:
-    """A ``Trace`` as HTML: its steps coloured by ``method``'s credit (``view="steps"``), or one
-    span per token coloured by entropy or by the method's token advantage."""
+def trace_html(trace, method: str | None = None, view: str = "steps", first_error_step: int | None = None,
+               top: float | None = None) -> str:
+    """A ``Trace`` as HTML: its steps coloured by ``method``'s credit (``view="steps"``, ``top`` at full colour,
+    default the largest), or one span per token coloured by entropy or by the method's token advantage."""
     method = method or trace.methods[0]
     starts = [s.token_start for s in trace.steps]
     lowest = blamed_step([s.index for s in trace.steps], trace.credits[method].tolist())
@@ -296,4 +306,4 @@ def trace_html(trace, method: str | None = None, view: str = "steps", first_erro
                                   trace.prompt, first_error_step, lowest)
     if view != "steps":
         raise ValueError(f"unknown view {view!r}; valid: {', '.join(VIEWS)}")
-    return step_heatmap_html(trace.to_frame(), f"credit_{method}", trace.prompt, first_error_step)
+    return step_heatmap_html(trace.to_frame(), f"credit_{method}", trace.prompt, first_error_step, top=top)

@@ -10,11 +10,11 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
-from transformers import GenerationConfig
+from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
 
 from acpo.prompts import Prompt
 from acpo.tokens import decode_with_offsets, encode_prompt
@@ -53,9 +53,15 @@ class HFEngine:
 
     @torch.no_grad()
     def generate(
-        self, prompts: Sequence[Sequence[int]], n: int = 1, greedy: bool = False, progress: bool = False
+        self, prompts: Sequence[Sequence[int]], n: int = 1, greedy: bool = False, progress: bool = False,
+        on_token: Callable[[int, int], None] | None = None,
     ) -> list[Sample]:
-        """``n`` completions of each prompt, in prompt order (prompt 0's n samples first)."""
+        """``n`` completions of each prompt, in prompt order (prompt 0's n samples first).
+
+        ``on_token(sequences, tokens)`` is called after every generated token of a ``generate`` call with
+        the call's number of sequences and how many tokens it has generated so far: a progress bar can
+        move within one call, and an exception raised there stops the sampling at once.
+        """
         flat = [list(p) for p in prompts for _ in range(n)]
         out: list[Sample] = []
         was_training = self.model.training
@@ -71,9 +77,10 @@ class HFEngine:
                 for i, p in enumerate(chunk):
                     ids[i, width - len(p) :] = torch.tensor(p)
                     mask[i, width - len(p) :] = 1
+                hooks = StoppingCriteriaList([_OnToken(on_token, len(chunk), width)]) if on_token else None
                 with own_generation_config(self.model, self.generation_config(greedy)) as config:
                     gen = self.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
-                                              generation_config=config)
+                                              generation_config=config, stopping_criteria=hooks)
                 for i, p in enumerate(chunk):
                     comp = _cut_at_eos(gen[i, width:].tolist(), self.eos_ids, pad)
                     text, offsets = decode_with_offsets(self.tokenizer, comp)
@@ -97,6 +104,17 @@ class HFEngine:
 
     def sync_weights(self, model) -> None:
         """Nothing to do: generation uses the training model itself."""
+
+
+class _OnToken(StoppingCriteria):
+    """Calls ``on_token(sequences, generated)`` after each token; never stops generation itself."""
+
+    def __init__(self, on_token: Callable[[int, int], None], sequences: int, prompt_width: int):
+        self.on_token, self.sequences, self.prompt_width = on_token, sequences, prompt_width
+
+    def __call__(self, input_ids, scores, **kwargs):
+        self.on_token(self.sequences, input_ids.shape[1] - self.prompt_width)
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
 
 @contextlib.contextmanager

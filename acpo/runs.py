@@ -21,6 +21,8 @@ import errno
 import json
 import math
 import os
+import re
+import shlex
 import shutil
 from pathlib import Path
 from typing import Callable, Iterator
@@ -32,6 +34,63 @@ except ImportError:  # Windows: no advisory locks; one writer per folder is then
 
 CONFIG, METRICS, SUMMARY, CHECKPOINTS, TRACES, LOCK = (
     "config.yaml", "metrics.jsonl", "summary.json", "checkpoints", "traces", ".lock")
+MARKERS = (METRICS, CONFIG, CHECKPOINTS, TRACES)
+"""What makes a folder a run folder: any one of these."""
+TRACES_SUFFIX = ".parquet"
+_STEP_NAME = re.compile(r"step-(\d+)")
+
+
+def step_name(step: int) -> str:
+    """The name of step ``step``'s checkpoint folder and (with ``TRACES_SUFFIX``) traces file: ``step-N``."""
+    return f"step-{int(step)}"
+
+
+def step_of(name: str) -> int | None:
+    """N for a name ``step-N`` (None for anything else: ``.tmp-step-N``, ``step-x``)."""
+    m = _STEP_NAME.fullmatch(name)
+    return int(m.group(1)) if m else None
+
+
+def trace_file(run_dir: Path, step: int) -> Path:
+    """``traces/step-N.parquet``: the held-out completions explained at step N."""
+    return Path(run_dir) / TRACES / (step_name(step) + TRACES_SUFFIX)
+
+
+def run_of_checkpoint(path: Path) -> Path | None:
+    """The run folder of ``<run>/checkpoints/step-N`` (None for any other path)."""
+    path = Path(path)
+    if path.parent.name == CHECKPOINTS and step_of(path.name) is not None:
+        return path.parent.parent
+    return None
+
+
+def prompt_style(run_dir: Path):
+    """How the run asked its problems (``acpo.prompts.PromptStyle`` from its config.yaml), None when the
+    folder has no readable config: a checkpoint is best asked as it was trained."""
+    from acpo.config import read_yaml
+    from acpo.prompts import PromptStyle
+
+    try:
+        cfg = read_yaml(Path(run_dir) / CONFIG)
+        return PromptStyle(bool(cfg.get("chat_template", True)), str(cfg.get("system_prompt") or ""),
+                           str(cfg.get("instruction") or ""), str(cfg.get("answer_format") or "####"))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+
+
+def numbered(folder: Path, suffix: str = "") -> list[tuple[int, Path]]:
+    """(N, path) of the ``step-N`` folders in ``folder`` (with ``suffix``: the ``step-N<suffix>`` files), by N."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    out = []
+    for p in folder.iterdir():
+        if suffix and (p.suffix != suffix or p.is_dir()) or not suffix and not p.is_dir():
+            continue
+        n = step_of(p.name.removesuffix(suffix) if suffix else p.name)
+        if n is not None:
+            out.append((n, p))
+    return sorted(out)
 
 
 class RunFolderBusy(ValueError):
@@ -104,6 +163,63 @@ def lock_run_folder(run_dir: Path, fresh: bool, overwrite: bool = False) -> RunL
 # ---------------------------------------------------------------------------------------- the folder
 
 
+def claim_run_folder(output_dir: str, name: str, resume: str | None, overwrite: bool, steps: int,
+                     is_main: bool, share: Callable = lambda value: value) -> Path:
+    """``resume``'s folder, or ``output_dir/name``: new, empty, or (with ``overwrite``) a run to start afresh.
+
+    The main process checks it and ``share`` hands its verdict to the others (every
+    process agrees); with ``overwrite`` the old contents go later (``start_run_folder``).
+    """
+    if resume:
+        if overwrite:
+            raise ValueError(f"--resume '{resume}' continues that run and --overwrite deletes it: pass one")
+        done = finished_at(Path(resume))
+        if done is not None and steps <= done:
+            raise RunFinished(f"run '{resume}' finished at step {done} (it has summary.json): nothing to "
+                              f"resume, nothing changed; to train it further pass --steps N with N > {done}")
+        return Path(resume)
+    run_dir = Path(output_dir) / name
+    problem = share(run_dir_problem(run_dir, overwrite) if is_main else None)
+    if problem:
+        raise ValueError(problem)
+    return run_dir
+
+
+def lock_shared(run_dir: Path, fresh: bool, overwrite: bool, is_main: bool,
+                share: Callable = lambda value: value) -> RunLock | None:
+    """The main process, the one writer, locks the run folder (a fresh run's is made); the others get None.
+
+    A failure on the main process is raised on every process (``share`` hands its message over).
+    """
+    lock, error = None, None
+    if is_main:
+        try:
+            lock = lock_run_folder(run_dir, fresh=fresh, overwrite=overwrite)
+        except (ValueError, OSError) as err:
+            error = err
+    message = share(None if error is None else str(error))
+    if error is not None:
+        raise error
+    if message:
+        raise ValueError(message)
+    return lock
+
+
+def resume_command(run_dir: Path, processes: int) -> str:
+    """The command that continues the run in ``run_dir``."""
+    launcher = "python" if processes == 1 else f"accelerate launch --num_processes {processes}"
+    return f"{launcher} train.py --resume {shlex.quote(str(run_dir))}"
+
+
+def start_run_folder(run_dir: Path, config_text: str, overwrite: bool) -> None:
+    """A fresh run's folder: emptied with ``overwrite``, then checkpoints/, traces/ and config.yaml."""
+    if overwrite:
+        empty_folder(run_dir)
+    (run_dir / CHECKPOINTS).mkdir(exist_ok=True)
+    (run_dir / TRACES).mkdir(exist_ok=True)
+    write_text_atomic(run_dir / CONFIG, config_text, "config.yaml")
+
+
 def run_dir_problem(run_dir: Path, overwrite: bool) -> str | None:
     """Why a fresh run cannot start in ``run_dir`` (None: it can)."""
     if not run_dir.exists():
@@ -119,6 +235,16 @@ def run_dir_problem(run_dir: Path, overwrite: bool) -> str | None:
         return (f"--overwrite will not empty '{run_dir}': it does not look like a run folder (no config.yaml, "
                 "checkpoints/ or metrics.jsonl); delete it yourself or pick another --run-name")
     return None
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """checkpoints/step-N folders, oldest first (not .tmp-step-N or .old-step-N, the leftovers of a write).
+
+    Both backends write this layout (TRL's: weights and tokenizer only, safetensors).
+    """
+    found = [(int(m.group(1)), p) for p in (Path(run_dir) / CHECKPOINTS).glob("step-*")
+             if p.is_dir() and (m := re.fullmatch(r"step-(\d+)", p.name))]
+    return [p for _, p in sorted(found)]
 
 
 def empty_folder(folder: Path) -> None:
@@ -261,7 +387,40 @@ def strict_json(value):
     return value
 
 
+def run_summary(run_dir: Path, end_greedy: float, end_sampled: float, resumed_from: int | None, wall_s: float,
+                steps: int, processes: int, checksums: list[str]) -> dict:
+    """What summary.json holds; the start figures are the run's first evaluation, also after a resume."""
+    logged = read_metrics(run_dir)
+    return {"run_dir": str(run_dir), "start_pass@1": eval_at(logged, "first"), "end_pass@1": end_greedy,
+            "start_pass@1_sampled": eval_at(logged, "first", "eval/pass@1_sampled"), "end_pass@1_sampled": end_sampled,
+            "resumed_from_step": resumed_from, "wall_s": wall_s, "steps": steps, "processes": processes,
+            "param_checksums": checksums}
+
+
 def write_summary(run_dir: Path, summary: dict) -> None:
     """summary.json, which marks the run finished: standard JSON (unknown numbers are null)."""
     text = json.dumps(strict_json(summary), indent=2, allow_nan=False)
     write_text_atomic(Path(run_dir) / SUMMARY, text, "summary.json")
+
+
+# ---------------------------------------------------------------------------------------- trackers
+
+
+def start_trackers(acc, names: list[str], run_dir: Path, resume: bool, config: dict) -> None:
+    """accelerate's trackers for --report-to: tensorboard in the run folder, trackio / wandb runs named after it.
+
+    Made once the run folder is known and handed to accelerate as its own;
+    ``Accelerator.log`` then writes to each.
+    """
+    names = [n for n in names if n != "none"]
+    if not names:
+        return
+    from accelerate.tracking import TensorBoardTracker, TrackioTracker, WandBTracker
+
+    project = os.environ.get("ACPO_PROJECT", "acpo")
+    make = {"tensorboard": lambda: TensorBoardTracker("tensorboard", str(run_dir)),
+            "trackio": lambda: TrackioTracker(project, name=run_dir.name),
+            "wandb": lambda: WandBTracker(project, name=run_dir.name, resume="allow" if resume else None)}
+    acc.log_with = [make[n]() for n in names]
+    acc.init_trackers(project, config={k: ",".join(map(str, v)) if isinstance(v, list) else v
+                                       for k, v in config.items()})

@@ -42,7 +42,7 @@ class SegmentConfig:
 
     entropy_quantile: float = 0.1  # q: top-q entropy tokens are "decisions"
     min_step_tokens: int = 4  # m: entropy boundaries closer than this merge
-    max_steps: int = 32  # K_max for hybrid
+    max_reasoning_steps: int = 32  # hybrid: the most steps per completion
     fixed_tokens: int = 16  # N for fixed
     open_markers: Sequence[str] = (r"(?i)\bstep[ \t]*\d+[ \t]*[:.)]", r"<step>", r"<thought>")
     close_markers: Sequence[str] = (r"</step>", r"</thought>")
@@ -159,7 +159,7 @@ def seg_entropy(text, starts, entropy, cfg):
 
 
 def seg_hybrid(text, starts, entropy, cfg):
-    """[ours] Line (or sentence) candidates; undecided steps merge; at most K_max steps."""
+    """[ours] Line (or sentence) candidates; undecided steps merge; at most max_reasoning_steps steps."""
     cands = _merge_blank(text, starts, line_boundaries(text, starts))
     if len(cands) <= 1:  # no line structure: fall back to sentence ends
         sent = [_token_at(starts, m.end() - 1) + 1 for m in re.finditer(r"[.!?;](?=\s)", text)]
@@ -172,8 +172,8 @@ def seg_hybrid(text, starts, entropy, cfg):
         end = cands[k + 1] if k + 1 < len(cands) else n
         if bool(decided[cands[k] : end].any()):
             kept.append(cands[k])
-    # enforce K_max: merge the adjacent pair with the smallest summed entropy
-    while len(kept) > max(1, cfg.max_steps):
+    # at most max_reasoning_steps: merge the adjacent pair with the smallest summed entropy
+    while len(kept) > max(1, cfg.max_reasoning_steps):
         ends = kept[1:] + [n]
         sums = [float(entropy[a:b].sum()) for a, b in zip(kept, ends)]
         pair = min(range(len(kept) - 1), key=lambda k: sums[k] + sums[k + 1])
@@ -200,6 +200,8 @@ def resolve_segmentation(name: str, cfg: SegmentConfig | None = None) -> tuple[C
     cfg = SegmentConfig() if cfg is None else cfg
     m = re.fullmatch(r"fixed-(\d+)", name)
     if m:
+        if int(m.group(1)) < 1:
+            raise ValueError(f"segmentation {name!r}: a fixed step holds at least 1 token; use e.g. fixed-8")
         cfg = SegmentConfig(**{**cfg.__dict__, "fixed_tokens": int(m.group(1))})
         name = "fixed"
     if name not in SEGMENTATIONS:
@@ -222,7 +224,7 @@ def segment(
         offsets: per-token ``(start, end)`` character offsets into ``text``.
         entropy: per-token entropy (only ``entropy`` / ``hybrid`` use it).
         method: ``lines``, ``markers``, ``entropy``, ``hybrid``, ``fixed`` or ``fixed-N``.
-        cfg: knobs (quantile q, minimum length m, K_max, N, marker patterns).
+        cfg: knobs (quantile q, minimum length m, max_reasoning_steps, N, marker patterns).
     """
     fn, cfg = resolve_segmentation(method, cfg)
     n = len(offsets)
@@ -233,6 +235,60 @@ def segment(
         raise ValueError(f"got {entropy.numel()} entropies for {n} tokens; pass one per token")
     starts = owned_char_starts(offsets, len(text))
     return _steps_from_boundaries(text, starts, fn(text, starts, entropy, cfg))
+
+
+GIVEN = "given"
+"""The segmentation of steps the caller split already (``given_steps`` at their character starts)."""
+STEP_SEPARATOR = "\n"
+"""What joins steps given already split (``join_steps``): each step's text carries the separator after it,
+as a line step carries its newline."""
+
+
+def join_steps(steps: Sequence[str], separator: str = STEP_SEPARATOR) -> tuple[str, list[int]]:
+    """(completion, character start of each step) of steps given already split: their join with ``separator``.
+
+    >>> join_steps(["48/2 = 24", "48 + 24 = 72"])
+    ('48/2 = 24\\n48 + 24 = 72', [0, 10])
+    """
+    steps = [str(s) for s in steps]
+    if not steps:
+        raise ValueError("no steps given; pass at least one step string")
+    empty = [k for k, s in enumerate(steps) if not s.strip()]
+    if empty:
+        raise ValueError(f"given step {empty[0]} is empty; every step needs some text (drop the empty ones)")
+    starts, at = [], 0
+    for s in steps:
+        starts.append(at)
+        at += len(s) + len(separator)
+    return separator.join(steps), starts
+
+
+def given_steps(text: str, offsets: Sequence[tuple[int, int]], char_starts: Sequence[int]) -> list[Step]:
+    """Steps at given character starts (``char_starts[0] == 0``): step k owns ``text[char_starts[k]:
+    char_starts[k+1]]`` and the tokens from the one owning its first character up to the next step's.
+
+    The characters partition the text as every segmentation does; a token that straddles a boundary
+    (``"\\nThe"``) goes to the step whose first character it holds. A step that shares its only token with
+    the step before it cannot own a token of its own: that is an error naming it.
+    """
+    n = len(offsets)
+    if n == 0:
+        raise ValueError("cannot segment an empty completion (0 tokens)")
+    char_starts = [int(c) for c in char_starts]
+    if not char_starts or char_starts[0] != 0 or any(b <= a for a, b in zip(char_starts, char_starts[1:])) \
+            or char_starts[-1] >= len(text):
+        raise ValueError(f"step starts {char_starts} must begin at 0 and rise strictly inside the text "
+                         f"({len(text)} characters)")
+    starts = owned_char_starts(offsets, len(text))
+    tokens = [_token_at(starts, c) for c in char_starts]
+    for k in range(1, len(tokens)):
+        if tokens[k] <= tokens[k - 1]:
+            raise ValueError(f"given step {k - 1} ({text[char_starts[k - 1]:char_starts[k]]!r}) has no token of its "
+                             "own (it shares one with the next step); join it to a neighbour")
+    bounds = tokens[1:] + [n]
+    ends = char_starts[1:] + [len(text)]
+    return [Step(k, a, b, ca, cb, text[ca:cb])
+            for k, (a, b, ca, cb) in enumerate(zip(tokens, bounds, char_starts, ends))]
 
 
 def step_index_of_tokens(steps: Sequence[Step], n_tokens: int) -> torch.Tensor:

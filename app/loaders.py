@@ -1,19 +1,12 @@
-"""What the app reads from disk: sample traces, rollout files, run folders; and which paths it may read.
+"""What the app reads from disk: sample traces, rollout files, run folders.
 
-The app reads only inside *allowed roots* (the repo's ``assets/`` and ``runs/``
-by default, plus every ``--allow DIR`` given at launch) and files uploaded
-through the UI. Every path a user types goes through ``PathGuard.resolve``, and
-every file inside an allowed folder through ``PathGuard.inside`` when it is
-opened: both follow symbolic links first, so a link inside ``runs/`` cannot
-lead out of the roots.
+Which paths it may read is ``app/pathguard.py``'s: every path here goes through its ``PathGuard``.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -22,100 +15,15 @@ import pandas as pd
 
 import acpo.runs
 from acpo.credit import renamed_credit_columns
-from acpo.resources import ASSETS, CHECKOUT
+from acpo.data import step_labelled_rows, step_layout
+from acpo.resources import ASSETS
 from acpo.rewards import completion_text
+from .pathguard import REPO_ROOT, InputError, PathGuard, display_path, short_path  # noqa: F401 (the app's names)
 
-# Relative paths, runs/ and the names shown are taken from the repository in a checkout, and from the
-# working folder when installed (`acpo-app` reads the runs/ that `acpo-train` wrote there).
-REPO_ROOT = CHECKOUT or Path.cwd()
 DEFAULT_SAMPLES = ASSETS / "sample_traces.jsonl"
 FIDELITY_FILE = ASSETS / "credit_fidelity.csv"  # written by `python bench/credit_fidelity.py --publish`
 MAX_FILE_MB = 25
 ROLLOUT_SUFFIXES = (".csv", ".jsonl", ".json", ".parquet")
-
-
-class InputError(ValueError):
-    """Bad input from the user (a path, a file, a field), with what is wrong and the fix."""
-
-
-class PathGuard:
-    """Resolves user-typed paths and refuses any outside the allowed roots."""
-
-    def __init__(self, roots: Iterable[str | Path]):
-        self.roots = [Path(r).expanduser().resolve() for r in roots]
-
-    def allowed(self, path: Path) -> bool:
-        """Whether ``path``, every link followed (``realpath``), lies inside a root."""
-        path = Path(os.path.realpath(path))
-        return any(path == r or path.is_relative_to(r) for r in self.roots)
-
-    def inside(self, path: Path, what: str = "file") -> Path:
-        """The real path of ``path``, a file the app is about to open; InputError if a link leads out of the roots."""
-        if not self.allowed(path):
-            raise InputError(f"{what} '{display_path(path)}' is a link to outside the folders this app may read; "
-                             "refused")
-        return Path(os.path.realpath(path))
-
-    def model_source(self, name: str) -> str:
-        """What ``load_policy`` may load for ``name``: a checked local path, or a hub id.
-
-        A local model folder's files must all lie inside the roots (a weights
-        file may be a link), and so must a LoRA adapter's base model, checked as
-        transformers will read it (relative to the working directory). Outside
-        paths get one message whether or not they exist.
-        """
-        if not self.looks_local(name):
-            if name.count("/") > 1:
-                raise InputError(f"model path '{name}' does not exist")
-            return name  # a hub id; loads only where the hub is reachable
-        path = self.resolve(name, "model path")
-        if path.is_dir():
-            for f in path.iterdir():
-                self.inside(f, "model file")
-            adapter = path / "adapter_config.json"
-            if adapter.is_file():
-                try:
-                    base = str(json.loads(adapter.read_text())["base_model_name_or_path"])
-                except (ValueError, KeyError, TypeError) as err:
-                    raise InputError(f"'{display_path(adapter)}' names no base_model_name_or_path") from err
-                local = Path(base).expanduser()
-                if local.exists() or base.startswith((".", "/", "~")) or base.count("/") > 1:
-                    if not self.allowed(local):
-                        raise InputError(self.outside_message(base, "the adapter's base model"))
-                    if local.is_dir():
-                        for f in local.iterdir():
-                            self.inside(f, "base model file")
-        return str(path)
-
-    def candidates(self, text: str) -> list[Path]:
-        """Where a typed path could point: relative to the repo root, then as given."""
-        p = Path(text.strip()).expanduser()
-        return [p] if p.is_absolute() else [REPO_ROOT / p, p]
-
-    def resolve(self, text: str, what: str = "path") -> Path:
-        """The existing path ``text`` names, inside an allowed root; else InputError."""
-        if not text or not text.strip():
-            raise InputError(f"no {what} given")
-        for p in self.candidates(text):
-            if p.exists():
-                if not self.allowed(p):
-                    raise InputError(self.outside_message(text, what))
-                return p.resolve()
-        # Do not tell whether a path outside the roots exists.
-        if not any(self.allowed(p) for p in self.candidates(text)):
-            raise InputError(self.outside_message(text, what))
-        raise InputError(f"{what} '{text}' does not exist")
-
-    def outside_message(self, text: str, what: str) -> str:
-        roots = ", ".join(short_path(r) for r in self.roots)
-        return (
-            f"{what} '{text}' is outside the folders this app may read ({roots}); "
-            "upload the file instead, or restart the app with --allow DIR"
-        )
-
-    def looks_local(self, text: str) -> bool:
-        """True when ``text`` names an existing local path (else it may be a hub id)."""
-        return any(p.exists() for p in self.candidates(text)) or text.strip().startswith((".", "/", "~"))
 
 
 def check_size(path: Path, limit_mb: float = MAX_FILE_MB) -> None:
@@ -159,6 +67,15 @@ def _message_text(value) -> str:
             return completion_text(value)
         return "".join(str(m.get("content", "")) for m in value)
     return str(value)
+
+
+def _is_text_cell(value) -> bool:
+    """A prompt/completion cell ``_message_text`` reads: text, empty, or chat messages (not a dict or a number)."""
+    if value is None or isinstance(value, str) or (isinstance(value, float) and pd.isna(value)):
+        return True
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    return isinstance(value, list) and all(isinstance(m, dict) for m in value)
 
 
 def _refuse_constant(name: str):
@@ -228,7 +145,9 @@ def read_rollouts(path: Path, name: str | None = None, limit_mb: float = MAX_FIL
     * plain CSV/JSONL/Parquet with ``prompt``, ``completion`` and optional ``answer``, ``reward``;
     * TRL's ``completions/*.parquet`` (``step, prompt, completion, <reward functions>, advantage``):
       the reward is the ``reward`` column if there is one, else the sum of the reward-function columns;
-    * verl's rollout JSONL dumps (``input, output, score[, gts], step``).
+    * verl's rollout JSONL dumps (``input, output, score[, gts], step``);
+    * step-labelled files (ProcessBench's ``problem, steps, label``, PRM800K-style ratings): see
+      ``step_labelled_rollouts``; the table then has ``steps`` and ``label`` too.
     ``answer`` / ``reward`` are None where unknown; a reward that is NaN, infinite or text is refused.
     ``family`` (a synthetic task's name, when the file has it) lets a step checker label the rows;
     ids come from ``prompt_id``/``problem_id`` and ``completion_id``/``id`` when the file has them.
@@ -240,6 +159,8 @@ def read_rollouts(path: Path, name: str | None = None, limit_mb: float = MAX_FIL
     if raw.empty:
         raise InputError(f"'{name}' has no rows")
     columns = [str(c) for c in raw.columns]
+    if step_layout(columns) is not None and "completion" not in columns:
+        return step_labelled_rollouts(raw, name), step_layout(columns)
     layout = detect_layout(columns)
     if layout == "verl":
         raw = raw.rename(columns={"input": "prompt", "output": "completion", "score": "reward", "gts": "answer"})
@@ -249,6 +170,12 @@ def read_rollouts(path: Path, name: str | None = None, limit_mb: float = MAX_FIL
             f"'{name}' has no column {', '.join(map(repr, missing))}; found columns: {columns}. "
             "Expected: prompt, completion[, answer, reward] (or TRL completions / verl rollout dumps)"
         )
+    for column in ("prompt", "completion"):
+        bad = [(i, v) for i, v in enumerate(raw[column]) if not _is_text_cell(v)]
+        if bad:
+            shown = ", ".join(f"row {i}: {type(v).__name__} {v!r:.30}" for i, v in bad[:3])
+            raise InputError(f"'{name}': the {column} of {len(bad)} row(s) is not text ({shown}); a {column} is text "
+                             "or a list of chat messages")
     out = pd.DataFrame({
         "prompt": [_message_text(v) for v in raw["prompt"]],
         "completion": [_message_text(v) for v in raw["completion"]],
@@ -276,15 +203,29 @@ def read_rollouts(path: Path, name: str | None = None, limit_mb: float = MAX_FIL
     return out, layout
 
 
+def step_labelled_rollouts(raw: pd.DataFrame, name: str) -> pd.DataFrame:
+    """A step-labelled file (ProcessBench, PRM800K style: ``acpo.data.step_labelled_rows``) as rollout columns
+    plus ``steps`` (the given steps, explained as they are split) and ``label`` (the human label: the earliest
+    wrong step, -1 when none); the reward is the file's ``final_answer_correct`` where it has one."""
+    try:
+        rows = step_labelled_rows(raw, f"'{name}'")
+    except ValueError as err:
+        raise InputError(str(err)) from err
+    return pd.DataFrame({
+        "prompt": [r.problem for r in rows], "completion": ["\n".join(r.steps) for r in rows],
+        "answer": None, "reward": [None if r.final_answer_correct is None else float(r.final_answer_correct)
+                                   for r in rows],
+        "family": None, "prompt_id": [r.id for r in rows], "completion_id": [r.generator or r.id for r in rows],
+        "steps": [list(r.steps) for r in rows], "label": [r.label for r in rows],
+    })
+
+
 def _prompt_ids(prompts: pd.Series) -> list[str]:
     first: dict[str, int] = {}
     return [f"p{first.setdefault(p, len(first))}" for p in prompts]
 
 
 # --- run folders ---------------------------------------------------------------------
-
-_STEP_RE = re.compile(r"^step-(\d+)$")
-
 
 @dataclass
 class Run:
@@ -298,18 +239,7 @@ class Run:
     trace_steps: list[int] = field(default_factory=list)
 
     def trace_file(self, step: int) -> Path:
-        return self.path / acpo.runs.TRACES / f"step-{int(step)}.parquet"
-
-
-def _numbered(folder: Path, suffix: str = "") -> list[tuple[int, Path]]:
-    if not folder.is_dir():
-        return []
-    out = []
-    for p in folder.iterdir():
-        m = _STEP_RE.match(p.name.removesuffix(suffix) if suffix else p.name)
-        if m and (p.suffix == suffix if suffix else p.is_dir()):
-            out.append((int(m.group(1)), p))
-    return sorted(out)
+        return acpo.runs.trace_file(self.path, step)
 
 
 def read_metrics(path: Path) -> pd.DataFrame:
@@ -339,22 +269,20 @@ def open_run(path: Path, guard: PathGuard | None = None) -> Run:
     """
     guard = guard or PathGuard([path])
     if not path.is_dir():
-        raise InputError(f"'{path}' is not a folder; pick the run folder that holds metrics.jsonl")
-    markers = [path / "metrics.jsonl", path / "config.yaml", path / "checkpoints", path / "traces"]
+        raise InputError(f"'{path}' is not a folder; pick the run folder that holds {acpo.runs.METRICS}")
+    markers = [path / name for name in acpo.runs.MARKERS]
     if not any(m.exists() for m in markers):
-        raise InputError(
-            f"'{path}' does not look like a run folder (no metrics.jsonl, config.yaml, checkpoints/ or traces/)"
-        )
+        raise InputError(f"'{path}' does not look like a run folder (no {', '.join(acpo.runs.MARKERS)})")
     for m in markers:
         if m.exists() or m.is_symlink():
             guard.inside(m, "run file")
     run = Run(path, guard)
-    if (path / "config.yaml").exists():
-        run.config_text = (path / "config.yaml").read_text(encoding="utf-8", errors="replace")
-    if (path / "metrics.jsonl").exists():
-        run.metrics = read_metrics(path / "metrics.jsonl")
-    run.checkpoints = [p for _, p in _numbered(path / "checkpoints") if guard.allowed(p)]
-    run.trace_steps = [n for n, _ in _numbered(path / "traces", ".parquet")]
+    if (path / acpo.runs.CONFIG).exists():
+        run.config_text = (path / acpo.runs.CONFIG).read_text(encoding="utf-8", errors="replace")
+    if (path / acpo.runs.METRICS).exists():
+        run.metrics = read_metrics(path / acpo.runs.METRICS)
+    run.checkpoints = [p for _, p in acpo.runs.numbered(path / acpo.runs.CHECKPOINTS) if guard.allowed(p)]
+    run.trace_steps = [n for n, _ in acpo.runs.numbered(path / acpo.runs.TRACES, acpo.runs.TRACES_SUFFIX)]
     return run
 
 
@@ -371,42 +299,28 @@ def read_run_traces(run: Run, step: int) -> pd.DataFrame:
 
 
 def find_runs(roots: Iterable[Path], depth: int = 2) -> list[Path]:
-    """Run folders (holding ``metrics.jsonl``) at most ``depth`` levels under each root, oldest first
+    """Run folders (holding ``acpo.runs.METRICS``) at most ``depth`` levels under each root, oldest first
     (by when their metrics were last written), so the last one is the newest."""
     found = []
     for root in roots:
         if not root.is_dir():
             continue
         for level in range(depth + 1):
-            pattern = "/".join(["*"] * level + ["metrics.jsonl"])
+            pattern = "/".join(["*"] * level + [acpo.runs.METRICS])
             found += [p.parent for p in root.glob(pattern) if _within(p, root)]
-    return sorted(set(found), key=lambda run: ((run / "metrics.jsonl").stat().st_mtime, str(run)))
+    return sorted(set(found), key=lambda run: ((run / acpo.runs.METRICS).stat().st_mtime, str(run)))
 
 
 def find_checkpoints(runs: Iterable[Path]) -> list[Path]:
     out = []
     for run in runs:
-        out += [p for _, p in _numbered(run / "checkpoints") if _within(p, run)]
+        out += [p for _, p in acpo.runs.numbered(run / acpo.runs.CHECKPOINTS) if _within(p, run)]
     return out
 
 
 def _within(path: Path, root: Path) -> bool:
     """Whether ``path`` stays inside ``root`` once every link is followed (links out are not listed)."""
     return PathGuard([root]).allowed(path)
-
-
-def short_path(path: Path) -> str:
-    """A folder as a message may name it: relative to the repo root, else only its last part."""
-    shown = display_path(path)
-    return shown if not Path(shown).is_absolute() else f"…/{Path(shown).name}"
-
-
-def display_path(path: Path) -> str:
-    """A path relative to the repo root when it is inside it (shorter, portable)."""
-    try:
-        return str(path.resolve().relative_to(REPO_ROOT))
-    except ValueError:
-        return str(path)
 
 
 def read_fidelity(path: Path = FIDELITY_FILE) -> pd.DataFrame:

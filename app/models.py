@@ -6,11 +6,12 @@ import threading
 from collections import OrderedDict
 
 from acpo.models import DEMO_POLICY, ModelLoadError, load_policy
-from .loaders import InputError, PathGuard
+from .pathguard import InputError, PathGuard
 
 
 class ModelCache:
-    """The last few loaded policies, by (name, trust_remote_code); local paths go through the guard.
+    """The last few loaded policies, by (name, trust_remote_code); every local path of a model's adapter chain
+    goes through the guard.
 
     A model's own code (``trust_remote_code``) runs only where the server was
     started with ``--allow-remote-code``: the caller of an endpoint cannot turn it on.
@@ -35,7 +36,10 @@ class ModelCache:
                 self._models.move_to_end(key)
                 return self._models[key]
             try:
-                model, tokenizer = load_policy(source, trust_remote_code=bool(trust_remote_code))
+                model, tokenizer = load_policy(source, trust_remote_code=bool(trust_remote_code),
+                                               check=self.guard.check_model)
+            except InputError:
+                raise
             except ModelLoadError as err:
                 raise InputError(str(err)) from err
             except Exception as err:  # a broken checkpoint can raise anything

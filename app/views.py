@@ -134,6 +134,19 @@ def entropy_figure(
     return _layout(fig, f"Entropy per token (dotted: step boundaries{shaded})")
 
 
+def resample_figure(frame: pd.DataFrame, reward: float | None) -> go.Figure:
+    """The resampling credit's per-boundary values: the accuracy of continuations resampled from the start of
+    each step (step 0: the prompt alone), then the completion's own reward at its end (Thought Anchors' curve);
+    each step's credit is the rise from its point to the next."""
+    steps = frame["step"].tolist()
+    xs = [f"before step {k}" for k in steps] + ["end (its reward)"]
+    ys = frame["resample_accuracy"].tolist() + [reward]
+    fig = go.Figure(go.Scatter(x=xs, y=ys, mode="lines+markers", name="accuracy if resampled from here",
+                               hovertemplate="%{x}: %{y:.2f}<extra></extra>"))
+    fig.update_yaxes(range=[-0.05, 1.05], title="accuracy of the continuations")
+    return _layout(fig, "Accuracy if resampled from here (mc_reset)", height=280)
+
+
 def compare_figure(frames: Mapping[str, pd.DataFrame], credit_column: str) -> go.Figure:
     """Per-step credit and mean entropy under each checkpoint, and the credit difference
     (each checkpoint minus the first)."""

@@ -55,7 +55,7 @@ def time_explain(explorer, client, model, samples, methods, rows, label, mc=(8, 
     for method in methods:
         for k, s in enumerate([samples[0], *samples]):
             t0 = time.perf_counter()
-            _, _, _, _, _, state = explorer.explain(*inputs(model, s, method, mc))
+            _, _, _, _, _, state, _, _ = explorer.explain(*inputs(model, s, method, mc))
             direct = time.perf_counter() - t0
             first = direct if first is None else first
             t0 = time.perf_counter()
@@ -102,6 +102,94 @@ def concurrent(url, model, samples, method, clients, per_client):
     return times, errors, time.perf_counter() - t0
 
 
+def hostile_models(folder: Path) -> str:
+    """An adapter chain under ``folder/allowed`` whose second link's base is a model outside the roots:
+    ``allowed/lora-chain`` -> ``allowed/lora-evil`` -> ``outside/model`` (a copy of the demo policy)."""
+    import shutil
+
+    from peft import LoraConfig, get_peft_model
+
+    from acpo.models import DEMO_POLICY, load_policy
+
+    shutil.copytree(DEMO_POLICY, folder / "outside" / "model")
+    model, _ = load_policy(DEMO_POLICY)
+    lora = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj"]))
+    for name, base in [("lora-evil", folder / "outside" / "model"), ("lora-chain", folder / "allowed" / "lora-evil")]:
+        lora.save_pretrained(folder / "allowed" / name)
+        cfg_file = folder / "allowed" / name / "adapter_config.json"
+        cfg = json.loads(cfg_file.read_text())
+        cfg["base_model_name_or_path"] = str(base)
+        cfg_file.write_text(json.dumps(cfg))
+    return str(folder / "allowed" / "lora-chain")
+
+
+def adversaries(chain: str, sample: dict) -> dict[str, tuple]:
+    """The /explain inputs of each hostile request kind (model, ..., M, temperature, batch, tokens)."""
+    s = dict(sample)
+    long_answer = s["completion"].rsplit("####", 1)[0] + "#### x" + " " * 8000 + "y"
+    fitting = s["completion"].rsplit("####", 1)[0] + "#### x" + " " * 210 + "y"  # within the 256-token context
+    digits = s["completion"].rsplit("\n", 1)[0] + "\n" + "1" * 10_000 + "%=1\n#### 1"
+    fitting_digits = "1" * 220 + "%=1\n#### 1"
+    return {
+        "adapter chain to an outside model": inputs(chain, s, "mean_logprob"),
+        "mc_reset M=256, batch 1024, 1024 tokens": inputs(DEMO_POLICY_NAME, s, "mc_reset", (256, 1.0, 1024, 1024)),
+        "mc_reset at the caps (M=32, 128 tokens)": inputs(DEMO_POLICY_NAME, s, "mc_reset", (32, 1.0, 256, 128)),
+        "long answer (8,000 spaces)": inputs(DEMO_POLICY_NAME, {**s, "completion": long_answer}, "mean_logprob"),
+        "long answer within the context": inputs(DEMO_POLICY_NAME, {**s, "completion": fitting}, "mean_logprob"),
+        "10,000-digit expression (free-form checker)": inputs(DEMO_POLICY_NAME, {**s, "completion": digits,
+                                                               "family": "free-form computations"}, "mean_logprob"),
+        "220-digit expression within the context": inputs(DEMO_POLICY_NAME, {**s, "completion": fitting_digits,
+                                                          "family": "free-form computations"}, "mean_logprob"),
+    }
+
+
+DEMO_POLICY_NAME = "assets/demo-policy"
+
+
+def load_test(url: str, samples: list, method: str, clients: int, per_client: int, hostile: dict) -> dict:
+    """``clients`` normal explains (as :func:`concurrent`) while 2 clients of each hostile kind send theirs
+    back to back, and a probe reads ``GET /config`` every 0.25 s. Returns the latencies and outcomes."""
+    import urllib.request
+
+    from gradio_client import Client
+
+    done, lock = threading.Event(), threading.Lock()
+    config_s, outcomes = [], {k: [] for k in hostile}
+
+    def probe():
+        while not done.is_set():
+            t0 = time.perf_counter()
+            urllib.request.urlopen(url + "config", timeout=120).read()
+            with lock:
+                config_s.append(time.perf_counter() - t0)
+            done.wait(0.25)
+
+    def attacker(kind):
+        client = Client(url, verbose=False)
+        while not done.is_set():
+            t0 = time.perf_counter()
+            try:
+                client.predict(*hostile[kind], api_name="/explain")
+                outcome = "answered"
+            except Exception as err:  # noqa: BLE001 - a refusal is the expected outcome
+                outcome = str(err).split(":")[0][:60] if "Error" not in type(err).__name__ else str(err)[:90]
+            with lock:
+                outcomes[kind].append((time.perf_counter() - t0, outcome))
+            done.wait(0.5)
+
+    side = [threading.Thread(target=probe)] + [threading.Thread(target=attacker, args=(k,))
+                                              for k in hostile for _ in range(2)]
+    for t in side:
+        t.start()
+    if hostile:
+        time.sleep(3)  # the hostile requests are running before the normal ones start
+    times, errors, wall = concurrent(url, DEMO_POLICY_NAME, samples, method, clients, per_client)
+    done.set()
+    for t in side:
+        t.join()
+    return dict(times=times, errors=errors, wall=wall, config_s=config_s, outcomes=outcomes)
+
+
 def real_trace(n_tokens: int = 256):
     """A GSM8K prompt and a worked completion of exactly ``n_tokens`` tokens of the real model's tokenizer:
     reference solutions of consecutive GSM8K problems, one after another (a long trace, for timing)."""
@@ -128,6 +216,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the demo policy is fastest on one)")
     ap.add_argument("--quick", action="store_true", help="3 traces, info_gain only, 2 clients: for CI")
     ap.add_argument("--csv", type=Path, help="also write one row per request here")
+    ap.add_argument("--load", action="store_true",
+                    help="only the load test: --clients normal explains unloaded, then beside 2 clients of each "
+                         "hostile request kind; p95 of both and GET /config latency")
     args = ap.parse_args()
     if args.quick:
         args.n, args.methods, args.resample_n, args.mc, args.clients, args.per_client = 3, ["info_gain"], 1, 2, 2, 1
@@ -143,6 +234,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     samples = [json.loads(line) for line in DEFAULT_SAMPLES.read_text().splitlines() if line.strip()]
     samples = samples[: args.n] if args.n else samples
+    if args.load:
+        return main_load(args, samples)
     explorer = Explorer([ROOT / "assets"])
     demo = build_app(explorer)
     port = free_port()
@@ -193,6 +286,66 @@ def main() -> None:
           f"wall {wall:.1f} s")
     for e in errors[:3]:
         print("  error:", e)
+
+
+def main_load(args, samples) -> None:
+    """The load test, on the app as an operator starts it (``python app/main.py``: default caps, its queue),
+    in its own process, so that the clients here do not share its interpreter."""
+    import subprocess
+    import tempfile
+    import urllib.request
+
+    import pandas as pd
+
+    with tempfile.TemporaryDirectory() as tmp:
+        chain = hostile_models(Path(tmp))
+        port = free_port()
+        url = f"http://127.0.0.1:{port}/"
+        server = subprocess.Popen([sys.executable, str(ROOT / "app" / "main.py"), "--port", str(port),
+                                   "--threads", str(args.threads), "--allow", str(Path(tmp) / "allowed")],
+                                  cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(600):
+                try:
+                    urllib.request.urlopen(url + "config", timeout=5).read()
+                    break
+                except OSError:
+                    time.sleep(0.5)
+            method = "mean_logprob"  # the app's first method (the fidelity table's pick), a cheap one
+            concurrent(url, DEMO_POLICY_NAME, samples, method, 2, 2)  # warm-up
+            idle = []
+            for _ in range(10):  # GET /config with nothing else running: its own cost
+                t0 = time.perf_counter()
+                urllib.request.urlopen(url + "config", timeout=60).read()
+                idle.append(time.perf_counter() - t0)
+            runs = {"unloaded": load_test(url, samples, method, args.clients, args.per_client, {}),
+                    "loaded": load_test(url, samples, method, args.clients, args.per_client,
+                                        adversaries(chain, samples[0]))}
+        finally:
+            server.terminate()
+            server.wait()
+    print(f"load test: {args.clients} clients x {args.per_client} /explain ({method}) on the demo policy, "
+          f"{args.threads} torch thread(s); loaded = beside 2 clients of each hostile kind, back to back")
+    rows = []
+    for name, r in runs.items():
+        ok, cfg = pd.Series(r["times"], dtype=float), pd.Series(r["config_s"], dtype=float)
+        rows.append({"run": name, "ok": len(ok), "errors": len(r["errors"]), "p50_s": ok.quantile(0.5),
+                     "p95_s": ok.quantile(0.95), "max_s": ok.max(), "wall_s": r["wall"],
+                     "config_p95_s": cfg.quantile(0.95), "config_max_s": cfg.max()})
+    table = pd.DataFrame(rows)
+    print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    print(f"GET /config alone (10 requests, nothing else running): median {pd.Series(idle).median():.3f} s, "
+          f"max {max(idle):.3f} s")
+    ratio = rows[1]["p95_s"] / rows[0]["p95_s"]
+    print(f"p95 loaded / unloaded: {ratio:.2f} (target <= 2); /config max under load: {rows[1]['config_max_s']:.3f} s "
+          "(target < 1)")
+    print("hostile requests (2 clients each): count, median seconds, outcome")
+    for kind, got in runs["loaded"]["outcomes"].items():
+        secs = pd.Series([g[0] for g in got], dtype=float)
+        kinds = pd.Series([g[1] for g in got]).value_counts()
+        print(f"  {kind}: {len(got)}, {secs.median():.3f} s, " + "; ".join(f"{n}x {o}" for o, n in kinds.items()))
+    for e in runs["loaded"]["errors"][:3]:
+        print("  error of a normal request:", e)
 
 
 if __name__ == "__main__":

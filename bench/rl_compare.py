@@ -1,6 +1,6 @@
 """RL comparison at equal rollout budget: every method trained from the demo policy, then compared.
 
-Each run is the product's own trainer in a subprocess (`python train.py --method M
+Each run is the product's own trainer in a subprocess (`python train.py --recipe M
 --seed S --max-rollout-tokens B ...`), single-threaded, stopped by the trainer
 at the first step whose sampled tokens (every training completion, reset
 continuations and self-localisation answers included) reach the budget B;
@@ -71,21 +71,21 @@ class Variant:
     flags: tuple[str, ...]
 
 
-METHODS = [Variant(m, ("--method", m))
+METHODS = [Variant(m, ("--recipe", m))
            for m in ("grpo", "dr_grpo", "entropy_mask", "hapo", "acpo", "rrpo", "attr_reset")]
-SRPO = Variant("srpo", ("--method", "srpo"))  # optional: the demo policy cannot name its wrong step
+SRPO = Variant("srpo", ("--recipe", "srpo"))  # optional: the demo policy cannot name its wrong step
 CREDITS = [  # other registered credits, and the information gain's readings, in the trainer's loss
-    Variant("grpo-mean_logprob", ("--method", "grpo", "--credit", "mean_logprob")),
-    Variant("acpo-contrast", ("--method", "acpo", "--acpo-target", "contrast")),
+    Variant("grpo-mean_logprob", ("--recipe", "grpo", "--credit", "mean_logprob")),
+    Variant("acpo-contrast", ("--recipe", "acpo", "--acpo-target", "contrast")),
 ]
 ABLATIONS = [
-    Variant("acpo-seg-lines", ("--method", "acpo", "--segmentation", "lines")),
-    Variant("acpo-seg-entropy", ("--method", "acpo", "--segmentation", "entropy")),
-    Variant("acpo-additive", ("--method", "acpo", "--composition", "additive")),
-    Variant("acpo-no-entropy-bonus", ("--method", "acpo", "--entropy-bonus", "false")),
-    Variant("acpo-one-stage", ("--method", "acpo", "--two-stage", "false")),
-    Variant("acpo-no-curriculum", ("--method", "acpo", "--curriculum", "false")),
-    Variant("acpo-conf-0.5", ("--method", "acpo", "--conf-gamma", "0.5")),  # METHODS.md's confidence reward
+    Variant("acpo-seg-lines", ("--recipe", "acpo", "--segmentation", "lines")),
+    Variant("acpo-seg-entropy", ("--recipe", "acpo", "--segmentation", "entropy")),
+    Variant("acpo-additive", ("--recipe", "acpo", "--composition", "additive")),
+    Variant("acpo-no-entropy-bonus", ("--recipe", "acpo", "--entropy-bonus", "false")),
+    Variant("acpo-one-stage", ("--recipe", "acpo", "--two-stage", "false")),
+    Variant("acpo-no-curriculum", ("--recipe", "acpo", "--curriculum", "false")),
+    Variant("acpo-conf-0.5", ("--recipe", "acpo", "--conf-gamma", "0.5")),  # METHODS.md's confidence reward
 ]
 ORDER = [v.name for v in METHODS] + [SRPO.name] + [v.name for v in ABLATIONS] + [v.name for v in CREDITS]
 
@@ -131,11 +131,9 @@ IGNORED_FIELDS = {"output_dir", "run_name", "resume", "threads", "overwrite"}
 
 def config_mismatch(run_dir: Path, argv: list[str]) -> list[str]:
     """Fields where a finished run's config.yaml differs from what `argv` would train now (e.g. new defaults)."""
-    import yaml
+    from acpo.config import load_saved_config, parse_args
 
-    from acpo.config import parse_args
-
-    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    saved = load_saved_config(run_dir / "config.yaml")  # old names (method) read as today's (recipe)
     wanted = vars(parse_args(argv))
     diff = []
     for key in sorted(set(saved) & set(wanted) - IGNORED_FIELDS):

@@ -37,26 +37,25 @@ def sampled_reward(trainer: Trainer, problems, n: int, seed: int = 123) -> float
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--method", default="grpo")
+    ap.add_argument("--recipe", "--method", dest="recipe", default="grpo", help="training recipe (--method: old name)")
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--pool-size", type=int, default=64, help="problems generated for the pool (the mix keeps some)")
     ap.add_argument("--heldout", type=int, default=64, help="held-out problems measured")
     ap.add_argument("--samples", type=int, default=8, help="samples per problem for each measurement")
     args = ap.parse_args()
-    cfg = make_config({"method": args.method, "lr": args.lr, "pool_size": args.pool_size, "eval_problems": 8,
+    cfg = make_config({"recipe": args.recipe, "lr": args.lr, "pool_size": args.pool_size, "eval_problems": 8,
                        "trace_problems": 0, "output_dir": tempfile.mkdtemp()})
     trainer = Trainer(cfg)
     held = heldout_problems(args.heldout)
-    print(f"{args.method} lr {args.lr}: pool of {len(trainer.pool)} problems, {len(held)} held-out")
+    print(f"{args.recipe} lr {args.lr}: pool of {len(trainer.pool)} problems, {len(held)} held-out")
     print("| step | batch reward | pool reward | held-out reward |\n| --- | --- | --- | --- |")
     print(f"| 0 | | {sampled_reward(trainer, trainer.pool, args.samples):.3f} | "
           f"{sampled_reward(trainer, held, args.samples):.3f} |", flush=True)
     for step in range(1, args.steps + 1):
-        problems, samples, rewards = trainer.sample_groups(cfg.prompts_per_step)
-        trainer.optimize(trainer.score(problems, samples, rewards))
+        metrics = trainer.step()  # the loop's own step: rollout, reward, credit, update, curriculum
         if step % 10 == 0 or step == args.steps:
-            print(f"| {step} | {float(rewards.nanmean()):.2f} | {sampled_reward(trainer, trainer.pool, args.samples):.3f} | "
+            print(f"| {step} | {metrics['reward']:.2f} | {sampled_reward(trainer, trainer.pool, args.samples):.3f} | "
                   f"{sampled_reward(trainer, held, args.samples):.3f} |", flush=True)
 
 

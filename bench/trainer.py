@@ -1,12 +1,12 @@
 """Trainer throughput: where one step's time goes, grpo vs acpo, and our grpo vs TRL's GRPOTrainer.
 
-(a) Our trainer with ``--method grpo`` and ``--method acpo`` on the demo
+(a) Our trainer with ``--recipe grpo`` and ``--recipe acpo`` on the demo
 policy, CPU, identical batch shapes. Each round runs one step of each variant
 (order alternating), both from the same weights and RNG state, so they sample
 token-identical batches and differ only in credit and loss. A step is timed by
-phase, calling the Trainer's methods as ``Trainer.train`` does: rollout
+phase inside ``Trainer.step``, the step ``Trainer.train`` takes: rollout
 (``sample_groups``: generate + reward), score (``score``: old-policy token stats,
-segmentation, credit -> token advantages), optimize (``optimize``), bookkeeping.
+segmentation, credit -> token advantages), optimize (``update``), bookkeeping.
 Target (issue 4): credit <= 30% of acpo's step time.
 
 (b) Our ``grpo`` against TRL's ``GRPOTrainer`` on the same model, group size,
@@ -60,7 +60,7 @@ def med(xs):
 
 
 def threads_for(model, requested: int) -> int:
-    """The trainer's thread rule (acpo.trainer.Trainer.__init__), applied to TRL too."""
+    """The trainer's thread rule (acpo.recipe.set_threads), applied to TRL too."""
     import torch
 
     if requested:
@@ -72,7 +72,7 @@ def threads_for(model, requested: int) -> int:
 def training_pool(seed: int, pool_size: int, tasks: str = "default"):
     """The problems ``Trainer.load_problems`` trains on without the curriculum (the mix's levels only)."""
     from acpo.tasks import make_problems
-    from acpo.trainer import parse_mix
+    from acpo.recipe import parse_mix
 
     mix = parse_mix(tasks)
     pool = make_problems(families=sorted({f for f, _ in mix}), levels=None, n=pool_size, seed=seed)
@@ -268,7 +268,7 @@ def make_trainer(method: str, args, out_dir: str, accelerator, clock: Clock, run
     from acpo.trainer import Trainer
 
     overrides = dict(
-        method=method, model=args.model, seed=args.seed, prompts_per_step=args.prompts, group_size=args.group_size,
+        recipe=method, model=args.model, seed=args.seed, prompts_per_step=args.prompts, group_size=args.group_size,
         max_new_tokens=args.max_new_tokens, micro_batch_size=args.prompts * args.group_size, temperature=1.0,
         lr=args.lr, threads=args.threads, pool_size=args.pool_size,
         # no evaluation, traces, checkpoints or tensorboard: the bench never calls train(), and these say so
@@ -279,20 +279,25 @@ def make_trainer(method: str, args, out_dir: str, accelerator, clock: Clock, run
         overrides.update(dynamic_sampling=False, curriculum=False, two_stage=False)
     tr = Trainer(make_config(overrides), accelerator=accelerator)
     tr.credit = TimedCredit(tr.credit, clock)
+    # Trainer.step calls these through the instance: each is timed into its phase
+    tr.sample_groups = clock.wrap("rollout", tr.sample_groups)
+    tr.score = clock.wrap("score", tr.score)
+    tr.update = clock.wrap("optimize", tr.update)
     return tr
 
 
 def snapshot(tr) -> dict:
     return {"model": copy.deepcopy(tr.policy.state_dict()), "optimizer": copy.deepcopy(tr.optimizer.state_dict()),
-            "scheduler": copy.deepcopy(tr.scheduler.state_dict()), "entropy_coef": tr.entropy_coef,
-            "entropy_target": tr.entropy_target}
+            "scheduler": copy.deepcopy(tr.scheduler.state_dict()), "state": copy.deepcopy(tr.state),
+            "curriculum": copy.deepcopy(tr.curriculum.state_dict())}
 
 
 def restore(tr, snap: dict) -> None:
     tr.policy.load_state_dict(snap["model"])
     tr.optimizer.load_state_dict(copy.deepcopy(snap["optimizer"]))
     tr.scheduler.load_state_dict(copy.deepcopy(snap["scheduler"]))
-    tr.entropy_coef, tr.entropy_target = snap["entropy_coef"], snap["entropy_target"]
+    tr.state = copy.deepcopy(snap["state"])
+    tr.curriculum.load_state_dict(copy.deepcopy(snap["curriculum"]))
 
 
 def seed_all(seed: int) -> None:
@@ -305,28 +310,17 @@ def seed_all(seed: int) -> None:
 
 
 def our_step(tr, clock: Clock) -> dict:
-    """One step of ``Trainer.train`` (no reset groups, no evaluation, no logging), timed by phase."""
-    cfg = tr.cfg
+    """One ``Trainer.step`` (no evaluation, logging or checkpoint: those are ``Trainer.train``'s), timed by phase."""
     clock.t = {}
     t0 = time.perf_counter()
-    with clock("rollout"):
-        problems, samples, rewards = tr.sample_groups(cfg.prompts_per_step // tr.world)
-    with clock("score"):
-        batch = tr.score(problems, samples, rewards)
-    with clock("optimize"):
-        metrics = tr.optimize(batch)
-    with clock("bookkeeping"):
-        tr.step += 1
-        tr.adapt_entropy_coef(metrics["entropy"])
-        for i, p in enumerate(problems):
-            tr.curriculum.update(p, rewards[i * cfg.group_size : (i + 1) * cfg.group_size].tolist())
+    metrics = tr.step()
     step_s = time.perf_counter() - t0
     t = clock.t
     return {"step_s": step_s, "rollout_s": t["rollout"], "stats_s": t.get("stats", 0.0),
             "segment_s": t.get("segment", 0.0), "credit_s": t.get("credit", 0.0),
             "score_other_s": t["score"] - t.get("stats", 0.0) - t.get("segment", 0.0) - t.get("credit", 0.0),
-            "optimize_s": t["optimize"], "bookkeeping_s": t["bookkeeping"],
-            "tokens": sum(len(s.completion_ids) for s in samples), "reward": float(rewards.mean())}
+            "optimize_s": t["optimize"], "bookkeeping_s": step_s - t["rollout"] - t["score"] - t["optimize"],
+            "tokens": int(tr.scored.batch.completion_mask.sum()), "reward": metrics["reward"]}
 
 
 # ---------------------------------------------------------------------------- the runs
@@ -547,7 +541,7 @@ def report_credit_overhead(df, table) -> None:
           f"(target <= 30%: {'met' if share <= 0.30 else 'NOT met'})")
     print(f"    grpo/grpo_old_forward step time {round_ratio(df, 'a', 'grpo', 'grpo_old_forward', 'step_s'):.2f}x "
           "(grpo_old_forward: the same step with the no-grad old-policy forward the trainer used to run)")
-    print("    acpo here = --method acpo without dynamic sampling, curriculum or stage 2 (same batch shape as grpo); "
+    print("    acpo here = --recipe acpo without dynamic sampling, curriculum or stage 2 (same batch shape as grpo); "
           "its loss keeps the acpo preset (token_mean, clip-higher 0.28, entropy bonus on top-credit steps)")
 
 

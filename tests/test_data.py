@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import types
 import warnings
@@ -10,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from acpo.data import extract_gold, last_boxed, load_problems
+from acpo.data import extract_gold, last_boxed, load_problems, load_step_labelled
 from acpo.rewards import hash_answer_reward, math_verify_reward
 
 DATA = Path(__file__).parent / "data"
@@ -140,3 +141,46 @@ def test_extract_gold(text, gold):
 
 def test_last_boxed_unbalanced_is_none():
     assert last_boxed("\\boxed{1") is None
+
+
+# --- step-labelled solutions -----------------------------------------------------------------------------------
+
+PROCESSBENCH_FIXTURE = DATA / "processbench"
+
+
+def test_processbench_file_gives_steps_and_labels():
+    rows = load_step_labelled(PROCESSBENCH_FIXTURE / "gsm8k.json")
+    raw = json.loads((PROCESSBENCH_FIXTURE / "gsm8k.json").read_text())
+    assert len(rows) == len(raw) == 12
+    assert [r.label for r in rows] == [r["label"] for r in raw]
+    assert {r.label for r in rows} >= {-1, 0} and any(r.label > 0 for r in rows)
+    first = rows[0]
+    assert (first.id, first.problem, list(first.steps), first.generator) == (
+        raw[0]["id"], raw[0]["problem"], raw[0]["steps"], raw[0]["generator"])
+
+
+def test_processbench_through_datasets_load_dataset_reads_a_local_dataset_folder():
+    """The hub code path (``datasets.load_dataset(name, split=...)``) on a local folder laid out as the hub's."""
+    by_file = load_step_labelled(PROCESSBENCH_FIXTURE / "gsm8k.json")
+    by_dataset = load_step_labelled(str(PROCESSBENCH_FIXTURE), split="gsm8k")
+    assert by_dataset == by_file
+
+
+def test_prm800k_label_is_the_first_step_rated_minus_one():
+    rows = load_step_labelled(DATA / "prm800k_sample.jsonl")
+    # nested rows: the chosen completion, else the first; 0 is neutral, not an error
+    assert [r.steps for r in rows[:2]] == [("First 3 * 4 = 12.", "Then 2 + 12 = 15."),
+                                           ("10 - 4 = 6.", "# Answer\n\n6")]
+    assert [r.label for r in rows] == [1, -1, 0]
+    assert rows[0].problem == "What is 2 + 3 * 4?"
+
+
+def test_step_labelled_file_errors(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"problem": "p", "steps": ["a", "b"], "label": 2}]))
+    with pytest.raises(ValueError, match=r"row 0: label 2 is not a step index \(0..1\) or -1"):
+        load_step_labelled(bad)
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text(json.dumps({"question": "q", "answer": "1"}) + "\n")
+    with pytest.raises(ValueError, match="a step-labelled file needs problem, steps, label"):
+        load_step_labelled(plain)

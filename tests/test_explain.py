@@ -109,3 +109,40 @@ def test_nan_logits_are_reported(char_tok):
         model.lm_head.weight[5] = float("nan")
     with pytest.raises(FloatingPointError, match="non-finite logits"):
         acpo.explain(model, char_tok, PROMPT, WRONG, method="uniform")
+
+
+GIVEN_STEPS = ["3*4=12", "7-12=-4 so far", "-4+2=-2", "#### -2"]
+
+
+def test_given_steps_are_the_trace_steps(model_and_tok):
+    model, tok = model_and_tok  # character tokens (llama) and byte-level BPE that merges newlines (gpt2)
+    trace = acpo.explain(model, tok, PROMPT, GIVEN_STEPS, method="mean_logprob")
+    assert trace.completion == "\n".join(GIVEN_STEPS) and trace.segmentation == "given"
+    assert [s.text.removesuffix("\n") for s in trace.steps] == GIVEN_STEPS
+    assert [s.char_start for s in trace.steps] == [0, 7, 22, 30]  # hand-counted starts of each given string
+    # the token spans partition the tokens, in order, each step owning at least one
+    spans = [(s.token_start, s.token_end) for s in trace.steps]
+    assert spans[0][0] == 0 and spans[-1][1] == len(trace.token_ids)
+    assert all(a < b for a, b in spans) and all(b == c for (_, b), (c, _) in zip(spans, spans[1:]))
+    # tokens are scored on the joined text: the same statistics as the joined string explained by lines
+    lines = acpo.explain(model, tok, PROMPT, "\n".join(GIVEN_STEPS), method="mean_logprob", segmentation="lines")
+    assert torch.allclose(trace.logprobs, lines.logprobs)
+
+
+def test_given_segmentation_with_step_starts_matches_step_lists(model_and_tok):
+    model, tok = model_and_tok
+    text = "ab cd. ef gh. ij"
+    trace = acpo.explain(model, tok, PROMPT, text, method="uniform", segmentation="given", step_starts=[[0, 7, 14]])
+    assert [s.text for s in trace.steps] == ["ab cd. ", "ef gh. ", "ij"]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"completion": ["3*4=12", "  "]}, "completion 0: given step 1 is empty"),
+    ({"completion": "3*4=12", "segmentation": "given"}, "segmentation='given' needs step_starts"),
+    ({"completion": "3*4=12\n#### 2", "segmentation": "given", "step_starts": [[0, 3, 3]]}, "must begin at 0"),
+])
+def test_given_steps_errors(model_and_tok, kwargs, message):
+    model, tok = model_and_tok
+    args = {"prompt": PROMPT, "method": "uniform", **kwargs}
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        acpo.explain(model, tok, **args)

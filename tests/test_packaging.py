@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-TEST_ONLY = {"pytest", "hypothesis", "playwright"}  # requirements.txt pins them for the suite, not for users
+TEST_TOOLS = {"pytest", "hypothesis", "playwright"}  # requirements-dev.txt, never requirements.txt (a Space's)
 
 
 def _files(folder: Path) -> set[str]:
@@ -69,15 +69,40 @@ def test_every_pinned_requirement_is_declared_at_its_tested_version():
         m = re.fullmatch(r"([A-Za-z0-9_.-]+)>=([^,;\s]+)", req)
         if m:
             declared[m.group(1).lower()] = m.group(2)
-    pinned = {}
-    for line in (ROOT / "requirements.txt").read_text().splitlines():
+    pinned = pins("requirements.txt") | pins("requirements-dev.txt")
+    assert {n: declared.get(n) for n in pinned} == pinned
+
+
+def pins(name: str) -> dict[str, str]:
+    out = {}
+    for line in (ROOT / name).read_text().splitlines():
         line = line.split("#")[0].strip()
         if line:
-            name, version = line.split("==")
-            pinned[name.lower()] = version
-    for name in TEST_ONLY:
-        pinned.pop(name, None)
-    assert {n: declared.get(n) for n in pinned} == pinned
+            package, version = line.split("==")
+            out[package.lower()] = version
+    return out
+
+
+def test_the_space_installs_no_test_tool_and_the_readme_installs_them_for_the_tests():
+    assert not TEST_TOOLS & set(pins("requirements.txt")) and TEST_TOOLS == set(pins("requirements-dev.txt"))
+    readme = (ROOT / "README.md").read_text()
+    test_command = readme.split("<!-- test-command -->")[1].split("```bash")[1].split("```")[0].strip()
+    assert "-r requirements.txt -r requirements-dev.txt" in test_command and test_command.endswith("pytest")
+    assert readme.count("<!-- main-command -->") == readme.count("<!-- test-command -->") == 1
+
+
+def test_the_readme_front_matter_is_within_the_hubs_limits():
+    """Hugging Face Spaces' configuration reference: short_description at most 60 characters, a known sdk,
+    colours from its list, an app_file that exists, the sdk version the Space runs = the pinned gradio."""
+    import yaml
+
+    front = yaml.safe_load((ROOT / "README.md").read_text().split("---")[1])
+    assert len(front["short_description"]) <= 60, front["short_description"]
+    assert front["sdk"] == "gradio" and (ROOT / front["app_file"]).is_file()
+    colours = {"red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray"}
+    assert front["colorFrom"] in colours and front["colorTo"] in colours
+    assert front["sdk_version"] == pins("requirements.txt")["gradio"]
+    assert str(front["python_version"]) == f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
 def test_installed_copy_finds_its_assets_and_starts(wheel, tmp_path):

@@ -128,7 +128,7 @@ def trainer(tmp_path_factory):
     from acpo.trainer import Trainer
 
     cfg = make_config({"prompts_per_step": 2, "group_size": 4, "max_new_tokens": 40, "eval_problems": 6,
-                       "trace_problems": 0, "pool_size": 200, "method": "grpo", "steps": 1, "segmentation": "lines",
+                       "trace_problems": 0, "pool_size": 200, "recipe": "grpo", "steps": 1, "segmentation": "lines",
                        "micro_batch_size": 8, "output_dir": str(tmp_path_factory.mktemp("runs")), "run_name": "p"})
     return Trainer(cfg)
 
@@ -149,7 +149,7 @@ def test_trainer_score_and_explain_batch_give_the_same_token_advantages(name, tr
     for p, text in zip(owners, texts):
         ids, offsets = encode_with_offsets(tok, text)
         samples.append(Sample(trainer.prompt_ids([p])[0], ids, text, offsets))
-    rewards = trainer.total_reward(trainer.reward_columns(problems, samples))
+    rewards = trainer.rewards.total(owners, texts, [s.completion_ids for s in samples])
     method = make_credit(name, OPTIONS.get(name), probe=trainer.probe)
     scored = trainer.score(problems, samples, rewards, credit=method)
 

@@ -96,7 +96,7 @@ def test_one_lora_rl_step_on_gsm8k_saves_a_checkpoint_that_loads_back(tmp_path):
     rows = [json.loads(line) for line in GSM8K.read_text().splitlines()[:8]]
     data = tmp_path / "gsm8k.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    cfg = make_config(dict(model="smollm2", dataset=str(data), method="acpo", lora_r=4, steps=1, prompts_per_step=2,
+    cfg = make_config(dict(model="smollm2", dataset=str(data), recipe="acpo", lora_r=4, steps=1, prompts_per_step=2,
                            group_size=2, max_new_tokens=16, eval_problems=2, trace_problems=1, two_stage=False,
                            dynamic_sampling=False, micro_batch_size=4, output_dir=str(tmp_path), run_name="smol"))
     summary = run(cfg)

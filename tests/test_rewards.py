@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 
-from acpo.rewards import REWARDS, format_reward, get_reward, hash_answer_reward, math_verify_reward
+from acpo.rewards import REWARDS, format_reward, row_reward, get_reward, hash_answer_reward, math_verify_reward
 from acpo.tasks import get_task
 
 
@@ -111,3 +111,13 @@ def test_registry():
     assert get_reward("format") is format_reward
     with pytest.raises(ValueError, match="valid: auto, answer, format, hash_answer, math_verify, or module:function"):
         get_reward("bleu")
+
+
+def test_row_reward_takes_the_given_reward_then_the_checker_then_the_answer_and_says_which():
+    completion = "3*4=12\n2+12=14\n#### 14"
+    right = get_task("arith").check(get_task("arith").generate(1, 1, 0)[0], "#### 0")  # a wrong answer verdict
+    assert row_reward(completion, "14", right, given=1.0) == (1.0, "given")
+    assert row_reward(completion, "14", right) == (0.0, "checker")  # the checker's verdict beats the answer match
+    assert row_reward(completion, "14") == (1.0, "answer match")
+    assert row_reward(completion, "15") == (0.0, "answer match")
+    assert row_reward(completion, None) == (None, "unknown")

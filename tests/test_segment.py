@@ -33,7 +33,7 @@ def test_every_segmentation_partitions_tokens_and_chars(method, text, seed, char
         if not ids:
             continue
         ent = torch.rand(len(ids), generator=torch.Generator().manual_seed(seed))
-        cfg = SegmentConfig(max_steps=3)
+        cfg = SegmentConfig(max_reasoning_steps=3)
         assert_partition(segment(text, offsets, ent, method, cfg), text, len(ids))
 
 
@@ -76,7 +76,7 @@ def test_hybrid_merges_undecided_lines_and_caps_steps(char_tok):
     steps = segment(text, offsets, ent, "hybrid", SegmentConfig(entropy_quantile=0.1))
     assert [s.text for s in steps] == ["ab\ncd\n", "ef\ngh\n"]
     ent = torch.tensor([1.0, 1, 1, 5, 5, 5, 1, 1, 1, 4, 4, 4])  # every line decided
-    steps = segment(text, offsets, ent, "hybrid", SegmentConfig(entropy_quantile=1.0, max_steps=2))
+    steps = segment(text, offsets, ent, "hybrid", SegmentConfig(entropy_quantile=1.0, max_reasoning_steps=2))
     # line sums 3, 15, 3, 12: merge ef+gh (15) first, then ab+cd (18 < 30)
     assert [s.text for s in steps] == ["ab\ncd\n", "ef\ngh\n"]
 

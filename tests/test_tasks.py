@@ -225,3 +225,35 @@ def test_arith1_questions_are_worded_and_mean_the_prompt():
         expression = problem.question.removeprefix("What is ").removesuffix("?")
         assert " " in expression and int(problem.answer) == eval(expression)  # noqa: S307 (digits and + - * only)
         assert problem.prompt == f"Q: {expression.replace(' ', '')}=?\n"
+
+
+def test_checker_for_and_check_as_pick_the_family_else_free_form_and_say_why_they_cannot():
+    from acpo.tasks import FREEFORM, check_as, checker_for
+
+    assert checker_for("arith", "3") == "arith"
+    assert checker_for(None, "3") == FREEFORM and checker_for("gsm8k", "3") == FREEFORM
+    assert checker_for(None, "") is None and checker_for(None, None) is None
+    assert check_as(None, "Q: 2+3*4=?", "14", "#### 14") is None
+    verdict = check_as(FREEFORM, "Q?", "14", "3*4=12\n2+12=15\n#### 15")
+    assert verdict.first_error == 1 and not verdict.answer_correct
+    with pytest.raises(ValueError, match="needs the reference answer"):
+        check_as(FREEFORM, "Q?", None, "#### 14")
+    with pytest.raises(ValueError, match="unknown task family"):
+        check_as("chess", "Q?", "1", "#### 1")
+    problem = get_task("arith").generate(1, 1, 0)[0]
+    assert check_as("arith", problem.prompt, problem.answer, problem.solution).answer_correct
+
+
+ORDER_OF_OPERATIONS = "14 + 9 = 23\n23 * 3 = 69\n69 - 6 = 55\n#### 55"  # true equations, wrong order
+
+
+@pytest.mark.parametrize("prompt", ["Q: 14+9*3-6=?\n", [{"role": "user", "content": "Answer with your working, then "
+                                                                                  "'#### <answer>'.\nWhat is 14 + 9 * 3 - 6?"}]])
+def test_arith_labels_the_first_step_that_leaves_every_valid_derivation(prompt):
+    from acpo.tasks import check_freeform, error_kind
+
+    result = get_task("arith").check(Problem("p", "arith", 2, prompt, "35"), ORDER_OF_OPERATIONS)
+    assert result.first_error == 0  # 14 + 9 is true but no valid derivation of 14 + 9 * 3 - 6 computes it
+    assert error_kind(result) == "first wrong step"
+    freeform = check_freeform(ORDER_OF_OPERATIONS, "35")
+    assert freeform.first_error == 2 and error_kind(freeform) == "first false equation"

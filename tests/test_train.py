@@ -1,4 +1,4 @@
-"""The trainer end to end on the demo policy: run folders, every method, resume, LoRA, DDP, errors."""
+"""The trainer end to end on the demo policy: run folders, every recipe, resume, LoRA, DDP, errors."""
 
 import json
 import subprocess
@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from acpo.config import METHODS, make_config
+from acpo.config import RECIPES, make_config
 from acpo.models import load_policy
 from acpo.trainer import run
 
@@ -25,7 +25,7 @@ def train(tmp_path, name, **kw):
 
 
 def test_run_folder_layout(tmp_path):
-    summary = train(tmp_path, "r", method="acpo", steps=2, eval_every=1)
+    summary = train(tmp_path, "r", recipe="acpo", steps=2, eval_every=1)
     run_dir = Path(summary["run_dir"])
     assert (run_dir / "config.yaml").read_text().startswith("model:")
     lines = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -44,12 +44,12 @@ def test_run_folder_layout(tmp_path):
     assert json.loads((run_dir / "summary.json").read_text())["steps"] == 2
 
 
-@pytest.mark.parametrize("method", [m for m in METHODS if m != "acpo"])
-def test_every_method_takes_a_step(tmp_path, method):
-    summary = train(tmp_path, method, method=method, steps=1, trace_problems=0, resets_per_step=2, reset_samples=2)
+@pytest.mark.parametrize("recipe", [m for m in RECIPES if m != "acpo"])
+def test_every_recipe_takes_a_step(tmp_path, recipe):
+    summary = train(tmp_path, recipe, recipe=recipe, steps=1, trace_problems=0, resets_per_step=2, reset_samples=2)
     last = json.loads((Path(summary["run_dir"]) / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["step"] == 1 and 0.0 <= last["reward"] <= 1.0
-    if method == "hapo":
+    if recipe == "hapo":
         assert sum(last[f"hapo/{q}"] for q in ("pos_high", "pos_low", "neg_high", "neg_low")) == pytest.approx(1.0)
 
 
@@ -60,7 +60,7 @@ def weights(run_dir, step):
 def test_resume_continues_exactly(tmp_path):
     # stage 2 from step 1 on, so the resumed run must also restore the frozen reference policy
     # (and the confidence-weighted reward reads the restored policy's log-probs)
-    kw = dict(method="acpo", eval_every=1, stage1_steps=1, trace_problems=0, conf_gamma=0.5)
+    kw = dict(recipe="acpo", eval_every=1, stage1_steps=1, trace_problems=0, conf_gamma=0.5)
     straight = train(tmp_path, "straight", steps=3, save_every=1, **kw)
     first = train(tmp_path, "resumed", steps=2, **kw)
     resumed = run(make_config({**TINY, "output_dir": str(tmp_path), "run_name": "resumed", "steps": 3,
@@ -75,7 +75,7 @@ def test_resume_continues_exactly(tmp_path):
 
 
 def test_lora_checkpoint_is_an_adapter_the_loader_opens(tmp_path):
-    summary = train(tmp_path, "lora", method="grpo", steps=1, lora_r=4, lora_alpha=8, trace_problems=0)
+    summary = train(tmp_path, "lora", recipe="grpo", steps=1, lora_r=4, lora_alpha=8, trace_problems=0)
     ck = Path(summary["run_dir"]) / "checkpoints" / "step-1"
     assert (ck / "adapter_config.json").exists() and (ck / "adapter_model.safetensors").exists()
     assert not (ck / "model.safetensors").exists()
@@ -95,7 +95,7 @@ def test_lora_checkpoint_is_an_adapter_the_loader_opens(tmp_path):
 def test_two_processes_end_with_identical_weights_and_one_lr_schedule(tmp_path):
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(ROOT / "train.py"),
-           "--method", "grpo", "--steps", "2", "--prompts-per-step", "2", "--group-size", "4",
+           "--recipe", "grpo", "--steps", "2", "--prompts-per-step", "2", "--group-size", "4",
            "--max-new-tokens", "40", "--eval-problems", "6", "--trace-problems", "0", "--pool-size", "200",
            "--lr", "1e-3", "--warmup-steps", "4", "--output-dir", str(tmp_path), "--run-name", "ddp"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
@@ -122,7 +122,9 @@ def test_cli_errors_are_one_clear_line(tmp_path):
     assert out.returncode == 2 and "already exists" in out.stderr
     out = cli("--rollout", "vllm", "--output-dir", str(tmp_path), "--run-name", "v", "--steps", "1")
     assert out.returncode == 2 and "pip install vllm" in out.stderr
-    out = cli("--method", "ppo")
+    out = cli("--recipe", "ppo")
+    assert out.returncode == 2 and "invalid choice: 'ppo'" in out.stderr
+    out = cli("--method", "ppo")  # the old name of --recipe
     assert out.returncode == 2 and "invalid choice: 'ppo'" in out.stderr
 
 
@@ -133,12 +135,12 @@ def test_grpo_without_the_old_policy_forward_takes_the_same_step(tmp_path, monke
     def one_step(name, force_stats):
         if force_stats:
             monkeypatch.setattr(Trainer, "needs_old_stats", lambda self, credit: True)
-        trainer = Trainer(make_config({**TINY, "method": "grpo", "steps": 1, "lr": 1e-3, "trace_problems": 0,
+        trainer = Trainer(make_config({**TINY, "recipe": "grpo", "steps": 1, "lr": 1e-3, "trace_problems": 0,
                                        "output_dir": str(tmp_path), "run_name": name}))
         problems, samples, rewards = trainer.sample_groups(2)
         scored = trainer.score(problems, samples, rewards)
         assert (scored.batch.logprobs is not None) == force_stats
-        metrics = trainer.optimize(scored)
+        metrics = trainer.update(scored)
         monkeypatch.undo()
         return [p.detach().clone() for p in trainer.policy.parameters()], metrics, rewards
 
@@ -172,14 +174,14 @@ def test_confidence_weighted_reward_matches_the_formula():
 
 @pytest.mark.parametrize("credit,options", [("mean_logprob", {}),
                                             ("info_gain", {"target": "contrast", "length_normalise": True})])
-def test_any_registered_credit_can_drive_a_methods_loss(tmp_path, credit, options):
-    """--credit puts a registered credit (and --acpo-target/--acpo-per-token its readings) in the method's
+def test_any_registered_credit_can_drive_a_recipes_loss(tmp_path, credit, options):
+    """--credit puts a registered credit (and --acpo-target/--acpo-per-token its readings) in the recipe's
     advantages: the scored batch's token advantages are that credit's, computed from the registry here."""
     from acpo.advantage import AdvantageConfig
     from acpo.credit import get_credit_method
     from acpo.trainer import Trainer
 
-    cfg = make_config({**TINY, "method": "grpo", "credit": credit, "acpo_target": options.get("target", "gold"),
+    cfg = make_config({**TINY, "recipe": "grpo", "credit": credit, "acpo_target": options.get("target", "gold"),
                        "acpo_per_token": options.get("length_normalise", False), "steps": 1, "trace_problems": 0,
                        "output_dir": str(tmp_path), "run_name": credit})
     trainer = Trainer(cfg)

@@ -17,14 +17,16 @@ import torch
 from safetensors.torch import load_file
 
 import acpo.checkpoint
+import acpo.evaluation
+import acpo.loss
 import acpo.runs
-import acpo.trainer
 from acpo.config import make_config
 from acpo.runs import RunWriteError
-from acpo.trainer import NonFiniteLossError, Trainer, run
+from acpo.loss import NonFiniteLossError
+from acpo.trainer import Trainer, run
 
 ROOT = Path(__file__).resolve().parent.parent
-SMALL = {"method": "grpo", "prompts_per_step": 2, "group_size": 2, "max_new_tokens": 12, "eval_problems": 4,
+SMALL = {"recipe": "grpo", "prompts_per_step": 2, "group_size": 2, "max_new_tokens": 12, "eval_problems": 4,
          "trace_problems": 1, "pool_size": 50}
 
 
@@ -44,7 +46,7 @@ def logged_steps(run_dir) -> list[int]:
 def nan_at_call(monkeypatch, k: int, effect=None):
     """policy_loss returns NaN from its k-th call on (one call per step here: micro_batch_size > batch)."""
     calls = []
-    real = acpo.trainer.policy_loss
+    real = acpo.loss.policy_loss
 
     def patched(*args, **kwargs):
         calls.append(1)
@@ -55,7 +57,7 @@ def nan_at_call(monkeypatch, k: int, effect=None):
             return loss * float("nan"), metrics
         return loss, metrics
 
-    monkeypatch.setattr(acpo.trainer, "policy_loss", patched)
+    monkeypatch.setattr(acpo.loss, "policy_loss", patched)
 
 
 def load_train_py():
@@ -118,7 +120,7 @@ def test_nan_loss_stops_before_the_step_and_keeps_the_last_checkpoint(tmp_path, 
 def test_train_py_reports_a_nan_loss_in_one_line(tmp_path, monkeypatch, capsys):
     nan_at_call(monkeypatch, 1)
     cli = load_train_py()
-    rc = cli.main(["--method", "grpo", "--steps", "2", "--prompts-per-step", "2", "--group-size", "2",
+    rc = cli.main(["--recipe", "grpo", "--steps", "2", "--prompts-per-step", "2", "--group-size", "2",
                    "--max-new-tokens", "12", "--eval-problems", "4", "--trace-problems", "0", "--pool-size", "50",
                    "--output-dir", str(tmp_path), "--run-name", "nan"])
     err = capsys.readouterr().err
@@ -142,7 +144,7 @@ def test_a_nan_gradient_is_caught_by_the_gradient_norm(tmp_path):
 def test_ctrl_c_finishes_the_step_writes_a_checkpoint_and_returns(tmp_path, monkeypatch):
     before = signal.getsignal(signal.SIGINT)
     calls = []
-    real = acpo.trainer.policy_loss
+    real = acpo.loss.policy_loss
 
     def ctrl_c_during_step_2(*args, **kwargs):
         calls.append(1)
@@ -150,7 +152,7 @@ def test_ctrl_c_finishes_the_step_writes_a_checkpoint_and_returns(tmp_path, monk
             signal.raise_signal(signal.SIGINT)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(acpo.trainer, "policy_loss", ctrl_c_during_step_2)
+    monkeypatch.setattr(acpo.loss, "policy_loss", ctrl_c_during_step_2)
     summary = run(config(tmp_path, "int", steps=4))  # save_every=0: only the signal makes step-2 a checkpoint
     assert summary["stopped_by"] == "SIGINT" and summary["steps"] == 2
     assert summary["resume_command"] == f"python train.py --resume {tmp_path / 'int'}"
@@ -161,14 +163,14 @@ def test_ctrl_c_finishes_the_step_writes_a_checkpoint_and_returns(tmp_path, monk
 
 def test_a_second_ctrl_c_aborts_at_once(tmp_path, monkeypatch):
     before = signal.getsignal(signal.SIGINT)
-    nan_free = acpo.trainer.policy_loss
+    nan_free = acpo.loss.policy_loss
 
     def two_ctrl_c(*args, **kwargs):
         signal.raise_signal(signal.SIGINT)
         signal.raise_signal(signal.SIGINT)
         return nan_free(*args, **kwargs)
 
-    monkeypatch.setattr(acpo.trainer, "policy_loss", two_ctrl_c)
+    monkeypatch.setattr(acpo.loss, "policy_loss", two_ctrl_c)
     with pytest.raises(KeyboardInterrupt):
         run(config(tmp_path, "abort", steps=3, save_every=1))
     assert list((tmp_path / "abort" / "checkpoints").iterdir()) == []
@@ -246,7 +248,7 @@ def test_a_full_disk_during_a_checkpoint_says_so_and_leaves_the_previous_one_int
     assert hashes(ck / "step-1") == before
     assert sorted(p.name for p in ck.iterdir()) == ["step-1"]  # the partial copy is gone, its space freed
     monkeypatch.undo()
-    trainer.step = 7  # the next save cleans the leftover up
+    trainer.state.step = 7  # the next save cleans the leftover up
     trainer.save_checkpoint()
     assert sorted(p.name for p in ck.iterdir()) == ["step-1", "step-7"]
 
@@ -267,7 +269,7 @@ def test_rewriting_a_step_is_never_left_half_deleted(tmp_path, monkeypatch):
     assert acpo.checkpoint.missing_files(ck / "step-1", lora=False) == []
     assert acpo.checkpoint.newest_checkpoint(trainer.run_dir, lora=False)[0] == ck / "step-1"
     monkeypatch.setattr(acpo.checkpoint.shutil, "rmtree", real_rmtree)
-    trainer.step = 2
+    trainer.state.step = 2
     trainer.save_checkpoint()
     assert sorted(p.name for p in ck.iterdir()) == ["step-1", "step-2"]  # the half-deleted old copy cleaned up
 
@@ -338,7 +340,7 @@ def test_trainer_state_round_trips_through_safetensors_and_json(tmp_path):
 
 
 # ---------------------------------------------------------------- one writer per run folder
-TRAIN_ARGS = ["--method", "grpo", "--prompts-per-step", "2", "--group-size", "2", "--max-new-tokens", "12",
+TRAIN_ARGS = ["--recipe", "grpo", "--prompts-per-step", "2", "--group-size", "2", "--max-new-tokens", "12",
               "--eval-problems", "4", "--trace-problems", "0", "--pool-size", "50", "--eval-every", "1000"]
 
 
@@ -460,7 +462,7 @@ def test_a_full_disk_while_logging_names_the_folder_and_its_free_space(tmp_path,
         monkeypatch.setattr(acpo.runs.os, "fsync", disk_full)
         what, folder = "metrics of step 0", trainer.run_dir
     else:
-        monkeypatch.setattr(acpo.trainer.pd.DataFrame, "to_parquet", disk_full)
+        monkeypatch.setattr(acpo.evaluation.pd.DataFrame, "to_parquet", disk_full)
         what, folder = "traces of step 0", trainer.run_dir / "traces"
     with pytest.raises(RunWriteError, match=rf"^could not write {what} in '{folder}': disk full \(\d+\.\d MB free "
                                             r"there\); free some space .* --resume"):

@@ -13,6 +13,7 @@ import torch
 from acpo.advantage import outcome_advantages
 from acpo.config import make_config
 from acpo.rewards import answer_reward
+from acpo.reward_table import batch_metrics
 from acpo.rollout import HFEngine, Sample
 from acpo.trainer import Trainer, run
 
@@ -44,17 +45,17 @@ def trainer(tmp_path, name, **kw) -> Trainer:
 
 
 # ---------------------------------------------------------------- metrics
-def fake_trainer(group_size=2, names=("hash_answer_reward",)):
-    """What ``Trainer.batch_metrics`` reads: one process, an end-of-sequence id 2, pad 0."""
-    return SimpleNamespace(tokenizer=SimpleNamespace(eos_token_id=2, pad_token_id=0), engine=SimpleNamespace(),
-                           world=1, cfg=SimpleNamespace(group_size=group_size), reward_names=list(names))
+def logged(samples, rewards):
+    """The trainer's batch metrics of one process's groups of 2, the reward named hash_answer_reward, an
+    end-of-sequence id 2 and padding 0."""
+    return batch_metrics(samples, rewards, rewards[:, None], ["hash_answer_reward"], 2, {2, 0})
 
 
 def test_reward_and_reward_std_are_over_the_batch_as_trl_logs_them():
     # two groups whose rewards are each all equal: the mean of per-group stds is 0, the batch std is not
     rewards = torch.tensor([1.0, 1.0, 0.0, 0.0])
     samples = [Sample([], ids, "", []) for ids in ([5, 2], [5, 6, 2], [5, 6, 7, 8], [5, 0])]
-    m = Trainer.batch_metrics(fake_trainer(), samples, rewards, rewards[:, None])
+    m = logged(samples, rewards)
     assert m["reward"] == 0.5
     assert m["reward_std"] == pytest.approx(np.std([1, 1, 0, 0], ddof=1))
     assert m["frac_reward_zero_std"] == 1.0
@@ -66,7 +67,7 @@ def test_reward_and_reward_std_are_over_the_batch_as_trl_logs_them():
 def test_none_rewards_are_left_out_of_the_logged_reward():
     rewards = torch.tensor([1.0, math.nan, 0.0, 0.0])
     samples = [Sample([], [2], "", [])] * 4
-    m = Trainer.batch_metrics(fake_trainer(), samples, rewards, rewards[:, None])
+    m = logged(samples, rewards)
     known = [1.0, 0.0, 0.0]
     assert m["reward"] == pytest.approx(np.mean(known))
     assert m["reward_std"] == pytest.approx(np.std(known, ddof=1))
@@ -74,7 +75,7 @@ def test_none_rewards_are_left_out_of_the_logged_reward():
 
 
 def test_every_step_logs_trls_metrics(tmp_path):
-    summary = run(make_config({**TINY, "output_dir": str(tmp_path), "run_name": "m", "method": "grpo", "steps": 2,
+    summary = run(make_config({**TINY, "output_dir": str(tmp_path), "run_name": "m", "recipe": "grpo", "steps": 2,
                                "warmup_steps": 4, "lr": 1e-3}))
     lines = [line for line in metrics_of(summary) if line["step"] > 0]
     for line in lines:
@@ -91,7 +92,7 @@ def test_every_step_logs_trls_metrics(tmp_path):
 
 def test_a_shaped_reward_has_its_own_name(tmp_path):
     # stage 2 from step 1 on, with the confidence-weighted reward: `reward` stays the raw reward
-    summary = run(make_config({**TINY, "output_dir": str(tmp_path), "run_name": "s", "method": "acpo", "steps": 2,
+    summary = run(make_config({**TINY, "output_dir": str(tmp_path), "run_name": "s", "recipe": "acpo", "steps": 2,
                                "eval_every": 1, "stage1_steps": 1, "conf_gamma": 0.5}))
     last = metrics_of(summary)[-1]
     assert last["stage"] == 2 and "shaped_reward" in last
@@ -109,7 +110,7 @@ def test_a_none_reward_is_left_out_of_the_group_baseline():
 
 
 def test_a_none_reward_gets_no_advantage_in_training(tmp_path):
-    tr = trainer(tmp_path, "none", method="acpo", composition="additive", steps=1,
+    tr = trainer(tmp_path, "none", recipe="acpo", composition="additive", steps=1,
                  reward=["test_train_trl:every_other_none"])
     problems, samples, rewards = tr.sample_groups(2)
     assert rewards[1::2].isnan().all() and not rewards[::2].isnan().any()
@@ -128,7 +129,7 @@ def test_reward_functions_are_called_by_keyword_with_the_dataset_columns(tmp_pat
             for i in range(10)]
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     CALLS.clear()
-    tr = trainer(tmp_path, "kw", method="grpo", dataset=str(data), chat_template=False, steps=1,
+    tr = trainer(tmp_path, "kw", recipe="grpo", dataset=str(data), chat_template=False, steps=1,
                  reward=["answer", "test_train_trl:length_reward"], reward_weights=[1.0, 0.5])
     problems, samples, rewards = tr.sample_groups(2)
     call = CALLS[-1]
@@ -150,7 +151,7 @@ def test_reward_functions_are_called_by_keyword_with_the_dataset_columns(tmp_pat
 # ---------------------------------------------------------------- num_iterations
 @pytest.mark.parametrize("mu", [1, 2])
 def test_num_iterations_reuses_the_rollouts_so_the_clip_binds(tmp_path, mu):
-    summary = run(make_config({**TINY, "output_dir": str(tmp_path), "run_name": f"mu{mu}", "method": "grpo",
+    summary = run(make_config({**TINY, "output_dir": str(tmp_path), "run_name": f"mu{mu}", "recipe": "grpo",
                                "steps": 2, "num_iterations": mu, "lr": 3e-3}))
     first, second = [line for line in metrics_of(summary) if line["step"] > 0]
     assert first["clip_ratio/region_mean"] == 0  # the first step on a batch: the ratio is exactly 1
@@ -200,7 +201,7 @@ def test_tensorboard_gets_what_metrics_jsonl_gets(tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    summary = run(make_config({**TINY, "output_dir": str(tmp_path), "run_name": "tb", "method": "grpo", "steps": 2,
+    summary = run(make_config({**TINY, "output_dir": str(tmp_path), "run_name": "tb", "recipe": "grpo", "steps": 2,
                                "report_to": "tensorboard"}))
     events = EventAccumulator(str(Path(summary["run_dir"]) / "tensorboard"))
     events.Reload()
@@ -208,3 +209,21 @@ def test_tensorboard_gets_what_metrics_jsonl_gets(tmp_path):
     assert [(e.step, e.value) for e in events.Scalars("reward")] == [
         (line["step"], pytest.approx(line["reward"])) for line in logged]
     assert "learning_rate" in events.Tags()["scalars"]
+
+
+def test_step_is_the_loops_step_and_teaches_the_curriculum_only_known_rewards(tmp_path):
+    """Two ``Trainer.step()`` calls (what the benches call) leave the weights ``train()`` leaves after two steps,
+    and a None reward never reaches the curriculum's pass rates (they stay finite)."""
+    kw = dict(recipe="grpo", steps=2, lr=1e-3, curriculum=True, reward=["test_train_trl:every_other_none"])
+    stepped = trainer(tmp_path, "stepped", **kw)
+    for _ in range(2):
+        metrics = stepped.step()
+    assert metrics["step"] == 2 and stepped.state.step == 2
+    assert stepped.curriculum.hits and all(math.isfinite(h) for h in stepped.curriculum.hits.values())
+    assert all(math.isfinite(r) for recent in stepped.curriculum.recent.values() for r in recent)
+    # every other completion had no reward: the curriculum counted the known ones only
+    assert sum(stepped.curriculum.counts.values()) == 2 * TINY["prompts_per_step"] * TINY["group_size"] // 2
+    trained = trainer(tmp_path, "trained", **kw)
+    trained.train()
+    for a, b in zip(stepped.policy.parameters(), trained.policy.parameters()):
+        assert torch.equal(a, b)

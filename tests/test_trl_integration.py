@@ -16,9 +16,10 @@ from datasets import Dataset  # noqa: E402
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
 import acpo  # noqa: E402
+from acpo.cli import run  # noqa: E402
 from acpo.config import make_config, parse_args  # noqa: E402
 from acpo.integrations.trl import StepCreditGRPOConfig, StepCreditGRPOTrainer, trl_config  # noqa: E402
-from acpo.trainer import run  # noqa: E402
+from acpo.runs import list_checkpoints  # noqa: E402
 
 PROMPTS = {"Q: 1+2=?\n": "3", "Q: 3*4=?\n": "12"}
 SPECIAL = [0, 1, 2, 3]  # pad, bos, eos, unk of the character tokenizer
@@ -147,11 +148,25 @@ def test_config_names_what_is_wrong(tmp_path, bad, message):
         trl_args(tmp_path, StepCreditGRPOConfig, **bad)
 
 
-def test_train_backend_trl_runs_a_config_on_the_demo_policy(tmp_path):
-    cfg = parse_args(["--backend", "trl", "--method", "acpo", "--steps", "2", "--prompts-per-step", "2",
+def test_the_step_caps_old_name_is_still_accepted(tmp_path):
+    assert trl_args(tmp_path, StepCreditGRPOConfig).credit_max_reasoning_steps == 32
+    assert trl_args(tmp_path, StepCreditGRPOConfig, credit_max_steps=5).credit_max_reasoning_steps == 5
+    with pytest.raises(ValueError, match="old name of credit_max_reasoning_steps"):
+        trl_args(tmp_path, StepCreditGRPOConfig, credit_max_steps=5, credit_max_reasoning_steps=6)
+
+
+def test_train_backend_trl_runs_a_config_on_the_demo_policy(tmp_path, capfd):
+    cfg = parse_args(["--backend", "trl", "--recipe", "acpo", "--steps", "2", "--prompts-per-step", "2",
                       "--group-size", "4", "--max-new-tokens", "16", "--eval-problems", "4", "--segmentation", "lines",
+                      "--save-every", "1", "--max-rollout-tokens", "100000", "--kl-coef", "0.1",
                       "--output-dir", str(tmp_path), "--run-name", "trl"])
     summary = run(cfg)
+    # one warning names every option TRL's loop ignores here
+    warning = [line for line in capfd.readouterr().err.splitlines() if "--backend trl" in line]
+    assert len(warning) == 1
+    for ignored in ("curriculum", "dynamic_sampling", "two_stage", "entropy_bonus", "kl_coef=0.1",
+                    "trace_problems=8", "max_rollout_tokens=100000"):
+        assert ignored in warning[0], ignored
     run_dir = Path(summary["run_dir"])
     assert summary["steps"] == 2 and summary["is_main"] and 0 <= summary["end_pass@1"] <= 1
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -160,8 +175,13 @@ def test_train_backend_trl_runs_a_config_on_the_demo_policy(tmp_path):
     assert {"reward", "reward_std", "entropy", "learning_rate", "grad_norm"} <= set(trained_rows[-1])
     assert [r["step"] for r in rows if "eval/pass@1" in r] == [0, 2]
     assert "backend: trl" in (run_dir / "config.yaml").read_text()
-    assert (run_dir / "model" / "model.safetensors").exists()
-    assert not [p.name for p in run_dir.rglob("*") if p.suffix in (".bin", ".pt", ".pkl")]  # nothing pickled
+    # checkpoints in our loop's layout, listed where the app and the benches look; safetensors, nothing pickled
+    assert [p.name for p in list_checkpoints(run_dir)] == ["step-1", "step-2"]
+    assert summary["checkpoint"] == str(run_dir / "checkpoints" / "step-2")
+    assert all((ck / "model.safetensors").exists() and (ck / "tokenizer.json").exists()
+               for ck in list_checkpoints(run_dir))
+    assert not [p.name for p in run_dir.rglob("*") if p.suffix in (".bin", ".pt", ".pth", ".pkl", ".pickle")]
+    assert not [p.name for p in run_dir.rglob("*") if p.name.startswith(".tmp")]
     with pytest.raises(ValueError, match="already exists"):  # the run folder rules of our loop hold
         run(cfg)
 
@@ -179,7 +199,7 @@ def test_a_group_split_over_two_processes_gets_the_credit_of_the_whole_group(tmp
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"method": "rrpo"}, "only our loop does"),
+    ({"recipe": "rrpo"}, "only our loop does"),
     ({"resume": "somewhere"}, "fresh runs only"),
 ])
 def test_train_backend_trl_refuses_what_only_our_loop_does(tmp_path, overrides, message):
@@ -189,7 +209,7 @@ def test_train_backend_trl_refuses_what_only_our_loop_does(tmp_path, overrides, 
 
 
 def test_our_config_maps_onto_trls_names(tmp_path):
-    cfg = make_config({"method": "dr_grpo", "credit": "info_gain", "acpo_target": "contrast", "steps": 7, "lr": 3e-4,
+    cfg = make_config({"recipe": "dr_grpo", "credit": "info_gain", "acpo_target": "contrast", "steps": 7, "lr": 3e-4,
                        "group_size": 4, "prompts_per_step": 6, "micro_batch_size": 8, "max_new_tokens": 48,
                        "num_iterations": 2, "eps_high": 0.3, "segmentation": "lines", "credit_scale": 0.5})
     args = trl_config(cfg, tmp_path, probe="#### ")

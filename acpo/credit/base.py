@@ -94,6 +94,7 @@ class CreditMethod:
     token_level = False  # True when the method's token credit is per token, not per step
     signed = True  # credits are signed contributions (0 = neutral); False: a score on a one-sided scale
     unit = ""  # what one unit of credit is, for legends ("nats", "reward")
+    meaning = ""  # what a step's number says, in one sentence under the legend (blue/red or dark/pale)
 
     def credits(self, batch: CreditBatch) -> CreditResult:
         raise NotImplementedError

@@ -31,6 +31,8 @@ def top_entropy_mask(entropy: torch.Tensor, mask: torch.Tensor, rho: float = 0.2
 @register("entropy_mask")
 class EntropyMaskCredit(CreditMethod):
     signed, unit = False, "share of tokens kept"
+    meaning = ("the share of the step's tokens among the highest-entropy ones, which keep their gradient: darker = "
+               "more of the step is trained")
     token_level = True
 
     def __init__(self, rho: float = 0.2):

@@ -61,6 +61,8 @@ def hapo_quadrants(token_advantages: torch.Tensor, entropy: torch.Tensor, mask: 
 @register("hapo")
 class HapoCredit(CreditMethod):
     unit = "advantage"
+    meaning = ("how far HAPO moves the step's tokens from the outcome advantage (step mean of token advantage − "
+               "outcome advantage): its sign follows the outcome, its size the step's entropy; not blame")
     token_level = True
 
     def __init__(self, alpha: float = 0.2, phi: float = 2.0):

@@ -220,6 +220,9 @@ class InfoGainCredit(CreditMethod):
     unit = "nats"
     needs_stats = False  # runs its own probes (through the scoring forward's KV cache when there is one)
     needs_answers = needs_policy = needs_texts = uses_trace_cache = True
+    meaning = ("how much the step changed log p(reference answer | the steps so far): blue made the reference "
+               "answer more likely, red less. It scores belief in the reference answer, not the step's correctness: "
+               "on a failed trace a wrong line can be blue")
 
     def __init__(self, probe: str = DEFAULT_PROBE, batch_size: int = 8, target: str = "gold",
                  length_normalise: bool = False):

@@ -101,12 +101,15 @@ class MonteCarloResetCredit(CreditMethod):
         score: ``score(i, text) -> reward`` of completion i's prefix plus a continuation (default: whether its
             final answer equals completion i's reference answer, ``answer_scorer``).
         seed: torch seed set before sampling, so a call is repeatable.
-        progress: ``progress(done, total)`` after each batch of continuations; raise to stop.
+        progress: ``progress(done, total)`` as continuations are sampled (``done`` may be fractional: it moves
+            with every generated token); raise there to stop at once.
     """
 
     unit = "reward"
     needs_stats = False  # samples continuations of step prefixes instead
     needs_answers = needs_policy = needs_texts = samples_continuations = True
+    meaning = ("how much the step changed the accuracy of continuations resampled after it: blue raised the "
+               "chance of a right answer, red lowered it")
 
     def __init__(self, samples: int = 8, temperature: float = 1.0, batch_size: int = 64, max_new_tokens: int = 128,
                  score: Scorer | None = None, seed: int = 0, progress: Callable[[int, int], None] | None = None):
@@ -129,7 +132,8 @@ class MonteCarloResetCredit(CreditMethod):
                                 float(batch.rewards[i]), batch.reset_values[i])
                 for i, steps in enumerate(batch.steps)
             ])
-        return CreditResult(self.sampled_credits(batch))
+        credits, accuracy = self.sampled_credits(batch)
+        return CreditResult(credits, {"resample_accuracy": accuracy})
 
     def boundary_values(self, batch: CreditBatch) -> list[dict[int, list[float]]]:
         """Continuation rewards after every boundary k = 0..K-1 of every completion (k = 0: the prompt alone)."""
@@ -153,7 +157,11 @@ class MonteCarloResetCredit(CreditMethod):
             self.progress(0, total)
         per_call = max(1, self.batch_size // self.samples)  # prefixes per generate call
         for a in range(0, len(prefixes), per_call):
-            samples = engine.generate(prefixes[a : a + per_call], n=self.samples)
+            on_token = None
+            if self.progress:
+                def on_token(sequences, tokens, done=a * self.samples):  # within a call: its share of tokens
+                    self.progress(min(total, done + sequences * min(1.0, tokens / self.max_new_tokens)), total)
+            samples = engine.generate(prefixes[a : a + per_call], n=self.samples, on_token=on_token)
             for j, s in enumerate(samples):
                 i, k, head = owners[a + j // self.samples]
                 values[i].setdefault(k, []).append(float(score(i, head + s.text)))
@@ -169,12 +177,15 @@ class MonteCarloResetCredit(CreditMethod):
         references = batch.reference_answers or [None] * len(batch.steps)
         return answer_scorer(references)
 
-    def sampled_credits(self, batch: CreditBatch) -> list[torch.Tensor]:
+    def sampled_credits(self, batch: CreditBatch) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """(credits, resample accuracy) per completion: the accuracy of the continuations sampled from the start
+        of each step (step 0: from the prompt alone), the "accuracy if resampled from here" curve."""
         values = self.boundary_values(batch)
-        out = []
+        out, accuracy = [], []
         for i, steps in enumerate(batch.steps):
             known = batch.rewards is not None and not torch.isnan(batch.rewards[i])
             final = float(batch.rewards[i]) if known else float(self.scorer(batch)(i, batch.texts[i]))
             v0 = sum(values[i][0]) / len(values[i][0])
             out.append(mc_step_credits(len(steps), v0, final, {k: v for k, v in values[i].items() if k > 0}))
-        return out
+            accuracy.append(torch.tensor([sum(values[i][k]) / len(values[i][k]) for k in range(len(steps))]))
+        return out, accuracy

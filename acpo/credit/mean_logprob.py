@@ -16,6 +16,7 @@ from acpo.credit.base import CreditBatch, CreditMethod, CreditResult, register
 @register("mean_logprob")
 class MeanLogprobCredit(CreditMethod):
     signed, unit = False, "nats/token"
+    meaning = "the mean log-probability of the step's tokens (≤ 0): darker = the model was less sure of this step"
 
     def credits(self, batch: CreditBatch) -> CreditResult:
         return CreditResult([m.float() for m in batch.step_means(batch.logprobs)])

@@ -48,6 +48,8 @@ from acpo.advantage import COMPOSITIONS, AdvantageConfig
 from acpo.credit import CREDIT_ALIASES, CREDIT_METHODS, credit_name
 from acpo.credit.info_gain import DEFAULT_PROBE
 from acpo.pipeline import SpanningGroups, assign_credit, make_credit
+from acpo.recipe import credit_of, credit_options, load_problem_sets, lora_config, resolve_probe, reward_functions, \
+    set_threads
 from acpo.segment import SegmentConfig, resolve_segmentation
 from acpo.tokens import decode_with_offsets
 
@@ -78,7 +80,10 @@ class StepCreditGRPOConfig(GRPOConfig):
     credit_entropy_quantile: float = field(default=0.1, metadata={
         "help": "entropy/hybrid segmentation: tokens in the top q entropy quantile count as decisions"})
     credit_min_step_tokens: int = field(default=4, metadata={"help": "entropy segmentation: shortest step, in tokens"})
-    credit_max_steps: int = field(default=32, metadata={"help": "hybrid segmentation: most steps per completion"})
+    credit_max_reasoning_steps: int = field(default=32, metadata={
+        "help": "hybrid segmentation: most steps per completion"})
+    credit_max_steps: int | None = field(default=None, metadata={
+        "help": "the old name of credit_max_reasoning_steps, still accepted"})
     credit_batch_size: int = field(default=8, metadata={
         "help": "sequences per no-grad forward of the credit (token statistics, info_gain's probes, mc_reset's "
                 "continuations; a batch_size in credit_method_kwargs overrides it); when a process's generation "
@@ -89,6 +94,10 @@ class StepCreditGRPOConfig(GRPOConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        if self.credit_max_steps is not None:  # the old name
+            if self.credit_max_reasoning_steps not in (32, self.credit_max_steps):
+                raise ValueError("credit_max_steps is the old name of credit_max_reasoning_steps: give one of them")
+            self.credit_max_reasoning_steps, self.credit_max_steps = self.credit_max_steps, None
         if self.credit_method not in CREDIT_METHODS and self.credit_method not in CREDIT_ALIASES:
             raise ValueError(f"credit_method {self.credit_method!r} is not a credit method; valid: "
                              f"{', '.join(sorted(CREDIT_METHODS))}")
@@ -100,8 +109,9 @@ class StepCreditGRPOConfig(GRPOConfig):
             raise ValueError(f"need 0 < credit_w_min < 1 < credit_w_max, got {self.credit_w_min}, {self.credit_w_max}")
         if not self.credit_probe:
             raise ValueError("credit_probe is empty; info_gain needs the text before the answer, e.g. '#### '")
-        if self.credit_batch_size < 1 or self.credit_min_step_tokens < 1 or self.credit_max_steps < 1:
-            raise ValueError("credit_batch_size, credit_min_step_tokens and credit_max_steps must be at least 1")
+        if self.credit_batch_size < 1 or self.credit_min_step_tokens < 1 or self.credit_max_reasoning_steps < 1:
+            raise ValueError("credit_batch_size, credit_min_step_tokens and credit_max_reasoning_steps must be at "
+                             "least 1")
         try:
             configured_credit(self)
         except TypeError as err:  # an option the method does not take
@@ -131,7 +141,7 @@ class StepCreditGRPOTrainer(GRPOTrainer):
         super().__init__(model, reward_funcs, args=args, **kwargs)
         self.segment_config = SegmentConfig(entropy_quantile=args.credit_entropy_quantile,
                                             min_step_tokens=args.credit_min_step_tokens,
-                                            max_steps=args.credit_max_steps)
+                                            max_reasoning_steps=args.credit_max_reasoning_steps)
         self.advantage_config = AdvantageConfig(composition=args.credit_composition, credit_scale=args.credit_scale,
                                                 w_min=args.credit_w_min, w_max=args.credit_w_max)
         self._completion_lengths: list[int] = []
@@ -215,8 +225,6 @@ def problem_columns(problems) -> dict[str, list]:
 
 def trl_config(cfg, output_dir: Path, probe: str, processes: int = 1) -> StepCreditGRPOConfig:
     """Our ``TrainConfig`` as TRL's: one optimizer step per generation batch of prompts_per_step x G completions."""
-    from acpo.trainer import credit_of, credit_options
-
     if cfg.prompts_per_step % processes:
         raise ValueError(f"prompts_per_step={cfg.prompts_per_step} must divide evenly over {processes} processes")
     per_process = cfg.prompts_per_step * cfg.group_size // processes
@@ -224,7 +232,8 @@ def trl_config(cfg, output_dir: Path, probe: str, processes: int = 1) -> StepCre
     options = {k: v for k, v in credit_options(cfg, probe).items() if k != "probe"}  # the probe has its own field
     return StepCreditGRPOConfig(
         output_dir=str(output_dir), seed=cfg.seed, max_steps=cfg.steps, logging_steps=1,
-        save_strategy="steps" if cfg.save_every else "no", save_steps=cfg.save_every or cfg.steps,
+        # checkpoints are written by SaveCheckpoints in our layout, weights only: no pickled optimizer, RNG or args
+        save_strategy="no", save_only_model=True,
         report_to=[t for t in cfg.report_to if t != "none"] or "none", use_cpu=not torch.cuda.is_available(),
         # batch: micro-batches of the generation batch accumulate into one optimizer step
         per_device_train_batch_size=micro, gradient_accumulation_steps=per_process // micro,
@@ -243,13 +252,66 @@ def trl_config(cfg, output_dir: Path, probe: str, processes: int = 1) -> StepCre
         credit_method=credit_of(cfg), credit_segmentation=cfg.segmentation, credit_composition=cfg.composition,
         credit_scale=cfg.credit_scale, credit_w_min=cfg.w_min, credit_w_max=cfg.w_max, credit_probe=probe,
         credit_entropy_quantile=cfg.entropy_quantile, credit_min_step_tokens=cfg.min_step_tokens,
-        credit_max_steps=cfg.max_reasoning_steps, credit_batch_size=cfg.micro_batch_size,
+        credit_max_reasoning_steps=cfg.max_reasoning_steps, credit_batch_size=cfg.micro_batch_size,
         credit_method_kwargs=options or None,
     )
 
 
-# Our loop's parts that TRL's has no place for: run with --backend trl they are left out, and said so.
-OUR_LOOP_ONLY = ("curriculum", "dynamic_sampling", "two_stage", "entropy_bonus")
+def ignored_options(cfg) -> list[str]:
+    """The options of ``cfg`` that TRL's loop has no place for and that would change what our loop does: each
+    named (with the value it ignores) in the one warning ``run_trl`` prints."""
+    from acpo.config import TrainConfig
+
+    default = TrainConfig()
+    ignored = [name for name in ("curriculum", "dynamic_sampling", "two_stage", "entropy_bonus") if getattr(cfg, name)]
+    ignored += [f"{name}={getattr(cfg, name)}" for name in ("curriculum_eps", "unlock_threshold", "max_resample",
+                                                             "entropy_coef", "entropy_target", "entropy_top_frac",
+                                                             "entropy_eta", "entropy_coef_min", "entropy_coef_max",
+                                                             "stage1_steps", "patience", "kl_coef", "conf_gamma")
+                if getattr(cfg, name) != getattr(default, name)]
+    if cfg.eval_every < cfg.steps:
+        ignored.append(f"eval_every={cfg.eval_every} (held-out pass@1 only before and after training)")
+    if cfg.trace_problems:
+        ignored.append(f"trace_problems={cfg.trace_problems} (no traces/)")
+    if cfg.max_rollout_tokens:
+        ignored.append(f"max_rollout_tokens={cfg.max_rollout_tokens} (no rollout budget: --steps counts)")
+    return ignored
+
+
+class SaveCheckpoints(TrainerCallback):
+    """checkpoints/step-N every ``every`` steps, in our loop's layout (``acpo.runs.list_checkpoints`` lists them):
+    the weights (the adapter for LoRA) as safetensors, config and tokenizer; nothing pickled."""
+
+    def __init__(self, run_dir: Path, every: int):
+        self.run_dir, self.every, self.trainer = run_dir, every, None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.every and state.global_step % self.every == 0:
+            save_checkpoint(self.trainer, self.run_dir, state.global_step)
+
+
+def save_checkpoint(trainer, run_dir: Path, step: int) -> Path:
+    """checkpoints/step-N from ``trainer.save_model`` (which gathers sharded weights), written to a temporary
+    folder and renamed; TRL's pickled training arguments are left out. Every process calls it."""
+    import shutil
+
+    from acpo.runs import CHECKPOINTS, write_failed
+
+    final = run_dir / CHECKPOINTS / f"step-{step}"
+    tmp = final.with_name(f".tmp-step-{step}")
+    if trainer.accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        trainer.save_model(str(tmp))  # collective under FSDP / ZeRO-3; the main process writes
+        if trainer.accelerator.is_main_process:
+            (tmp / "training_args.bin").unlink(missing_ok=True)
+            shutil.rmtree(final, ignore_errors=True)
+            tmp.rename(final)
+    except (OSError, RuntimeError) as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise write_failed(err, final.parent, f"checkpoint step-{step}") from err
+    trainer.accelerator.wait_for_everyone()
+    return final
 
 
 class MetricsFile(TrainerCallback):
@@ -269,47 +331,41 @@ def run_trl(cfg) -> dict:
     """Train ``cfg`` (an ``acpo.config.TrainConfig``) with ``StepCreditGRPOTrainer``; the summary ``train.py`` prints.
 
     The run folder holds ``config.yaml``, ``metrics.jsonl`` (TRL's logs, plus held-out pass@1 before and
-    after, as our loop logs it) and ``model/`` (the trained weights, ``save_pretrained``).
+    after, as our loop logs it) and ``checkpoints/step-N`` (every ``--save-every`` steps and at the end: the
+    weights as safetensors, config and tokenizer), as our loop lays it out; no pickle.
     """
     from accelerate import PartialState
     from datasets import Dataset
 
-    from acpo.config import RESET_METHODS, to_yaml
+    from acpo.config import RESET_RECIPES, to_yaml
     from acpo.models import load_policy
     from acpo.prompts import PromptStyle
     from acpo.runs import CONFIG, append_metrics, empty_folder, lock_run_folder, run_dir_problem, write_summary, \
         write_text_atomic
-    from acpo.trainer import load_problem_sets, resolve_probe, reward_functions
 
     if cfg.resume:
         raise ValueError("--backend trl starts fresh runs only: it writes no checkpoint that --resume reads "
                          "(drop --resume to start a new run; --backend ours runs can be resumed)")
-    if cfg.method in RESET_METHODS:
-        raise ValueError(f"--method {cfg.method} adds reset continuations to the batch, which only our loop does; "
-                         "use --backend ours, or a method whose credit works on TRL's batch")
-    left_out = [name for name in OUR_LOOP_ONLY if getattr(cfg, name)]
+    if cfg.recipe in RESET_RECIPES:
+        raise ValueError(f"--recipe {cfg.recipe} adds reset continuations to the batch, which only our loop does; "
+                         "use --backend ours, or a recipe whose credit works on TRL's batch")
+    left_out = ignored_options(cfg)
     state = PartialState()
     if left_out and state.is_main_process:
-        print(f"train.py: --backend trl runs TRL's loop, which has no {', '.join(left_out)}: left out "
+        print(f"train.py: --backend trl runs TRL's loop, which ignores {', '.join(left_out)} "
               "(step credit, loss and optimizer settings carry over)", file=sys.stderr)
     started = time.time()
-    run_dir = Path(cfg.output_dir) / (cfg.run_name or f"{cfg.method}-trl-{datetime.now():%Y%m%d-%H%M%S}")
+    run_dir = Path(cfg.output_dir) / (cfg.run_name or f"{cfg.recipe}-trl-{datetime.now():%Y%m%d-%H%M%S}")
     if problem := run_dir_problem(run_dir, cfg.overwrite):
         raise ValueError(problem)
     args = trl_config(cfg, run_dir, resolve_probe(cfg), state.num_processes)  # checked before anything is made
     model, tokenizer = load_policy(cfg.model, cfg.trust_remote_code, dtype=cfg.dtype)
-    if cfg.threads or (sum(p.numel() for p in model.parameters()) < 20_000_000 and not torch.cuda.is_available()):
-        torch.set_num_threads(cfg.threads or 1)  # the trainer's rule: tiny models run faster on one thread
+    set_threads(cfg, model)
     pool, eval_set, _ = load_problem_sets(cfg)
     style = PromptStyle(cfg.chat_template, cfg.system_prompt, cfg.instruction, cfg.answer_format)
     rewards = reward_functions(cfg)
     dataset = Dataset.from_dict({"prompt": [style.prompt_for(tokenizer, p) for p in pool], **problem_columns(pool)})
-    peft_config = None
-    if cfg.lora_r > 0:
-        from peft import LoraConfig
-
-        targets = cfg.lora_targets if cfg.lora_targets == "all-linear" else cfg.lora_targets.split(",")
-        peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules=targets, task_type="CAUSAL_LM")
+    peft_config = lora_config(cfg)
 
     lock = lock_run_folder(run_dir, fresh=True, overwrite=cfg.overwrite) if state.is_main_process else None
     try:
@@ -317,9 +373,11 @@ def run_trl(cfg) -> dict:
             if cfg.overwrite:
                 empty_folder(run_dir)
             write_text_atomic(run_dir / CONFIG, to_yaml(dataclasses.replace(cfg, overwrite=False)), "config.yaml")
+        saver = SaveCheckpoints(run_dir, cfg.save_every)
         trainer = StepCreditGRPOTrainer(model=model, reward_funcs=rewards, args=args, train_dataset=dataset,
                                         processing_class=tokenizer, peft_config=peft_config,
-                                        callbacks=[MetricsFile(run_dir)])
+                                        callbacks=[MetricsFile(run_dir), saver])
+        saver.trainer = trainer
 
         def evaluate(step: int) -> dict:
             policy = trainer.accelerator.unwrap_model(trainer.model)
@@ -332,10 +390,10 @@ def run_trl(cfg) -> dict:
         before = evaluate(0)
         trainer.train()
         after = evaluate(trainer.state.global_step)
-        model_dir = run_dir / "model"
-        trainer.save_model(str(model_dir))  # gathers sharded weights (FSDP, ZeRO-3); safetensors
-        if state.is_main_process:  # TRL's pickled arguments: our run folders hold no pickle (config.yaml has them)
-            (model_dir / "training_args.bin").unlink(missing_ok=True)
+        step = trainer.state.global_step
+        final = run_dir / "checkpoints" / f"step-{step}"
+        if not (cfg.save_every and step % cfg.save_every == 0):  # the last step's checkpoint, as our loop's
+            final = save_checkpoint(trainer, run_dir, step)
         summary = {"run_dir": str(run_dir), "start_pass@1": before["eval/pass@1"], "end_pass@1": after["eval/pass@1"],
                    "start_pass@1_sampled": before["eval/pass@1_sampled"],
                    "end_pass@1_sampled": after["eval/pass@1_sampled"], "resumed_from_step": None,
@@ -346,7 +404,7 @@ def run_trl(cfg) -> dict:
     finally:
         if lock is not None:
             lock.release()
-    return {**summary, "stopped_by": None, "checkpoint": str(model_dir), "resume_command": None,
+    return {**summary, "stopped_by": None, "checkpoint": str(final), "resume_command": None,
             "is_main": state.is_main_process}
 
 

@@ -52,8 +52,12 @@ __all__ = [
     "TASKS",
     "TaskFamily",
     "answers_match",
+    "FREEFORM",
     "check",
+    "check_as",
     "check_freeform",
+    "checker_for",
+    "error_kind",
     "extract_final_answer",
     "first_error_step",
     "format_prompt",
@@ -61,6 +65,8 @@ __all__ = [
     "heldout_problems",
     "make_problems",
     "parse_number",
+    "answer_scorer",
+    "problem_from_text",
 ]
 
 TASKS: dict[str, TaskFamily] = {t.name: t for t in (Arith(), LinearEq(), Recurrence(), OneOp())}
@@ -230,9 +236,71 @@ def first_error_step(result: CheckResult | None, steps: Sequence[Step]) -> int |
     return step_at_char(steps, result.step_char_spans[result.first_error][0])
 
 
+def error_kind(result: CheckResult | None) -> str:
+    """What a checker's ``first_error`` means, in words a verdict can print: a synthetic task knows every valid
+    derivation ("first wrong step": the first step that leaves all of them), the free-form checker only the
+    arithmetic of each line ("first false equation": a true equation computed for the wrong reason passes)."""
+    return "first false equation" if isinstance(result, FreeformCheck) else "first wrong step"
+
+
 def check(problem: Problem, completion: str) -> CheckResult:
     """Check ``completion`` with the checker of ``problem.family``; a problem of no synthetic family (a
     dataset's) gets the free-form checker, which judges the arithmetic of its lines and ``problem.answer``."""
     if problem.family in TASKS:
         return TASKS[problem.family].check(problem, completion)
     return check_freeform(completion, problem.answer or None)
+
+
+FREEFORM = "freeform"
+"""The checker name of the free-form checker (any prompt with a reference answer); the others are ``TASKS``'."""
+
+
+def checker_for(family: str | None, answer: str | None) -> str | None:
+    """The checker a row gets when none is chosen: its synthetic family's, else the free-form one when it
+    has a reference answer, else None (no checker applies)."""
+    if family in TASKS:
+        return family
+    return FREEFORM if answer not in (None, "") else None
+
+
+def check_as(checker: str | None, prompt: str, answer: str | None, completion: str) -> CheckResult | None:
+    """The verdict of the checker named ``checker`` (``FREEFORM``, a task family, or None for no checker).
+
+    ValueError, saying why, when the checker cannot judge this row: the free-form
+    checker without a reference answer, a family's checker on a prompt that is
+    not that family's, or an unknown name.
+    """
+    if not checker:
+        return None
+    if checker == FREEFORM:
+        if not answer:
+            raise ValueError("the free-form checker needs the reference answer")
+        return check_freeform(completion, answer)
+    task = get_task(checker)
+    return task.check(Problem("typed", checker, task.levels[0], prompt, answer or ""), completion)
+
+
+def answer_scorer(checker: str | None, prompt: str, answer: str | None):
+    """``score(i, text)`` for the resampling credit's continuations: a task checker's answer verdict, or None
+    (a free-form or absent checker: the reference answer decides, as ``acpo.explain`` does by default)."""
+    if checker not in TASKS:
+        return None
+    task = TASKS[checker]
+    problem = Problem("typed", checker, task.levels[0], prompt, answer or "")
+    return lambda i, text: float(task.check(problem, text).answer_correct)
+
+
+def problem_from_text(prompt: str, answer: str | None = None, family: str | None = None) -> Problem:
+    """A typed problem: its plain prompt, and the ``question`` a chat model is asked inside its instruction
+    (:class:`acpo.prompts.PromptStyle`): ``family``'s wording when the prompt is that family's ``Q: ...``
+    form (``Q: 2+3*4=?`` -> ``What is 2 + 3 * 4?``, as the generator words it), else the text after ``Q:``.
+
+    >>> problem_from_text("Q: 2+3*4=?\\n", "14", "arith").question
+    'What is 2 + 3 * 4?'
+    >>> problem_from_text("Q: Tom has 3 apples. How many?\\n", "3").question
+    'Tom has 3 apples. How many?'
+    """
+    text = prompt.strip()
+    body = text.removeprefix("Q:").strip()
+    question = TASKS[family].question(body) if family in TASKS and text.startswith("Q:") else body
+    return Problem("typed", family or "typed", 1, prompt, answer or "", question=question)

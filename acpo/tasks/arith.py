@@ -32,6 +32,7 @@ LEVELS: dict[int, tuple[int, int]] = {1: (2, 9), 2: (3, 9), 3: (4, 12), 4: (5, 2
 
 _STEP_RE = re.compile(r"^\s*(-?\d+)\s*([-+*])\s*(\d+)\s*=\s*(-?\d+)\s*$")  # spaces: how chat models write it
 _PROMPT_RE = re.compile(r"^Q:\s*(.*?)=\?\s*$")
+_QUESTION_RE = re.compile(r"What is\s+(\d[\d\s+*-]*\d)\s*\?")  # the chat form of ``Arith.question``
 
 State = tuple[tuple[int, ...], tuple[str, ...]]
 
@@ -81,10 +82,15 @@ class Arith(TaskFamily):
         return "What is " + re.sub(r"(?<=\d)([-+*])", r" \1 ", expression) + "?"
 
     def _initial_state(self, problem: Problem) -> State:
-        match = _PROMPT_RE.match(problem.prompt.strip())
+        """The expression of ``Q: 7-3*4=?``, or of the question a chat model is asked (``What is 7 - 3 * 4?``,
+        the last one in the prompt), so a trace keeps its step-level label when its prompt is the chat one."""
+        text = problem.prompt if isinstance(problem.prompt, str) else " ".join(
+            m["content"] for m in problem.prompt if m.get("role") == "user")
+        match = _PROMPT_RE.match(text.strip()) or (_QUESTION_RE.findall(text) or [None])[-1]
         if not match:
-            raise ValueError(f"not an arith prompt: {problem.prompt!r}; expected 'Q: <expression>=?'")
-        tokens = re.findall(r"\d+|[-+*]", match.group(1))
+            raise ValueError(f"not an arith prompt: {problem.prompt!r}; expected 'Q: <expression>=?' or "
+                             "'What is <expression>?'")
+        tokens = re.findall(r"\d+|[-+*]", match if isinstance(match, str) else match.group(1))
         return tuple(int(t) for t in tokens[0::2]), tuple(tokens[1::2])
 
     def _advance(self, state: State, step: str) -> State | None:

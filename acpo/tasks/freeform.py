@@ -11,11 +11,15 @@ Each parsed line (``acpo.tasks.base.split_lines``: non-blank lines up to and
 including the first ``####`` line) gets one status:
 
 * ``right``: it holds at least one checkable computation and all of them hold
-  (a stated decimal may be rounded: ``10/3 = 3.33`` holds);
+  (a stated decimal may be rounded: ``10/3 = 3.33`` holds; a calculator's float
+  printed in full holds within a relative ``FLOAT_TOLERANCE`` of 1e-12:
+  ``<<11/18*162=99.00000000000001>>`` holds, ``<<11/18*162=99.1>>`` does not);
 * ``wrong``: one of its computations is false;
 * ``uncheckable``: it holds no computation this checker can read (prose,
   algebra with variables, units in the middle of an expression, a division
-  by zero, a huge power). It is never guessed right or wrong.
+  by zero, a huge power, a result off by exactly the factor of a scale word
+  the line uses: ``$1 / 2 = 50 cents``, ``5 thousand ... 5 * 3 = $15,000``).
+  It is never guessed right or wrong.
 
 The verdict (:class:`FreeformCheck`, a :class:`~acpo.tasks.base.CheckResult`)
 follows the shared convention with one difference: ``first_error`` is the
@@ -57,6 +61,9 @@ RIGHT, WRONG, UNCHECKABLE = "right", "wrong", "uncheckable"
 
 MAX_EXPR_CHARS = 200
 """Longest expression ``safe_eval`` reads (after normalising); longer ones are uncheckable."""
+MAX_WRITTEN_CHARS = 4 * MAX_EXPR_CHARS
+"""Longest text ``safe_eval`` normalises at all (LaTeX and currency shrink when normalised): checked first,
+so no pattern ever runs over more than this many characters."""
 MAX_BITS = 4096
 """Largest numerator or denominator (in bits, about 1,200 digits) of any value met while evaluating."""
 
@@ -129,7 +136,7 @@ def safe_eval(expr: str) -> Fraction:
     Reads numbers (``$1,200``, ``0.5``, ``50%``), ``+ - * / // % **`` (also
     ``x``/``×``/``·``, ``÷``, ``^``), unary minus and parentheses; anything
     else (names, calls, commas, ``=``) is refused. Bounded: at most
-    ``MAX_EXPR_CHARS`` characters, no value over ``MAX_BITS`` bits (a power
+    ``MAX_WRITTEN_CHARS`` characters read and ``MAX_EXPR_CHARS`` once normalised, no value over ``MAX_BITS`` bits (a power
     is refused before it is computed), integer exponents only; division by
     zero is refused too.
 
@@ -140,6 +147,8 @@ def safe_eval(expr: str) -> Fraction:
     ...
     acpo.tasks.freeform.Uncheckable: 9 ** 387420489 is too large to check (over 4096 bits)
     """
+    if len(expr) > MAX_WRITTEN_CHARS:
+        raise Uncheckable(f"expression longer than {MAX_EXPR_CHARS} characters")
     source = _python_arithmetic(expr)
     if not source:
         raise Uncheckable("empty expression")
@@ -507,12 +516,34 @@ def _close(exact: Fraction, stated: Fraction, places: int | None) -> bool:
     return abs(exact - stated) <= unit / 2 or stated == truncated
 
 
+FLOAT_DIGITS = 15
+"""A stated decimal with at least this many significant digits is a binary float printed in full (a
+calculator's ``99.00000000000001``, ``0.30000000000000004``), not a number a person chose to write."""
+FLOAT_TOLERANCE = Fraction(1, 10**12)
+"""Relative difference within which such a float equals the exact value: a double holds about 16 significant
+digits, so a few operations' rounding stays far below 1e-12, while any arithmetic slip is far above it."""
+
+
+def _float_noise(exact: Fraction, stated: str) -> bool:
+    """``stated`` is a float printed in full (``FLOAT_DIGITS``) that equals ``exact`` up to rounding
+    (``FLOAT_TOLERANCE``): ``11/18*162 = 99.00000000000001`` holds."""
+    bare = _BARE_NUMBER.fullmatch(stated.strip().rstrip("."))
+    if not bare or bare.group(2):
+        return False
+    digits = re.sub(r"\D", "", stated).lstrip("0")
+    if len(digits) < FLOAT_DIGITS:
+        return False
+    return abs(safe_eval(stated) - exact) <= FLOAT_TOLERANCE * max(abs(exact), 1)
+
+
 def _equal(left: str, right: str, remainder: bool = False) -> bool:
-    """Whether ``left = right`` holds: exactly, or as a rounded bare number (``10/3 = 3.33``), or reading
-    percentages as points, or (``remainder``) as a division's whole part."""
+    """Whether ``left = right`` holds: exactly, or as a rounded bare number (``10/3 = 3.33``), or as a float
+    printed in full (``_float_noise``), or reading percentages as points, or (``remainder``) as a division's
+    whole part."""
     for lv, lp in _readings(left, right):
         for rv, rp in _readings(right, left):
-            if lv == rv or _close(lv, rv, rp) or _close(rv, lv, lp):
+            if lv == rv or _close(lv, rv, rp) or _close(rv, lv, lp) or _float_noise(lv, right) \
+                    or _float_noise(rv, left):
                 return True
             if remainder and rv.denominator == 1 and rv == lv // 1:
                 return True
@@ -520,6 +551,23 @@ def _equal(left: str, right: str, remainder: bool = False) -> bool:
 
 
 _ANNOTATION = re.compile(r"<<([^<>]*)>>")
+_SCALE_WORDS = ((re.compile(r"\bcents?\b|¢"), 100, "cents"), (re.compile(r"\bthousands?\b", re.I), 1000, "thousand"),
+                (re.compile(r"\bmillions?\b", re.I), 10**6, "million"),
+                (re.compile(r"\bbillions?\b", re.I), 10**9, "billion"))
+"""Words by which a line changes a quantity's scale outside its arithmetic (``$1 / 2 = 50 cents``, ``5 thousand
+dollars ... 5 * 3 = $15,000``): a prose computation whose sides differ by exactly that factor is not judged."""
+
+
+def _scale_change(computation: Computation, line: str) -> Computation:
+    """``computation``, uncheckable when it is wrong only by the factor of a scale word in ``line``."""
+    if computation.status != WRONG:
+        return computation
+    left, right = safe_eval(computation.left), safe_eval(computation.right)
+    for pattern, factor, word in _SCALE_WORDS:
+        if pattern.search(line) and right and left and left / right in (factor, Fraction(1, factor)):
+            return Computation(computation.left, computation.right, UNCHECKABLE,
+                               f"the sides differ by {factor}x and the line speaks of {word} (a change of unit)")
+    return computation
 
 
 def line_computations(line: str) -> list[Computation]:
@@ -533,7 +581,7 @@ def line_computations(line: str) -> list[Computation]:
     prose = _ANNOTATION.sub("", line)
     prose = re.sub(r"^\s*(?:[-*+•]|#{1,6})\s+", "", prose)  # a markdown bullet or heading, not a minus
     for chain in _chains(_tokens(normalise_notation(prose))):
-        out += _chain_computations(chain, True, remainder)
+        out += [_scale_change(c, line) for c in _chain_computations(chain, True, remainder)]
     return out
 
 
