@@ -64,13 +64,12 @@ def check_row(checker: str | None, prompt: str, answer: str | None, completion: 
         name = checker_name(checker)
         if name is None:
             return None, None
-    label = FREEFORM_CHECKER if name == FREEFORM else name
     try:
         return check_as(name, prompt, answer, completion), None
     except ValueError as err:  # the free-form checker without an answer, or a prompt not this family's
         if name == FREEFORM:  # it says why itself: "the free-form checker needs the reference answer"
             return None, f"{err}; no ground truth shown"
-        return None, f"the {label} checker cannot read this problem ({err}); no ground truth shown"
+        return None, f"the {name} checker cannot read this problem ({err}); no ground truth shown"
 
 
 def known_reward(value) -> bool:

@@ -42,7 +42,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import acpo  # noqa: E402
-from acpo.answers import extract_answer, last_boxed  # noqa: E402
+from acpo.answers import extract_answer, last_boxed, last_number  # noqa: E402
 from acpo.credit import CREDIT_METHODS, CreditBatch, get_credit_method  # noqa: E402
 from acpo.data import NO_ERROR, LabelledSolution, load_step_labelled  # noqa: E402
 from acpo.fidelity import auroc  # noqa: E402
@@ -192,12 +192,19 @@ def save_cache(path: Path | None, model_name: str, scored: dict[str, Scored]) ->
     tmp.replace(path)
 
 
+def stated_answer(text: str) -> str | None:
+    """A solution's own final answer, its number alone where it states one (``$400`` -> ``400``: the
+    information gain's target, in characters any tokenizer knows)."""
+    answer = extract_answer(text)
+    return (last_number(answer) or answer) if answer else None
+
+
 def one_batch(model, tok, s: Scored) -> CreditBatch:
     """The one-solution ``CreditBatch`` of a cached forward, so a credit runs without scoring again."""
     tensors = pad_batch([s.prompt_ids], [s.completion_ids], tok.pad_token_id)
     return CreditBatch(*tensors, logprobs=s.logprobs[None], entropy=s.entropy[None], steps=[s.steps],
                        advantages=torch.zeros(1), group_ids=torch.zeros(1, dtype=torch.long),
-                       answers=[extract_answer(s.text)], reference_answers=[extract_answer(s.text)], texts=[s.text],
+                       answers=[stated_answer(s.text)], reference_answers=[stated_answer(s.text)], texts=[s.text],
                        model=model, tokenizer=tok)
 
 
@@ -210,7 +217,7 @@ def score_solutions(model, tok, solutions: list[LabelledSolution], methods: list
         s = cache.get(sol.id)
         if s is None:
             t0 = time.perf_counter()
-            answer = extract_answer("\n".join(sol.steps))  # the solution's own answer: the info-gain target
+            answer = stated_answer("\n".join(sol.steps))  # the solution's own answer: the info-gain target
             if answer is None:
                 raise SystemExit(f"solution {sol.id} states no number to take as its answer; drop it")
             forward_methods = [m for m in methods if m not in SAMPLED]

@@ -66,7 +66,7 @@ def test_one_over_long_row_is_skipped_with_a_note_and_the_rest_explained(world):
         step = first_error_step(check, t.steps)
         labels += [-1 if step is None else step] * len(t.steps)
     assert list(credits["first_error_step"]) == labels
-    assert set(credits["methods"]) == {"acpo,mean_logprob"} and set(credits["checkpoint"]) == {world["model"]}
+    assert set(credits["methods"]) == {"info_gain,mean_logprob"} and set(credits["checkpoint"]) == {world["model"]}
     assert list(credits.drop_duplicates("row")["prompt"]) == [r["prompt"] for r in good]
     # the per-completion and fidelity tables, downloadable
     per_row = pd.read_csv(rows_csv)

@@ -726,7 +726,7 @@ def test_a_processbench_file_opens_in_batch_with_its_human_labels_as_ground_trut
     tok = char_tokenizer()
     long = save(tiny_llama(len(tok), seed=0, context=4096), tok, world["root"] / "ckpt-long")
     rows = json.loads(fixture.read_text())
-    summary, *_, fidelity, _, state, _ = Explorer([world["root"]], default_model=long).batch(
+    summary, *_, fidelity, _, state, _, _, _ = Explorer([world["root"]], default_model=long).batch(
         None, str(f), long, False, ["mean_logprob"], "lines", "#### ", 20)
     assert state["errors"] == [r["label"] if r["label"] >= 0 else None for r in rows]
     assert [[s.text.removesuffix("\n") for s in t.steps] for t in state["traces"]] == [r["steps"] for r in rows]
