@@ -70,7 +70,7 @@ def test_one_over_long_row_is_skipped_with_a_note_and_the_rest_explained(world):
     assert list(credits.drop_duplicates("row")["prompt"]) == [r["prompt"] for r in good]
     # the per-completion and fidelity tables, downloadable
     per_row = pd.read_csv(rows_csv)
-    assert list(per_row["row"]) == [0, 1, 3, 4] and "found acpo" in per_row.columns
+    assert list(per_row["row"]) == [0, 1, 3, 4] and "found info_gain" in per_row.columns
     assert set(pd.read_csv(fidelity_csv)["method"]) == set(methods)
     # one heatmap per method for a clicked row, each with its verdict
     html = world["explorer"].batch_trace_at(state, 1)
