@@ -1,7 +1,7 @@
 """acpo: step-level credit assignment for RL with verifiable rewards.
 
     import acpo
-    trace = acpo.explain(model, tokenizer, prompt, completion, method="acpo", answer="42")
+    trace = acpo.explain(model, tokenizer, prompt, completion, method="info_gain", answer="42")
     print(trace.to_frame())
 """
 

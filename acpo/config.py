@@ -200,11 +200,21 @@ CREDIT_OF_RECIPE = {
     "dapo": "uniform",
     "entropy_mask": "entropy_mask",
     "hapo": "hapo",
-    "acpo": "acpo",
+    "acpo": "info_gain",  # the recipe keeps its name; its credit is the information gain
     "rrpo": "uniform",
     "srpo": "uniform",
     "attr_reset": "uniform",
 }
+
+# Constructor options of a credit that the config sets: credit -> {option: TrainConfig field}.
+CREDIT_CONFIG_FIELDS = {
+    "info_gain": {"target": "acpo_target", "length_normalise": "acpo_per_token"},
+    "hapo": {"alpha": "hapo_alpha", "phi": "hapo_phi"},
+    "entropy_mask": {"rho": "entropy_mask_rho"},
+}
+RESET_BOUNDARY_CREDIT = "info_gain"  # attr_reset keeps the steps before the one this credit blames
+RESET_CONTINUATION_CREDIT = "uniform"  # reset continuations train on their outcome alone
+TRACED_CREDITS = ("info_gain",)  # traced beside the run's own credit at each evaluation
 
 
 # TRL's GRPOConfig names, accepted in YAML and on the command line (docs/METHODS.md has the table).
@@ -446,9 +456,9 @@ def validate(cfg: TrainConfig) -> None:
         resolve_segmentation(cfg.segmentation)
     except ValueError as err:
         raise ValueError(f"bad config: {err}") from None
-    from acpo.credit import CREDIT_METHODS
+    from acpo.credit import CREDIT_ALIASES, CREDIT_METHODS
 
-    if cfg.credit != "auto" and cfg.credit not in CREDIT_METHODS:
+    if cfg.credit != "auto" and cfg.credit not in CREDIT_METHODS and cfg.credit not in CREDIT_ALIASES:
         raise ValueError(f"bad config: unknown credit {cfg.credit!r}; valid: auto, {', '.join(sorted(CREDIT_METHODS))}")
     checks = [
         (cfg.lr > 0, "lr must be positive"),
@@ -509,9 +519,9 @@ def first_row(cfg: TrainConfig) -> dict | None:
             "answer": problem.answer, **columns}
 
 
-CREDIT_OPTIONS = {"acpo_target": "acpo", "acpo_per_token": "acpo", "hapo_alpha": "hapo", "hapo_phi": "hapo",
-                  "entropy_mask_rho": "entropy_mask"}
-"""Options read by one credit only: setting one for another credit does nothing, and a warning says so."""
+CREDIT_OPTIONS = {field: credit for credit, fields in CREDIT_CONFIG_FIELDS.items() for field in fields.values()}
+"""Options read by one credit only (``CREDIT_CONFIG_FIELDS`` turned around: acpo_target -> info_gain, ...): setting
+one for another credit does nothing, and is warned."""
 
 
 class ConfigWarning(UserWarning):
@@ -521,7 +531,9 @@ class ConfigWarning(UserWarning):
 def check_combinations(cfg: TrainConfig) -> None:
     """Settings that cannot run together (ValueError), or that do nothing together (a ConfigWarning each)."""
     defaults = TrainConfig()
-    credit = CREDIT_OF_RECIPE[cfg.recipe] if cfg.credit == "auto" else cfg.credit
+    from acpo.credit import credit_name
+
+    credit = CREDIT_OF_RECIPE[cfg.recipe] if cfg.credit == "auto" else credit_name(cfg.credit)
     if credit == "mc_reset" and cfg.backend == "ours":
         raise ValueError("bad config: credit mc_reset scores sampled continuations and needs a scorer, which this "
                          "loop does not give it; use --backend trl (it scores them against the answer column), or a "

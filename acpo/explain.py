@@ -1,35 +1,29 @@
 """The public API: ``explain`` one completion or ``explain_batch`` many -> ``Trace`` objects.
 
-    trace = acpo.explain(model, tokenizer, prompt, completion, method="acpo", answer="42")
+    trace = acpo.explain(model, tokenizer, prompt, completion, method="info_gain", answer="42")
     trace.to_frame()          # one row per step
     trace.to_csv("steps.csv")
 
-The trainer and the app both go through ``score_batch`` below, so what the
+``explain_batch`` tokenizes and checks its inputs, then calls ``acpo.pipeline.assign_credit``,
+the function the trainer, the TRL plug-in and the verl reward manager call too, so what the
 app shows is exactly what training would use.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Mapping, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
-from acpo.advantage import AdvantageConfig, outcome_advantages
-from acpo.credit import CreditBatch, get_credit_method
+from acpo.advantage import AdvantageConfig
+from acpo.credit import credit_name
 from acpo.credit.info_gain import DEFAULT_PROBE
-from acpo.credit.mc_reset import answer_scorer
+from acpo.pipeline import assign_credit, default_group_ids, make_credit
 from acpo.prompts import Prompt, render_prompt
-from acpo.segment import (STEP_SEPARATOR, SegmentConfig, given_steps, join_steps, owned_char_starts,
-                          resolve_segmentation, segment)
-from acpo.stats import eval_mode, scored_stats
-from acpo.tasks.base import extract_final_answer
+from acpo.segment import GIVEN, STEP_SEPARATOR, SegmentConfig, join_steps, owned_char_starts, resolve_segmentation
 from acpo.tokens import check_context, encode_prompt, encode_with_offsets, pad_batch, require_pad_token
 from acpo.trace import Trace
-
-NO_GROUP_BASELINE = 0.5  # [ours] outcome advantage of a lone completion: r - 0.5
-GIVEN = "given"  # the segmentation of steps the caller split already
 
 
 def given_completions(
@@ -61,80 +55,6 @@ def given_completions(
     return list(completions), segmentation, None
 
 
-def resolve_answers(
-    completions: Sequence[str],
-    answers: Sequence[str | None] | None,
-    rewards: torch.Tensor | None,
-    group_ids: torch.Tensor,
-) -> list[str | None]:
-    """ACPO's target answer per completion (METHODS.md §3.2).
-
-    The reference answer when given; else the answer of a correct completion
-    (reward >= 1) of the same group; else the completion's own final answer.
-    """
-    out: list[str | None] = []
-    for i, text in enumerate(completions):
-        if answers is not None and answers[i] is not None:
-            out.append(answers[i])
-            continue
-        found = None
-        if rewards is not None:
-            for j in torch.nonzero(group_ids == group_ids[i]).flatten().tolist():
-                if float(rewards[j]) >= 1.0 and (found := extract_final_answer(completions[j])):
-                    break
-        out.append(found or extract_final_answer(text))
-    return out
-
-
-def default_group_ids(prompts: Sequence[str]) -> torch.Tensor:
-    """Completions of the same prompt text form one group."""
-    first: dict[str, int] = {}
-    return torch.tensor([first.setdefault(p, len(first)) for p in prompts], dtype=torch.long)
-
-
-def batch_outcome_advantages(
-    rewards: torch.Tensor | None, group_ids: torch.Tensor, mode: str = "grpo"
-) -> torch.Tensor:
-    """Group advantages; a lone completion gets r - 0.5 **[ours]**; unknown rewards (None, or NaN rows) give 0."""
-    if rewards is None:
-        return torch.zeros(len(group_ids))
-    adv = outcome_advantages(rewards, group_ids, mode)
-    sizes = torch.bincount(group_ids)[group_ids]
-    return torch.where(sizes == 1, rewards.float() - NO_GROUP_BASELINE, adv).nan_to_num(nan=0.0)
-
-
-def score_batch(
-    model,
-    tokenizer,
-    prompt_ids: torch.Tensor,
-    prompt_mask: torch.Tensor,
-    completion_ids: torch.Tensor,
-    completion_mask: torch.Tensor,
-    completions: Sequence[str],
-    offsets: Sequence[Sequence[tuple[int, int]]],
-    segmentation: str = "hybrid",
-    segment_config: SegmentConfig | None = None,
-    batch_size: int = 8,
-    caches: list | None = None,
-    step_starts: Sequence[Sequence[int]] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, list]:
-    """Token statistics (micro-batched forwards) and the steps of every completion (``step_starts``: the
-    character starts of steps given already split, for ``segmentation="given"``)."""
-    logprobs, entropy = scored_stats(model, prompt_ids, prompt_mask, completion_ids, completion_mask, batch_size,
-                                     caches)
-    steps = []
-    for i, text in enumerate(completions):
-        n = int(completion_mask[i].sum())
-        if segmentation == GIVEN:
-            try:
-                steps.append(given_steps(text, offsets[i], step_starts[i]))
-            except ValueError as err:
-                raise ValueError(f"completion {i}: {err}") from None
-        else:
-            steps.append(segment(text, offsets[i], entropy[i, :n], segmentation, segment_config))
-    return logprobs, entropy, steps
-
-
 def check_batch_inputs(prompts, completions, answers, rewards, group_ids, meta, batch_size) -> None:
     """One line naming the argument when a per-completion list is not one per completion, a row is not text,
     or ``batch_size`` is not a positive whole number."""
@@ -161,7 +81,7 @@ def explain_batch(
     tokenizer,
     prompts: Sequence[Prompt],
     completions: Sequence[str | Sequence[str]],
-    method: str | Sequence[str] = "acpo",
+    method: str | Sequence[str] = "info_gain",
     segmentation: str = "hybrid",
     answers: Sequence[str | None] | None = None,
     rewards: Sequence[float] | None = None,
@@ -190,26 +110,24 @@ def explain_batch(
         method: a credit method name or a list of them (see ``acpo.credit.CREDIT_METHODS``).
         segmentation: ``lines``, ``markers``, ``entropy``, ``hybrid``, ``fixed`` / ``fixed-N``, or ``given``
             with ``step_starts`` (the character where each step of each completion starts).
-        answers: reference answers (ACPO's target); None entries fall back as in ``resolve_answers``.
+        answers: reference answers (the information gain's target; what ``mc_reset`` scores continuations
+            against); None entries fall back as in ``acpo.pipeline.resolve_answers``.
         rewards: outcome rewards; give them to see token advantages and HAPO credits.
         group_ids: which completions answer the same prompt (default: same prompt text).
-        probe: the text ACPO puts before the answer (``"#### "`` for the synthetic tasks).
+        probe: the text the information gain puts before the answer (``"#### "`` for the synthetic tasks).
         batch_size: completions per forward.
         meta: per-completion labels (run, checkpoint, prompt_id, completion_id) for the table.
         method_options: constructor options per method, e.g. ``{"mc_reset": {"samples": 16}}``;
             ``mc_reset`` scores its continuations against ``answers`` unless given a ``score``.
         chat_template: False sends string prompts as plain text even to a tokenizer with a template.
     """
-    methods = [method] if isinstance(method, str) else list(method)
-    if not methods:
-        raise ValueError("method is an empty list; name at least one credit method, e.g. method='acpo'")
+    given = [method] if isinstance(method, str) else list(method)
+    if not given:
+        raise ValueError("method is an empty list; name at least one credit method, e.g. method='info_gain'")
     check_batch_inputs(prompts, completions, answers, rewards, group_ids, meta, batch_size)
-    options = {m: dict((method_options or {}).get(m, {})) for m in methods}
-    if "acpo" in options:
-        options["acpo"].setdefault("probe", probe)
-    if "mc_reset" in options and "score" not in options["mc_reset"]:
-        options["mc_reset"]["score"] = answer_scorer(answers if answers is not None else [None] * len(completions))
-    credit_methods = {m: get_credit_method(m, **options[m]) for m in methods}
+    methods = list(dict.fromkeys(credit_name(m) for m in given))  # old aliases -> their credit's name
+    options = {credit_name(m): dict(o) for m, o in (method_options or {}).items()}
+    credit_methods = {m: make_credit(m, options.get(m), probe=probe) for m in methods}
     completions, segmentation, step_starts = given_completions(completions, segmentation, step_starts,
                                                                step_separator)
     if segmentation != GIVEN:
@@ -239,39 +157,14 @@ def explain_batch(
     acfg = advantage_config or AdvantageConfig()
 
     bar = tqdm(total=len(methods) + 1, desc="explain", disable=not progress)
-    # One micro-batch: keep its KV cache for the acpo probes (saves them a forward over every trace).
-    # More would hold every micro-batch's cache at once, so larger batches let the credit run its own.
-    caches = [] if "acpo" in methods and len(completions) <= batch_size else None
-    with eval_mode(model):
-        logprobs, entropy, steps = score_batch(
-            model, tokenizer, *tensors, completions, offsets, segmentation, segment_config, batch_size, caches,
-            step_starts,
-        )
-        bar.update()
-        batch = CreditBatch(
-            *tensors,
-            logprobs=logprobs,
-            entropy=entropy,
-            steps=steps,
-            advantages=batch_outcome_advantages(reward_t, groups, acfg.outcome),
-            group_ids=groups,
-            rewards=reward_t,
-            answers=resolve_answers(completions, answers, reward_t, groups) if "acpo" in methods else [],
-            texts=list(completions),
-            model=model,
-            tokenizer=tokenizer,
-            trace_cache=caches[0] if caches else None,
-        )
-        credits, token_adv, extras, seconds = {}, {}, {}, {}
-        for name, cm in credit_methods.items():
-            started = time.perf_counter()
-            result = cm.credits(batch)
-            seconds[name] = time.perf_counter() - started
-            credits[name] = result.step_credits
-            token_adv[name] = cm.token_advantages(batch, result, acfg)
-            extras.update(result.extras)
-            bar.update()
+    credited = assign_credit(
+        model, tokenizer, *tensors, completions, offsets, credit_methods, group_ids=groups, rewards=reward_t,
+        outcome=acfg.outcome, answers=answers, segmentation=segmentation, segment_config=segment_config,
+        advantage_config=acfg, batch_size=batch_size, score_tokens=True, progress=bar.update, step_starts=step_starts,
+    )
     bar.close()
+    batch = credited.batch
+    extras = {k: v for result in credited.results.values() for k, v in result.extras.items()}
 
     traces = []
     for i, text in enumerate(completions):
@@ -284,17 +177,17 @@ def explain_batch(
                 token_ids=comp_tok[i],
                 tokens=[text[a:b] for a, b in zip(starts, starts[1:] + [len(text)])],
                 offsets=offsets[i],
-                logprobs=logprobs[i, :n].clone(),
-                entropies=entropy[i, :n].clone(),
-                steps=steps[i],
+                logprobs=batch.logprobs[i, :n].clone(),
+                entropies=batch.entropy[i, :n].clone(),
+                steps=batch.steps[i],
                 segmentation=segmentation,
-                credits={m: credits[m][i] for m in methods},
-                token_advantages={m: token_adv[m][i, :n] for m in methods},
+                credits={m: credited.results[m].step_credits[i] for m in methods},
+                token_advantages={m: credited.token_advantages[m][i, :n] for m in methods},
                 extras={k: v[i] for k, v in extras.items()},
                 answer=batch.answers[i] if batch.answers else (answers[i] if answers else None),
                 reward=None if reward_t is None else float(reward_t[i]),
                 meta=dict(meta[i]) if meta is not None else {},
-                seconds=dict(seconds),
+                seconds=dict(credited.seconds),
             )
         )
     return traces
@@ -317,7 +210,7 @@ def explain(
     tokenizer,
     prompt: Prompt,
     completion: str,
-    method: str | Sequence[str] = "acpo",
+    method: str | Sequence[str] = "info_gain",
     segmentation: str = "hybrid",
     answer: str | None = None,
     reward: float | None = None,

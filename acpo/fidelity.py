@@ -4,60 +4,30 @@ The one home of the metrics that ``bench/credit_fidelity.py`` reports for the
 demo policy and the app's Batch tab reports on a user's own traces, so the two
 always agree. A trace counts when it failed, shows working (two lines at
 least: an answer with no working has one step and nothing to localise) and
-its first wrong line has a span (``localisable``); the others are counted by
-cause (``unlabelled_counts``), not silently dropped. Per method: top-1 (the
-lowest-credit step holds the first wrong line), the AUROC of -credit at telling
+its first wrong line has a span (``acpo.verdict.localisable``); the others are counted by
+cause (``acpo.verdict.unlabelled_counts``), not silently dropped. Per method: top-1 (the
+blamed step, ``acpo.verdict.blamed_step``, holds the first wrong line), the AUROC of -credit at telling
 that step from the correct steps before it, both with 95% bootstrap intervals
 over traces, and chance (mean 1/K).
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+
+from acpo.verdict import blamed_step
 
 BOOTSTRAP_SEED = 0
 FIDELITY_COLUMNS = ["method", "traces", "top1", "top1_lo", "top1_hi", "auroc", "auroc_lo", "auroc_hi", "mean_steps",
                     "chance_top1"]
 
 
-def localisable(check) -> bool:
-    """A failed completion that shows working and whose first wrong line has a character span."""
-    return unlabelled_reason(check) is None
-
-
-def unlabelled_reason(check) -> str | None:
-    """Why a checked completion gives no labelled trace (None: it does), so skipped traces are counted by
-    cause: not checked (no checker, or no answer to check against), the answer is right, no working shown, no
-    line the free-form checker can read, no false line although the answer is wrong (the error is not in the
-    arithmetic), or only the answer line is missing."""
-    if check is None:
-        return "not checked"
-    if check.answer_correct:
-        return "answer right"
-    if not check.shows_working:
-        return "no working"
-    if not getattr(check, "checkable", True):
-        return "no checkable line"
-    if check.first_error is None:
-        return "no false line"
-    if check.first_error >= len(check.step_char_spans):
-        return "no answer line"
-    return None
-
-
-def unlabelled_counts(checks) -> dict[str, int]:
-    """How many of ``checks`` each ``unlabelled_reason`` skipped, most common first."""
-    counts = Counter(r for r in map(unlabelled_reason, checks) if r is not None)
-    return dict(counts.most_common())
-
-
 def top1(scores: Sequence[np.ndarray], labels: Sequence[int]) -> float:
-    """Share of traces whose lowest-scored step is the labelled one (ties: the first lowest)."""
-    return float(np.mean([int(np.argmin(s)) == l for s, l in zip(scores, labels)]))
+    """Share of traces whose blamed step (``acpo.verdict.blamed_step``: the uniquely lowest) is the labelled one."""
+    return float(np.mean([blamed_step(range(len(s)), s) == l for s, l in zip(scores, labels)]))
 
 
 def auroc(scores: Sequence[np.ndarray], labels: Sequence[int]) -> float:
@@ -68,6 +38,25 @@ def auroc(scores: Sequence[np.ndarray], labels: Sequence[int]) -> float:
         return float("nan")
     greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
     return float(greater / (len(pos) * len(neg)))
+
+
+def matched_auroc(scores, labels, strata, answer_line) -> float:
+    """AUROC of -score: each wrong computation line against the *right* lines at the same step index of other
+    failed traces of the same stratum (e.g. family, level and length; their first error comes later), so neither
+    where a line sits nor how long the working is can separate them. Answer lines are left out on both sides."""
+    negatives: dict[tuple, list[float]] = {}
+    for sc, lab, st in zip(scores, labels, strata):
+        for k in range(lab):
+            negatives.setdefault((*st, k), []).append(-sc[k])
+    greater = pairs = 0.0
+    for sc, lab, st, ans in zip(scores, labels, strata, answer_line):
+        if lab == ans:  # the wrong line is the answer line: no computation to compare
+            continue
+        neg = np.asarray(negatives.get((*st, lab), []))
+        if len(neg):
+            greater += (-sc[lab] > neg).sum() + 0.5 * (-sc[lab] == neg).sum()
+            pairs += len(neg)
+    return float(greater / pairs) if pairs else float("nan")
 
 
 def bootstrap(fn, scores, labels, reps: int, rng: np.random.Generator) -> tuple[float, float]:

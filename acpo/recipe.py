@@ -11,7 +11,9 @@ import random
 
 import torch
 
-from acpo.config import CREDIT_OF_RECIPE, TrainConfig
+from acpo.config import CREDIT_CONFIG_FIELDS, CREDIT_OF_RECIPE, TrainConfig
+from acpo.credit import credit_name
+from acpo.pipeline import make_credit
 from acpo.prompts import answer_probe
 from acpo.rewards import get_reward
 from acpo.tasks import DEFAULT_TRAIN_MIX, RL_SEED_OFFSET, TASKS, Problem, get_task, heldout_problems, make_problems
@@ -61,20 +63,16 @@ def load_problem_sets(cfg: TrainConfig) -> tuple[list[Problem], list[Problem], d
 
 
 def credit_of(cfg: TrainConfig) -> str:
-    """The credit a run trains with: ``--credit``, or its recipe's own."""
-    return CREDIT_OF_RECIPE[cfg.recipe] if cfg.credit == "auto" else cfg.credit
+    """The credit a run trains with: ``--credit`` (an old alias read as its credit's name), or its recipe's own."""
+    return CREDIT_OF_RECIPE[cfg.recipe] if cfg.credit == "auto" else credit_name(cfg.credit)
 
 
 def credit_options(cfg: TrainConfig, probe: str) -> dict:
-    """Constructor options of ``credit_of(cfg)`` from the config."""
+    """Constructor options of ``credit_of(cfg)`` from the config (``CREDIT_CONFIG_FIELDS``), and the answer probe
+    for a credit that takes one."""
     credit = credit_of(cfg)
-    if credit == "acpo":
-        return {"probe": probe, "target": cfg.acpo_target, "length_normalise": cfg.acpo_per_token}
-    if credit == "hapo":
-        return {"alpha": cfg.hapo_alpha, "phi": cfg.hapo_phi}
-    if credit == "entropy_mask":
-        return {"rho": cfg.entropy_mask_rho}
-    return {}
+    options = {arg: getattr(cfg, fld) for arg, fld in CREDIT_CONFIG_FIELDS.get(credit, {}).items()}
+    return {"probe": probe, **options} if hasattr(make_credit(credit, probe=probe), "probe") else options
 
 
 def reward_functions(cfg: TrainConfig) -> list:
@@ -120,7 +118,8 @@ def check_inputs(cfg: TrainConfig, tokenizer, policy, problems: list[Problem], p
         if module and importlib.util.find_spec(module) is None:
             raise ValueError(f"--report-to {tracker} needs the {module} package, which is not installed: "
                              f"`pip install {module}`, or leave {tracker} out")
-    if credit == "acpo" and not tokenizer(probe, add_special_tokens=False)["input_ids"]:
+    takes_probe = hasattr(make_credit(credit, probe=probe), "probe")
+    if takes_probe and not tokenizer(probe, add_special_tokens=False)["input_ids"]:
         raise ValueError(f"probe {probe!r} is no token for this tokenizer; pass a non-empty --probe")
     context = getattr(policy.config, "max_position_embeddings", None)
     if not context:

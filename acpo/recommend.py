@@ -20,6 +20,8 @@ from typing import Sequence
 
 import pandas as pd
 
+from acpo.credit import renamed_credit_columns
+
 from acpo.resources import ASSETS
 
 DEMO_FIDELITY = ASSETS / "credit_fidelity.csv"
@@ -36,7 +38,7 @@ class Recommendation:
 
 def read_table(path: Path) -> pd.DataFrame:
     """A published benchmark table, or an empty one when it was never published."""
-    return pd.read_csv(path) if Path(path).exists() else pd.DataFrame()
+    return renamed_credit_columns(pd.read_csv(path)) if Path(path).exists() else pd.DataFrame()  # old names read
 
 
 def _pct(x) -> str:
@@ -73,7 +75,7 @@ def processbench_line(method: str, processbench: pd.DataFrame) -> str:
 
 
 def recommend(candidates: Sequence[str], demo: pd.DataFrame, processbench: pd.DataFrame,
-              own: pd.DataFrame | None = None, fallback: str = "acpo", own_labels: str = "your labels") -> Recommendation:
+              own: pd.DataFrame | None = None, fallback: str = "info_gain", own_labels: str = "your labels") -> Recommendation:
     """The credit to show first among ``candidates`` and why.
 
     Args:

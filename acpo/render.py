@@ -18,6 +18,8 @@ from typing import Sequence
 
 import pandas as pd
 
+from acpo.verdict import blamed_step
+
 POSITIVE_RGB = (33, 102, 172)  # blue: the step raised the answer's probability / reward
 NEGATIVE_RGB = (178, 24, 43)  # red: the step lowered it
 ENTROPY_RGB = (230, 110, 0)  # orange: sequential scale for entropy
@@ -144,14 +146,6 @@ def credit_scale(credit_column: str, values: Sequence[float], top: float | None 
     top = max(clean, default=0.0) if top is None else float(top)
     return ColourScale(getattr(method, "signed", True), top, getattr(method, "unit", ""), credit_column,
                        getattr(method, "meaning", ""))
-
-
-def blamed_step(steps: Sequence[int], credits: Sequence[float]) -> int | None:
-    """The step a credit blames: the lowest credit (the first on ties); None when every step is equal."""
-    values = [float(c) for c in credits]
-    if not values or max(values) == min(values):
-        return None
-    return int(steps[min(range(len(values)), key=values.__getitem__)])
 
 
 def _prompt_block(prompt: str | None) -> str:

@@ -3,7 +3,7 @@ completions, which join the batch as new groups.
 
 Each recipe keeps a different prefix: rrpo a random number of steps, srpo the
 steps before the one the policy itself names as first wrong, attr_reset the
-steps before the one with the lowest ACPO credit.
+steps before the one with the lowest ``RESET_BOUNDARY_CREDIT`` (the information gain).
 """
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ from collections.abc import Callable
 
 import torch
 
-from acpo.credit import CreditBatch, get_credit_method
+from acpo.config import RESET_BOUNDARY_CREDIT
+from acpo.credit import CreditBatch
 from acpo.credit.mc_reset import parse_self_localisation, self_localisation_prompt
+from acpo.pipeline import make_credit
 from acpo.rollout import Sample
 from acpo.tasks import Problem
 from acpo.tokens import pad_batch
@@ -66,7 +68,7 @@ def reset_boundary(recipe: str, i: int, batch: CreditBatch, problem: Problem, sa
                       steps=[batch.steps[i]], advantages=batch.advantages[i : i + 1],
                       group_ids=torch.zeros(1, dtype=torch.long), answers=[problem.answer], model=batch.model,
                       tokenizer=batch.tokenizer)
-    credits = get_credit_method("acpo", probe=probe).credits(one).step_credits[0]
+    credits = make_credit(RESET_BOUNDARY_CREDIT, probe=probe).credits(one).step_credits[0]
     return int(torch.argmin(credits))  # keep the steps before the blamed one
 
 

@@ -237,6 +237,8 @@ def segment(
     return _steps_from_boundaries(text, starts, fn(text, starts, entropy, cfg))
 
 
+GIVEN = "given"
+"""The segmentation of steps the caller split already (``given_steps`` at their character starts)."""
 STEP_SEPARATOR = "\n"
 """What joins steps given already split (``join_steps``): each step's text carries the separator after it,
 as a line step carries its newline."""

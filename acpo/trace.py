@@ -103,10 +103,11 @@ class Trace:
         tmp.replace(path)
         return path
 
-    def lowest_credit_step(self, method: str | None = None) -> int:
-        """Index of the step with the lowest credit (where the method puts the blame)."""
-        credit = self.credits[method or self.methods[0]]
-        return int(torch.argmin(credit))
+    def lowest_credit_step(self, method: str | None = None) -> int | None:
+        """Index of the step the method blames (``acpo.verdict.blamed_step``: the uniquely lowest credit)."""
+        from acpo.verdict import blamed_step
+
+        return blamed_step([s.index for s in self.steps], self.credits[method or self.methods[0]].tolist())
 
     def html(self, method: str | None = None, view: str = "steps", first_error_step: int | None = None) -> str:
         """The heatmap the app shows (``acpo.render.trace_html``): steps by credit, or tokens

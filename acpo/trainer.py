@@ -21,16 +21,15 @@ from tqdm.auto import tqdm
 
 from acpo.advantage import AdvantageConfig
 from acpo.checkpoint import TrainState, complete_checkpoints, load_training, save_training
-from acpo.config import TrainConfig, to_yaml
-from acpo.credit import CreditBatch, get_credit_method
-from acpo.credit.hapo import hapo_quadrants
+from acpo.config import RESET_CONTINUATION_CREDIT, TRACED_CREDITS, TrainConfig, to_yaml
+from acpo.credit import CreditBatch
 from acpo.curriculum import Curriculum, redraw_equal_groups
 from acpo.distributed import (
     StopSignals, any_process, end_processes, from_main, gather_objects, gather_tensors, reduce_values, weights_digest,
 )
 from acpo.evaluation import heldout_counts, write_traces
-from acpo.explain import batch_outcome_advantages
 from acpo.loss import accumulate_gradients, check_finite, check_weights_finite
+from acpo.pipeline import assign_credit, make_credit
 from acpo.prompts import PromptStyle, render_prompt
 from acpo.recipe import (
     check_inputs, credit_of, credit_options, load_problem_sets, optimizer_and_schedule, resolve_probe,
@@ -44,7 +43,7 @@ from acpo.runs import (
     CHECKPOINTS, SUMMARY, append_metrics, claim_run_folder, eval_at, lock_shared, read_metrics, resume_command,
     run_summary, start_run_folder, start_trackers, truncate_metrics, write_summary,
 )
-from acpo.segment import SegmentConfig, segment
+from acpo.segment import SegmentConfig
 from acpo.stats import scored_stats
 from acpo.tasks import Problem
 from acpo.tokens import encode_prompt, pad_batch
@@ -89,7 +88,7 @@ class Trainer:
         # prompts, rewards, credit
         self.prompt_style = PromptStyle(cfg.chat_template, cfg.system_prompt, cfg.instruction, cfg.answer_format)
         self.credit_name, self.probe = credit_of(cfg), resolve_probe(cfg)
-        self.credit = get_credit_method(self.credit_name, **credit_options(cfg, self.probe))
+        self.credit = make_credit(self.credit_name, credit_options(cfg, self.probe))
         self.seg_cfg = SegmentConfig(entropy_quantile=cfg.entropy_quantile, min_step_tokens=cfg.min_step_tokens,
                                      max_reasoning_steps=cfg.max_reasoning_steps)
         self.rewards = Rewards(reward_functions(cfg), cfg.reward_weights, self.prompt_of)
@@ -275,34 +274,32 @@ class Trainer:
     # ------------------------------------------------------------------ 2. credit
     def score(self, problems: list[Problem], samples: list[Sample], rewards: torch.Tensor,
               group_ids: torch.Tensor | None = None, credit=None) -> Scored:
-        """Token stats (old policy), steps, outcome advantages and token advantages of a batch."""
+        """Token stats (old policy), steps, outcome advantages and token advantages of a batch
+        (``acpo.pipeline.assign_credit``, as ``explain`` and the TRL plug-in)."""
         cfg = self.cfg
         per = len(samples) // len(problems)
         tensors = pad_batch([s.prompt_ids for s in samples], [s.completion_ids for s in samples],
                             self.tokenizer.pad_token_id)
         credit = credit or self.credit
-        if self.needs_old_stats(credit):
-            with self.timed("score"):
-                logprobs, entropy = scored_stats(self.policy, *tensors, batch_size=self.cfg.micro_batch_size)
-                steps = [segment(s.text, s.offsets, entropy[i, : len(s.completion_ids)], cfg.segmentation,
-                                 self.seg_cfg) for i, s in enumerate(samples)]
-        else:  # uniform credit reads no step: one step per completion, stats from the training forward
-            logprobs = entropy = None
-            steps = [segment(s.text, s.offsets, torch.zeros(len(s.offsets)), "fixed-100000") for s in samples]
         if group_ids is None:
             group_ids = torch.arange(len(samples)) // per
         shaped = self.stage == 2 and cfg.conf_gamma > 0
-        if shaped:
-            rewards = self.confidence_weighted(rewards, samples, logprobs)
-        batch = CreditBatch(*tensors, logprobs=logprobs, entropy=entropy, steps=steps,
-                            advantages=batch_outcome_advantages(rewards, group_ids, cfg.outcome), group_ids=group_ids,
-                            rewards=rewards, answers=[problems[i // per].answer for i in range(len(samples))],
-                            texts=[s.text for s in samples], model=self.policy, tokenizer=self.tokenizer)
-        with torch.no_grad(), self.timed("credit"):
-            result = credit.credits(batch)
-            token_adv = credit.token_advantages(batch, result, self.adv_cfg)
-        token_adv[rewards.isnan()] = 0.0  # no reward, no learning signal (additive credit would give one)
-        return Scored(batch, token_adv, result.step_credits, shaped=shaped)
+        stats = None
+        with self.timed("score"):
+            if shaped:  # the reward reads the old policy's log-probs: score first, then credit with the same stats
+                stats = scored_stats(self.policy, *tensors, batch_size=cfg.micro_batch_size)
+                rewards = self.confidence_weighted(rewards, samples, stats[0])
+            credited = assign_credit(
+                self.policy, self.tokenizer, *tensors, [s.text for s in samples], [s.offsets for s in samples],
+                {credit.name: credit}, group_ids=group_ids, rewards=rewards, outcome=cfg.outcome,
+                answers=[problems[i // per].answer for i in range(len(samples))], segmentation=cfg.segmentation,
+                segment_config=self.seg_cfg, advantage_config=self.adv_cfg, batch_size=cfg.micro_batch_size,
+                stats=stats, score_tokens=self.needs_old_stats(credit))
+        seconds = credited.seconds[credit.name]  # credit time, reported as its own phase
+        self.timings["score"] -= seconds
+        self.timings["credit"] = self.timings.get("credit", 0.0) + seconds
+        result = credited.results[credit.name]
+        return Scored(credited.batch, credited.token_advantages[credit.name], result.step_credits, shaped=shaped)
 
     def needs_old_stats(self, credit) -> bool:
         """Whether anything reads token statistics before the loss.
@@ -310,11 +307,11 @@ class Trainer:
         At a batch's first optimizer step the old policy is the policy, so the
         training forward's own log-probs, detached, are the old log-probs (as in
         TRL; kept for the batch's later ``num_iterations`` steps) and a separate
-        no-grad forward is needed only for step credits other than ``uniform``
-        (and their segmentation), reset boundaries, and stage 2's
-        confidence-weighted reward.
+        no-grad forward is needed only for step credits that read it or the
+        steps cut with it (``needs_stats``, ``needs_steps``: all but ``uniform``), reset boundaries, and
+        stage 2's confidence-weighted reward.
         """
-        return (credit.name != "uniform" or self.cfg.is_reset
+        return (credit.needs_stats or credit.needs_steps or self.cfg.is_reset
                 or (self.stage == 2 and self.cfg.conf_gamma > 0))
 
     def confidence_weighted(self, rewards: torch.Tensor, samples: list[Sample], logprobs: torch.Tensor) -> torch.Tensor:
@@ -324,7 +321,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ 3. resets (rrpo / srpo / attr_reset)
     def add_reset_groups(self, scored: Scored, problems, samples, rewards) -> Scored:
-        """The batch with reset continuations as new groups, scored with uniform credit (``acpo.resets``)."""
+        """The batch with reset continuations as new groups, scored with ``RESET_CONTINUATION_CREDIT`` (uniform:
+        their outcome alone; ``acpo.resets``)."""
         cfg = self.cfg
         found = reset_groups(cfg.recipe, scored.batch, problems, samples, rewards, group_size=cfg.group_size,
                              resets=cfg.resets_per_step, per_reset=cfg.reset_samples, generate=self.generate_ids,
@@ -333,7 +331,7 @@ class Trainer:
         if found is None:
             return scored
         owners, continuations, _, cont_rewards, group_ids = found
-        extra = self.score(owners, continuations, cont_rewards, group_ids, credit=get_credit_method("uniform"))
+        extra = self.score(owners, continuations, cont_rewards, group_ids, credit=make_credit(RESET_CONTINUATION_CREDIT))
         batch = concat_batches(scored.batch, extra.batch)
         token_adv = pad_cat(scored.token_adv, extra.token_adv, batch.completion_ids.shape[1])
         return Scored(batch, token_adv, scored.step_credits + extra.step_credits, shaped=scored.shaped)
@@ -375,8 +373,7 @@ class Trainer:
         logs.update(self.reduce({
             "loss": loss, "credit/mean": float(credits.mean()),
             "credit/std": float(credits.std()) if credits.numel() > 1 else 0.0,
-            **({f"hapo/{k}": v for k, v in hapo_quadrants(scored.token_adv, batch.entropy, mask).items()}
-               if self.credit_name == "hapo" else {}),
+            **self.credit.batch_metrics(scored.token_adv, batch),
             **({"shaped_reward": float(batch.rewards[:main_rows].nanmean())} if scored.shaped else {}),
         }))
         logs.update(grad_norm=math.nan if grad_norm is None else float(grad_norm), learning_rate=learning_rate)
@@ -406,10 +403,10 @@ class Trainer:
             self.log({"step": self.state.step, **found, "stage": self.stage, "rollout_tokens": self.state.rollout_tokens})
         self.last_sampled = found["eval/pass@1_sampled"]
         cfg, problems = self.cfg, self.eval_set[: self.cfg.trace_problems]
-        if self.acc.is_main_process and problems:  # greedy completions explained by the run's credit and ACPO's
+        if self.acc.is_main_process and problems:  # greedy completions explained by the run's credit and TRACED_CREDITS
             write_traces(self.run_dir, self.state.step, self.engine, self.policy, self.tokenizer, problems,
                          [render_prompt(self.tokenizer, self.prompt_of(p), cfg.chat_template) for p in problems],
-                         self.rewards.total, credits=list(dict.fromkeys([self.credit_name, "acpo"])),
+                         self.rewards.total, credits=list(dict.fromkeys([self.credit_name, *TRACED_CREDITS])),
                          segmentation=cfg.segmentation, segment_config=self.seg_cfg, probe=self.probe,
                          chat_template=cfg.chat_template, recipe=cfg.recipe)
         return found["eval/pass@1"]

@@ -12,12 +12,12 @@ import pandas as pd
 
 import acpo
 from acpo.credit.info_gain import DEFAULT_PROBE
-from acpo.fidelity import fidelity_table, localisable, unlabelled_counts
-from acpo.render import blamed_step, message_html, trace_html
+from acpo.fidelity import fidelity_table
+from acpo.render import message_html, trace_html
 from acpo.recommend import recommend
-from acpo.rewards import row_reward
-from acpo.tasks import check_as, checker_for, error_kind, first_error_step
+from acpo.tasks import error_kind, first_error_step
 from acpo.tokens import check_fits
+from acpo.verdict import blamed_step, check_row, localisable, located, reward_and_source, unlabelled_counts
 from . import views
 from .loaders import InputError, read_rollouts
 from .shared import (
@@ -25,7 +25,6 @@ from .shared import (
     BATCH_METHODS,
     ExplorerBase,
     checker_name,
-    localisable_error,
     scale_tops,
     ui_errors,
     whole_number,
@@ -56,32 +55,23 @@ class BatchTab(ExplorerBase):
 
     @staticmethod
     def _batch_rewards(rollouts: pd.DataFrame, checks: list) -> tuple[list[float | None], list[bool]]:
-        """Each row's reward (``acpo.rewards.row_reward``): the file's, else the checker's answer verdict, else
-        the answer match; and whether each was computed rather than read."""
+        """Each row's reward (``acpo.verdict.reward_and_source``): the file's, else the checker's answer verdict,
+        else the answer match; and whether each was computed rather than read."""
         out, computed = [], []
         for r, check in zip(rollouts.itertuples(), checks):
-            given = None if r.reward is None or (isinstance(r.reward, float) and math.isnan(r.reward)) else r.reward
-            reward, source = row_reward(r.completion, r.answer, check, given)
+            reward, source = reward_and_source(r.reward, check, r.completion, r.answer)
             out.append(reward)
             computed.append(source in ("checker", "answer match"))
         return out, computed
 
     @staticmethod
     def _batch_checks(rollouts: pd.DataFrame, checker: str) -> list:
-        """The step checker's verdict per row that has an answer: the chosen checker, or with ``AUTO_CHECKER``
-        the task of the file's ``family`` column, else the free-form checker (``acpo.tasks.checker_for``)."""
-        chosen = None if checker == AUTO_CHECKER else checker_name(checker)
-        checks = []
-        for r in rollouts.itertuples():
-            name = checker_for(r.family, r.answer) if checker == AUTO_CHECKER else chosen
-            if r.answer is None or name is None:
-                checks.append(None)
-                continue
-            try:
-                checks.append(check_as(name, r.prompt, str(r.answer), r.completion))
-            except ValueError:  # the prompt is not this family's
-                checks.append(None)
-        return checks
+        """The step checker's verdict per row that has an answer (``acpo.verdict.check_row``): the chosen checker,
+        or with ``AUTO_CHECKER`` the task of the file's ``family`` column, else the free-form checker."""
+        if checker != AUTO_CHECKER:
+            checker_name(checker)  # an unknown checker is refused in one line, before any row is read
+        return [check_row(checker, r.prompt, str(r.answer), r.completion, r.family)[0] if r.answer is not None
+                else None for r in rollouts.itertuples()]
 
     @ui_errors
     def batch(self, upload, path_text, model_name, trust_remote_code, methods, segmentation, probe, max_rows,
@@ -174,7 +164,7 @@ class BatchTab(ExplorerBase):
             errors = [int(label) if label >= 0 else None for label in rollouts["label"]]
             labelled = [i for i, e in enumerate(errors) if e is not None]
         else:
-            errors = [first_error_step(c, t.steps) if c is not None and localisable_error(c) else None
+            errors = [first_error_step(c, t.steps) if located(c) else None
                       for c, t in zip(checks, traces)]
             labelled = [i for i, (c, e) in enumerate(zip(checks, errors)) if e is not None and localisable(c)]
         full = credit_table(rollouts, traces, errors, methods)

@@ -9,10 +9,10 @@ import pandas as pd
 
 import acpo
 from acpo.credit.info_gain import DEFAULT_PROBE
-from acpo.render import ColourScale, blamed_step, credit_scale, step_heatmap_html
-from acpo.rewards import row_reward
+from acpo.render import ColourScale, credit_scale, step_heatmap_html
 from acpo.tasks import error_kind, first_error_step
 from acpo.tokens import check_fits
+from acpo.verdict import blamed_step, located, row_reward
 from . import views
 from .loaders import InputError
 from .shared import (
@@ -21,7 +21,6 @@ from .shared import (
     NO_CHECKER,
     ExplorerBase,
     check_problem,
-    localisable_error,
     scale_tops,
     ui_errors,
 )
@@ -56,7 +55,7 @@ class CompareTab(ExplorerBase):
         check_fits(model, tokenizer, prompt or "", completion)  # before anything parses the completion
         answer = (answer or "").strip() or None
         check = check_problem(checker, prompt or "", answer, completion)
-        reward, _ = row_reward(completion, answer, check)
+        reward = row_reward(None, check, completion, answer)
         frames, traces = {}, {}
         for name in names:
             label = name if name not in frames else f"{name} ({len(frames)})"
@@ -73,7 +72,7 @@ class CompareTab(ExplorerBase):
         for (label, f), top in zip(frames.items(), tops):
             blamed = blamed_step(f["step"].tolist(), f[col].tolist())
             said = views.hit_or_miss(blamed, error_step, method, error_kind(check)) \
-                if check is not None and localisable_error(check) \
+                if located(check) \
                 else f"lowest credit at step {blamed}"
             cells.append(f"<div>{step_heatmap_html(f, col, None, error_step, title=f'{label}: {said}', top=top)}</div>")
         labels = list(frames)

@@ -14,14 +14,15 @@ from acpo.answers import extract_answer
 from acpo.credit.info_gain import DEFAULT_PROBE
 from acpo.credit.mc_reset import Cancelled
 from acpo.data import load_problems
-from acpo.render import blamed_step, credit_scale, message_html, trace_html
-from acpo.rewards import row_reward
+from acpo.render import credit_scale, message_html, trace_html
 from acpo.rollout import generate_texts
 from acpo.tasks import TASKS, answer_scorer, error_kind, first_error_step
 from acpo.tokens import check_fits, context_length, encode_prompt
+from acpo.verdict import blamed_step, located, reward_and_source
 from . import views
 from .loaders import InputError, check_size, sample_label
 from .shared import (
+    COMPANION_METHOD,
     FREEFORM_CHECKER,
     RESAMPLING,
     UI_METHODS,
@@ -43,7 +44,7 @@ def verdict_markdown(trace, method: str, check, error_step: int | None, reward_s
     blamed = blamed_step([st.index for st in trace.steps], trace.credits[method].tolist())
     scale = credit_scale(col, trace.credits[method].tolist(), top)
     lines = []
-    if check is not None and error_step is not None and check.first_error < len(check.step_char_spans):
+    if error_step is not None and located(check):
         what = error_kind(check)
         lines.append(views.hit_or_miss(blamed, error_step, method, what) + f" (dashed outline: the checker's {what})")
     elif check is not None and check.first_error is None and check.answer_correct:
@@ -61,7 +62,7 @@ def verdict_markdown(trace, method: str, check, error_step: int | None, reward_s
     parts = [f"{reward} ({REWARD_SOURCES[reward_source]})", f"**steps** {len(trace.steps)}"]
     if trace.answer is not None:
         parts.append(f"**target answer** <code>{views.md_escape(trace.answer)}</code>")
-    parts.append(f"**lowest {col}**: " + (f"step {blamed}" if blamed is not None else "none (all steps equal)"))
+    parts.append(f"**lowest {col}**: " + (f"step {blamed}" if blamed is not None else "none (several steps share the lowest)"))
     unit = f" {scale.unit}" if scale.unit else ""
     parts.append(f"colour scale ±{scale.top:.3g}{unit}" if scale.signed else f"colour scale 0 … {scale.top:.3g}{unit}")
     if method in trace.seconds:
@@ -101,7 +102,7 @@ def step_csv(state: dict):
 REWARD_SOURCES = {"given": "typed in the Reward box", "checker": "the step checker's answer verdict",
                   "answer match": "the final answer against the reference answer",
                   "unknown": "no reward typed, no checker, no reference answer: advantages are 0"}
-"""``acpo.rewards.row_reward``'s sources, as the verdict line says where the reward came from."""
+"""``acpo.verdict.reward_and_source``'s sources, as the verdict line says where the reward came from."""
 
 
 class ExploreTab(ExplorerBase):
@@ -204,12 +205,12 @@ class ExploreTab(ExplorerBase):
         check_fits(model, tokenizer, prompt or "", completion)  # before anything parses the completion
         answer = (answer or "").strip() or None
         check = check_problem(checker, prompt or "", answer, completion)
-        reward_value, source = row_reward(completion, answer, check, parse_reward(reward))
+        reward_value, source = reward_and_source(parse_reward(reward), check, completion, answer)
         methods = [method]
-        if method != "acpo" and (answer or extract_answer(completion)):
-            methods.append("acpo")  # information gain beside the chosen method, when there is an answer to probe
+        if method != COMPANION_METHOD and (answer or extract_answer(completion)):
+            methods.append(COMPANION_METHOD)
         sent, chat = self.model_prompt(model_name, tokenizer, prompt or "", answer, checker, as_trained)
-        options = {RESAMPLING: resampling} if method == RESAMPLING else None
+        options = {method: resampling} if method in RESAMPLING else None
         trace = acpo.explain(model, tokenizer, sent, completion, method=methods, segmentation=segmentation,
                              answer=answer, reward=reward_value, probe=probe or DEFAULT_PROBE, method_options=options,
                              chat_template=chat)
@@ -225,7 +226,7 @@ class ExploreTab(ExplorerBase):
         """Explain one completion: heatmap, verdict, entropy trace, step table, CSV of the table, the state,
         and the text the model was sent."""
         resampling, lane = None, contextlib.nullcontext()
-        if method == RESAMPLING:
+        if method in RESAMPLING:
             stop = self._stops.setdefault(getattr(request, "session_hash", None) or "api", threading.Event())
             stop.clear()
             resampling = self.resampling_options(checker, prompt or "", (answer or "").strip(), mc_samples,
@@ -248,7 +249,7 @@ class ExploreTab(ExplorerBase):
         verdict = verdict_markdown(trace, method, state["check"], state["first_error_step"], state["reward_source"],
                                    trace_top(state, scale, fixed_scale))
         csv = self.downloads.write(step_csv(state), f"acpo-steps-{method}-{segmentation}")
-        curve = views.resample_figure(trace.to_frame(), trace.reward) if method == RESAMPLING else None
+        curve = views.resample_figure(trace.to_frame(), trace.reward) if method in RESAMPLING else None
         return (render_trace(state, view, scale, fixed_scale), verdict, fig, views.display_table(views.hide_columns(table)),
                 csv, state, state["sent"], gr.update(value=curve, visible=curve is not None))
 
@@ -262,7 +263,7 @@ class ExploreTab(ExplorerBase):
     def estimate_resampling(self, model_name, trust_remote_code, prompt, completion, segmentation, method,
                             mc_samples, mc_batch, mc_tokens, answer="", checker=None, as_trained=True):
         """Before mc_reset runs: how many continuations it will sample and about how long it will take."""
-        if method != RESAMPLING:
+        if method not in RESAMPLING:
             return ""
         if not completion or not completion.strip():
             return "Resampling credit: paste or sample a completion to see its cost."
@@ -288,7 +289,7 @@ class ExploreTab(ExplorerBase):
         sent, chat = self.model_prompt(model_name, tokenizer, prompt or "", answer, checker, as_trained)
         answer = (answer or "").strip() or None
         started = time.perf_counter()  # what the run does besides sampling: the explain of the other methods
-        trace = acpo.explain(model, tokenizer, sent, completion, method="acpo" if answer else "uniform",
+        trace = acpo.explain(model, tokenizer, sent, completion, method=COMPANION_METHOD if answer else "uniform",
                              segmentation=segmentation, answer=answer, reward=0.0, chat_template=chat)
         explained = time.perf_counter() - started
         seconds, calls = self.resampling_seconds(model, tokenizer, sent, trace, m, batch, tokens)

@@ -277,7 +277,8 @@ def build_app(explorer: Explorer | None = None, initial: bool = True) -> gr.Bloc
                     b_model = gr.Dropdown(model_choices, value=model_choices[0], allow_custom_value=True, label="Model")
                     b_trust = gr.Checkbox(False, label="Allow the model's own code", visible=ex.allow_remote_code)
             with gr.Row():
-                b_methods = gr.CheckboxGroup(BATCH_METHODS, value=list(dict.fromkeys([first_method, "acpo", "hapo"])),
+                b_methods = gr.CheckboxGroup(BATCH_METHODS,
+                                             value=list(dict.fromkeys([first_method, "info_gain", "hapo"])),
                                              label="Credit methods")
                 b_seg = gr.Dropdown(SEGMENTATIONS, value="lines", label="Segmentation")
                 b_probe = gr.Textbox("#### ", label="Answer probe")

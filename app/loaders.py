@@ -14,6 +14,7 @@ from typing import Iterable
 import pandas as pd
 
 import acpo.runs
+from acpo.credit import renamed_credit_columns
 from acpo.data import step_labelled_rows, step_layout
 from acpo.resources import ASSETS
 from acpo.rewards import completion_text
@@ -291,9 +292,10 @@ def read_run_traces(run: Run, step: int) -> pd.DataFrame:
         raise InputError(f"run '{run.path.name}' has no traces for step {step}; saved steps: {run.trace_steps}")
     f = run.guard.inside(f, "traces file")
     try:
-        return pd.read_parquet(f)
+        frame = pd.read_parquet(f)
     except Exception as err:
         raise InputError(f"could not read '{f.name}': {err}") from err
+    return renamed_credit_columns(frame)  # traces written under an old credit name
 
 
 def find_runs(roots: Iterable[Path], depth: int = 2) -> list[Path]:
@@ -325,4 +327,4 @@ def read_fidelity(path: Path = FIDELITY_FILE) -> pd.DataFrame:
     """The credit-fidelity table measured on the demo policy (empty when it was never published)."""
     if not path.exists():
         return pd.DataFrame()
-    return pd.read_csv(path)
+    return renamed_credit_columns(pd.read_csv(path))

@@ -29,7 +29,9 @@ from acpo.prompts import PromptStyle, is_rendered, render_prompt
 from acpo.real_demo import REAL_DEMO_POLICY
 from acpo.real_demo import STYLE as REAL_DEMO_STYLE
 from acpo.recommend import PROCESSBENCH, read_table, recommend
-from acpo.tasks import FREEFORM, TASKS, check_as, checker_for, problem_from_text
+from acpo.tasks import FREEFORM, TASKS, checker_for, problem_from_text
+from acpo.verdict import AUTO_CHECKER, CHECKERS, FREEFORM_CHECKER, NO_CHECKER, check_row  # noqa: F401 (the app's)
+from acpo.verdict import checker_name as verdict_checker_name
 from .loaders import (
     DEFAULT_SAMPLES,
     FIDELITY_FILE,
@@ -47,13 +49,14 @@ from .loaders import (
 from .limits import RequestLimits
 from .models import ModelCache
 
-# Cheap methods first; mc_reset samples continuations (seconds per step boundary), so Batch leaves it out.
-UI_METHODS = [m for m in ("mean_logprob", "acpo", "hapo", "entropy_mask", "result_logprob", "verified_steps", "uniform",
-                          "mc_reset")
+# Cheap methods first; a credit that samples continuations costs seconds per step boundary, so Batch leaves it out.
+UI_METHODS = [m for m in ("mean_logprob", "info_gain", "hapo", "entropy_mask", "result_logprob", "verified_steps",
+                          "uniform", "mc_reset")
               if m in acpo.CREDIT_METHODS]
-BATCH_METHODS = [m for m in UI_METHODS if m != "mc_reset"]
-RESAMPLING = "mc_reset"
-FALLBACK_METHOD = "acpo"
+BATCH_METHODS = [m for m in UI_METHODS if not acpo.CREDIT_METHODS[m].samples_continuations]
+RESAMPLING = [m for m in UI_METHODS if acpo.CREDIT_METHODS[m].samples_continuations]
+FALLBACK_METHOD = "info_gain"
+COMPANION_METHOD = "info_gain"  # shown beside the chosen credit in Explore, when there is an answer to probe
 SEGMENTATIONS = ["hybrid", "lines", "markers", "entropy", "fixed-8", "fixed-16"]
 # Comparing checkpoints step by step needs the same steps under each: segmentations that do not use entropy.
 COMPARE_SEGMENTATIONS = ["lines", "markers", "fixed-8", "fixed-16"]
@@ -61,11 +64,6 @@ VIEWS = ["steps: credit", "tokens: entropy", "tokens: advantage"]
 SCALES = ["shared", "own", "fixed"]
 """Colour scales: one for the heatmaps shown together (Compare's panels, a Batch file's rows), each its own
 largest magnitude, or a fixed magnitude typed by the user."""
-NO_CHECKER = "none"
-FREEFORM_CHECKER = "free-form computations"
-AUTO_CHECKER = "auto (family column, else free-form)"
-CHECKERS = [NO_CHECKER, FREEFORM_CHECKER, *TASKS]
-"""The step checkers a user can pick: none, the free-form one (any prompt with a reference answer), a task's."""
 
 
 def scale_tops(mode: str | None, tops: list[float], fixed=None) -> list[float]:
@@ -88,14 +86,11 @@ def scale_tops(mode: str | None, tops: list[float], fixed=None) -> list[float]:
 
 
 def checker_name(choice: str | None) -> str | None:
-    """The ``acpo.tasks.check_as`` name of a checker menu entry (None: no checker)."""
-    if not choice or choice == NO_CHECKER:
-        return None
-    if choice == FREEFORM_CHECKER:
-        return FREEFORM
-    if choice not in TASKS:
-        raise InputError(f"unknown checker {choice!r}; valid: {', '.join(CHECKERS)}")
-    return choice
+    """The ``acpo.tasks.check_as`` name of a checker menu entry (``acpo.verdict.checker_name``; None: no checker)."""
+    try:
+        return verdict_checker_name(choice)
+    except ValueError as err:
+        raise InputError(str(err)) from None
 
 
 def checker_choice(family: str | None, answer: str | None) -> str:
@@ -174,19 +169,16 @@ class Downloads:
 
 
 def check_problem(checker: str, prompt: str, answer: str | None, completion: str):
-    """The chosen checker's verdict, or None (with a warning in the page saying why) when it cannot judge
-    this completion: no checker, the free-form checker without a reference answer, a prompt of another family."""
-    name = checker_name(checker)
+    """The chosen checker's verdict (``acpo.verdict.check_row``), or None (with a warning in the page saying why)
+    when it cannot judge this completion: no checker, the free-form checker without a reference answer, a prompt
+    of another family."""
     try:
-        return check_as(name, prompt, answer, completion)
+        check, why = check_row(checker, prompt, answer, completion)
     except ValueError as err:
-        gr.Warning(f"the {checker} checker cannot judge this ({err}); no ground truth shown")
-        return None
-
-
-def localisable_error(check) -> bool:
-    """The checker located a wrong line that has a span (not only a missing answer line)."""
-    return check.first_error is not None and check.first_error < len(check.step_char_spans)
+        raise InputError(str(err)) from None
+    if why:
+        gr.Warning(why)
+    return check
 
 
 def recommended_method(fidelity: pd.DataFrame, processbench: pd.DataFrame | None = None) -> tuple[str, str]:

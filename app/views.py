@@ -16,13 +16,14 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from acpo.render import blamed_step, credit_color
+from acpo.render import credit_color
+from acpo.verdict import blamed_step, hit_mark, hit_or_miss  # noqa: F401  (the app's verdicts)
 
 TOP_FRACTION = 0.3  # share of steps shaded as "top attribution" (METHODS.md §5's f)
 
 # The step table: these columns first (when present), then every other column of Trace.to_frame().
 LEADING_COLUMNS = ["step", "text", "n_tokens", "entropy_mean", "entropy_max"]
-TRAILING_LEADERS = ["credit_acpo", "answer_logprob", "reward"]
+TRAILING_LEADERS = ["credit_info_gain", "answer_logprob", "reward"]
 
 
 # --- the step table --------------------------------------------------------------
@@ -33,7 +34,7 @@ def step_table(frame: pd.DataFrame, method: str | None = None) -> pd.DataFrame:
 
     Order: step, the chosen method's credit (beside the step, so a long step's
     text never pushes it off screen), text, tokens, mean/max entropy, the other
-    credits, information gain (``credit_acpo``) and ACPO's v_k
+    credits, information gain (``credit_info_gain``) and ACPO's v_k
     (``answer_logprob``), reward, then every other column (spans, ids, token
     advantages).
     """
@@ -349,24 +350,3 @@ def md_escape(text: str) -> str:
     return "".join(_MD_SPECIAL.get(c, c) for c in str(text))
 
 
-def hit_or_miss(blamed: int | None, error_step: int | None, method: str, what: str = "first wrong step") -> str | None:
-    """The plain verdict on one completion: did the credit blame the labelled step? ``what`` says what the label
-    is (``acpo.tasks.error_kind``: a task's "first wrong step", the free-form checker's "first false equation").
-    None when there is no labelled step (nothing to find)."""
-    if error_step is None:
-        return None
-    if blamed is None:
-        return (f"– {method} gives every step the same credit, so it blames no step; "
-                f"the {what} is step {error_step}")
-    if blamed == error_step:
-        return f"✓ credit found the {what} (step {error_step})"
-    return f"✗ credit missed: it blamed step {blamed}; the {what} is step {error_step}"
-
-
-def hit_mark(blamed: int | None, error_step: int | None) -> str:
-    """One-character verdict for tables: ✓ hit, ✗ miss, – no blame, empty when there is no error step."""
-    if error_step is None:
-        return ""
-    if blamed is None:
-        return "–"
-    return "✓" if blamed == error_step else "✗"

@@ -13,7 +13,7 @@ The model is loaded once before timing (the app caches it), so the figures are p
 
     python bench/app.py                       # every sample trace; mc_reset on 8; 20 clients
     python bench/app.py --real                # also the real model's 256-token trace
-    python bench/app.py --quick               # 3 traces, acpo, 2 clients: for CI
+    python bench/app.py --quick               # 3 traces, info_gain, 2 clients: for CI
 """
 
 from __future__ import annotations
@@ -205,7 +205,8 @@ def real_trace(n_tokens: int = 256):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--methods", nargs="+", default=["mean_logprob", "acpo", "hapo"], help="credit methods to time")
+    ap.add_argument("--methods", nargs="+", default=["mean_logprob", "info_gain", "hapo"],
+                    help="credit methods to time")
     ap.add_argument("--n", type=int, default=0, help="sample traces to time (0: all)")
     ap.add_argument("--resample-n", type=int, default=8, help="sample traces for the resampling credit")
     ap.add_argument("--mc", type=int, default=8, help="continuations per boundary (M) for the resampling credit")
@@ -213,14 +214,14 @@ def main() -> None:
     ap.add_argument("--per-client", type=int, default=3, help="requests per concurrent client")
     ap.add_argument("--real", action="store_true", help="also time a 256-token trace of the real model (smollm2)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the demo policy is fastest on one)")
-    ap.add_argument("--quick", action="store_true", help="3 traces, acpo only, 2 clients: for CI")
+    ap.add_argument("--quick", action="store_true", help="3 traces, info_gain only, 2 clients: for CI")
     ap.add_argument("--csv", type=Path, help="also write one row per request here")
     ap.add_argument("--load", action="store_true",
                     help="only the load test: --clients normal explains unloaded, then beside 2 clients of each "
                          "hostile request kind; p95 of both and GET /config latency")
     args = ap.parse_args()
     if args.quick:
-        args.n, args.methods, args.resample_n, args.mc, args.clients, args.per_client = 3, ["acpo"], 1, 2, 2, 1
+        args.n, args.methods, args.resample_n, args.mc, args.clients, args.per_client = 3, ["info_gain"], 1, 2, 2, 1
     import pandas as pd
     import torch
     from gradio_client import Client
@@ -267,7 +268,9 @@ def main() -> None:
         in_process_median_s=("in_process_s", "median"), http_median_s=("http_s", "median"),
         http_p90_s=("http_s", lambda x: float(x.quantile(0.9))), method_median_s=("method_s", "median"),
     ).reset_index()
-    mc = df[df["method"] == "mc_reset"]
+    from acpo.credit import CREDIT_METHODS
+
+    mc = df[df["method"].isin([m for m, c in CREDIT_METHODS.items() if c.samples_continuations])]
     print(f"app latency: /explain, {len(samples)} demo sample traces, {args.threads} torch thread(s), after a warm-up")
     print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     if args.real:

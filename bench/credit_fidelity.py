@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import acpo  # noqa: E402
 from acpo.credit.mc_reset import parse_self_localisation, self_localisation_prompt  # noqa: E402
-from acpo.fidelity import fidelity_row, fidelity_table, localisable, unlabelled_counts  # noqa: E402
+from acpo.fidelity import fidelity_row, fidelity_table, matched_auroc  # noqa: E402
 from acpo.models import DEMO_POLICY, load_policy  # noqa: E402
 from acpo.prompts import PromptStyle, has_chat_template  # noqa: E402
 from acpo.real_demo import heldout as real_demo_heldout  # noqa: E402
@@ -52,6 +52,7 @@ from acpo.rollout import HFEngine  # noqa: E402
 from acpo.tasks import TASKS, Problem, first_error_step, get_task, heldout_problems  # noqa: E402
 from acpo.tasks import check as check_problem  # noqa: E402
 from acpo.tokens import encode_prompt  # noqa: E402
+from acpo.verdict import localisable, unlabelled_counts  # noqa: E402
 
 PUBLISHED = Path(__file__).resolve().parent.parent / "assets" / "credit_fidelity.csv"
 
@@ -189,25 +190,6 @@ def self_localisation(model, tok, failed) -> MethodResult:
     return res
 
 
-def matched_auroc(scores, labels, strata, answer_line) -> float:
-    """AUROC of -score: each wrong computation line against the *right* lines at the same step index of other
-    failed traces of the same family, level and length (their first error comes later), so neither where a line
-    sits nor how long the working is can separate them. Answer lines are left out on both sides."""
-    negatives: dict[tuple, list[float]] = {}
-    for sc, lab, st in zip(scores, labels, strata):
-        for k in range(lab):
-            negatives.setdefault((*st, k), []).append(-sc[k])
-    greater = pairs = 0.0
-    for sc, lab, st, ans in zip(scores, labels, strata, answer_line):
-        if lab == ans:  # the wrong line is the answer line: no computation to compare
-            continue
-        neg = np.asarray(negatives.get((*st, lab), []))
-        if len(neg):
-            greater += (-sc[lab] > neg).sum() + 0.5 * (-sc[lab] == neg).sum()
-            pairs += len(neg)
-    return float(greater / pairs) if pairs else float("nan")
-
-
 def largest_number(text: str) -> float:
     """Text-only control: the largest number a line writes (harder-looking lines are blamed)."""
     return max((abs(float(x)) for x in re.findall(r"\d+(?:\.\d+)?", text)), default=0.0)
@@ -216,16 +198,17 @@ def largest_number(text: str) -> float:
 def acpo_readings(model, tok, failed) -> list[MethodResult]:
     """The information-gain credit read every open way (METHODS.md §3.2 [ours]): probe string x target (the
     reference answer, or reference minus the completion's own answer) x per-token normalisation x the answer
-    line scored or left out (never blamed). Each reading is a registered ``acpo`` option except the last."""
+    line scored or left out (never blamed). Each reading is a registered ``info_gain`` option except the last."""
     out = []
     for probe in ("#### ", "\nThe answer is "):
         for target in ("gold", "contrast"):
             for norm in (False, True):
-                opts = {"acpo": {"probe": probe, "target": target, "length_normalise": norm}}
-                base = f"acpo probe={probe!r} target={target}{' per-token' if norm else ''}"
-                r = traced_method(base, model, tok, failed, "acpo", "lines", lambda tr: tr.credits["acpo"].numpy(),
-                                  credit="acpo", method_options=opts, probe=probe)
-                left_out = MethodResult(base + " no-answer-line", credit="acpo", seconds=r.seconds,
+                opts = {"info_gain": {"probe": probe, "target": target, "length_normalise": norm}}
+                base = f"info_gain probe={probe!r} target={target}{' per-token' if norm else ''}"
+                r = traced_method(base, model, tok, failed, "info_gain", "lines",
+                                  lambda tr: tr.credits["info_gain"].numpy(),
+                                  credit="info_gain", method_options=opts, probe=probe)
+                left_out = MethodResult(base + " no-answer-line", credit="info_gain", seconds=r.seconds,
                                         labels=r.labels, strata=r.strata)
                 for f, sc in zip(failed, r.scores):
                     sc = sc.copy()
@@ -287,7 +270,7 @@ def main() -> None:
     ap.add_argument("--readings", action="store_true", help="also the readings of the information-gain credit")
     ap.add_argument("--readings-traces", type=int, default=0, help="the readings on the first N traces only (0: all)")
     ap.add_argument("--segmentations", nargs="+", default=["lines", "hybrid", "entropy"],
-                    help="segmentations of the acpo rows (default: %(default)s)")
+                    help="segmentations of the info_gain rows (default: %(default)s)")
     ap.add_argument("--samples", type=Path, help="JSONL of the failed samples: read when it exists, else written "
                     "after sampling (reruns score the same traces)")
     ap.add_argument("--device", default="cpu", help="cpu, cuda, auto (default: %(default)s)")
@@ -296,7 +279,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("bench/out"), help="folder for the CSV and the figure")
     ap.add_argument("--publish", action="store_true", help=f"also write the table to {PUBLISHED.relative_to(PUBLISHED.parent.parent)}, where the app reads which credit localises best")
     ap.add_argument("--traces", type=Path, help="score the registered methods on this file's traces instead")
-    ap.add_argument("--methods", nargs="+", default=["mean_logprob", "acpo", "hapo", "entropy_mask"],
+    ap.add_argument("--methods", nargs="+", default=["mean_logprob", "info_gain", "hapo", "entropy_mask"],
                     help="registered methods for --traces")
     args = ap.parse_args()
     if args.quick:
@@ -325,13 +308,14 @@ def main() -> None:
 
     probe_len = len(tok("#### " + failed[0].problem.answer, add_special_tokens=False)["input_ids"])
     credit = lambda name: (lambda tr: tr.credits[name].numpy())  # noqa: E731
-    t0 = time.perf_counter()  # one forward (and acpo's probes) for the registered methods and every baseline
-    lines = explain_all(model, tok, failed, ["acpo", "hapo", "mean_logprob", "entropy_mask", "result_logprob",
+    t0 = time.perf_counter()  # one forward (and info_gain's probes) for the registered methods and every baseline
+    lines = explain_all(model, tok, failed, ["info_gain", "hapo", "mean_logprob", "entropy_mask", "result_logprob",
                                              "verified_steps"], "lines")
     shared = time.perf_counter() - t0
-    results = [scored("acpo (lines)", model, tok, failed, lines, credit("acpo"), shared, probe_len, "acpo")]
-    results += [traced_method(f"acpo ({seg})", model, tok, failed, "acpo", seg, credit("acpo"), probe_len,
-                              credit="acpo") for seg in args.segmentations if seg != "lines"]
+    results = [scored("info_gain (lines)", model, tok, failed, lines, credit("info_gain"), shared, probe_len,
+                      "info_gain")]
+    results += [traced_method(f"info_gain ({seg})", model, tok, failed, "info_gain", seg, credit("info_gain"),
+                              probe_len, credit="info_gain") for seg in args.segmentations if seg != "lines"]
     for name, label in (("hapo", "hapo step mean"), ("mean_logprob", "mean_logprob"), ("entropy_mask", "entropy_mask"),
                         ("result_logprob", "result_logprob"), ("verified_steps", "verified_steps")):
         results.append(scored(f"{label} (lines)", model, tok, failed, lines, credit(name), shared, credit=name))

@@ -26,7 +26,7 @@ for r in rows:
     model, tok = ex.models.get(None)
     sent, chat = ex.model_prompt(None, tok, r["prompt"], r["answer"], r["family"])
     t0 = time.perf_counter()
-    trace = acpo.explain(model, tok, sent, r["completion"], method="acpo", segmentation="lines", chat_template=chat, answer=r["answer"], reward=0.0)
+    trace = acpo.explain(model, tok, sent, r["completion"], method="info_gain", segmentation="lines", chat_template=chat, answer=r["answer"], reward=0.0)
     est_s = time.perf_counter() - t0
     est, calls = ex.resampling_seconds(model, tok, sent, trace, M, BATCH, TOKENS)
     # the former estimate: every continuation runs to the token limit

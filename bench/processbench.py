@@ -42,7 +42,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import acpo  # noqa: E402
-from acpo.answers import extract_answer, last_boxed  # noqa: E402
+from acpo.answers import extract_answer, last_boxed, last_number  # noqa: E402
 from acpo.credit import CREDIT_METHODS, CreditBatch, get_credit_method  # noqa: E402
 from acpo.data import NO_ERROR, LabelledSolution, load_step_labelled  # noqa: E402
 from acpo.fidelity import auroc  # noqa: E402
@@ -54,7 +54,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "processbench" / "gsm8k.json"
 FIXTURE = ROOT / "tests" / "data" / "processbench" / "gsm8k.json"
 PUBLISHED = ROOT / "assets" / "processbench.csv"
-SAMPLED = ("mc_reset",)
+SAMPLED = tuple(name for name, method in CREDIT_METHODS.items() if method.samples_continuations)
 """Credits that sample continuations from every step: run only when asked (``--mc``), they cost minutes each."""
 
 VARIANTS = {"verified_steps, checks only (no model)": ("verified_steps", {"model_fallback": False})}
@@ -192,12 +192,20 @@ def save_cache(path: Path | None, model_name: str, scored: dict[str, Scored]) ->
     tmp.replace(path)
 
 
+def stated_answer(text: str) -> str | None:
+    """A solution's own final answer, its number alone where it states one (``$400`` -> ``400``: the
+    information gain's target, in characters any tokenizer knows)."""
+    answer = extract_answer(text)
+    return (last_number(answer) or answer) if answer else None
+
+
 def one_batch(model, tok, s: Scored) -> CreditBatch:
     """The one-solution ``CreditBatch`` of a cached forward, so a credit runs without scoring again."""
     tensors = pad_batch([s.prompt_ids], [s.completion_ids], tok.pad_token_id)
     return CreditBatch(*tensors, logprobs=s.logprobs[None], entropy=s.entropy[None], steps=[s.steps],
                        advantages=torch.zeros(1), group_ids=torch.zeros(1, dtype=torch.long),
-                       answers=[extract_answer(s.text)], texts=[s.text], model=model, tokenizer=tok)
+                       answers=[stated_answer(s.text)], reference_answers=[stated_answer(s.text)], texts=[s.text],
+                       model=model, tokenizer=tok)
 
 
 def score_solutions(model, tok, solutions: list[LabelledSolution], methods: list[str], cache: dict[str, Scored],
@@ -209,7 +217,7 @@ def score_solutions(model, tok, solutions: list[LabelledSolution], methods: list
         s = cache.get(sol.id)
         if s is None:
             t0 = time.perf_counter()
-            answer = extract_answer("\n".join(sol.steps))  # the solution's own answer: the info-gain target
+            answer = stated_answer("\n".join(sol.steps))  # the solution's own answer: the info-gain target
             if answer is None:
                 raise SystemExit(f"solution {sol.id} states no number to take as its answer; drop it")
             forward_methods = [m for m in methods if m not in SAMPLED]

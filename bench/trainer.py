@@ -229,7 +229,7 @@ class Clock:
 
 
 class TimedCredit:
-    """A credit method whose ``credits`` and ``token_advantages`` count into the clock's 'credit' phase."""
+    """A credit method whose ``credits``, ``token_credit`` and ``compose`` count into the clock's 'credit' phase."""
 
     def __init__(self, inner, clock: Clock):
         self.inner, self.clock = inner, clock
@@ -238,9 +238,13 @@ class TimedCredit:
         with self.clock("credit"):
             return self.inner.credits(batch)
 
-    def token_advantages(self, *a, **kw):
+    def token_credit(self, *a, **kw):
         with self.clock("credit"):
-            return self.inner.token_advantages(*a, **kw)
+            return self.inner.token_credit(*a, **kw)
+
+    def compose(self, *a, **kw):
+        with self.clock("credit"):
+            return self.inner.compose(*a, **kw)
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
@@ -248,8 +252,8 @@ class TimedCredit:
 
 @contextmanager
 def instrumented(clock: Clock):
-    """Time the token statistics and segmentation inside ``Trainer.score`` (the trainer's module names)."""
-    import acpo.trainer as T
+    """Time the token statistics and segmentation inside ``Trainer.score`` (``acpo.pipeline``'s names)."""
+    import acpo.pipeline as T
 
     saved = T.scored_stats, T.segment
     T.scored_stats, T.segment = clock.wrap("stats", T.scored_stats), clock.wrap("segment", T.segment)
@@ -477,7 +481,8 @@ def main() -> None:
         if "c" in args.parts:
             plugin = {name: TRLWorker(Path(trl_python), {**spec, "credit": credit},
                                       args.csv.parent / f"trainer_{name}.log")
-                      for name, credit in (("trl_grpo", None), ("plugin_uniform", "uniform"), ("plugin_acpo", "acpo"))}
+                      for name, credit in (("trl_grpo", None), ("plugin_uniform", "uniform"),
+                                           ("plugin_info_gain", "info_gain"))}
     clock = Clock()
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="bench-trainer-") as out_dir, instrumented(clock):
@@ -558,11 +563,11 @@ def report_vs_trl(df, trl_info) -> None:
 
 
 def report_plugin(df, table, trl_info) -> None:
-    share = table.loc[(table.part == "c") & (table.variant == "plugin_acpo"), "credit_share"].iloc[0]
+    share = table.loc[(table.part == "c") & (table.variant == "plugin_info_gain"), "credit_share"].iloc[0]
     print(f"(c) seconds per step, plug-in / plain GRPOTrainer: uniform credit "
-          f"{round_ratio(df, 'c', 'plugin_uniform', 'trl_grpo', 'step_s'):.2f}x, acpo credit "
-          f"{round_ratio(df, 'c', 'plugin_acpo', 'trl_grpo', 'step_s'):.2f}x; credit share of plugin_acpo's step "
-          f"{share:.1%}; TRL {trl_info['trl']}, {trl_info['threads']} thread(s)")
+          f"{round_ratio(df, 'c', 'plugin_uniform', 'trl_grpo', 'step_s'):.2f}x, info_gain credit "
+          f"{round_ratio(df, 'c', 'plugin_info_gain', 'trl_grpo', 'step_s'):.2f}x; credit share of plugin_info_gain's "
+          f"step {share:.1%}; TRL {trl_info['trl']}, {trl_info['threads']} thread(s)")
     print("    all three: (b)'s TRL settings, same model, batch and seed; plugin_* = StepCreditGRPOTrainer (what "
           "train.py --backend trl runs), acpo with hybrid segmentation and the task probe '#### '; their credit "
           "(token statistics, segmentation, credit, token advantages) runs inside TRL's rollout phase")

@@ -44,7 +44,7 @@ def world(tmp_path_factory):
 
 
 def test_one_over_long_row_is_skipped_with_a_note_and_the_rest_explained(world):
-    methods = ["acpo", "mean_logprob"]
+    methods = ["info_gain", "mean_logprob"]
     (summary, _, _, credit_csv, fidelity, rows, state, _, rows_csv, fidelity_csv) = world["explorer"].batch(
         str(world["file"]), "", world["model"], False, methods, "lines", "#### ", 10, progress=lambda *a, **k: None)
     assert "**4 completions**" in summary and "1 row(s) skipped" in summary and "row 2:" in summary
@@ -59,23 +59,23 @@ def test_one_over_long_row_is_skipped_with_a_note_and_the_rest_explained(world):
                                   probe="#### ",
                                   rewards=[float(r["completion"] == p.solution) for r, p in zip(good, world["problems"])])
     want = pd.concat([t.to_frame() for t in expected], ignore_index=True)
-    assert credits["credit_acpo"].to_numpy() == pytest.approx(want["credit_acpo"].to_numpy(), abs=1e-5)
+    assert credits["credit_info_gain"].to_numpy() == pytest.approx(want["credit_info_gain"].to_numpy(), abs=1e-5)
     labels = []
     for r, p, t in zip(good, world["problems"], expected):
         check = get_task("arith").check(p, r["completion"])
         step = first_error_step(check, t.steps)
         labels += [-1 if step is None else step] * len(t.steps)
     assert list(credits["first_error_step"]) == labels
-    assert set(credits["methods"]) == {"acpo,mean_logprob"} and set(credits["checkpoint"]) == {world["model"]}
+    assert set(credits["methods"]) == {"info_gain,mean_logprob"} and set(credits["checkpoint"]) == {world["model"]}
     assert list(credits.drop_duplicates("row")["prompt"]) == [r["prompt"] for r in good]
     # the per-completion and fidelity tables, downloadable
     per_row = pd.read_csv(rows_csv)
-    assert list(per_row["row"]) == [0, 1, 3, 4] and "found acpo" in per_row.columns
+    assert list(per_row["row"]) == [0, 1, 3, 4] and "found info_gain" in per_row.columns
     assert set(pd.read_csv(fidelity_csv)["method"]) == set(methods)
     # one heatmap per method for a clicked row, each with its verdict
     html = world["explorer"].batch_trace_at(state, 1)
     assert html.count('class="acpo-batch-method"') == 2
-    assert 'data-method="acpo"' in html and 'data-method="mean_logprob"' in html
+    assert 'data-method="info_gain"' in html and 'data-method="mean_logprob"' in html
     fixed = world["explorer"].batch_trace_at(state, 1, "fixed", 0.5)
     assert fixed.count('data-scale="0.5"') == 2
 
@@ -84,5 +84,5 @@ def test_a_file_no_row_of_which_can_be_scored_says_why(world, tmp_path):
     f = tmp_path / "long.jsonl"
     f.write_text(json.dumps({"prompt": "Q: 1+1=?\n", "completion": "1+1=2\n" * 40}) + "\n")
     with pytest.raises(Exception, match="no row of 'long.jsonl' could be explained; row 0: .*context"):
-        world["explorer"].batch(str(f), "", world["model"], False, ["acpo"], "lines", "#### ", 10,
+        world["explorer"].batch(str(f), "", world["model"], False, ["info_gain"], "lines", "#### ", 10,
                                 progress=lambda *a, **k: None)

@@ -31,7 +31,7 @@ import gradio as gr  # noqa: E402
 from acpo.models import load_policy  # noqa: E402
 from acpo.tasks import get_task  # noqa: E402
 
-EXPLAIN_DEFAULTS = dict(trust_remote_code=False, reward="", checker="arith", method="acpo", segmentation="lines",
+EXPLAIN_DEFAULTS = dict(trust_remote_code=False, reward="", checker="arith", method="info_gain", segmentation="lines",
                         probe="#### ", view="steps: credit")
 
 
@@ -154,18 +154,18 @@ def test_explain_a_sample_trace_and_its_csv_equals_the_core_table(client, world)
     assert heat.count('class="acpo-step"') == 3
 
     model, tok = load_policy(world["a"])
-    expected = acpo.explain(model, tok, s["prompt"], s["completion"], method="acpo", segmentation="lines",
+    expected = acpo.explain(model, tok, s["prompt"], s["completion"], method="info_gain", segmentation="lines",
                             answer=s["answer"], reward=s["reward"], probe="#### ").to_frame()
-    blamed = int(expected["credit_acpo"].idxmin())
+    blamed = int(expected["credit_info_gain"].idxmin())
     said = ("✓ credit found the first wrong step (step 0)" if blamed == 0
             else f"✗ credit missed: it blamed step {blamed}; the first wrong step is step 0")
     assert verdict.startswith(said)
     got = pd.read_csv(csv_path, keep_default_na=False)
     assert list(got.columns)[:len(expected.columns)] == list(expected.columns)  # Trace.to_frame(), in its order
-    assert set(got["checkpoint"]) == {world["a"]} and set(got["method"]) == {"acpo"}
+    assert set(got["checkpoint"]) == {world["a"]} and set(got["method"]) == {"info_gain"}
     assert set(got["prompt"]) == {s["prompt"]} and set(got["first_error_step"]) == {0}
     assert list(got["text"]) == list(expected["text"])
-    for col in ["step", "n_tokens", "entropy_mean", "entropy_max", "credit_acpo", "answer_logprob", "adv_mean_acpo"]:
+    for col in ["step", "n_tokens", "entropy_mean", "entropy_max", "credit_info_gain", "answer_logprob", "adv_mean_info_gain"]:
         assert got[col].to_numpy() == pytest.approx(expected[col].to_numpy(), abs=1e-5), col
     assert table["headers"][:3] == ["step", "credit_acpo", "text"]  # the credit beside the step
 
@@ -204,13 +204,13 @@ def test_token_view_and_sampling(client, world):
 def test_compare_two_checkpoints(client, world):
     s = world["samples"][0]
     html, _, table, csv_path = client.predict([world["a"], world["b"]], False, s["prompt"], s["completion"],
-                                              s["answer"], "acpo", "lines", "#### ", api_name="/compare")
+                                              s["answer"], "info_gain", "lines", "#### ", api_name="/compare")
     assert html.count('class="acpo-heatmap"') == 3  # two checkpoints and their difference
     headers = table["headers"]
     diff = next(h for h in headers if h.startswith("diff "))
     rows = pd.DataFrame(table["data"], columns=headers)
-    a_col = next(h for h in headers if h.startswith("credit_acpo @") and "ckpt-a" in h)
-    b_col = next(h for h in headers if h.startswith("credit_acpo @") and "ckpt-b" in h)
+    a_col = next(h for h in headers if h.startswith("credit_info_gain @") and "ckpt-a" in h)
+    b_col = next(h for h in headers if h.startswith("credit_info_gain @") and "ckpt-b" in h)
     assert rows[diff].to_numpy() == pytest.approx((rows[b_col] - rows[a_col]).to_numpy(), rel=1e-3, abs=1e-4)
     assert len(pd.read_csv(csv_path)) == 2 * len(rows)
 
@@ -218,7 +218,7 @@ def test_compare_two_checkpoints(client, world):
 def test_compare_a_base_model_with_its_lora_adapter(client, world):
     s = world["samples"][0]
     html, _, table, _ = client.predict([world["a"], world["lora"]], False, s["prompt"], s["completion"], s["answer"],
-                                       "acpo", "lines", "#### ", api_name="/compare")
+                                       "info_gain", "lines", "#### ", api_name="/compare")
     rows = pd.DataFrame(table["data"], columns=table["headers"])
     diff = next(h for h in table["headers"] if h.startswith("diff "))
     assert html.count('class="acpo-heatmap"') == 3 and rows[diff].abs().max() > 0  # the adapter changes the credits
@@ -239,16 +239,16 @@ def test_batch_explain_an_uploaded_file(client, world, tmp_path):
     f = tmp_path / "rollouts.jsonl"
     f.write_text("".join(json.dumps({"prompt": p.prompt, "completion": p.solution, "answer": p.answer, "reward": 1.0})
                          + "\n" for p in problems))
-    summary, _, _, csv_path, *_ = client.predict(handle_file(str(f)), "", world["a"], False, ["acpo"], "lines",
+    summary, _, _, csv_path, *_ = client.predict(handle_file(str(f)), "", world["a"], False, ["info_gain"], "lines",
                                                  "#### ", 10, api_name="/batch_explain")
     model, tok = load_policy(world["a"])
     expected = acpo.explain_batch(model, tok, [p.prompt for p in problems], [p.solution for p in problems],
-                                  method="acpo", segmentation="lines", answers=[p.answer for p in problems],
+                                  method="info_gain", segmentation="lines", answers=[p.answer for p in problems],
                                   rewards=[1.0] * 3, probe="#### ")
     got = pd.read_csv(csv_path)
     assert "3 completions" in summary
-    assert got["credit_acpo"].to_numpy() == pytest.approx(
-        pd.concat([t.to_frame() for t in expected])["credit_acpo"].to_numpy(), abs=1e-5)
+    assert got["credit_info_gain"].to_numpy() == pytest.approx(
+        pd.concat([t.to_frame() for t in expected])["credit_info_gain"].to_numpy(), abs=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -274,7 +274,7 @@ def test_bad_explain_input_gives_a_clear_error_and_the_app_stays_up(client, worl
 
 def test_bad_uploads_and_paths_are_refused(client, world, tmp_path):
     def batch(upload, path=""):
-        return client.predict(upload, path, world["a"], False, ["acpo"], "lines", "#### ", 10,
+        return client.predict(upload, path, world["a"], False, ["info_gain"], "lines", "#### ", 10,
                               api_name="/batch_explain")
 
     cols = tmp_path / "cols.csv"
@@ -331,7 +331,7 @@ def test_uniform_credit_blames_no_step_and_never_says_step_none(client, world):
     heat, verdict, *_ = explain(client, model=world["a"], prompt=s["prompt"], completion=s["completion"],
                                 answer=s["answer"], method="uniform")
     assert "None" not in verdict and "lowest credit" not in heat
-    assert verdict.startswith("– uniform gives every step the same credit")
+    assert verdict.startswith("– uniform gives its lowest credit to more than one step, so it blames no step")
 
 
 def test_the_resampling_credit_from_the_app_equals_the_core_call(client, world):
@@ -340,7 +340,7 @@ def test_the_resampling_credit_from_the_app_equals_the_core_call(client, world):
         world["a"], False, s["prompt"], s["completion"], s["answer"], "", "none", "mc_reset", "lines", "#### ",
         "steps: credit", 3, 1.0, 16, 6, api_name="/explain")
     model, tok = load_policy(world["a"])
-    expected = acpo.explain(model, tok, s["prompt"], s["completion"], method=["mc_reset", "acpo"],
+    expected = acpo.explain(model, tok, s["prompt"], s["completion"], method=["mc_reset", "info_gain"],
                             segmentation="lines", answer=s["answer"], reward=1.0,
                             method_options={"mc_reset": {"samples": 3, "temperature": 1.0, "batch_size": 16,
                                                          "max_new_tokens": 6, "seed": 0}})
@@ -378,13 +378,13 @@ def test_compare_panels_share_one_scale_with_the_checker_outline(client, world):
     import re
 
     s = world["samples"][1]
-    html, *_ = client.predict([world["a"], world["b"]], False, s["prompt"], s["completion"], s["answer"], "acpo",
+    html, *_ = client.predict([world["a"], world["b"]], False, s["prompt"], s["completion"], s["answer"], "info_gain",
                               "lines", "#### ", "arith", api_name="/compare")
     scales = [float(x) for x in re.findall(r'class="acpo-heatmap" data-scale="([^"]+)"', html)]
     model_a, tok = load_policy(world["a"])
     model_b, _ = load_policy(world["b"])
-    credits = [acpo.explain(m, tok, s["prompt"], s["completion"], method="acpo", segmentation="lines",
-                            answer=s["answer"], probe="#### ").credits["acpo"].abs().max().item()
+    credits = [acpo.explain(m, tok, s["prompt"], s["completion"], method="info_gain", segmentation="lines",
+                            answer=s["answer"], probe="#### ").credits["info_gain"].abs().max().item()
                for m in (model_a, model_b)]
     assert scales[0] == scales[1] == pytest.approx(max(credits), rel=1e-4)
     assert html.count("✗ first error") == 3  # both panels and the difference outline the checker's step 0
@@ -404,7 +404,7 @@ def test_a_non_finite_reward_is_refused_and_the_next_request_works(client, world
     assert "acpo-step" in heat
 
 
-def batch(client, world, path, methods=("acpo",), max_rows=10, checker="auto (family column, else free-form)"):
+def batch(client, world, path, methods=("info_gain",), max_rows=10, checker="auto (family column, else free-form)"):
     return client.predict(handle_file(str(path)), "", world["a"], False, list(methods), "lines", "#### ", max_rows,
                           checker, api_name="/batch_explain")
 
@@ -456,7 +456,7 @@ def test_max_rows_is_validated_by_the_callback_too(world):
     explorer = Explorer([world["root"]], default_model=world["a"])
     for rows in (0, -5, 2.5):
         with pytest.raises(gr.Error, match="Max rows must be a whole number from 1 to 2000"):
-            explorer.batch(None, str(world["root"] / "samples.jsonl"), world["a"], False, ["acpo"], "lines", "#### ",
+            explorer.batch(None, str(world["root"] / "samples.jsonl"), world["a"], False, ["info_gain"], "lines", "#### ",
                            rows)
 
 
@@ -465,7 +465,7 @@ def test_the_batch_fidelity_table_equals_the_benchmarks_on_the_same_file(client,
 
     f = tmp_path / "mine.jsonl"
     f.write_text("".join(json.dumps(r) + "\n" for r in failed_rows(8)))
-    methods = ["mean_logprob", "acpo", "hapo"]
+    methods = ["mean_logprob", "info_gain", "hapo"]
     summary, _, _, _, fidelity, rows, *_ = batch(client, world, f, methods=methods)
     spec = importlib.util.spec_from_file_location("credit_fidelity", "bench/credit_fidelity.py")
     bench = importlib.util.module_from_spec(spec)
@@ -500,13 +500,13 @@ def test_batch_labels_rows_of_no_task_with_the_free_form_checker_and_counts_the_
     f.write_text("".join(json.dumps({"prompt": "Q: 48 clips in April, half as many in May: how many?\n", **r}) + "\n"
                          for r in FREEFORM_ROWS))
     explorer = Explorer([world["root"]], default_model=world["a"])
-    summary, *_, fidelity, _, state, _, _, _ = explorer.batch(None, str(f), world["a"], False, ["acpo"], "lines", "#### ", 10)
+    summary, *_, fidelity, _, state, _, _, _ = explorer.batch(None, str(f), world["a"], False, ["info_gain"], "lines", "#### ", 10)
     assert state["errors"] == [1, 0, None, None, None]  # the false line's step; nothing to locate in the others
     assert "2 failed completions have a checker-located first wrong step" in summary
     for skipped in ("1 no checkable line", "1 answer right", "1 no false line"):
         assert skipped in summary
     assert list(fidelity["traces"]) == [2]
-    *_, state, _, _, _ = explorer.batch(None, str(f), world["a"], False, ["acpo"], "lines", "#### ", 10, checker="none")
+    *_, state, _, _, _ = explorer.batch(None, str(f), world["a"], False, ["info_gain"], "lines", "#### ", 10, checker="none")
     assert state["errors"] == [None] * 5
 
 
@@ -522,11 +522,11 @@ def test_the_benchmark_labels_a_files_free_form_rows_as_the_batch_tab_does(world
     sys.modules[spec.name] = bench
     spec.loader.exec_module(bench)
     model, tok = load_policy(world["a"])
-    expected = bench.file_fidelity(model, tok, f, ["acpo", "mean_logprob"])
+    expected = bench.file_fidelity(model, tok, f, ["info_gain", "mean_logprob"])
     told = capsys.readouterr().err
     assert "2 of 5 traces labelled" in told and "1 no checkable line" in told and "1 no false line" in told
     got = Explorer([world["root"]], default_model=world["a"]).batch(
-        None, str(f), world["a"], False, ["acpo", "mean_logprob"], "lines", "#### ", 10)[4]
+        None, str(f), world["a"], False, ["info_gain", "mean_logprob"], "lines", "#### ", 10)[4]
     for col in ["traces", "top1", "auroc", "chance_top1"]:
         assert got[col].astype(float).to_numpy() == pytest.approx(expected[col].to_numpy(), rel=1e-3, abs=1e-4), col
 
@@ -549,7 +549,7 @@ def test_a_clicked_batch_row_opens_its_heatmap(world):
     explorer = Explorer([world["root"]], default_model=world["a"])
     f = world["root"] / "clicked.jsonl"
     f.write_text("".join(json.dumps(r) + "\n" for r in failed_rows(3)))
-    *_, state, _, _, _ = explorer.batch(None, str(f), world["a"], False, ["acpo"], "lines", "#### ", 10)
+    *_, state, _, _, _ = explorer.batch(None, str(f), world["a"], False, ["info_gain"], "lines", "#### ", 10)
     html = explorer.batch_trace_at(state, 2)
     assert html.count('class="acpo-step"') == len(state["traces"][2].steps)
     assert "first wrong step is step" in html or "found the first wrong step" in html
@@ -573,9 +573,9 @@ def test_downloads_share_one_folder_the_app_owns(world):
 
     explorer = Explorer([world["root"]], default_model=world["a"])
     s = world["samples"][0]
-    *_, csv, _, _, _ = explorer.explain(world["a"], False, s["prompt"], s["completion"], s["answer"], "", "arith", "acpo",
+    *_, csv, _, _, _ = explorer.explain(world["a"], False, s["prompt"], s["completion"], s["answer"], "", "arith", "info_gain",
                                   "lines", "#### ", "steps: credit")
-    *_, csv2, _, _, _ = explorer.explain(world["a"], False, s["prompt"], s["completion"], s["answer"], "", "arith", "acpo",
+    *_, csv2, _, _, _ = explorer.explain(world["a"], False, s["prompt"], s["completion"], s["answer"], "", "arith", "info_gain",
                                    "lines", "#### ", "steps: credit")
     folder = explorer.downloads.folder
     assert Path(csv).parent == Path(csv2).parent == folder and csv != csv2
@@ -622,12 +622,12 @@ def test_remote_code_is_the_servers_decision_not_the_callers(client, world, tmp_
     with pytest.raises(AppError, match=refused):
         client.predict(str(evil), True, "Q: 1+2=?\n", 1.0, 0, 10, api_name="/sample")
     with pytest.raises(AppError, match=refused):
-        client.predict([world["a"], str(evil)], True, s["prompt"], s["completion"], s["answer"], "acpo", "lines",
+        client.predict([world["a"], str(evil)], True, s["prompt"], s["completion"], s["answer"], "info_gain", "lines",
                        "#### ", api_name="/compare")
     rows = tmp_path / "rows.jsonl"
     rows.write_text(json.dumps({"prompt": s["prompt"], "completion": s["completion"]}) + "\n")
     with pytest.raises(AppError, match=refused):
-        client.predict(handle_file(str(rows)), "", str(evil), True, ["acpo"], "lines", "#### ", 10,
+        client.predict(handle_file(str(rows)), "", str(evil), True, ["info_gain"], "lines", "#### ", 10,
                        api_name="/batch_explain")
     assert not marker.exists()
 
@@ -726,7 +726,7 @@ def test_a_processbench_file_opens_in_batch_with_its_human_labels_as_ground_trut
     tok = char_tokenizer()
     long = save(tiny_llama(len(tok), seed=0, context=4096), tok, world["root"] / "ckpt-long")
     rows = json.loads(fixture.read_text())
-    summary, *_, fidelity, _, state, _ = Explorer([world["root"]], default_model=long).batch(
+    summary, *_, fidelity, _, state, _, _, _ = Explorer([world["root"]], default_model=long).batch(
         None, str(f), long, False, ["mean_logprob"], "lines", "#### ", 20)
     assert state["errors"] == [r["label"] if r["label"] >= 0 else None for r in rows]
     assert [[s.text.removesuffix("\n") for s in t.steps] for t in state["traces"]] == [r["steps"] for r in rows]

@@ -43,7 +43,7 @@ def scales(html: str) -> list[float]:
     return [float(x) for x in re.findall(r'class="acpo-heatmap" data-scale="([^"]+)"', html)]
 
 
-def own_tops(world, names, method="acpo"):
+def own_tops(world, names, method="info_gain"):
     p = world["problem"]
     out = []
     for name in names:
@@ -59,16 +59,16 @@ def test_every_method_says_what_its_number_means_under_its_legend():
         assert len(cls.meaning) > 20, f"{name} has no meaning for its legend"
     import pandas as pd
 
-    table = pd.DataFrame({"step": [0, 1], "text": ["a\n", "b"], "credit_acpo": [-0.5, 0.25]})
-    html = step_heatmap_html(table, "credit_acpo")
-    assert CREDIT_METHODS["acpo"].meaning.split(":")[0] in html
+    table = pd.DataFrame({"step": [0, 1], "text": ["a\n", "b"], "credit_info_gain": [-0.5, 0.25]})
+    html = step_heatmap_html(table, "credit_info_gain")
+    assert CREDIT_METHODS["info_gain"].meaning.split(":")[0] in html
     assert "−0.5 nats (blame)" in html and "+0.5 nats (credit)" in html
 
 
 @pytest.mark.parametrize("mode, fixed", [("shared", 1.0), ("own", 1.0), ("fixed", 0.125)])
 def test_compare_panels_follow_the_scale_switch(world, mode, fixed):
     p = world["problem"]
-    html, *_ = world["explorer"].compare([world["a"], world["b"]], False, p.prompt, p.solution, p.answer, "acpo",
+    html, *_ = world["explorer"].compare([world["a"], world["b"]], False, p.prompt, p.solution, p.answer, "info_gain",
                                          "lines", "#### ", "arith", True, mode, fixed)
     panels, diff = scales(html)[:2], scales(html)[2]
     tops = own_tops(world, [world["a"], world["b"]])
@@ -83,7 +83,7 @@ def test_compare_panels_follow_the_scale_switch(world, mode, fixed):
 
 def test_comparing_models_with_different_tokenizers_warns(world):
     p = world["problem"]
-    html, *_ = world["explorer"].compare([world["a"], world["bpe"]], False, p.prompt, p.solution, p.answer, "acpo",
+    html, *_ = world["explorer"].compare([world["a"], world["bpe"]], False, p.prompt, p.solution, p.answer, "info_gain",
                                          "lines", "#### ", "arith")
     assert "acpo-tokenizer-warning" in html and "tokenizers split the completion differently" in html
 
@@ -91,12 +91,12 @@ def test_comparing_models_with_different_tokenizers_warns(world):
 def test_explore_draws_a_fixed_scale_when_asked(world):
     p = world["problem"]
     ex = world["explorer"]
-    own, *_ = ex.explain(world["a"], False, p.prompt, p.solution, p.answer, "", "arith", "acpo", "lines", "#### ",
+    own, *_ = ex.explain(world["a"], False, p.prompt, p.solution, p.answer, "", "arith", "info_gain", "lines", "#### ",
                          "steps: credit")
-    fixed, verdict, *_ = ex.explain(world["a"], False, p.prompt, p.solution, p.answer, "", "arith", "acpo", "lines",
+    fixed, verdict, *_ = ex.explain(world["a"], False, p.prompt, p.solution, p.answer, "", "arith", "info_gain", "lines",
                                     "#### ", "steps: credit", 8, 1.0, 64, 64, True, "fixed", 2.0)
     assert scales(own) == pytest.approx(own_tops(world, [world["a"]]), rel=1e-4)
     assert scales(fixed) == [2.0] and "colour scale ±2 nats" in verdict
     with pytest.raises(Exception, match="needs a number above 0"):
-        ex.explain(world["a"], False, p.prompt, p.solution, p.answer, "", "arith", "acpo", "lines", "#### ",
+        ex.explain(world["a"], False, p.prompt, p.solution, p.answer, "", "arith", "info_gain", "lines", "#### ",
                    "steps: credit", 8, 1.0, 64, 64, True, "fixed", 0)

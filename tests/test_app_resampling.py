@@ -82,7 +82,8 @@ def test_stop_ends_the_server_sampling_within_a_token_and_says_so(world):
     acpo.rollout.HFEngine.generate = watched
     try:
         started = time.perf_counter()
-        heat, verdict, *_rest, curve = explain(world, mc_samples=64, mc_batch=16, mc_tokens=200, progress=progress)
+        # the longest run the server's request caps allow (M and tokens at their caps)
+        heat, verdict, *_rest, curve = explain(world, mc_samples=32, mc_batch=16, mc_tokens=128, progress=progress)
     finally:
         acpo.rollout.HFEngine.generate = original
     assert stopped.is_set() and verdict.startswith("Stopped: the resampling credit was cancelled")

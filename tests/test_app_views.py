@@ -24,7 +24,7 @@ def step_frame(credits, entropies=None):
         "n_tokens": [3] * n,
         "entropy_mean": entropies,
         "entropy_max": [e + 1 for e in entropies],
-        "credit_acpo": credits,
+        "credit_info_gain": credits,
         "reward": [0.0] * n,
     })
 
@@ -33,7 +33,7 @@ def step_frame(credits, entropies=None):
 
 
 def test_a_signed_scale_maps_the_largest_magnitude_to_one_and_keeps_signs():
-    scale = render.credit_scale("credit_acpo", [0.2, -0.4, 0.1])
+    scale = render.credit_scale("credit_info_gain", [0.2, -0.4, 0.1])
     assert scale.signed and scale.top == 0.4 and scale.unit == "nats"
     assert [scale.weight(v) for v in [0.2, -0.4, 0.1]] == pytest.approx([0.5, -1.0, 0.25])
 
@@ -41,7 +41,7 @@ def test_a_signed_scale_maps_the_largest_magnitude_to_one_and_keeps_signs():
 def test_a_scale_of_all_zeros_and_nan_is_zero():
     scale = render.credit_scale("credit_uniform", [0.0, 0.0])
     assert [scale.weight(0.0), scale.weight(float("nan"))] == [0.0, 0.0]
-    assert render.credit_scale("credit_acpo", [float("nan"), 2.0]).weight(2.0) == 1.0
+    assert render.credit_scale("credit_info_gain", [float("nan"), 2.0]).weight(2.0) == 1.0
 
 
 def test_credit_colour_is_white_at_zero_and_diverges_by_sign():
@@ -53,9 +53,9 @@ def test_credit_colour_is_white_at_zero_and_diverges_by_sign():
 
 
 def test_display_table_rounds_floats_only_for_the_screen():
-    frame = pd.DataFrame({"step": [0], "credit_acpo": [0.000123456789], "text": ["a"]})
+    frame = pd.DataFrame({"step": [0], "credit_info_gain": [0.000123456789], "text": ["a"]})
     out = views.display_table(frame)
-    assert out.loc[0, "credit_acpo"] == 0.0001235 and frame.loc[0, "credit_acpo"] == 0.000123456789
+    assert out.loc[0, "credit_info_gain"] == 0.0001235 and frame.loc[0, "credit_info_gain"] == 0.000123456789
     assert list(out.columns) == list(frame.columns)
 
 
@@ -73,7 +73,7 @@ def test_step_table_puts_reader_columns_first_and_keeps_every_value():
     frame["answer_logprob"] = [-1.0, -0.5]
     out = views.step_table(frame, "hapo")
     assert list(out.columns[:8]) == [
-        "step", "credit_hapo", "text", "n_tokens", "entropy_mean", "entropy_max", "credit_acpo", "answer_logprob"
+        "step", "credit_hapo", "text", "n_tokens", "entropy_mean", "entropy_max", "credit_info_gain", "answer_logprob"
     ]
     assert sorted(out.columns) == sorted(frame.columns)
     pd.testing.assert_frame_equal(out[frame.columns], frame)
@@ -83,21 +83,21 @@ def test_step_table_puts_reader_columns_first_and_keeps_every_value():
 
 
 def test_step_heatmap_colours_each_step_by_its_scaled_credit():
-    html = render.step_heatmap_html(step_frame([0.5, -1.0, 0.0]), "credit_acpo")
+    html = render.step_heatmap_html(step_frame([0.5, -1.0, 0.0]), "credit_info_gain")
     assert html.count('class="acpo-step"') == 3
     assert render.credit_color(0.5) in html and render.credit_color(-1.0) in html and render.credit_color(0.0) in html
     assert "▼ lowest credit" in html
 
 
 def test_step_heatmap_escapes_step_text_and_shows_hover_numbers():
-    html = render.step_heatmap_html(step_frame([0.25]), "credit_acpo", prompt="<script>x</script>")
+    html = render.step_heatmap_html(step_frame([0.25]), "credit_info_gain", prompt="<script>x</script>")
     assert "<b>" not in html and "&lt;b&gt;" in html
     assert "<script>" not in html
-    assert "credit_acpo +0.25 " in html and "3 tokens" in html and "entropy mean 0.500" in html
+    assert "credit_info_gain +0.25 " in html and "3 tokens" in html and "entropy mean 0.500" in html
 
 
 def test_step_heatmap_marks_the_checkers_first_wrong_step():
-    html = render.step_heatmap_html(step_frame([0.1, -0.3, 0.2]), "credit_acpo", first_error_step=1)
+    html = render.step_heatmap_html(step_frame([0.1, -0.3, 0.2]), "credit_info_gain", first_error_step=1)
     marked = html.split('data-step="1"')[1].split("</span>")[0]
     assert "dashed" in marked and "first wrong step" in marked
     assert html.count("✗ first error") == 1
@@ -122,7 +122,7 @@ def test_token_heatmap_scales_entropy_and_advantage():
 
 def test_entropy_figure_has_one_point_per_token_boundaries_and_shaded_top_steps():
     frame = step_frame([0.1, -0.9, 0.3])
-    fig = views.entropy_figure([0.1 * j for j in range(9)], list("abcdefghi"), frame, "credit_acpo", fraction=0.3)
+    fig = views.entropy_figure([0.1 * j for j in range(9)], list("abcdefghi"), frame, "credit_info_gain", fraction=0.3)
     assert list(fig.data[0].y) == pytest.approx([0.1 * j for j in range(9)])
     shapes = fig.layout.shapes
     lines = [s for s in shapes if s.type == "line"]
@@ -134,12 +134,12 @@ def test_entropy_figure_has_one_point_per_token_boundaries_and_shaded_top_steps(
 
 def test_compare_figure_and_table_show_each_checkpoint_and_the_difference():
     frames = {"step-0": step_frame([0.1, 0.2]), "step-9": step_frame([0.4, -0.2])}
-    fig = views.compare_figure(frames, "credit_acpo")
+    fig = views.compare_figure(frames, "credit_info_gain")
     bars = [t for t in fig.data if t.type == "bar"]
     assert [list(b.y) for b in bars] == [[0.1, 0.2], [0.4, -0.2], pytest.approx([0.3, -0.4])]
-    table = views.compare_table(frames, "credit_acpo")
+    table = views.compare_table(frames, "credit_info_gain")
     assert list(table["diff step-9 - step-0"]) == pytest.approx([0.3, -0.4])
-    assert {"credit_acpo @ step-0", "entropy_mean @ step-9"} <= set(table.columns)
+    assert {"credit_info_gain @ step-0", "entropy_mean @ step-9"} <= set(table.columns)
 
 
 def test_run_figure_plots_only_logged_metrics_and_marks_the_stage_switch():
@@ -159,8 +159,8 @@ def test_hapo_figure_stacks_the_four_quadrants():
 
 
 def test_credit_histogram_splits_by_reward():
-    table = pd.DataFrame({"credit_acpo": [0.1, -0.1, 0.3], "reward": [1.0, 0.0, 1.0]})
-    fig = views.credit_histogram(table, "credit_acpo")
+    table = pd.DataFrame({"credit_info_gain": [0.1, -0.1, 0.3], "reward": [1.0, 0.0, 1.0]})
+    fig = views.credit_histogram(table, "credit_info_gain")
     assert [len(t.x) for t in fig.data] == [2, 1]
 
 

@@ -35,9 +35,9 @@ def test_impossible_settings_are_refused_in_one_line(overrides, message):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"method": "grpo", "acpo_target": "contrast"}, "acpo_target applies to the acpo credit only, and this run's "
+    ({"method": "grpo", "acpo_target": "contrast"}, "acpo_target applies to the info_gain credit only, and this run's "
                                                     "credit is uniform: it does nothing"),
-    ({"method": "hapo", "acpo_per_token": True}, "acpo_per_token applies to the acpo credit only"),
+    ({"method": "hapo", "acpo_per_token": True}, "acpo_per_token applies to the info_gain credit only"),
     ({"method": "acpo", "hapo_phi": 3.0}, "hapo_phi applies to the hapo credit only"),
     ({"method": "grpo", "entropy_mask_rho": 0.5}, "entropy_mask_rho applies to the entropy_mask credit only"),
     ({"method": "grpo", "beta": 0.1}, "kl_coef \\(TRL: beta\\) = 0.1 is the KL penalty of stage 2, and this run has "
@@ -292,8 +292,9 @@ def test_an_answer_the_tokenizer_cannot_spell_is_refused_not_scored_as_unk(tiny)
     import acpo
 
     with pytest.raises(ValueError, match="answer '1€2' has characters this tokenizer does not know \\('€' become"):
-        acpo.explain(*tiny, PROMPTS[0], COMPLETIONS[0], method="acpo", answer="1€2", segmentation="lines")
-    assert acpo.explain(*tiny, PROMPTS[0], COMPLETIONS[0], method="acpo", answer="12", segmentation="lines").steps
+        acpo.explain(*tiny, PROMPTS[0], COMPLETIONS[0], method="info_gain", answer="1€2", segmentation="lines")
+    assert acpo.explain(*tiny, PROMPTS[0], COMPLETIONS[0], method="info_gain", answer="12", segmentation="lines").steps
+
 
 
 def test_a_reward_function_is_checked_on_the_first_row_of_a_local_dataset(tmp_path, monkeypatch):

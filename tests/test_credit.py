@@ -68,7 +68,7 @@ def test_acpo_credit_from_kv_cache_equals_naive_forwards_in_a_padded_batch(model
     batch = CreditBatch(*pad_batch(prompts, completions, tok.pad_token_id), logprobs=None, entropy=None, steps=steps,
                         advantages=torch.zeros(3), group_ids=torch.zeros(3, dtype=torch.long), answers=answers,
                         model=model, tokenizer=tok)
-    result = get_credit_method("acpo", batch_size=2).credits(batch)
+    result = get_credit_method("info_gain", batch_size=2).credits(batch)
     for i in range(3):
         probe, n_answer = encode_probe(tok, "\nThe answer is ", answers[i])
         v = torch.tensor([naive_answer_logprob(model, prompts[i] + completions[i][: s.token_end] + probe, n_answer)
@@ -96,14 +96,14 @@ def test_acpo_contrast_and_length_readings_equal_naive_forwards(model_and_tok):
                           for end in (0, 4, 9, len(completions[i]))], dtype=torch.float64)
         return v[1:] - v[:-1]
 
-    contrast = get_credit_method("acpo", target="contrast").credits(batch).step_credits
+    contrast = get_credit_method("info_gain", target="contrast").credits(batch).step_credits
     assert torch.allclose(contrast[0].double(), gains(0, "-3"), atol=1e-4)  # own answer right: plain reading
     assert torch.allclose(contrast[1].double(), gains(1, "-3") - gains(1, "7"), atol=1e-4)
-    per_token = get_credit_method("acpo", length_normalise=True).credits(batch).step_credits
+    per_token = get_credit_method("info_gain", length_normalise=True).credits(batch).step_credits
     lengths = torch.tensor([4, 5, len(completions[1]) - 9], dtype=torch.float64)
     assert torch.allclose(per_token[1].double(), gains(1, "-3") / lengths, atol=1e-4)
     with pytest.raises(ValueError, match="texts"):
-        get_credit_method("acpo", target="contrast").credits(dataclasses.replace(batch, texts=[]))
+        get_credit_method("info_gain", target="contrast").credits(dataclasses.replace(batch, texts=[]))
 
 
 def test_kv_cache_probes_work_through_a_lora_adapter(char_tok):
@@ -120,9 +120,9 @@ def test_kv_cache_probes_work_through_a_lora_adapter(char_tok):
 
 def test_acpo_credits_telescope_to_last_minus_first_value(model_and_tok):
     model, tok = model_and_tok
-    trace = acpo.explain(model, tok, "Q: 7-3*4+2=?\n", COMPLETIONS[0], method="acpo", segmentation="lines", answer="-3")
+    trace = acpo.explain(model, tok, "Q: 7-3*4+2=?\n", COMPLETIONS[0], method="info_gain", segmentation="lines", answer="-3")
     v = trace.extras["answer_logprob"]  # v_1..v_K
-    credit = trace.credits["acpo"]
+    credit = trace.credits["info_gain"]
     v0 = v[0] - credit[0]
     assert torch.allclose(credit.sum(), v[-1] - v0, atol=1e-5)
     assert torch.allclose(credit[1:], v[1:] - v[:-1], atol=1e-6)
@@ -180,8 +180,23 @@ def test_entropy_mask_keeps_top_fraction_of_batch():
 
 
 def test_unknown_credit_method_lists_valid_names():
-    with pytest.raises(ValueError, match="valid: acpo, entropy_mask, hapo, mc_reset, mean_logprob, uniform"):
+    with pytest.raises(ValueError, match="valid: entropy_mask, hapo, info_gain, mc_reset, mean_logprob, result_logprob, "
+                                         "uniform, verified_steps"):
         get_credit_method("vineppo")
+
+
+def test_old_credit_name_acpo_is_the_information_gain_and_warns_once():
+    import acpo.credit.base as base
+
+    base._warned.discard("acpo")
+    with pytest.warns(DeprecationWarning, match="'acpo' is now called 'info_gain'"):
+        method = get_credit_method("acpo", probe="#### ")
+    assert type(method).__name__ == "InfoGainCredit" and method.name == "info_gain" and method.probe == "#### "
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a second use says nothing
+        get_credit_method("acpo")
 
 
 def test_acpo_refuses_a_probe_with_no_text_before_the_answer(char_tok):
@@ -193,7 +208,7 @@ def test_acpo_refuses_a_probe_with_no_text_before_the_answer(char_tok):
                         group_ids=torch.zeros(1, dtype=torch.long), answers=["2"],
                         model=tiny_llama(len(char_tok)), tokenizer=char_tok)
     with pytest.raises(ValueError, match="no token of its own before the answer"):
-        get_credit_method("acpo", probe="").credits(batch)
+        get_credit_method("info_gain", probe="").credits(batch)
 
 
 def test_explain_runs_the_probes_on_the_scoring_forwards_cache_and_equals_naive_forwards(model_and_tok, monkeypatch):
@@ -208,7 +223,7 @@ def test_explain_runs_the_probes_on_the_scoring_forwards_cache_and_equals_naive_
     caches = []
     real = info_gain.answer_values
     monkeypatch.setattr(info_gain, "answer_values", lambda *a, **k: caches.append(a[3]) or real(*a, **k))
-    traces = explain_batch(model, tok, prompts, COMPLETIONS, method=["acpo", "hapo"], segmentation="lines",
+    traces = explain_batch(model, tok, prompts, COMPLETIONS, method=["info_gain", "hapo"], segmentation="lines",
                            answers=answers, probe="\nThe answer is ", batch_size=8)
     assert caches and caches[0] is not None  # the scoring forward's cache reached the probes
     for prompt, answer, trace in zip(prompts, answers, traces):
@@ -218,7 +233,7 @@ def test_explain_runs_the_probes_on_the_scoring_forwards_cache_and_equals_naive_
         v = torch.tensor([naive_answer_logprob(model, ids[: n_prompt + end] + probe, n_answer)
                           for end in [0, *(s.token_end for s in trace.steps)]], dtype=torch.float64)
         assert torch.allclose(trace.extras["answer_logprob"].double(), v[1:], atol=1e-4)
-        assert torch.allclose(trace.credits["acpo"].double(), v[1:] - v[:-1], atol=1e-4)
+        assert torch.allclose(trace.credits["info_gain"].double(), v[1:] - v[:-1], atol=1e-4)
 
 
 WRONG = "3*4=12\n7-12=-4\n-4+2=-2\n#### -2"

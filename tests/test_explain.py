@@ -16,16 +16,16 @@ RIGHT = "3*4=12\n7-12=-5\n-5+2=-3\n#### -3"
 
 def test_explain_returns_a_step_table(model_and_tok):
     model, tok = model_and_tok
-    trace = acpo.explain(model, tok, PROMPT, WRONG, method=["acpo", "hapo"], segmentation="lines", answer="-3", reward=0.0)
+    trace = acpo.explain(model, tok, PROMPT, WRONG, method=["info_gain", "hapo"], segmentation="lines", answer="-3", reward=0.0)
     df = trace.to_frame()
     assert list(df.columns[: len(BASE_COLUMNS)]) == BASE_COLUMNS
-    assert {"credit_acpo", "credit_hapo", "answer_logprob", "adv_mean_acpo"} <= set(df.columns)
+    assert {"credit_info_gain", "credit_hapo", "answer_logprob", "adv_mean_info_gain"} <= set(df.columns)
     assert df["text"].tolist() == ["3*4=12\n", "7-12=-4\n", "-4+2=-2\n", "#### -2"]
     assert df["token_end"].iloc[-1] == len(trace.token_ids) == len(trace.tokens)
     assert "".join(trace.tokens) == WRONG
     assert torch.isfinite(torch.tensor(df.select_dtypes("number").to_numpy(dtype=float))).all()
     # a failed completion (reward 0 alone: advantage -0.5) keeps negative advantages everywhere
-    assert (trace.token_advantages["acpo"] < 0).all()
+    assert (trace.token_advantages["info_gain"] < 0).all()
 
 
 def test_batch_equals_one_at_a_time(model_and_tok):
@@ -33,19 +33,19 @@ def test_batch_equals_one_at_a_time(model_and_tok):
     prompts = [PROMPT, PROMPT, "Q: 1+1=?\n"]
     comps = [WRONG, RIGHT, "1+1=2\n#### 2"]
     batch = acpo.explain_batch(
-        model, tok, prompts, comps, method="acpo", segmentation="lines", answers=["-3", "-3", "2"], batch_size=2
+        model, tok, prompts, comps, method="info_gain", segmentation="lines", answers=["-3", "-3", "2"], batch_size=2
     )
     for p, c, a, t in zip(prompts, comps, ["-3", "-3", "2"], batch):
-        single = acpo.explain(model, tok, p, c, method="acpo", segmentation="lines", answer=a)
+        single = acpo.explain(model, tok, p, c, method="info_gain", segmentation="lines", answer=a)
         assert torch.allclose(t.entropies, single.entropies, atol=1e-5)
         assert torch.allclose(t.logprobs, single.logprobs, atol=1e-5)
-        assert torch.allclose(t.credits["acpo"], single.credits["acpo"], atol=1e-4)
+        assert torch.allclose(t.credits["info_gain"], single.credits["info_gain"], atol=1e-4)
 
 
 def test_group_rewards_give_grpo_advantages_and_target_answer_from_a_correct_completion(model_and_tok):
     model, tok = model_and_tok
     traces = acpo.explain_batch(
-        model, tok, [PROMPT, PROMPT], [WRONG, RIGHT], method=["uniform", "acpo"], segmentation="lines", rewards=[0.0, 1.0]
+        model, tok, [PROMPT, PROMPT], [WRONG, RIGHT], method=["uniform", "info_gain"], segmentation="lines", rewards=[0.0, 1.0]
     )
     assert [t.answer for t in traces] == ["-3", "-3"]  # taken from the correct completion's '#### -3'
     adv = [float(t.token_advantages["uniform"][0]) for t in traces]
@@ -54,13 +54,13 @@ def test_group_rewards_give_grpo_advantages_and_target_answer_from_a_correct_com
 
 def test_csv_holds_exactly_the_frame(tmp_path, model_and_tok):
     model, tok = model_and_tok
-    trace = acpo.explain(model, tok, PROMPT, WRONG, method="acpo", segmentation="hybrid", answer="-3")
+    trace = acpo.explain(model, tok, PROMPT, WRONG, method="info_gain", segmentation="hybrid", answer="-3")
     path = trace.to_csv(tmp_path / "steps.csv")
     back = pd.read_csv(path, keep_default_na=False)
     frame = trace.to_frame()
     assert list(back.columns) == list(frame.columns)
     assert back["text"].tolist() == frame["text"].tolist()
-    assert back["credit_acpo"].to_numpy() == pytest.approx(frame["credit_acpo"].to_numpy(), abs=1e-9)
+    assert back["credit_info_gain"].to_numpy() == pytest.approx(frame["credit_info_gain"].to_numpy(), abs=1e-9)
     assert not list(tmp_path.glob("*.tmp"))
 
 
@@ -77,7 +77,7 @@ def test_model_training_mode_is_restored(model_and_tok):
     [
         ({"completion": ""}, "completion 0 is empty"),
         ({"completion": "  \n "}, "completion 0 is empty"),
-        ({"method": "magic"}, "unknown credit method 'magic'; valid: acpo"),
+        ({"method": "magic"}, "unknown credit method 'magic'; valid: entropy_mask, hapo, info_gain"),
         ({"segmentation": "words"}, "unknown segmentation 'words'; valid: lines"),
         ({"answer": ""}, "answer '' is empty"),
         ({"completion": "1+1=2\n" * 100}, r"prompt \(\d+ tokens\) \+ completion \(600 tokens\) = \d+ tokens, longer than the model's context of 128"),
@@ -87,7 +87,7 @@ def test_bad_input_gets_a_clear_error(kwargs, message, char_tok):
     from conftest import tiny_llama
 
     model = tiny_llama(len(char_tok), context=128)
-    args = {"prompt": PROMPT, "completion": WRONG, "method": "acpo", "segmentation": "lines", "answer": "-3", **kwargs}
+    args = {"prompt": PROMPT, "completion": WRONG, "method": "info_gain", "segmentation": "lines", "answer": "-3", **kwargs}
     with pytest.raises(ValueError, match=message):
         acpo.explain(model, char_tok, **args)
 

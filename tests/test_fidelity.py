@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from acpo.fidelity import auroc, fidelity_table, localisable, top1
+from acpo.fidelity import auroc, fidelity_table, matched_auroc, top1
+from acpo.verdict import blamed_step, localisable
 from acpo.tasks import Problem, get_task
 
 SCORES = [np.array([0.5, -1.0, 0.2]), np.array([-0.3, 0.1]), np.array([0.0, 0.0, -2.0, 1.0])]
@@ -12,6 +13,18 @@ LABELS = [1, 1, 2]  # hits: trace 0 (argmin 1) and trace 2 (argmin 2); trace 1's
 
 def test_top1_counts_the_lowest_scored_step():
     assert top1(SCORES, LABELS) == pytest.approx(2 / 3)
+
+
+def test_a_tie_for_the_lowest_credit_blames_no_step_and_is_a_miss():
+    """One tie rule for the app's per-row verdict and the table's top-1: a credit that gives its lowest value to
+    two steps cannot tell them apart, so it blames neither (not the first of them)."""
+    assert blamed_step([0, 1, 2], [0.3, -1.0, 0.2]) == 1
+    assert blamed_step([0, 1, 2], [-1.0, -1.0, 0.2]) is None  # tied lowest: no blame, even though step 0 is first
+    assert blamed_step([0, 1, 2], [0.0, 0.0, 0.0]) is None  # a constant credit (uniform) blames nothing
+    assert blamed_step([4, 5], [0.1, -0.1]) == 5  # the step's own index, not its position
+    assert blamed_step([], []) is None
+    tied = [np.array([-1.0, -1.0, 0.5]), np.array([0.0, 0.0]), np.array([2.0, -3.0])]
+    assert top1(tied, [0, 0, 1]) == pytest.approx(1 / 3)  # only the last trace has a unique lowest step, a hit
 
 
 def test_auroc_pools_the_error_step_against_the_steps_before_it():
@@ -39,7 +52,7 @@ def test_localisable_needs_a_failed_worked_completion_with_a_located_error():
 
 
 def test_traces_left_unlabelled_are_counted_by_cause():
-    from acpo.fidelity import unlabelled_counts, unlabelled_reason
+    from acpo.verdict import unlabelled_counts, unlabelled_reason
     from acpo.tasks import check_freeform
 
     arith = get_task("arith").generate(1, level=2, seed=0)[0]  # two steps or more, then the answer line
@@ -57,3 +70,16 @@ def test_traces_left_unlabelled_are_counted_by_cause():
     assert unlabelled_counts(list(checks.values()) + [None]) == {
         "not checked": 2, "answer right": 1, "no working": 1, "no checkable line": 1, "no false line": 1,
         "no answer line": 1}
+
+
+def test_matched_auroc_compares_only_lines_at_the_same_index_of_same_shaped_traces():
+    # two 4-line traces of one stratum: errors at line 2 and line 3; answer lines are index 3
+    scores = [[0.0, 0.5, -1.0, 0.0], [0.0, -0.2, 0.3, -5.0]]
+    strata = [("arith", 1, 4), ("arith", 1, 4)]
+    # wrong line 2 of trace 0 (score -1.0) against the right line 2 of trace 1 (0.3): 1 pair, ranked right;
+    # trace 1's wrong line is its answer line: left out
+    assert matched_auroc(scores, [2, 3], strata, [3, 3]) == 1.0
+    # in another stratum there is nothing to compare with
+    assert np.isnan(matched_auroc(scores, [2, 3], [("arith", 1, 4), ("arith", 2, 4)], [3, 3]))
+    # ties count one half
+    assert matched_auroc([[0.0, 0.5, 0.3, 0.0], [0.0, -0.2, 0.3, -5.0]], [2, 3], strata, [3, 3]) == 0.5

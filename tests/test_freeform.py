@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from acpo.fidelity import localisable
+from acpo.verdict import localisable
 from acpo.tasks.base import split_lines
 from acpo.tasks.freeform import (
     RIGHT,

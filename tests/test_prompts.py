@@ -77,10 +77,10 @@ def test_prompt_style_wraps_questions_for_chat_models_only(chat_tok):
 def test_explain_takes_messages_and_equals_the_rendered_string(chat_tok):
     model = tiny_llama(len(chat_tok))
     completion = "1+1=2\n#### 2"
-    from_messages = acpo.explain(model, chat_tok, MESSAGES, completion, method="acpo", segmentation="lines", answer="2")
-    from_text = acpo.explain(model, chat_tok, render_prompt(chat_tok, MESSAGES), completion, method="acpo",
+    from_messages = acpo.explain(model, chat_tok, MESSAGES, completion, method="info_gain", segmentation="lines", answer="2")
+    from_text = acpo.explain(model, chat_tok, render_prompt(chat_tok, MESSAGES), completion, method="info_gain",
                              segmentation="lines", answer="2")
     assert from_messages.prompt == render_prompt(chat_tok, MESSAGES)
     assert from_messages.logprobs.tolist() == from_text.logprobs.tolist()
     with pytest.raises(ValueError, match="special token '</s>' at character 5.*assistant's text only"):
-        acpo.explain(model, chat_tok, MESSAGES, "1+1=2</s>\n#### 2", method="acpo", answer="2")
+        acpo.explain(model, chat_tok, MESSAGES, "1+1=2</s>\n#### 2", method="info_gain", answer="2")

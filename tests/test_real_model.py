@@ -76,14 +76,14 @@ def test_explain_on_a_chat_prompt_partitions_the_completion(smol):
     model, tok = smol
     messages = [{"role": "user", "content": QUESTION}]
     completion = "7 * 3 = 21\n12 + 21 = 33\n#### 33"
-    trace = acpo.explain(model, tok, messages, completion, method=["acpo", "hapo"], segmentation="lines",
+    trace = acpo.explain(model, tok, messages, completion, method=["info_gain", "hapo"], segmentation="lines",
                          answer="33", reward=1.0, probe="#### ")
     assert trace.prompt == render_prompt(tok, messages)
     assert [s.text for s in trace.steps] == ["7 * 3 = 21\n", "12 + 21 = 33\n", "#### 33"]
     assert trace.steps[0].token_start == 0 and trace.steps[-1].token_end == len(trace.token_ids)
     pairs = zip(trace.steps, trace.steps[1:])
     assert all(a.token_end == b.token_start and a.char_end == b.char_start for a, b in pairs)
-    assert torch.isfinite(trace.credits["acpo"]).all() and torch.isfinite(trace.entropies).all()
+    assert torch.isfinite(trace.credits["info_gain"]).all() and torch.isfinite(trace.entropies).all()
     with pytest.raises(ValueError, match="special token '<\\|im_end\\|>'"):
         acpo.explain(model, tok, messages, completion + "<|im_end|>", answer="33")
 
@@ -96,7 +96,7 @@ def test_one_lora_rl_step_on_gsm8k_saves_a_checkpoint_that_loads_back(tmp_path):
     rows = [json.loads(line) for line in GSM8K.read_text().splitlines()[:8]]
     data = tmp_path / "gsm8k.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    cfg = make_config(dict(model="smollm2", dataset=str(data), method="acpo", lora_r=4, steps=1, prompts_per_step=2,
+    cfg = make_config(dict(model="smollm2", dataset=str(data), recipe="acpo", lora_r=4, steps=1, prompts_per_step=2,
                            group_size=2, max_new_tokens=16, eval_problems=2, trace_problems=1, two_stage=False,
                            dynamic_sampling=False, micro_batch_size=4, output_dir=str(tmp_path), run_name="smol"))
     summary = run(cfg)
@@ -121,7 +121,7 @@ def test_the_app_explains_a_real_model_by_name(tmp_path):
 
     explorer = Explorer([tmp_path])
     state, table = explorer.explain_trace("smollm2", False, QUESTION, "7 * 3 = 21\n12 + 21 = 33\n#### 33", "33", "",
-                                          "none", "acpo", "lines", "#### ")
+                                          "none", "info_gain", "lines", "#### ")
     trace = state["trace"]
     assert trace.prompt.startswith("<|im_start|>system") and trace.prompt.endswith("<|im_start|>assistant\n")
     assert trace.reward == 1.0 and len(table) == 3

@@ -7,7 +7,7 @@ from acpo.recommend import recommend
 DEMO = pd.DataFrame([
     {"method": "mean_logprob (lines)", "credit": "mean_logprob", "traces": 300, "top1": 0.76, "top1_lo": 0.71,
      "top1_hi": 0.80, "auroc": 0.85, "chance_top1": 0.29, "measured": "2026-12-04", "policy": "demo-policy"},
-    {"method": "acpo (lines)", "credit": "acpo", "traces": 300, "top1": 0.44, "top1_lo": 0.39, "top1_hi": 0.50,
+    {"method": "acpo (lines)", "credit": "info_gain", "traces": 300, "top1": 0.44, "top1_lo": 0.39, "top1_hi": 0.50,
      "auroc": 0.38, "chance_top1": 0.29, "measured": "2026-12-04", "policy": "demo-policy"},
 ])
 BENCH = pd.DataFrame([
@@ -21,7 +21,7 @@ BENCH = pd.DataFrame([
 
 
 def test_without_own_labels_it_says_where_the_figure_was_measured_and_shows_processbench_beside_it():
-    rec = recommend(["mean_logprob", "acpo"], DEMO, BENCH)
+    rec = recommend(["mean_logprob", "info_gain"], DEMO, BENCH)
     assert rec.method == "mean_logprob"
     assert "300 failed traces that `demo-policy` sampled itself" in rec.text and "task's step checker" in rec.text
     assert "76%" in rec.text and "AUROC 0.85" in rec.text
@@ -45,5 +45,5 @@ def test_the_users_own_table_decides_when_it_has_rows():
 
 
 def test_without_any_table_it_falls_back_and_says_how_to_measure():
-    rec = recommend(["mean_logprob"], pd.DataFrame(), pd.DataFrame(), fallback="acpo")
-    assert rec.method == "acpo" and "bench/credit_fidelity.py --publish" in rec.text
+    rec = recommend(["mean_logprob"], pd.DataFrame(), pd.DataFrame(), fallback="info_gain")
+    assert rec.method == "info_gain" and "bench/credit_fidelity.py --publish" in rec.text

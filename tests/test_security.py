@@ -227,7 +227,7 @@ def test_batch_rows_too_long_for_the_context_are_skipped_before_any_checker_pars
     import app.batch
 
     parsed = []
-    monkeypatch.setattr(app.batch, "check_as", lambda *a: parsed.append(a))
+    monkeypatch.setattr(app.batch, "check_row", lambda *a: parsed.append(a) or (None, None))
     rows = tmp_path / "rows.jsonl"
     rows.write_text(json.dumps({"prompt": "Q: 1+1=?\n", "completion": "1+1=2\n#### 2", "answer": "2"}) + "\n"
                     + json.dumps({"prompt": "Q: 1+1=?\n", "completion": "1" * 100_000 + "=1\n#### 1", "answer": "1"})

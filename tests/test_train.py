@@ -39,7 +39,7 @@ def test_run_folder_layout(tmp_path):
     assert {"model.safetensors", "config.json", "trainer_state.json", "trainer_state.safetensors", "tokenizer.json"} <= {p.name for p in ck.iterdir()}
     assert not list((run_dir / "checkpoints").glob(".tmp*"))
     traces = pd.read_parquet(run_dir / "traces" / "step-2.parquet")
-    assert {"credit_acpo", "first_error_step", "prompt", "completion", "checkpoint"} <= set(traces.columns)
+    assert {"credit_info_gain", "first_error_step", "prompt", "completion", "checkpoint"} <= set(traces.columns)
     assert set(traces["checkpoint"]) == {"step-2"}
     assert json.loads((run_dir / "summary.json").read_text())["steps"] == 2
 
@@ -183,7 +183,7 @@ def test_confidence_weighted_reward_matches_the_formula():
 
 
 @pytest.mark.parametrize("credit,options", [("mean_logprob", {}),
-                                            ("acpo", {"target": "contrast", "length_normalise": True})])
+                                            ("info_gain", {"target": "contrast", "length_normalise": True})])
 def test_any_registered_credit_can_drive_a_recipes_loss(tmp_path, credit, options):
     """--credit puts a registered credit (and --acpo-target/--acpo-per-token its readings) in the recipe's
     advantages: the scored batch's token advantages are that credit's, computed from the registry here."""
@@ -197,7 +197,7 @@ def test_any_registered_credit_can_drive_a_recipes_loss(tmp_path, credit, option
     trainer = Trainer(cfg)
     problems, samples, rewards = trainer.sample_groups(2)
     scored = trainer.score(problems, samples, rewards)
-    kwargs = {"probe": "#### ", **options} if credit == "acpo" else {}
+    kwargs = {"probe": "#### ", **options} if credit == "info_gain" else {}
     method = get_credit_method(credit, **kwargs)
     expected = method.token_advantages(scored.batch, method.credits(scored.batch),
                                        AdvantageConfig(outcome=cfg.outcome, composition=cfg.composition))

@@ -97,12 +97,16 @@ def test_uniform_credit_takes_the_same_step_as_plain_grpo_trainer(tmp_path, tok,
         torch.testing.assert_close(b, a, atol=1e-6, rtol=0, msg=name)
 
 
-# credit_batch_size 8 holds the batch: the probes reuse the statistics forward's KV cache; 3 does not
-@pytest.mark.parametrize("composition, credit_batch_size", [("sign_preserving", 8), ("additive", 3)])
-def test_acpo_advantages_the_loss_sees_are_what_explain_computes(tmp_path, tok, policy, dataset, composition,
-                                                                   credit_batch_size):
+# credit_batch_size 8 holds the batch: the probes reuse the statistics forward's KV cache; 3 does not.
+# mc_reset is left out: it samples continuations in batch order, and TRL shuffles the rows before the loss sees them.
+@pytest.mark.parametrize("credit, composition, credit_batch_size",
+                         [("info_gain", "sign_preserving", 8), ("info_gain", "additive", 3),
+                          *[(c, "sign_preserving", 8) for c in sorted(acpo.CREDIT_METHODS)
+                            if c != "info_gain" and not acpo.CREDIT_METHODS[c].samples_continuations]])
+def test_the_advantages_the_loss_sees_are_what_explain_computes(tmp_path, tok, policy, dataset, credit, composition,
+                                                                credit_batch_size):
     # two micro-batches of 4: TRL shuffles and splits the generation batch before the loss sees it
-    args = trl_args(tmp_path, StepCreditGRPOConfig, credit_method="acpo", credit_segmentation="fixed-3",
+    args = trl_args(tmp_path, StepCreditGRPOConfig, credit_method=credit, credit_segmentation="fixed-3",
                     credit_probe="#### ", credit_composition=composition, credit_scale=0.7,
                     credit_batch_size=credit_batch_size, per_device_train_batch_size=4, gradient_accumulation_steps=2)
     before = copy.deepcopy(policy)  # the credit is computed before the optimizer step
@@ -115,15 +119,15 @@ def test_acpo_advantages_the_loss_sees_are_what_explain_computes(tmp_path, tok, 
     assert set(prompts) == set(PROMPTS)
     # the reference: our public API from the texts (its own tokenization, statistics, groups and outcome advantages)
     traces = acpo.explain_batch(
-        before, tok, prompts, completions, method="acpo", segmentation="fixed-3", probe="#### ",
+        before, tok, prompts, completions, method=credit, segmentation="fixed-3", probe="#### ",
         answers=[PROMPTS[p] for p in prompts], rewards=digit_share(completions), chat_template=False,
         advantage_config=acpo.AdvantageConfig(composition=composition, credit_scale=0.7),
     )
     for (_, _, mask, adv), trace in zip(rows, traces):
         n = int(mask.sum())
-        torch.testing.assert_close(adv[:n], trace.token_advantages["acpo"], atol=1e-5, rtol=1e-5)
-    # and they are token advantages: within a completion they differ from step to step
-    assert any(len(set(adv[: int(m.sum())].tolist())) > 1 for _, _, m, adv in rows)
+        torch.testing.assert_close(adv[:n], trace.token_advantages[credit], atol=1e-5, rtol=1e-5)
+    if credit != "uniform":  # and they are token advantages: within a completion they differ from step to step
+        assert any(len(set(adv[: int(m.sum())].tolist())) > 1 for _, _, m, adv in rows)
 
 
 def test_trainer_refuses_a_plain_grpo_config(tmp_path, tok, policy, dataset):
@@ -205,7 +209,7 @@ def test_train_backend_trl_refuses_what_only_our_loop_does(tmp_path, overrides, 
 
 
 def test_our_config_maps_onto_trls_names(tmp_path):
-    cfg = make_config({"recipe": "dr_grpo", "credit": "acpo", "acpo_target": "contrast", "steps": 7, "lr": 3e-4,
+    cfg = make_config({"recipe": "dr_grpo", "credit": "info_gain", "acpo_target": "contrast", "steps": 7, "lr": 3e-4,
                        "group_size": 4, "prompts_per_step": 6, "micro_batch_size": 8, "max_new_tokens": 48,
                        "num_iterations": 2, "eps_high": 0.3, "segmentation": "lines", "credit_scale": 0.5})
     args = trl_config(cfg, tmp_path, probe="#### ")
@@ -213,6 +217,6 @@ def test_our_config_maps_onto_trls_names(tmp_path):
     assert (args.loss_type, args.scale_rewards, args.num_iterations, args.epsilon_high) == ("dr_grpo", "none", 2, 0.3)
     # 6 prompts x 4 completions = 24 per step: micro-batches of 8, accumulated into one optimizer step
     assert (args.per_device_train_batch_size, args.gradient_accumulation_steps, args.generation_batch_size) == (8, 3, 24)
-    assert (args.credit_method, args.credit_segmentation, args.credit_scale, args.credit_probe) == ("acpo", "lines",
+    assert (args.credit_method, args.credit_segmentation, args.credit_scale, args.credit_probe) == ("info_gain", "lines",
                                                                                                    0.5, "#### ")
     assert args.credit_method_kwargs == {"target": "contrast", "length_normalise": False}

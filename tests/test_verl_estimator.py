@@ -1,4 +1,8 @@
-"""The verl advantage estimator's tensor contract, without verl (test_verl_against_verl.py runs verl's own code)."""
+"""verl's reward-manager + estimator contract, without verl (test_verl_against_verl.py runs verl's own code).
+
+The reward manager writes each method's token credit as dense rewards (score on the last token); the
+estimator reads them back and composes them with verl's GRPO outcome advantage.
+"""
 
 from __future__ import annotations
 
@@ -8,29 +12,28 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+import acpo
 from acpo.advantage import AdvantageConfig
-from acpo.credit.hapo import hapo_token_advantages
-from acpo.integrations.verl import VerlCreditConfig, compute_advantage, step_credit_advantages
-from acpo.segment import SegmentConfig
+from acpo.integrations.verl import (VerlCreditConfig, dense_credit_rewards, group_ids_of, read_dense_rewards,
+                                    step_credit_advantages, verl_grpo_outcome, write_dense_rewards)
+from acpo.pipeline import assign_credit, make_credit
+from acpo.tokens import encode_with_offsets, pad_batch
 
 UIDS = ["a", "a", "a", "a", "b"]  # a group of four and a lone response
 
 
-def batch(lengths=(6, 4, 5, 3, 2), width=7, scores=(1.0, 0.0, 0.0, 1.0, 0.7), seed=0):
-    """verl's layout: responses right-padded, the score on each response's last token."""
-    g = torch.Generator().manual_seed(seed)
+def batch(lengths=(6, 4, 5, 3, 2), width=7, scores=(1.0, 0.0, 0.0, 1.0, 0.7)):
+    """verl's own layout: responses right-padded, the score on each response's last token."""
     mask = torch.zeros(len(lengths), width, dtype=torch.int64)
     rewards = torch.zeros(len(lengths), width)
     for i, n in enumerate(lengths):
         mask[i, :n] = 1
         rewards[i, n - 1] = scores[i]
-    logp = -torch.rand(len(lengths), width, generator=g) * 3
-    ent = torch.rand(len(lengths), width, generator=g) * 2
-    return rewards, mask, logp, ent
+    return rewards, mask
 
 
 def test_uniform_is_grpo_with_verls_conventions_by_hand():
-    rewards, mask, _, _ = batch()
+    rewards, mask = batch()
     adv, ret = step_credit_advantages(rewards, mask, UIDS)
     a = 0.5 / math.sqrt(1 / 3) / (1 + 1e-6 / math.sqrt(1 / 3))  # (1 - 0.5) / (sample std + 1e-6)
     expected = torch.tensor([a, -a, -a, a, 0.7])[:, None] * mask  # the lone response keeps its score, as in verl
@@ -40,103 +43,101 @@ def test_uniform_is_grpo_with_verls_conventions_by_hand():
 
 
 def test_dr_grpo_when_verl_does_not_divide_by_std():
-    rewards, mask, _, _ = batch()
+    rewards, mask = batch()
     adv, _ = step_credit_advantages(rewards, mask, UIDS, SimpleNamespace(norm_adv_by_std_in_grpo=False))
     torch.testing.assert_close(adv[:, 0], torch.tensor([0.5, -0.5, -0.5, 0.5, 0.7]))
 
 
-def test_mean_logprob_is_the_factorised_reward_of_step_means_by_hand():
-    rewards, mask, logp, _ = batch()
-    cfg = VerlCreditConfig("mean_logprob", segment=SegmentConfig(fixed_tokens=2))
-    adv, _ = step_credit_advantages(rewards, mask, UIDS, old_log_probs=logp, credit=cfg)
-    outcome = step_credit_advantages(rewards, mask, UIDS)[0][:, 0].double()
-    # reference in float64: step means over windows of 2 tokens, z-scored over all steps of each group
-    steps = {i: [(s, min(s + 2, n)) for s in range(0, n, 2)] for i, n in enumerate(mask.sum(-1).tolist())}
-    means = {(i, k): logp[i, a:b].double().mean() for i in steps for k, (a, b) in enumerate(steps[i])}
-    expected = torch.zeros(mask.shape, dtype=torch.float64)
-    for group in ([0, 1, 2, 3], [4]):
-        vals = torch.stack([means[key] for key in means if key[0] in group])
-        mu, sd = vals.mean(), (vals.std() if len(vals) > 1 else torch.tensor(0.0, dtype=torch.float64))
-        for i in group:
-            for k, (a, b) in enumerate(steps[i]):
-                c_hat = (means[(i, k)] - mu) / (sd + 1e-4)
-                weight = (1 + torch.sign(outcome[i]) * c_hat).clamp(0.2, 3.0)
-                expected[i, a:b] = outcome[i] * weight
-    torch.testing.assert_close(adv.double(), expected, rtol=0, atol=1e-5)
-    assert torch.all(torch.sign(adv[mask.bool()]) == torch.sign(outcome[:, None].expand_as(adv)[mask.bool()]))
+def test_dense_layout_round_trip_by_hand():
+    """Score on the last token, credit everywhere else; the last token reads the credit before it."""
+    scores = torch.tensor([1.0, 0.0, 0.5])
+    credit = torch.tensor([[0.1, 0.2, 0.3, 0.4], [-1.0, 7.0, 7.0, 7.0], [0.6, 0.6, 0.6, 0.6]])
+    mask = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0], [1, 1, 0, 1]])  # row 2 has a hole (a tool output)
+    dense = write_dense_rewards(scores, credit, mask)
+    torch.testing.assert_close(dense, torch.tensor([[0.1, 0.2, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0],
+                                                    [0.6, 0.6, 0.0, 0.5]]))
+    assert torch.allclose(dense.sum(-1) - torch.tensor([0.3, 0.0, 1.2]), scores)  # not verl's sum: read it back
+    got_scores, got_credit = read_dense_rewards(dense, mask)
+    torch.testing.assert_close(got_scores, scores)
+    torch.testing.assert_close(got_credit, torch.tensor([[0.1, 0.2, 0.2, 0.0], [0.0, 0.0, 0.0, 0.0],
+                                                         [0.6, 0.6, 0.0, 0.6]]))
 
 
-def test_a_hole_in_the_mask_gets_nothing_and_leaves_the_steps_alone():
-    """Tool outputs inside a response (mask 0) are skipped: same advantages as the response without them."""
-    rewards, mask, logp, _ = batch()
-    cfg = VerlCreditConfig("mean_logprob", segment=SegmentConfig(fixed_tokens=2))
-    plain, _ = step_credit_advantages(rewards, mask, UIDS, old_log_probs=logp, credit=cfg)
-    # row 1 (4 tokens) becomes 4 tokens with a 2-token hole after the first two
-    holed_mask, holed_logp, holed_rewards = mask.clone(), logp.clone(), rewards.clone()
-    holed_mask[1] = torch.tensor([1, 1, 0, 0, 1, 1, 0])
-    holed_logp[1, 4:6], holed_logp[1, 2:4] = logp[1, 2:4], -50.0  # the hole's log-probs must not count
-    holed_rewards[1] = 0.0
-    holed, _ = step_credit_advantages(holed_rewards, holed_mask, UIDS, old_log_probs=holed_logp, credit=cfg)
-    assert torch.all(holed[1, 2:4] == 0) and holed[1, 6] == 0
-    torch.testing.assert_close(holed[1, [0, 1, 4, 5]], plain[1, :4])
-    torch.testing.assert_close(holed[[0, 2, 3, 4]], plain[[0, 2, 3, 4]])
+def test_sign_preserving_composition_of_a_written_credit_by_hand():
+    scores = torch.tensor([1.0, 0.0])
+    credit = torch.tensor([[2.0, -0.5, 0.0], [1.0, -1.0, 0.0]])
+    mask = torch.ones(2, 3, dtype=torch.long)
+    cfg = VerlCreditConfig("mean_logprob", model="unused", advantage=AdvantageConfig(credit_scale=0.5))
+    adv, _ = step_credit_advantages(write_dense_rewards(scores, credit, mask), mask, ["p", "p"], credit=cfg)
+    a = 0.5 / (math.sqrt(0.5) + 1e-6)  # verl's GRPO: (1 - 0.5) / (std + eps), std = sqrt(0.5)
+    # weight = clip(1 + 0.5 sign(A) c, 0.2, 3); the last token takes the credit before it (-0.5, then -1)
+    expected = torch.tensor([[a * 2.0, a * 0.75, a * 0.75], [-a * 0.5, -a * 1.5, -a * 1.5]])
+    torch.testing.assert_close(adv, expected, rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("credit", ["uniform", "mean_logprob", "hapo", "entropy_mask"])
-def test_an_empty_response_gets_zero_and_still_counts_in_its_groups_baseline(credit):
-    rewards, mask, logp, ent = batch(lengths=(6, 4, 5, 3, 2))
-    mask[1] = 0  # score 0, no tokens
-    adv, _ = step_credit_advantages(rewards, mask, UIDS, old_log_probs=logp, entropys=ent,
-                                    credit=VerlCreditConfig(credit))
-    assert torch.all(adv[1] == 0) and torch.isfinite(adv).all()
-    if credit == "uniform":  # the group's mean is still (1 + 0 + 0 + 1) / 4
-        torch.testing.assert_close(adv[0, 0], step_credit_advantages(*batch()[:2], UIDS)[0][0, 0])
+def explained_batch(char_tok):
+    """Four responses to one prompt and one lone one; every last line is several tokens long."""
+    prompts = ["Q: 7-3*4+2=?\n"] * 4 + ["Q: 1+1=?\n"]
+    responses = ["3*4=12\n7-12=-5\n-5+2=-3\n#### -3", "3*4=12\n7-12=5\n#### 7", "7-3=4\n4*4=16\n#### 18",
+                 "3*4=12\n#### -3", "1+1=2\n#### 2"]
+    enc = [encode_with_offsets(char_tok, r) for r in responses]
+    tensors = pad_batch([char_tok(p, add_special_tokens=False)["input_ids"] for p in prompts], [e[0] for e in enc],
+                        char_tok.pad_token_id)
+    scores = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0])
+    return prompts, responses, enc, tensors, scores
 
 
-def test_hapo_and_entropy_mask_read_verls_entropies():
-    rewards, mask, _, ent = batch()
-    outcome = step_credit_advantages(rewards, mask, UIDS)[0][:, 0]
-    adv, _ = step_credit_advantages(rewards, mask, UIDS, entropys=ent, credit=VerlCreditConfig("hapo"))
-    torch.testing.assert_close(adv, hapo_token_advantages(outcome, ent, mask))  # mask is a prefix: same layout
-    kept, _ = step_credit_advantages(rewards, mask, UIDS, entropys=ent, credit=VerlCreditConfig("entropy_mask"))
-    n = int(mask.sum())
-    assert int((kept != 0).sum()) == math.ceil(0.2 * n)  # the top 20% entropy tokens of the batch keep their advantage
-    top = ent.masked_fill(mask == 0, -1).flatten().topk(math.ceil(0.2 * n)).indices
-    torch.testing.assert_close(kept.flatten()[top], (outcome[:, None] * mask).flatten()[top])
+CREDIT_OPTIONS = {"mc_reset": {"samples": 2, "max_new_tokens": 4, "batch_size": 16}}
 
 
-def test_step_ids_set_the_steps():
-    rewards, mask, logp, _ = batch()
-    ids = torch.zeros_like(mask)
-    ids[0] = torch.tensor([0, 0, 0, 1, 1, 1, 0])  # two steps of three tokens in row 0; one step elsewhere
-    additive = VerlCreditConfig("mean_logprob", advantage=AdvantageConfig("grpo", "additive"))
-    adv, _ = step_credit_advantages(rewards, mask, UIDS, old_log_probs=logp, step_ids=ids, credit=additive)
-    assert len(set(adv[0, :3].tolist())) == 1 and len(set(adv[0, 3:6].tolist())) == 1 and adv[0, 0] != adv[0, 3]
-    assert len(set(adv[1, :4].tolist())) == 1
+@pytest.mark.parametrize("credit", sorted(acpo.CREDIT_METHODS))
+def test_every_registered_credit_through_manager_and_estimator_equals_the_pipeline(credit, char_tok):
+    """What verl trains on = the pipeline's token advantages with verl's outcome advantage (step credits: exactly;
+    token-level ones: on every token but the last, which takes its predecessor's credit)."""
+    from conftest import tiny_llama
+
+    model = tiny_llama(len(char_tok))
+    prompts, responses, enc, tensors, scores = explained_batch(char_tok)
+    answers = ["-3", "-3", "-3", "-3", "2"]
+    cc = VerlCreditConfig(credit, model="tiny", segmentation="lines", credit_options=CREDIT_OPTIONS.get(credit, {}),
+                          probe="#### ")
+    dense = dense_credit_rewards(model, char_tok, *tensors, scores, UIDS, cc, answers)
+    mask = tensors[3]
+    adv, _ = step_credit_advantages(dense, mask, UIDS, credit=cc)
+
+    outcome = verl_grpo_outcome(scores, UIDS).float()
+    method = make_credit(credit, CREDIT_OPTIONS.get(credit), probe="#### ")
+    reference = assign_credit(model, char_tok, *tensors, responses, [e[1] for e in enc], {credit: method},
+                              group_ids=group_ids_of(UIDS), rewards=scores, advantages=outcome, answers=answers,
+                              segmentation="lines").token_advantages[credit]
+    last = mask.sum(-1) - 1
+    body = mask.bool().clone()
+    body[torch.arange(len(last)), last] = False
+    torch.testing.assert_close(adv[body], reference[body], rtol=0, atol=1e-5)
+    if not method.token_level:  # the last token is in the last line's step, which has more than one token
+        torch.testing.assert_close(adv, reference, rtol=0, atol=1e-5)
+    assert torch.all(adv[~mask.bool()] == 0)
 
 
-def test_missing_inputs_and_bad_settings_say_what_to_do():
-    rewards, mask, _, _ = batch()
-    with pytest.raises(ValueError, match="needs old_log_probs.*compute_advantage"):
-        step_credit_advantages(rewards, mask, UIDS, credit=VerlCreditConfig("mean_logprob"))
-    with pytest.raises(ValueError, match="needs entropys"):
-        step_credit_advantages(rewards, mask, UIDS, credit=VerlCreditConfig("hapo"))
-    with pytest.raises(ValueError, match="cannot run inside verl.*valid: uniform"):
-        VerlCreditConfig("acpo")
-    with pytest.raises(ValueError, match="needs the text"):
-        VerlCreditConfig(segmentation="lines")
+def test_uniform_needs_no_scorer_and_every_other_credit_says_it_needs_one():
+    assert VerlCreditConfig("uniform").model is None
+    for credit in sorted(acpo.CREDIT_METHODS.keys() - {"uniform"}):
+        with pytest.raises(ValueError, match=rf"credit '{credit}' reads a scorer model .* set "
+                                             r"VerlCreditConfig\(model=...\)"):
+            VerlCreditConfig(credit)
+
+
+def test_bad_settings_and_shapes_say_what_to_do():
+    rewards, mask = batch()
+    with pytest.raises(ValueError, match="unknown credit method 'vineppo'; valid: entropy_mask"):
+        VerlCreditConfig("vineppo")
+    with pytest.raises(ValueError, match="unknown segmentation 'words'"):
+        VerlCreditConfig(segmentation="words")
     with pytest.raises(ValueError, match="index has 2 entries for 5"):
         step_credit_advantages(rewards, mask, ["a", "b"])
-    with pytest.raises(ValueError, match="old_log_probs .* must match"):
-        step_credit_advantages(rewards, mask, UIDS, old_log_probs=torch.zeros(5, 3))
+    with pytest.raises(ValueError, match=r"must both be \(batch, response_length\)"):
+        step_credit_advantages(rewards, mask[:, :3], UIDS)
 
 
-def test_compute_advantage_fills_a_verl_style_batch():
-    rewards, mask, logp, _ = batch()
-    data = SimpleNamespace(batch={"token_level_rewards": rewards, "response_mask": mask, "old_log_probs": logp},
-                           non_tensor_batch={"uid": UIDS})
-    cfg = VerlCreditConfig("mean_logprob")
-    out = compute_advantage(data, credit=cfg)
-    expected, _ = step_credit_advantages(rewards, mask, UIDS, old_log_probs=logp, credit=cfg)
-    torch.testing.assert_close(out.batch["advantages"], expected)
-    torch.testing.assert_close(out.batch["returns"], expected)
+def test_old_credit_name_acpo_is_the_information_gain():
+    assert VerlCreditConfig("acpo", model="x").credit == "info_gain"

@@ -38,9 +38,12 @@ class EntropyMaskCredit(CreditMethod):
     def __init__(self, rho: float = 0.2):
         self.rho = rho
 
-    def token_advantages(self, batch, result=None, cfg: AdvantageConfig = AdvantageConfig()) -> torch.Tensor:
-        keep = top_entropy_mask(batch.entropy, batch.completion_mask, self.rho)
-        return batch.advantages.float()[:, None] * keep.float()
+    def token_credit(self, batch, result=None, cfg: AdvantageConfig = AdvantageConfig(), normalised=None):
+        """1 where the token keeps its gradient, 0 elsewhere."""
+        return top_entropy_mask(batch.entropy, batch.completion_mask, self.rho).float()
+
+    def compose(self, advantages, token_credit, mask, cfg: AdvantageConfig = AdvantageConfig()) -> torch.Tensor:
+        return advantages.float()[:, None] * token_credit * mask.float()
 
     def credits(self, batch: CreditBatch) -> CreditResult:
         keep = top_entropy_mask(batch.entropy, batch.completion_mask, self.rho)

@@ -1,4 +1,4 @@
-"""``acpo``: information-gain step attribution (METHODS.md §3.2) **[ours]**.
+"""``info_gain``: information-gain step attribution (METHODS.md §3.2) **[ours]**; ``acpo`` is its old name.
 
     v_k = log pi(a | x, S_1..S_k, rho)      k = 0..K   (teacher-forced answer log-prob)
     c_k = v_k - v_{k-1}                     k = 1..K   (sum_k c_k = v_K - v_0)
@@ -197,7 +197,7 @@ def probe_rows(batch: CreditBatch, probe: str) -> list[ProbeRow]:
         answer = batch.answers[i] if i < len(batch.answers) else None
         if answer is None:
             raise ValueError(
-                f"completion {i} has no target answer for the 'acpo' credit; pass answer=... "
+                f"completion {i} has no target answer for the 'info_gain' credit; pass answer=... "
                 "(the reference answer, or the completion's own final answer)"
             )
         probe_ids, n_answer = encode_probe(batch.tokenizer, probe, answer)
@@ -213,11 +213,13 @@ def probe_rows(batch: CreditBatch, probe: str) -> list[ProbeRow]:
     return rows
 
 
-@register("acpo")
+@register("info_gain")
 class InfoGainCredit(CreditMethod):
     """Step credit = how much the step raised log pi(answer | prefix, probe)."""
 
     unit = "nats"
+    needs_stats = False  # runs its own probes (through the scoring forward's KV cache when there is one)
+    needs_answers = needs_policy = needs_texts = uses_trace_cache = True
     meaning = ("how much the step changed log p(reference answer | the steps so far): blue made the reference "
                "answer more likely, red less. It scores belief in the reference answer, not the step's correctness: "
                "on a failed trace a wrong line can be blue")
@@ -229,7 +231,7 @@ class InfoGainCredit(CreditMethod):
         ``length_normalise``: credit per token of the step. Both are readings measured in
         docs/BENCHMARKS.md ("Reading the information gain")."""
         if target not in ("gold", "contrast"):
-            raise ValueError(f"acpo target must be 'gold' or 'contrast', got {target!r}")
+            raise ValueError(f"info_gain target must be 'gold' or 'contrast', got {target!r}")
         self.probe, self.batch_size = probe, batch_size
         self.target, self.length_normalise = target, length_normalise
 

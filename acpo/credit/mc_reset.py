@@ -98,13 +98,16 @@ class MonteCarloResetCredit(CreditMethod):
         temperature: sampling temperature of the continuations.
         batch_size: continuations per ``generate`` call.
         max_new_tokens: the longest continuation.
-        score: ``score(i, text) -> reward`` of completion i's prefix plus a continuation.
+        score: ``score(i, text) -> reward`` of completion i's prefix plus a continuation (default: whether its
+            final answer equals completion i's reference answer, ``answer_scorer``).
         seed: torch seed set before sampling, so a call is repeatable.
         progress: ``progress(done, total)`` as continuations are sampled (``done`` may be fractional: it moves
             with every generated token); raise there to stop at once.
     """
 
     unit = "reward"
+    needs_stats = False  # samples continuations of step prefixes instead
+    needs_answers = needs_policy = needs_texts = samples_continuations = True
     meaning = ("how much the step changed the accuracy of continuations resampled after it: blue raised the "
                "chance of a right answer, red lowered it")
 
@@ -125,7 +128,7 @@ class MonteCarloResetCredit(CreditMethod):
             if batch.rewards is None:
                 raise ValueError("the 'mc_reset' credit with given reset_values needs the group's rewards")
             return CreditResult([
-                mc_step_credits(len(steps), float(batch.rewards[batch.group_ids == batch.group_ids[i]].mean()),
+                mc_step_credits(len(steps), float(batch.rewards[batch.group_ids == batch.group_ids[i]].nanmean()),
                                 float(batch.rewards[i]), batch.reset_values[i])
                 for i, steps in enumerate(batch.steps)
             ])
@@ -134,8 +137,7 @@ class MonteCarloResetCredit(CreditMethod):
 
     def boundary_values(self, batch: CreditBatch) -> list[dict[int, list[float]]]:
         """Continuation rewards after every boundary k = 0..K-1 of every completion (k = 0: the prompt alone)."""
-        if self.score is None:
-            raise ValueError("the 'mc_reset' credit needs a scorer for continuations (see answer_scorer)")
+        score = self.scorer(batch)
         if batch.model is None or batch.tokenizer is None or not batch.texts:
             raise ValueError("the 'mc_reset' credit samples continuations: the batch needs model, tokenizer and texts")
         engine = HFEngine(batch.model, batch.tokenizer, self.max_new_tokens, self.temperature, self.batch_size)
@@ -162,11 +164,18 @@ class MonteCarloResetCredit(CreditMethod):
             samples = engine.generate(prefixes[a : a + per_call], n=self.samples, on_token=on_token)
             for j, s in enumerate(samples):
                 i, k, head = owners[a + j // self.samples]
-                values[i].setdefault(k, []).append(float(self.score(i, head + s.text)))
+                values[i].setdefault(k, []).append(float(score(i, head + s.text)))
             if self.progress:
                 self.progress(min(total, (a + per_call) * self.samples), total)
         self.seconds = time.perf_counter() - started
         return values
+
+    def scorer(self, batch: CreditBatch) -> Scorer:
+        """The given ``score``, else the match of a continuation's answer with the batch's reference answers."""
+        if self.score is not None:
+            return self.score
+        references = batch.reference_answers or [None] * len(batch.steps)
+        return answer_scorer(references)
 
     def sampled_credits(self, batch: CreditBatch) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """(credits, resample accuracy) per completion: the accuracy of the continuations sampled from the start
@@ -174,7 +183,8 @@ class MonteCarloResetCredit(CreditMethod):
         values = self.boundary_values(batch)
         out, accuracy = [], []
         for i, steps in enumerate(batch.steps):
-            final = float(batch.rewards[i]) if batch.rewards is not None else float(self.score(i, batch.texts[i]))
+            known = batch.rewards is not None and not torch.isnan(batch.rewards[i])
+            final = float(batch.rewards[i]) if known else float(self.scorer(batch)(i, batch.texts[i]))
             v0 = sum(values[i][0]) / len(values[i][0])
             out.append(mc_step_credits(len(steps), v0, final, {k: v for k, v in values[i].items() if k > 0}))
             accuracy.append(torch.tensor([sum(values[i][k]) / len(values[i][k]) for k in range(len(steps))]))

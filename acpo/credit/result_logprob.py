@@ -63,6 +63,10 @@ def result_logprobs(batch: CreditBatch) -> list[torch.Tensor]:
 @register("result_logprob")
 class ResultLogprobCredit(CreditMethod):
     signed, unit = False, "nats/token"
+    needs_policy = True  # the tokenizer: which tokens state a result (the model itself is not run)
+    needs_texts = True  # the results are found in the completion's text
+    meaning = ("the mean log-probability of the results the step states after '=' (≤ 0; the step's mean where it "
+               "states none): darker = the model was less sure of them")
 
     def credits(self, batch: CreditBatch) -> CreditResult:
         return CreditResult(result_logprobs(batch))

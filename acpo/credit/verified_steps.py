@@ -91,8 +91,14 @@ class VerifiedStepsCredit(CreditMethod):
     signed, unit = False, "level + model"
     LEVELS = {"wrong": WRONG_LEVEL, "unsupported": UNSUPPORTED_LEVEL, "ok": 0.0}
 
+    needs_policy = True  # the tokenizer: the problem's text, whose numbers count as stated
+    needs_texts = True  # the model signal finds the stated results in the completion's text
+    meaning = ("-4 for a false equation, -2 for a number from nowhere, 0 otherwise, plus the model's log-prob of "
+               "the stated results squashed into (-1, 0]: darker = more suspicious")
+
     def __init__(self, model_fallback: bool = True):
         self.model_fallback = model_fallback  # False: the checks alone (ties broken by position)
+        self.needs_stats = self.needs_texts = bool(model_fallback)  # the checks alone read only the steps' text
 
     def credits(self, batch: CreditBatch) -> CreditResult:
         fallback = result_logprobs(batch) if self.model_fallback else None

@@ -3,17 +3,22 @@
 A TRL user changes three lines of a GRPO script::
 
     from acpo.integrations.trl import StepCreditGRPOConfig, StepCreditGRPOTrainer
-    args = StepCreditGRPOConfig(output_dir="out", credit_method="acpo", credit_probe="#### ")  # was GRPOConfig
+    args = StepCreditGRPOConfig(output_dir="out", credit_method="info_gain", credit_probe="#### ")  # was GRPOConfig
     trainer = StepCreditGRPOTrainer(model=model, reward_funcs=rewards, args=args, train_dataset=dataset)
 
 TRL samples, rewards and computes its (batch,) group advantages as always. Then, once per
-generation batch, the trainer scores the completions with the policy (token log-probs and
-entropy), segments them into steps, asks a registered credit method (``acpo.credit``) for step
-credits and folds them into (batch, time) token advantages with the factorised reward
-(``acpo.advantage``): the functions our own loop and the app call. TRL's loss takes (batch, time)
+generation batch, the trainer hands the completions to ``acpo.pipeline.assign_credit``, the
+function our own loop and the app call: it scores them with the policy (token log-probs and
+entropy) when the credit reads them, segments them into steps, asks the registered credit method
+(``acpo.credit``) for step credits and folds them into (batch, time) token advantages (step credits
+are z-scored over whole groups, which may span processes). TRL's loss takes (batch, time)
 advantages as they are (``GRPOTrainer._compute_loss`` unsqueezes only 1-D ones). Generation
 (vLLM included), chat templates, DeepSpeed/FSDP through accelerate, trackers and
 ``log_completions`` stay TRL's.
+
+TRL 1.16 has no hook for the advantages alone: it computes them inline in
+``_generate_and_score_completions`` (its maintainers point subclasses there), so that is the method
+the plug-in overrides, calling TRL's own first.
 
 ``run_trl`` runs one of our configs through it: ``python train.py --backend trl``.
 """
@@ -27,7 +32,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -39,18 +44,14 @@ except ImportError as err:  # the plug-in is optional; the rest of acpo never im
 from accelerate.utils import gather_object
 from transformers import TrainerCallback
 
-from acpo.advantage import COMPOSITIONS, AdvantageConfig, broadcast_steps, factorised_advantages, normalize_step_credits
-from acpo.credit import CREDIT_METHODS, CreditBatch, get_credit_method
+from acpo.advantage import COMPOSITIONS, AdvantageConfig
+from acpo.credit import CREDIT_ALIASES, CREDIT_METHODS, credit_name
 from acpo.credit.info_gain import DEFAULT_PROBE
-from acpo.credit.mc_reset import answer_scorer
-from acpo.explain import resolve_answers
+from acpo.pipeline import SpanningGroups, assign_credit, make_credit
 from acpo.recipe import credit_of, credit_options, load_problem_sets, lora_config, resolve_probe, reward_functions, \
     set_threads
-from acpo.segment import SegmentConfig, resolve_segmentation, segment
-from acpo.stats import scored_stats
+from acpo.segment import SegmentConfig, resolve_segmentation
 from acpo.tokens import decode_with_offsets
-
-ONE_STEP = "fixed-100000"  # the segmentation of uniform credit, which reads no step (as our trainer)
 
 
 @dataclass
@@ -59,9 +60,9 @@ class StepCreditGRPOConfig(GRPOConfig):
 
     _VALID_DICT_FIELDS = GRPOConfig._VALID_DICT_FIELDS + ["credit_method_kwargs"]
 
-    credit_method: str = field(default="acpo", metadata={
-        "help": "step credit method (acpo.CREDIT_METHODS): uniform (TRL's own advantages), acpo, hapo, entropy_mask, "
-                "mean_logprob, mc_reset"})
+    credit_method: str = field(default="info_gain", metadata={
+        "help": "step credit method (acpo.CREDIT_METHODS): uniform (TRL's own advantages), info_gain, hapo, "
+                "entropy_mask, mean_logprob, mc_reset ('acpo', the old name of info_gain, works for one release)"})
     credit_segmentation: str = field(default="hybrid", metadata={
         "help": "completion -> steps: lines, markers, entropy, hybrid, fixed-N"})
     credit_composition: str = field(default="sign_preserving", metadata={
@@ -71,9 +72,10 @@ class StepCreditGRPOConfig(GRPOConfig):
     credit_w_min: float = field(default=0.2, metadata={"help": "sign_preserving: smallest token weight"})
     credit_w_max: float = field(default=3.0, metadata={"help": "sign_preserving: largest token weight"})
     credit_probe: str = field(default=DEFAULT_PROBE, metadata={
-        "help": "acpo: the text written before the answer when probing log pi(answer | prompt, steps 1..k, probe)"})
+        "help": "info_gain: the text written before the answer when probing "
+                "log pi(answer | prompt, steps 1..k, probe)"})
     credit_answer_column: str = field(default="answer", metadata={
-        "help": "dataset column with the reference answer: acpo's target (without it, the answer of a correct "
+        "help": "dataset column with the reference answer: info_gain's target (without it, the answer of a correct "
                 "completion of the group, else the completion's own) and what mc_reset scores continuations against"})
     credit_entropy_quantile: float = field(default=0.1, metadata={
         "help": "entropy/hybrid segmentation: tokens in the top q entropy quantile count as decisions"})
@@ -83,8 +85,9 @@ class StepCreditGRPOConfig(GRPOConfig):
     credit_max_steps: int | None = field(default=None, metadata={
         "help": "the old name of credit_max_reasoning_steps, still accepted"})
     credit_batch_size: int = field(default=8, metadata={
-        "help": "completions per no-grad forward of the credit (token statistics, acpo's probes); when a process's "
-                "generation batch fits in one, acpo's probes reuse that forward's KV cache (faster, holds the cache)"})
+        "help": "sequences per no-grad forward of the credit (token statistics, info_gain's probes, mc_reset's "
+                "continuations; a batch_size in credit_method_kwargs overrides it); when a process's generation "
+                "batch fits in one, info_gain's probes reuse that forward's KV cache (faster, holds the cache)"})
     credit_method_kwargs: dict | str | None = field(default=None, metadata={
         "help": "options of the credit method, e.g. {\"alpha\": 0.2, \"phi\": 2.0} for hapo, {\"rho\": 0.2} for "
                 "entropy_mask, {\"samples\": 8, \"max_new_tokens\": 128} for mc_reset (JSON on the command line)"})
@@ -95,33 +98,32 @@ class StepCreditGRPOConfig(GRPOConfig):
             if self.credit_max_reasoning_steps not in (32, self.credit_max_steps):
                 raise ValueError("credit_max_steps is the old name of credit_max_reasoning_steps: give one of them")
             self.credit_max_reasoning_steps, self.credit_max_steps = self.credit_max_steps, None
-        if self.credit_method not in CREDIT_METHODS:
+        if self.credit_method not in CREDIT_METHODS and self.credit_method not in CREDIT_ALIASES:
             raise ValueError(f"credit_method {self.credit_method!r} is not a credit method; valid: "
                              f"{', '.join(sorted(CREDIT_METHODS))}")
+        self.credit_method = credit_name(self.credit_method)
         resolve_segmentation(self.credit_segmentation)  # ValueError naming the valid ones
         if self.credit_composition not in COMPOSITIONS:
             raise ValueError(f"credit_composition {self.credit_composition!r}; valid: {', '.join(COMPOSITIONS)}")
         if not 0 < self.credit_w_min < 1 < self.credit_w_max:
             raise ValueError(f"need 0 < credit_w_min < 1 < credit_w_max, got {self.credit_w_min}, {self.credit_w_max}")
         if not self.credit_probe:
-            raise ValueError("credit_probe is empty; acpo needs the text before the answer, e.g. '#### '")
+            raise ValueError("credit_probe is empty; info_gain needs the text before the answer, e.g. '#### '")
         if self.credit_batch_size < 1 or self.credit_min_step_tokens < 1 or self.credit_max_reasoning_steps < 1:
             raise ValueError("credit_batch_size, credit_min_step_tokens and credit_max_reasoning_steps must be at "
                              "least 1")
         try:
-            get_credit_method(self.credit_method, **credit_method_options(self))
+            configured_credit(self)
         except TypeError as err:  # an option the method does not take
             raise ValueError(f"credit_method_kwargs {self.credit_method_kwargs!r} do not fit credit method "
                              f"{self.credit_method!r}: {err}") from None
 
 
-def credit_method_options(args: StepCreditGRPOConfig) -> dict:
-    """Constructor options of the configured credit method."""
-    options = dict(args.credit_method_kwargs or {})
-    if args.credit_method == "acpo":
-        options.setdefault("probe", args.credit_probe)
-        options.setdefault("batch_size", args.credit_batch_size)
-    return options
+def configured_credit(args: StepCreditGRPOConfig):
+    """The configured credit method: ``credit_method_kwargs``, plus the probe and the forward batch size for a
+    method that takes them."""
+    return make_credit(args.credit_method, args.credit_method_kwargs, probe=args.credit_probe,
+                       batch_size=args.credit_batch_size)
 
 
 class StepCreditGRPOTrainer(GRPOTrainer):
@@ -179,50 +181,27 @@ class StepCreditGRPOTrainer(GRPOTrainer):
                    for i, n in enumerate(lengths.tolist())]
         texts = [text for text, _ in decoded]
         answers = [row.get(args.credit_answer_column) for row in inputs]
-        credit = self.credit_method(answers)
+        credit = self.credit_method()
+        trl_rewards = rewards.masked_fill(~scored, float("nan"))  # NaN: no reward function scored the row
         with self.unwrapped_policy() as model:
-            if credit.name == "uniform":
-                logprobs = entropy = caches = None
-                steps = [segment(text, offsets, torch.zeros(len(offsets)), ONE_STEP) for text, offsets in decoded]
-            else:  # one micro-batch: its KV cache serves acpo's probes too (as acpo.explain_batch does)
-                caches = [] if credit.name == "acpo" and rows <= args.credit_batch_size else None
-                logprobs, entropy = scored_stats(model, prompt_ids, prompt_mask, completion_ids, mask,
-                                                 args.credit_batch_size, caches)
-                steps = [segment(text, offsets, entropy[i, : len(offsets)], args.credit_segmentation,
-                                 self.segment_config) for i, (text, offsets) in enumerate(decoded)]
-            batch = CreditBatch(
-                prompt_ids, prompt_mask, completion_ids, mask, logprobs=logprobs, entropy=entropy, steps=steps,
-                advantages=output["advantages"].detach().float().cpu(), group_ids=group_ids[here],
-                rewards=rewards[here].nan_to_num(0.0),
-                answers=(resolve_answers(texts, answers, rewards[here], group_ids[here]) if credit.name == "acpo"
-                         else answers),
-                texts=texts, model=model, tokenizer=tokenizer, trace_cache=caches[0] if caches else None,
-            )
-            with torch.no_grad():
-                result = credit.credits(batch)
-        every_credit = gather_object([c.float().cpu() for c in result.step_credits])  # every process's rows
-        if credit.token_level:  # hapo, entropy_mask set token advantages themselves
-            token_adv = credit.token_advantages(batch, result, self.advantage_config)
-        else:  # as CreditMethod.token_advantages, normalised over whole groups (a group may span processes)
-            hat = normalize_step_credits(every_credit, group_ids, self.advantage_config.eps)[here]
-            token_adv = factorised_advantages(batch.advantages, broadcast_steps(hat, batch.step_index, mask), mask,
-                                              self.advantage_config)
-        token_adv[~scored[here]] = 0.0
-        flat = torch.cat(every_credit)
+            credited = assign_credit(
+                model, tokenizer, prompt_ids, prompt_mask, completion_ids, mask, texts, [o for _, o in decoded],
+                {credit.name: credit}, group_ids=group_ids[here], rewards=trl_rewards[here],
+                advantages=output["advantages"].detach().float().cpu(), answers=answers,
+                segmentation=args.credit_segmentation, segment_config=self.segment_config,
+                advantage_config=self.advantage_config, batch_size=args.credit_batch_size,
+                spanning=SpanningGroups(gather_object, group_ids, here))
+        result = credited.results[credit.name]
+        every = credited.every_step_credits.get(credit.name) or gather_object(
+            [c.float().cpu() for c in result.step_credits])  # every process's rows, for the logged credit
+        flat = torch.cat(every)
         self._metrics[mode]["credit/mean"].append(float(flat.mean()))
         self._metrics[mode]["credit/std"].append(float(flat.std()) if flat.numel() > 1 else 0.0)
-        return token_adv
+        return credited.token_advantages[credit.name]
 
-    def credit_method(self, answers: Sequence[str | None]):
-        """The configured credit method; ``mc_reset`` scores its continuations against this batch's answers."""
-        options = credit_method_options(self.args)
-        if self.args.credit_method == "mc_reset" and "score" not in options:
-            if any(a is None for a in answers):
-                raise ValueError(f"the 'mc_reset' credit scores sampled continuations against the reference answer: "
-                                 f"give every row a '{self.args.credit_answer_column}' column (credit_answer_column), "
-                                 "or pass credit_method_kwargs={'score': fn} with fn(row index, text) -> reward")
-            options["score"] = answer_scorer(answers)
-        return get_credit_method(self.args.credit_method, **options)
+    def credit_method(self):
+        """The configured credit method."""
+        return configured_credit(self.args)
 
     @contextlib.contextmanager
     def unwrapped_policy(self):

@@ -1,26 +1,36 @@
-"""Step credit as a verl advantage estimator: ``algorithm.adv_estimator=acpo_step_credit``.
+"""Step credit in verl: a reward manager writes token credits as dense rewards; the estimator reads them back.
 
-verl (0.9) hands a registered estimator ``token_level_rewards``, ``response_mask``,
-``index`` (the prompt uid of each row) and ``config`` (its ``AlgoConfig``), and takes
-back ``(advantages, returns)``, both (batch, response_length). This module computes
-them as our own trainer does: the outcome advantage of each response in its group,
-then step credits folded in by the factorised reward (``acpo.advantage``). The
-outcome part follows verl's GRPO exactly (a lone response keeps its score, std
-with Bessel's correction, epsilon 1e-6, ``norm_adv_by_std_in_grpo``), so with
-``uniform`` credit the estimator equals verl's ``grpo``.
+verl hands a registered advantage estimator only ``token_level_rewards``, ``response_mask``,
+``index`` (the prompt uids) and ``config``; the route its maintainers point to for step-level
+signals is a dense (batch, response_length) reward written by the reward manager. So the work is
+split in two, both configured by one ``VerlCreditConfig`` and registered under one name:
 
-Only credits computable from what verl holds are offered: ``uniform``,
-``mean_logprob`` (the policy's token log-probs before the update, verl's ``old_log_probs``),
-``hapo`` and ``entropy_mask`` (token entropies, verl's ``entropys``). verl's own
-``compute_advantage`` passes neither tensor to a registered estimator, so those
-three need a trainer whose advantage step calls ``compute_advantage`` below with
-the batch (docs/VERL.md). There is no text here, so steps are token windows
-(``fixed``, every ``fixed_tokens`` tokens) or the entropy segmentation, or ids a
-caller computed (``step_ids``, e.g. from newline tokens).
+1. The reward manager (verl's reward loop: ``reward.reward_manager.name=<name>``) scores each
+   response as verl's ``naive`` manager does, then, for the whole batch at once, runs the credit
+   pipeline (``acpo.pipeline.assign_credit``, as our trainer, ``explain`` and TRL) and writes
+   the dense layout (``write_dense_rewards``)::
 
-Registering: ``register()`` (done on import when verl is installed; installing
-acpo in verl's environment also declares it as a ``verl.plugins`` entry point, so
-``import verl`` loads it).
+       r[i, t] = x[i, t]      every response token but the last (x: the method's token credit)
+       r[i, n_i - 1] = score_i                  (where verl puts the outcome score)
+
+   The token credit x is what the method folds into the outcome advantage: the group-normalised
+   step credit c_hat of the token's step for step credits, the entropy z-score for ``hapo``,
+   1/0 (kept or not) for ``entropy_mask``. The last token carries the score, so its credit is the
+   one of the token before it (for a step credit: the same step, unless the last step is one token
+   long). With ``uniform`` credit every x is 0: verl's own layout.
+2. The estimator (``algorithm.adv_estimator=<name>``) reads score and token credit back
+   (``read_dense_rewards``), computes the outcome advantage of each response in its group exactly
+   as verl's GRPO does (a lone response keeps its score, Bessel-corrected std, epsilon 1e-6,
+   ``norm_adv_by_std_in_grpo``) and composes the two with the method's own rule. With ``uniform``
+   it equals verl's ``grpo``.
+
+The credits are computed in the reward step, before verl's actor computes the old log-probs, so
+they come from a frozen scorer model (``VerlCreditConfig.model``, e.g. the initial policy), not
+from the policy being trained. Use it with ``algorithm.use_kl_in_reward=False`` (a KL penalty in
+the reward would be read as credit; use the actor's KL loss instead).
+
+Registering: ``register()`` (done on import when verl is installed; installing acpo in verl's
+environment also declares it as a ``verl.plugins`` entry point, so ``import verl`` loads it).
 """
 
 from __future__ import annotations
@@ -31,34 +41,85 @@ from typing import Any, Sequence
 import torch
 
 from acpo.advantage import AdvantageConfig
-from acpo.credit.base import CreditBatch, get_credit_method
-from acpo.segment import SegmentConfig, Step, seg_entropy, seg_fixed
+from acpo.credit.base import CREDIT_METHODS, credit_name
+from acpo.credit.info_gain import DEFAULT_PROBE
+from acpo.pipeline import assign_credit, make_credit
+from acpo.segment import SegmentConfig, resolve_segmentation
+from acpo.tokens import decode_with_offsets
 
 ESTIMATOR = "acpo_step_credit"
-VERL_CREDITS = ("uniform", "mean_logprob", "hapo", "entropy_mask")
-TOKEN_SEGMENTATIONS = {"fixed": seg_fixed, "entropy": seg_entropy}  # the two that need no text
-NEEDS = {"mean_logprob": "old_log_probs", "hapo": "entropys", "entropy_mask": "entropys"}
 
 
 @dataclass
 class VerlCreditConfig:
-    """What the estimator computes; the outcome mode comes from verl's ``norm_adv_by_std_in_grpo``."""
+    """What the reward manager writes and the estimator reads; the outcome mode is verl's
+    ``norm_adv_by_std_in_grpo``."""
 
-    credit: str = "uniform"  # one of VERL_CREDITS
-    segmentation: str = "fixed"  # fixed | entropy (ignored when step_ids are given)
+    credit: str = "uniform"  # any registered credit (acpo.CREDIT_METHODS)
+    model: str | None = None  # the scorer: a folder or hub id (load_policy); needed by every credit but uniform
+    segmentation: str = "hybrid"
     segment: SegmentConfig = field(default_factory=SegmentConfig)
     # composition, lambda, w_min, w_max, eps of the step z-score; its `outcome` is verl's to choose, not read here
     advantage: AdvantageConfig = field(default_factory=AdvantageConfig)
     credit_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"rho": 0.2} for entropy_mask
+    probe: str = DEFAULT_PROBE  # info_gain's text before the answer
+    batch_size: int = 8  # responses per no-grad forward of the scorer
     epsilon: float = 1e-6  # verl's GRPO epsilon
 
     def __post_init__(self):
-        if self.credit not in VERL_CREDITS:
-            raise ValueError(f"credit {self.credit!r} cannot run inside verl's advantage step; "
-                             f"valid: {', '.join(VERL_CREDITS)} (the others need the model or the text)")
-        if self.segmentation not in TOKEN_SEGMENTATIONS:
-            raise ValueError(f"segmentation {self.segmentation!r} needs the text; inside verl use one of "
-                             f"{', '.join(TOKEN_SEGMENTATIONS)} or pass step_ids")
+        self.credit = credit_name(self.credit)  # ValueError naming the valid ones
+        resolve_segmentation(self.segmentation)
+        method = CREDIT_METHODS[self.credit]
+        if self.model is None and (method.needs_stats or method.needs_steps or method.needs_policy):
+            raise ValueError(f"credit {self.credit!r} reads a scorer model (token statistics, steps or probes): set "
+                             "VerlCreditConfig(model=...) to its folder or hub id (e.g. the initial policy)")
+
+    def method(self):
+        return make_credit(self.credit, self.credit_options, probe=self.probe, batch_size=self.batch_size)
+
+
+def _last_positions(mask: torch.Tensor) -> torch.Tensor:
+    """(batch,) index of each row's last masked-in position (-1 for an empty row)."""
+    pos = torch.arange(mask.shape[1]).expand_as(mask)
+    return torch.where(mask.bool(), pos, -1).max(-1).values
+
+
+def _previous_positions(mask: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+    """(batch,) index of the masked-in position before ``last`` (-1 when there is none)."""
+    pos = torch.arange(mask.shape[1]).expand_as(mask)
+    before = mask.bool() & (pos < last[:, None])
+    return torch.where(before, pos, -1).max(-1).values
+
+
+def write_dense_rewards(scores: torch.Tensor, token_credit: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(batch, time) dense rewards: the token credit on every masked-in token but the last, the score on the last.
+
+    >>> write_dense_rewards(torch.tensor([1.0]), torch.tensor([[0.5, -0.5, 9.0, 9.0]]), torch.tensor([[1, 1, 1, 0]]))
+    tensor([[ 0.5000, -0.5000,  1.0000,  0.0000]])
+    """
+    out = token_credit.float() * mask.float()
+    last = _last_positions(mask)
+    rows = torch.nonzero(last >= 0).flatten()
+    out[rows, last[rows]] = scores.float()[rows]
+    return out
+
+
+def read_dense_rewards(rewards: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scores (batch,), token credit (batch, time)) from ``write_dense_rewards``' layout; the last token's
+    credit is the one before it (0 for a one-token response).
+
+    >>> read_dense_rewards(torch.tensor([[0.5, -0.5, 1.0, 0.0]]), torch.tensor([[1, 1, 1, 0]]))
+    (tensor([1.]), tensor([[ 0.5000, -0.5000, -0.5000,  0.0000]]))
+    """
+    rewards = rewards.float()
+    last = _last_positions(mask)
+    rows = torch.nonzero(last >= 0).flatten()
+    scores = torch.zeros(rewards.shape[0])
+    scores[rows] = rewards[rows, last[rows]]
+    credit = rewards * mask.float()
+    prev = _previous_positions(mask, last)
+    credit[rows, last[rows]] = torch.where(prev[rows] >= 0, rewards[rows, prev[rows].clamp(min=0)], 0.0)
+    return scores, credit
 
 
 def verl_grpo_outcome(scores: torch.Tensor, index: Sequence, norm_by_std: bool = True,
@@ -79,41 +140,37 @@ def verl_grpo_outcome(scores: torch.Tensor, index: Sequence, norm_by_std: bool =
     return out
 
 
-def _is_prefix(keep: torch.Tensor) -> bool:
-    """Whether every row's kept positions come first (verl's usual right padding, no holes)."""
-    return bool((keep == (torch.arange(keep.shape[1])[None, :] < keep.sum(-1, keepdim=True))).all())
+def group_ids_of(index: Sequence) -> torch.Tensor:
+    """(batch,) integer group ids from verl's uids, numbered in order of first appearance."""
+    ids: dict[Any, int] = {}
+    return torch.tensor([ids.setdefault(uid, len(ids)) for uid in index], dtype=torch.long)
 
 
-def _pack(values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """Each row's kept positions moved to its front, zeros after (our layout: completion tokens first)."""
-    if _is_prefix(keep):
-        return values * keep
-    out = torch.zeros_like(values)
-    for i in range(values.shape[0]):
-        row = values[i][keep[i]]
-        out[i, : row.numel()] = row
-    return out
-
-
-def _unpack(packed: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    if _is_prefix(keep):
-        return packed * keep
-    out = torch.zeros_like(packed)
-    for i in range(packed.shape[0]):
-        n = int(keep[i].sum())
-        out[i][keep[i]] = packed[i, :n]
-    return out
-
-
-def _steps(n: int, bounds: Sequence[int]) -> list[Step]:
-    edges = [0, *bounds, n]
-    return [Step(k, a, b, 0, 0, "") for k, (a, b) in enumerate(zip(edges[:-1], edges[1:])) if b > a]
-
-
-def _steps_from_ids(ids: torch.Tensor) -> list[Step]:
-    """Runs of equal id, in order, as steps."""
-    bounds = [t for t in range(1, ids.numel()) if ids[t] != ids[t - 1]]
-    return _steps(ids.numel(), bounds)
+def dense_credit_rewards(
+    model,
+    tokenizer,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    response_ids: torch.Tensor,
+    response_mask: torch.Tensor,
+    scores: torch.Tensor,
+    index: Sequence,
+    credit: VerlCreditConfig,
+    answers: Sequence[str | None] | None = None,
+) -> torch.Tensor:
+    """The reward manager's batch step: token credits of ``credit`` (``acpo.pipeline.assign_credit``) written with
+    the scores in the dense layout. Prompts left-padded, responses right-padded (verl's layout and ours)."""
+    method = credit.method()
+    mask = response_mask.long().cpu()
+    lengths = mask.sum(-1).tolist()
+    response_ids = response_ids.cpu()
+    decoded = [decode_with_offsets(tokenizer, response_ids[i, :n].tolist()) for i, n in enumerate(lengths)]
+    credited = assign_credit(
+        model, tokenizer, prompt_ids.cpu(), prompt_mask.long().cpu(), response_ids, mask, [t for t, _ in decoded],
+        [o for _, o in decoded], {method.name: method}, group_ids=group_ids_of(index), rewards=scores.float().cpu(),
+        answers=answers, segmentation=credit.segmentation, segment_config=credit.segment,
+        advantage_config=credit.advantage, batch_size=credit.batch_size)
+    return write_dense_rewards(scores.cpu(), credited.token_credit[method.name], mask)
 
 
 def step_credit_advantages(
@@ -122,108 +179,90 @@ def step_credit_advantages(
     index: Sequence,
     config: Any = None,
     *,
-    old_log_probs: torch.Tensor | None = None,
-    entropys: torch.Tensor | None = None,
-    step_ids: torch.Tensor | None = None,
     credit: VerlCreditConfig | None = None,
     **unused,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """verl's estimator contract: (advantages, returns), both (batch, response_length) float32, 0 off the mask.
 
-    ``token_level_rewards`` (B, T) sums to each response's score; ``response_mask``
-    (B, T) marks the response's own tokens (holes, e.g. tool outputs, allowed: they
-    get 0 and are left out of the steps); ``index`` groups responses by prompt;
-    ``config`` is verl's ``AlgoConfig`` (``norm_adv_by_std_in_grpo`` is read from it).
-    ``old_log_probs``/``entropys`` (B, T) are needed by the credits that read them;
-    ``step_ids`` (B, T) sets the steps instead of the segmentation. Extra keyword
-    arguments verl may add (``reward_baselines``) are ignored.
+    ``token_level_rewards`` holds the dense layout of ``write_dense_rewards`` (verl's own layout, the score on the
+    last token and 0 elsewhere, reads as zero credit); ``index`` groups responses by prompt; ``config`` is verl's
+    ``AlgoConfig`` (``norm_adv_by_std_in_grpo`` is read from it). Extra keyword arguments verl may add
+    (``reward_baselines``) are ignored.
     """
     cc = credit or VerlCreditConfig()
     if token_level_rewards.dim() != 2 or response_mask.shape != token_level_rewards.shape:
         raise ValueError(f"token_level_rewards {tuple(token_level_rewards.shape)} and response_mask "
                          f"{tuple(response_mask.shape)} must both be (batch, response_length)")
-    b = token_level_rewards.shape[0]
-    if len(index) != b:
-        raise ValueError(f"index has {len(index)} entries for {b} responses")
-    given = {"old_log_probs": old_log_probs, "entropys": entropys, "step_ids": step_ids}
-    for name, value in given.items():
-        if value is not None and value.shape != response_mask.shape:
-            raise ValueError(f"{name} {tuple(value.shape)} must match response_mask {tuple(response_mask.shape)}")
-    need = NEEDS.get(cc.credit)
-    if need and given[need] is None:
-        raise ValueError(f"credit {cc.credit!r} needs {need} (batch, response_length); verl's own "
-                         "compute_advantage does not pass it: call acpo.integrations.verl.compute_advantage(data) "
-                         "from the trainer's advantage step (docs/VERL.md)")
-    if cc.segmentation == "entropy" and step_ids is None and entropys is None:
-        raise ValueError("segmentation 'entropy' needs entropys; pass them, step_ids, or use 'fixed'")
-
+    if len(index) != token_level_rewards.shape[0]:
+        raise ValueError(f"index has {len(index)} entries for {token_level_rewards.shape[0]} responses")
     device = token_level_rewards.device
-    keep = response_mask.detach().bool().cpu()
+    mask = response_mask.detach().long().cpu()
+    scores, token_credit = read_dense_rewards(token_level_rewards.detach().cpu(), mask)
     norm_by_std = True if config is None else bool(getattr(config, "norm_adv_by_std_in_grpo", True))
-    scores = token_level_rewards.detach().float().cpu().sum(-1)  # as verl: the reward sits on the last token
     outcome = verl_grpo_outcome(scores, index, norm_by_std, cc.epsilon).float()
-
-    def packed(x: torch.Tensor | None) -> torch.Tensor:
-        return _pack(x.detach().float().cpu(), keep) if x is not None else torch.zeros(keep.shape)
-
-    logprobs, entropy = packed(old_log_probs), packed(entropys)
-    ids = _pack(step_ids.detach().long().cpu(), keep) if step_ids is not None else None
-    lengths = keep.sum(-1)
-    rows = torch.nonzero(lengths > 0).flatten()  # an empty response has no step; it keeps advantage 0
-    seg = TOKEN_SEGMENTATIONS[cc.segmentation]
-    steps = [
-        _steps_from_ids(ids[i, :n]) if ids is not None else _steps(n, seg("", range(n), entropy[i, :n], cc.segment))
-        for i, n in zip(rows.tolist(), lengths[rows].tolist())
-    ]
-    completion_mask = torch.arange(keep.shape[1])[None, :] < lengths[rows, None]
-    batch = CreditBatch(
-        prompt_ids=torch.zeros((len(rows), 0), dtype=torch.long), prompt_mask=torch.zeros((len(rows), 0)),
-        completion_ids=torch.zeros(completion_mask.shape, dtype=torch.long), completion_mask=completion_mask.long(),
-        logprobs=logprobs[rows], entropy=entropy[rows], steps=steps, advantages=outcome[rows],
-        group_ids=torch.tensor(_group_ids(index))[rows], rewards=scores[rows],
-    )
-    method = get_credit_method(cc.credit, **cc.credit_options)
-    result = None if method.token_level else method.credits(batch)
-    packed_adv = torch.zeros(keep.shape)
-    packed_adv[rows] = method.token_advantages(batch, result, cc.advantage).float()
-    advantages = _unpack(packed_adv, keep).to(device)
+    advantages = cc.method().compose(outcome, token_credit, mask, cc.advantage).float() * mask
+    advantages = advantages.to(device)
     return advantages, advantages.clone()
 
 
-def _group_ids(index: Sequence) -> list[int]:
-    ids: dict[Any, int] = {}
-    return [ids.setdefault(uid, len(ids)) for uid in index]
+def reward_manager_class(credit: VerlCreditConfig):
+    """A verl reward-loop manager: verl's ``naive`` scoring per response, then ``dense_credit_rewards`` over the
+    batch (its ``assemble_rm_scores``, which verl calls with the whole batch). The scorer loads on first use."""
+    from verl.experimental.reward_loop.reward_manager.naive import NaiveRewardManager
 
+    class StepCreditRewardManager(NaiveRewardManager):
+        credit_config = credit
+        _scorer: tuple | None = None
 
-def compute_advantage(data, config: Any = None, credit: VerlCreditConfig | None = None, step_ids_key: str = "step_ids"):
-    """A verl ``DataProto`` in, the same with ``advantages`` and ``returns`` set: the advantage step of a trainer.
+        @classmethod
+        def scorer(cls):
+            if cls._scorer is None and cls.credit_config.model is not None:
+                from acpo.models import load_policy
 
-    Reads ``token_level_rewards``, ``response_mask``, ``old_log_probs``, ``entropys``
-    and ``step_ids`` (where present) from ``data.batch`` and ``uid`` from
-    ``data.non_tensor_batch``, which verl's own ``compute_advantage`` does not hand
-    to an estimator.
-    """
-    batch = data.batch
-    optional = {k: batch[k] for k in ("old_log_probs", "entropys") if k in batch.keys()}
-    if step_ids_key in batch.keys():
-        optional["step_ids"] = batch[step_ids_key]
-    adv, ret = step_credit_advantages(batch["token_level_rewards"], batch["response_mask"],
-                                      data.non_tensor_batch["uid"], config, credit=credit, **optional)
-    batch["advantages"], batch["returns"] = adv, ret
-    return data
+                device = "cuda" if torch.cuda.is_available() else "cpu"
+                cls._scorer = load_policy(cls.credit_config.model, device=device)
+            return cls._scorer or (None, None)
+
+        @classmethod
+        def assemble_rm_scores(cls, data, scores: list[float]) -> torch.Tensor:
+            batch = data.batch
+            prompt_len = batch["prompts"].shape[1]
+            attention = batch["attention_mask"]
+            model, tokenizer = cls.scorer()
+            references = [r.get("ground_truth") if isinstance(r, dict) else None
+                          for r in data.non_tensor_batch.get("reward_model", [None] * len(data))]
+            index = data.non_tensor_batch.get("uid")
+            if index is None:
+                raise ValueError("the step-credit reward manager groups responses by prompt: the batch needs 'uid'")
+            if model is None:  # uniform: no scorer, zero credit, verl's own layout
+                return write_dense_rewards(torch.tensor(scores), torch.zeros(batch["responses"].shape),
+                                           attention[:, prompt_len:].cpu())
+            return dense_credit_rewards(model, tokenizer, batch["prompts"], attention[:, :prompt_len],
+                                        batch["responses"], attention[:, prompt_len:], torch.tensor(scores),
+                                        list(index), cls.credit_config, references)
+
+    return StepCreditRewardManager
 
 
 def register(name: str = ESTIMATOR, credit: VerlCreditConfig | None = None) -> str:
-    """Register the estimator with verl under ``name`` (``algorithm.adv_estimator=<name>``); returns the name."""
-    from verl.trainer.ppo.core_algos import register_adv_est
+    """Register the estimator (``algorithm.adv_estimator=<name>``) and the reward manager
+    (``reward.reward_manager.name=<name>``) with verl, both for ``credit``; returns the name."""
+    from verl.experimental.reward_loop.reward_manager import register as register_reward_manager
+    from verl.experimental.reward_loop.reward_manager.registry import REWARD_MANAGER
+    from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY, register_adv_est
+
+    cc = credit or VerlCreditConfig()
 
     def estimator(token_level_rewards, response_mask, index=None, config=None, **kwargs):
         if index is None:
             raise ValueError(f"adv_estimator={name} groups responses by prompt: the batch needs verl's 'uid'")
-        return step_credit_advantages(token_level_rewards, response_mask, index, config, credit=credit, **kwargs)
+        return step_credit_advantages(token_level_rewards, response_mask, index, config, credit=cc, **kwargs)
 
     estimator.__name__ = estimator.__qualname__ = name
+    ADV_ESTIMATOR_REGISTRY.pop(name, None)  # registering a name again replaces its settings
+    REWARD_MANAGER.pop(name, None)
     register_adv_est(name)(estimator)
+    register_reward_manager(name)(reward_manager_class(cc))
     return name
 
 

@@ -26,7 +26,7 @@ follows the shared convention with one difference: ``first_error`` is the
 first ``wrong`` line; when no line is wrong, ``first_error`` is None even if
 the answer is wrong, because a wrong answer reached through true arithmetic
 (a misread problem, a wrong operation) has no line this checker can blame.
-``acpo.fidelity.localisable`` is False for such a trace, so it is counted,
+``acpo.verdict.localisable`` is False for such a trace, so it is counted,
 not labelled. The checker tests each line on its own: a line that uses a
 wrong number from an earlier line but computes with it correctly is right.
 A last line that stops the text right after a digit may have been cut short

@@ -35,7 +35,7 @@ def main(out_dir: Path) -> None:
         output_dir=str(out_dir), report_to="none", use_cpu=True, save_strategy="no", disable_tqdm=True, max_steps=1,
         per_device_train_batch_size=2, num_generations=4, max_completion_length=8, seed=0, learning_rate=1e-2,
         bf16=False, activation_checkpointing=False, generation_kwargs={"suppress_tokens": [0, 1, 2, 3]},
-        credit_method="acpo", credit_segmentation="fixed-3", credit_probe="#### ", credit_composition="additive")
+        credit_method="info_gain", credit_segmentation="fixed-3", credit_probe="#### ", credit_composition="additive")
     dataset = Dataset.from_dict({"prompt": ["Q: 1+2=?\n"] * 4, "answer": ["3"] * 4})
     trainer = StepCreditGRPOTrainer(model=policy, reward_funcs=digit_share, args=args, processing_class=tok,
                                     train_dataset=dataset)
@@ -54,11 +54,11 @@ def main(out_dir: Path) -> None:
     rows = gather_object(seen)
     if trainer.accelerator.is_main_process:
         prompts, completions, advantages = zip(*rows)
-        traces = acpo.explain_batch(before, tok, list(prompts), list(completions), method="acpo",
+        traces = acpo.explain_batch(before, tok, list(prompts), list(completions), method="info_gain",
                                     segmentation="fixed-3", probe="#### ", answers=["3"] * len(rows),
                                     rewards=digit_share(completions), chat_template=False,
                                     advantage_config=acpo.AdvantageConfig(composition="additive"))
-        diff = max(float((torch.tensor(a) - t.token_advantages["acpo"]).abs().max())
+        diff = max(float((torch.tensor(a) - t.token_advantages["info_gain"]).abs().max())
                    for a, t in zip(advantages, traces))
         result = {"rows": len(rows), "processes": trainer.accelerator.num_processes, "max_abs_diff": diff,
                   "max_abs_advantage": max(abs(x) for a in advantages for x in a)}
