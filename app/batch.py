@@ -3,7 +3,6 @@ first wrong step on those traces."""
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
