@@ -534,10 +534,6 @@ def check_combinations(cfg: TrainConfig) -> None:
     from acpo.credit import credit_name
 
     credit = CREDIT_OF_RECIPE[cfg.recipe] if cfg.credit == "auto" else credit_name(cfg.credit)
-    if credit == "mc_reset" and cfg.backend == "ours":
-        raise ValueError("bad config: credit mc_reset scores sampled continuations and needs a scorer, which this "
-                         "loop does not give it; use --backend trl (it scores them against the answer column), or a "
-                         "reset recipe: --recipe rrpo, srpo or attr_reset")
     unused = [f"{name} applies to the {owner} credit only, and this run's credit is {credit}: it does nothing "
               f"(train with --credit {owner}, or drop it)"
               for name, owner in CREDIT_OPTIONS.items() if getattr(cfg, name) != getattr(defaults, name)

@@ -207,6 +207,19 @@ def test_any_registered_credit_can_drive_a_recipes_loss(tmp_path, credit, option
     assert not torch.allclose(scored.token_adv, plain)  # the credit changed the advantages
 
 
+def test_the_resampling_credit_trains_in_our_loop_scored_against_the_reference_answers(tmp_path):
+    """--credit mc_reset: continuations from every step boundary, scored by the problems' own answers."""
+    from acpo.trainer import Trainer
+
+    cfg = make_config({**TINY, "recipe": "grpo", "credit": "mc_reset", "steps": 1, "trace_problems": 0,
+                       "output_dir": str(tmp_path), "run_name": "mc"})
+    trainer = Trainer(cfg)
+    problems, samples, rewards = trainer.sample_groups(2)
+    scored = trainer.score(problems, samples, rewards)
+    assert torch.isfinite(scored.token_adv).all()
+    assert any(c.abs().sum() > 0 for c in scored.step_credits)  # resampled values moved between boundaries
+
+
 def test_an_unknown_credit_is_one_clear_line():
     out = cli("--credit", "nope")
     assert out.returncode == 2 and "unknown credit 'nope'" in out.stderr
