@@ -180,7 +180,8 @@ def test_entropy_mask_keeps_top_fraction_of_batch():
 
 
 def test_unknown_credit_method_lists_valid_names():
-    with pytest.raises(ValueError, match="valid: acpo, entropy_mask, hapo, mc_reset, mean_logprob, uniform"):
+    with pytest.raises(ValueError, match="valid: acpo, entropy_mask, hapo, mc_reset, mean_logprob, result_logprob, "
+                                         "uniform, verified_steps"):
         get_credit_method("vineppo")
 
 
