@@ -267,7 +267,9 @@ def build_app(explorer: Explorer | None = None, initial: bool = True) -> gr.Bloc
                 f"(`input`, `output`, `score`). Up to {MAX_FILE_MB} MB and {MAX_BATCH_ROWS} rows. Where a step "
                 "checker can label the rows (an `answer`, and a synthetic task's `family` or, for any other row, "
                 "the free-form checker, which finds the first line stating a false computation), the tables below "
-                "say which credit method finds the first wrong step on **your** traces."
+                "say which credit method finds the first wrong step on **your** traces. A step-labelled file "
+                "(ProcessBench's `problem`, `steps`, `label`, or PRM800K-style `steps` with `ratings`) is explained "
+                "on its own steps, and its human labels are the ground truth."
             )
             with gr.Row():
                 b_file = gr.File(label="Upload", file_types=[".jsonl", ".json", ".csv", ".parquet"],

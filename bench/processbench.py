@@ -14,12 +14,18 @@ step is the labelled one) and the AUROC of -score at telling the labelled step f
 
 Rows: every registered credit (``mc_reset`` only with ``--mc``: it samples continuations from every step), the
 position and text controls (first step, last step, random, the first step with an '=' and the step with the
-largest number), and the scoring model itself as a prompted critic with ProcessBench's critique prompt (greedy,
-the answer parsed from ``\\boxed{N}``; held-out half only: it needs no threshold).
+largest number), and the scoring model itself as a prompted critic with ProcessBench's critique prompt: read as
+a forced choice (its log-probability of each ``\\boxed{k}``, k = -1..K-1, the likeliest taken) on the first
+``--critic-n`` held-out solutions, and, the paper's protocol, writing its critique (greedy, parsed from
+``\\boxed{N}``) on the first ``--critic-generate`` of them; the critic needs no threshold. With the outcome known
+(``final_answer_correct``), a second table gives each row's F1 when a right final answer means -1 (the RL
+setting; not the paper's protocol).
 
+    python bench/processbench.py --critic-n 40 --critic-generate 5 --publish   # the run in docs/BENCHMARKS.md
     python bench/processbench.py                       # ../shared/data/processbench/gsm8k.json, 400 solutions
     python bench/processbench.py --quick               # 12 solutions, 64 bootstrap resamples
     python bench/processbench.py --publish             # also write assets/processbench.csv (acpo.recommend)
+    python bench/processbench.py --cached-only         # the table on the forwards a stopped run cached
     python bench/processbench.py --data Qwen/ProcessBench --split math   # where the hub is reachable
 
 The forward over each solution (and the information-gain probes) is done once and cached (``--cache``), so a

@@ -382,3 +382,20 @@ def test_verified_steps_reads_percentages_and_number_words_of_the_problem():
     # 0.75 is 100% - 25%, 20 is "twenty": both stated by the problem
     assert step_verdicts(problem, ["40 * 0.75 = 30", "30 * 20 = 600"]) == ["ok", "ok"]
     assert step_verdicts(problem, ["40 * 0.65 = 26"]) == ["unsupported"]  # 35% off is nowhere in the problem
+
+
+def test_result_logprob_reads_sampled_ids_that_are_not_the_texts_own_tokenization(bpe_tok):
+    from acpo.segment import Step
+
+    text = "3*4=12\n#### 12"
+    ids = [i for ch in text for i in bpe_tok(ch, add_special_tokens=False)["input_ids"]]  # one id per character
+    assert ids != bpe_tok(text, add_special_tokens=False)["input_ids"] and bpe_tok.decode(ids) == text
+    n = len(ids)
+    tensors = pad_batch([[0]], [ids], bpe_tok.pad_token_id)
+    lps = torch.tensor([[-0.1 * (j + 1) for j in range(n)]])
+    steps = [Step(0, 0, 7, 0, 7, text[:7]), Step(1, 7, n, 7, n, text[7:])]
+    batch = CreditBatch(*tensors, logprobs=lps, entropy=torch.zeros(1, n), steps=[steps], advantages=torch.zeros(1),
+                        group_ids=torch.zeros(1, dtype=torch.long), texts=[text], tokenizer=bpe_tok)
+    credit = get_credit_method("result_logprob").credits(batch).step_credits[0]
+    # step 0's result "12" is characters (= ids) 4 and 5; step 1 states no "= result": its mean
+    assert credit.tolist() == pytest.approx([float(lps[0, 4:6].mean()), float(lps[0, 7:].mean())])

@@ -15,7 +15,7 @@ import torch
 
 from acpo.credit.base import CreditBatch, CreditMethod, CreditResult, register
 from acpo.segment import owned_char_starts
-from acpo.tokens import encode_with_offsets
+from acpo.tokens import encode_with_offsets, offsets_by_decoding
 
 RESULT = re.compile(r"=\s*\$?\s*(-?\d[\d,]*(?:\.\d+)?)")
 """A number stated right after ``=`` (its digits are the result's tokens)."""
@@ -35,14 +35,15 @@ def result_token_mask(text: str, offsets, n_tokens: int) -> torch.Tensor:
 
 
 def token_offsets(batch: CreditBatch, i: int) -> list[tuple[int, int]]:
-    """Character spans of completion ``i``'s tokens, by tokenizing its text again (as ``acpo.explain`` did)."""
+    """Character spans of completion ``i``'s tokens: its text tokenized again (as ``acpo.explain`` did), or,
+    where that gives other ids (a sampled tokenization), its ids decoded one by one."""
     n = int(batch.completion_mask[i].sum())
     if batch.tokenizer is None:
         raise ValueError("this credit reads which tokens state a result: it needs CreditBatch.tokenizer")
-    ids, offsets = encode_with_offsets(batch.tokenizer, batch.texts[i])
-    if ids != batch.completion_ids[i, :n].tolist():
-        raise ValueError(f"completion {i}'s text does not tokenize to its ids; cannot locate its results")
-    return offsets
+    ids = batch.completion_ids[i, :n].tolist()
+    encoded, offsets = encode_with_offsets(batch.tokenizer, batch.texts[i])
+    # sampled ids need not be the text's own tokenization: then each id's span comes from decoding them
+    return offsets if encoded == ids else offsets_by_decoding(batch.tokenizer, ids, batch.texts[i])
 
 
 def result_logprobs(batch: CreditBatch) -> list[torch.Tensor]:
