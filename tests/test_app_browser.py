@@ -117,14 +117,13 @@ def field(page, elem_id: str) -> str:
 
 
 def table(page, selector: str) -> pd.DataFrame:
-    """A gradio Dataframe's visible cells as strings."""
-    headers, rows = [], []
-    for grid in page.locator(f"{selector} table").all():  # gradio may draw the header and the body as two tables
-        headers = headers if any(headers) else [h.strip() for h in grid.locator("thead th").all_inner_texts()]
-        found = [[c.strip() for c in r.locator("td").all_inner_texts()] for r in grid.locator("tbody tr").all()]
-        rows = rows or [r for r in found if any(r)]
-        if rows and any(headers):
-            break
+    """A gradio Dataframe's visible cells as strings (its body is drawn as rows of grid cells, virtualised)."""
+    page.locator(selector).scroll_into_view_if_needed()  # the body's rows are drawn once it is on screen
+    page.wait_for_selector(f"{selector} [role=gridcell]")
+    headers = [h.strip() for h in page.locator(f"{selector} [role=columnheader]").all_inner_texts()]
+    rows = [[c.strip() for c in r.locator("[role=gridcell]").all_inner_texts()]
+            for r in page.locator(f"{selector} [role=row]").all()]
+    rows = [r for r in rows if any(r)]
     width = min(len(headers), min((len(r) for r in rows), default=len(headers)))
     return pd.DataFrame([r[:width] for r in rows], columns=headers[:width])
 
@@ -179,8 +178,7 @@ def test_the_batch_fidelity_table_equals_the_benchmarks_numbers(page, app):
     page.locator("#acpo-batch-file input[type=file]").set_input_files(str(DEFAULT_SAMPLES))
     page.wait_for_selector("#acpo-batch-file >> text=sample_traces.jsonl")
     page.get_by_role("button", name="Explain all").click()
-    page.wait_for_function("[...document.querySelectorAll('#acpo-fidelity tbody td')]"
-                           ".some(td => td.innerText.includes('mean_logprob'))")
+    page.wait_for_function("document.querySelector('#acpo-fidelity').textContent.includes('mean_logprob')")
     got = table(page, "#acpo-fidelity")
     methods = list(got["method"])
     spec = importlib.util.spec_from_file_location("credit_fidelity", "bench/credit_fidelity.py")
