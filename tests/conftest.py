@@ -64,6 +64,13 @@ def tiny_gpt2(vocab_size: int, seed: int = 0, context: int = 512) -> GPT2LMHeadM
     return GPT2LMHeadModel(cfg).eval()
 
 
+def save(model, tok, folder) -> str:
+    """Write a model and its tokenizer as one checkpoint folder (what the app and load_policy open)."""
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return str(folder)
+
+
 @pytest.fixture(scope="session")
 def char_tok():
     return char_tokenizer()

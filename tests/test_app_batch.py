@@ -15,7 +15,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import acpo  # noqa: E402
 from acpo.models import load_policy  # noqa: E402
 from acpo.tasks import first_error_step, get_task  # noqa: E402
-from conftest import char_tokenizer, tiny_llama  # noqa: E402
+from conftest import char_tokenizer, save, tiny_llama  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +26,7 @@ def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("batch")
     tok = char_tokenizer()
     model = tiny_llama(len(tok), seed=0, context=128)
-    model.save_pretrained(root / "m")
-    tok.save_pretrained(root / "m")
+    save(model, tok, root / "m")
     task = get_task("arith")
     problems = task.generate(4, level=1, seed=3)
     rows = []

@@ -16,13 +16,7 @@ from acpo.credit import CREDIT_METHODS  # noqa: E402
 from acpo.models import load_policy  # noqa: E402
 from acpo.render import step_heatmap_html  # noqa: E402
 from acpo.tasks import get_task  # noqa: E402
-from conftest import bpe_tokenizer, char_tokenizer, tiny_llama  # noqa: E402
-
-
-def save(model, tok, folder):
-    model.save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return str(folder)
+from conftest import bpe_tokenizer, char_tokenizer, save, tiny_llama  # noqa: E402
 
 
 @pytest.fixture(scope="module")

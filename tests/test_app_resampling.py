@@ -14,7 +14,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import acpo.rollout  # noqa: E402
 from acpo.tasks import get_task  # noqa: E402
-from conftest import char_tokenizer, tiny_llama  # noqa: E402
+from conftest import char_tokenizer, save, tiny_llama  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +25,7 @@ def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("mc")
     tok = char_tokenizer()
     model = tiny_llama(len(tok), seed=0, context=256)
-    model.save_pretrained(root / "m")
-    tok.save_pretrained(root / "m")
+    save(model, tok, root / "m")
     problem = get_task("arith").generate(1, level=2, seed=0)[0]
     return dict(model=str(root / "m"), problem=problem, explorer=Explorer([root], default_model=str(root / "m")))
 
