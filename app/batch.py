@@ -104,7 +104,7 @@ class BatchTab(ExplorerBase):
             except ValueError as err:
                 skipped_rows[i] = str(err)
         fit = [i for i in range(len(rollouts)) if i not in skipped_rows]
-        human = "label" in rollouts.columns  # a step-labelled file: its human label is the ground truth
+        human = "label" in rollouts.columns  # the file's own first-error label is the ground truth
         checked = iter([None] * len(fit) if human else self._batch_checks(rollouts.iloc[fit], checker or AUTO_CHECKER))
         checks = [None if i in skipped_rows else next(checked) for i in range(len(rollouts))]
         read = dict(zip(fit, zip(*self._batch_rewards(rollouts.iloc[fit], [checks[i] for i in fit]))))
@@ -130,7 +130,7 @@ class BatchTab(ExplorerBase):
                             for r in chunk.itertuples()]
                     return acpo.explain_batch(
                         model, tokenizer, chunk["prompt"].tolist(),
-                        chunk["steps" if human else "completion"].tolist(), method=methods,
+                        chunk["steps" if "steps" in chunk else "completion"].tolist(), method=methods,
                         segmentation=segmentation, answers=None if answers is None else [answers[i] for i in rows_],
                         rewards=[rewards[i] for i in rows_] if known else None,
                         probe=probe or DEFAULT_PROBE, meta=meta,
@@ -160,7 +160,8 @@ class BatchTab(ExplorerBase):
             checks, rewards, computed = ([x[i] for i in kept] for x in (checks, rewards, computed))
             total = len(kept)
         if human:
-            errors = [int(label) if label >= 0 else None for label in rollouts["label"]]
+            # a label past the trace's last step (another segmentation's index) labels nothing here
+            errors = [int(label) if 0 <= label < len(t.steps) else None for label, t in zip(rollouts["label"], traces)]
             labelled = [i for i, e in enumerate(errors) if e is not None]
         else:
             errors = [first_error_step(c, t.steps) if located(c) else None

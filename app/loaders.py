@@ -24,6 +24,7 @@ DEFAULT_SAMPLES = ASSETS / "sample_traces.jsonl"
 FIDELITY_FILE = ASSETS / "credit_fidelity.csv"  # written by `python bench/credit_fidelity.py --publish`
 MAX_FILE_MB = 25
 ROLLOUT_SUFFIXES = (".csv", ".jsonl", ".json", ".parquet")
+LABEL_COLUMNS = ("label", "first_error_step", "first_error")  # a file's own first-wrong-step index, -1 for none
 
 
 def check_size(path: Path, limit_mb: float = MAX_FILE_MB) -> None:
@@ -105,6 +106,24 @@ def parse_rewards(values, name: str) -> list[float | None]:
     return out
 
 
+def parse_labels(values, column: str, name: str) -> list[int]:
+    """A file's first-error column as step indices: a whole number, -1 (or empty) where no step is wrong."""
+    out = []
+    for i, v in enumerate(values):
+        if v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and not v.strip()):
+            out.append(-1)
+            continue
+        try:
+            number = float(v)
+        except (TypeError, ValueError):
+            number = math.nan
+        if not number.is_integer() or number < -1:
+            raise InputError(f"'{name}': column {column!r} of row {i} is {v!r}; it is the index of the first wrong "
+                             "step (0, 1, ...), or -1 / empty when every step is right")
+        out.append(int(number))
+    return out
+
+
 def _read_table(path: Path, name: str) -> pd.DataFrame:
     suffix = Path(name).suffix.lower()
     if suffix not in ROLLOUT_SUFFIXES:
@@ -149,7 +168,9 @@ def read_rollouts(path: Path, name: str | None = None, limit_mb: float = MAX_FIL
     * step-labelled files (ProcessBench's ``problem, steps, label``, PRM800K-style ratings): see
       ``step_labelled_rollouts``; the table then has ``steps`` and ``label`` too.
     ``answer`` / ``reward`` are None where unknown; a reward that is NaN, infinite or text is refused.
-    ``family`` (a synthetic task's name, when the file has it) lets a step checker label the rows;
+    ``family`` (a synthetic task's name, when the file has it) lets a step checker label the rows; a file's
+    own first-error column (``label``, ``first_error_step`` or ``first_error``: the index of the first wrong
+    step under the chosen segmentation, -1 for none) is the ground truth instead;
     ids come from ``prompt_id``/``problem_id`` and ``completion_id``/``id`` when the file has them.
     Returns the table and the layout name.
     """
@@ -192,6 +213,9 @@ def read_rollouts(path: Path, name: str | None = None, limit_mb: float = MAX_FIL
     else:
         out["reward"] = None
     out["family"] = [str(v) if isinstance(v, str) else None for v in raw["family"]] if "family" in raw else None
+    label = next((c for c in LABEL_COLUMNS if c in raw.columns), None)
+    if label is not None:
+        out["label"] = parse_labels(raw[label].tolist(), label, name)
     prompt_ids = next((c for c in ("prompt_id", "problem_id") if c in raw.columns), None)
     completion_ids = next((c for c in ("completion_id", "id", "sample_id") if c in raw.columns), None)
     out["prompt_id"] = [str(v) for v in raw[prompt_ids]] if prompt_ids else _prompt_ids(out["prompt"])

@@ -85,3 +85,23 @@ def test_a_file_no_row_of_which_can_be_scored_says_why(world, tmp_path):
     with pytest.raises(Exception, match="no row of 'long.jsonl' could be explained; row 0: .*context"):
         world["explorer"].batch(str(f), "", world["model"], False, ["info_gain"], "lines", "#### ", 10,
                                 progress=lambda *a, **k: None)
+
+
+def test_a_files_own_first_error_column_is_the_ground_truth(world, tmp_path):
+    """A plain rollout file with ``first_error_step`` (index under the chosen segmentation, -1 for none):
+    those labels, not a checker's, grade the credits; a label past the last step labels nothing."""
+    import gradio as gr
+
+    rows = [dict(r, first_error_step=label) for r, label in zip(
+        [r for i, r in enumerate(world["rows"]) if i != 2], [-1, 1, -1, 9])]
+    f = tmp_path / "labelled.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    summary, *_, state, _, _, _ = world["explorer"].batch(
+        str(f), "", world["model"], False, ["mean_logprob"], "lines", "#### ", 10, progress=lambda *a, **k: None)
+    assert state["errors"] == [None, 1, None, None]  # row 3's label 9 is past its steps
+    assert "**1 failed completions have a human-labelled first wrong step**" in summary
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(dict(rows[0], first_error_step="two")) + "\n")
+    with pytest.raises(gr.Error, match="column 'first_error_step' of row 0 is 'two'; it is the index of the first"):
+        world["explorer"].batch(str(bad), "", world["model"], False, ["mean_logprob"], "lines", "#### ", 10,
+                                progress=lambda *a, **k: None)
