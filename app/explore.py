@@ -270,12 +270,13 @@ class ExploreTab(ExplorerBase):
         c = self.resampling_cost(model_name, trust_remote_code, prompt, completion, segmentation, mc_samples,
                                  mc_batch, mc_tokens, answer, checker, as_trained)
         seconds = c["seconds"]
+        shown = f"{seconds:.2g}" if seconds < 10 else f"{seconds:.0f}"  # two significant digits, never "0.0"
         over = (f" This server allows {self.limits.seconds:.0f} s per request: lower M or the tokens."
                 if seconds > self.limits.seconds else " Stop cancels it.")
         return (f"**Resampling credit (mc_reset)** will sample {c['boundaries']} boundaries × M={c['m']} = "
                 f"{c['total']} continuations of up to {c['tokens']} tokens in {c['calls']} batch(es): about "
-                f"**{seconds:.{1 if seconds < 10 else 0}f} s** on this machine (continuations assumed as long as the "
-                f"rest of this completion; the progress bar refines it).{over}")
+                f"**{shown} s** on this machine (continuations assumed as long as the rest of this completion; "
+                f"the progress bar refines it).{over}")
 
     def resampling_cost(self, model_name, trust_remote_code, prompt, completion, segmentation, mc_samples, mc_batch,
                         mc_tokens, answer="", checker=None, as_trained=True) -> dict:

@@ -161,7 +161,7 @@ def test_explain_a_sample_trace_and_its_csv_equals_the_core_table(client, world)
     assert list(got["text"]) == list(expected["text"])
     for col in ["step", "n_tokens", "entropy_mean", "entropy_max", "credit_info_gain", "answer_logprob", "adv_mean_info_gain"]:
         assert got[col].to_numpy() == pytest.approx(expected[col].to_numpy(), abs=1e-5), col
-    assert table["headers"][:3] == ["step", "credit_acpo", "text"]  # the credit beside the step
+    assert table["headers"][:3] == ["step", "credit_info_gain", "text"]  # the credit beside the step
 
 
 def test_the_api_lists_every_action_by_name(client):

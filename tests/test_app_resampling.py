@@ -91,15 +91,15 @@ def test_stop_ends_the_server_sampling_within_a_token_and_says_so(world):
     assert time.perf_counter() - started < 60
 
 
-def test_the_estimate_is_close_to_the_real_time(world):
+def test_the_estimate_counts_what_the_run_samples(world):
+    """The estimate names the boundaries, continuations and batches the run then samples, and a positive time
+    (how close that time comes to the real one is measured in bench/mc_estimate.py, not timed here)."""
     p = world["problem"]
     ex = world["explorer"]
-    text = ex.estimate_resampling(world["model"], False, p.prompt, p.solution, "lines", "mc_reset", 8, 64, 24,
+    text = ex.estimate_resampling(world["model"], False, p.prompt, p.solution, "lines", "mc_reset", 8, 16, 24,
                                   p.answer, "arith")
-    estimate = float(text.split("about **")[1].split(" s**")[0])
-    started = time.perf_counter()
-    explain(world, mc_samples=8, mc_tokens=24, progress=lambda *a, **k: None)
-    actual = time.perf_counter() - started
-    # a shared CPU makes single timings noisy: within a factor of 3 either way (the old estimate assumed every
-    # continuation ran to the token limit); docs/BENCHMARKS.md has the measured ratio on the demo policy
-    assert estimate > 0 and actual / 3 - 0.1 <= estimate <= actual * 3 + 0.1
+    assert float(text.split("about **")[1].split(" s**")[0]) > 0
+    trace = explain(world, mc_samples=8, mc_tokens=24, progress=lambda *a, **k: None)[5]["trace"]
+    k = len(trace.steps)
+    batches = -(-k // (16 // 8))  # 16 // 8 = 2 boundaries per generate call
+    assert f"{k} boundaries × M=8 = {8 * k} continuations of up to 24 tokens in {batches} batch(es)" in text
