@@ -1,4 +1,4 @@
-"""GPU figures (issue 6, item 4): token statistics against memory bandwidth, one training step of a ~0.5B model.
+"""GPU figures: token statistics against memory bandwidth, one training step of a ~0.5B model.
 
 Needs a CUDA GPU; nothing is downloaded (the model is randomly initialised from a config).
 

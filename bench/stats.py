@@ -1,7 +1,7 @@
 """Token statistics: chunked ``acpo.stats.token_stats`` vs the naive full log-softmax.
 
 Each variant runs in a fresh subprocess so its peak memory (ru_maxrss) is its own.
-Prints a table; ``--csv`` writes it. Target (issue 2): peak <= 1.3x the logits
+Prints a table; ``--csv`` writes it. Target: peak <= 1.3x the logits
 tensor, time <= naive.
 
     python bench/stats.py                  # B x T x V = 4 x 2048 x 32000

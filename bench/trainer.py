@@ -7,7 +7,7 @@ token-identical batches and differ only in credit and loss. A step is timed by
 phase inside ``Trainer.step``, the step ``Trainer.train`` takes: rollout
 (``sample_groups``: generate + reward), score (``score``: old-policy token stats,
 segmentation, credit -> token advantages), optimize (``update``), bookkeeping.
-Target (issue 4): credit <= 30% of acpo's step time.
+Target: credit <= 30% of acpo's step time.
 
 (b) Our ``grpo`` against TRL's ``GRPOTrainer`` on the same model, group size,
 batch, completion length, temperature 1, one optimizer step per generation

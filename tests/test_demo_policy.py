@@ -92,7 +92,7 @@ def test_greedy_pass_at_1_matches_the_model_card(policy):
     measured = evaluate(model, tokenizer, heldout_problems(n))
     assert abs(measured.pass_at_1 - card_figure) <= 5.0, (measured, card_figure)
     # Calibrated for RL: neither solved nor hopeless.
-    assert 30 <= measured.pass_at_1 <= 70  # calibrated so RL has room (issue: roughly 30-70%)
+    assert 30 <= measured.pass_at_1 <= 70  # calibrated so RL has room (roughly 30-70%)
 
 
 def test_sample_traces_agree_with_the_checker():
