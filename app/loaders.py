@@ -24,7 +24,7 @@ DEFAULT_SAMPLES = ASSETS / "sample_traces.jsonl"
 FIDELITY_FILE = ASSETS / "credit_fidelity.csv"  # written by `python bench/credit_fidelity.py --publish`
 MAX_FILE_MB = 25
 ROLLOUT_SUFFIXES = (".csv", ".jsonl", ".json", ".parquet")
-LABEL_COLUMNS = ("label", "first_error_step", "first_error")  # a file's own first-wrong-step index, -1 for none
+LABEL_COLUMNS = ("label", "first_error_step")  # a file's own first-wrong-step index, -1 for none
 
 
 def check_size(path: Path, limit_mb: float = MAX_FILE_MB) -> None:
@@ -169,7 +169,7 @@ def read_rollouts(path: Path, name: str | None = None, limit_mb: float = MAX_FIL
       ``step_labelled_rollouts``; the table then has ``steps`` and ``label`` too.
     ``answer`` / ``reward`` are None where unknown; a reward that is NaN, infinite or text is refused.
     ``family`` (a synthetic task's name, when the file has it) lets a step checker label the rows; a file's
-    own first-error column (``label``, ``first_error_step`` or ``first_error``: the index of the first wrong
+    own first-error column (``label`` or ``first_error_step``: the index of the first wrong
     step under the chosen segmentation, -1 for none) is the ground truth instead;
     ids come from ``prompt_id``/``problem_id`` and ``completion_id``/``id`` when the file has them.
     Returns the table and the layout name.
