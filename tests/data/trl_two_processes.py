@@ -63,7 +63,11 @@ def main(out_dir: Path) -> None:
         result = {"rows": len(rows), "processes": trainer.accelerator.num_processes, "max_abs_diff": diff,
                   "max_abs_advantage": max(abs(x) for a in advantages for x in a)}
         (out_dir / "result.json").write_text(json.dumps(result))
+    trainer.accelerator.wait_for_everyone()  # both processes end together (see exit_process below)
 
 
 if __name__ == "__main__":  # only under accelerate launch (pytest's doctest collection imports this file)
     main(Path(sys.argv[1]))
+    from acpo.distributed import exit_process
+
+    exit_process(0)  # gloo's threads outlive DDP's process group: skip the interpreter teardown they can abort
