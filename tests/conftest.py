@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -62,6 +64,13 @@ def tiny_gpt2(vocab_size: int, seed: int = 0, context: int = 512) -> GPT2LMHeadM
         vocab_size=vocab_size, n_embd=32, n_layer=2, n_head=4, n_positions=context, bos_token_id=0, eos_token_id=0
     )
     return GPT2LMHeadModel(cfg).eval()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for an app the test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def save(model, tok, folder) -> str:

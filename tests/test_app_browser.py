@@ -12,7 +12,6 @@ import importlib.util
 import json
 import os
 import re
-import socket
 import sys
 from pathlib import Path
 
@@ -31,16 +30,11 @@ import acpo  # noqa: E402
 from acpo.models import DEMO_POLICY, load_policy  # noqa: E402
 from acpo.tasks import TASKS, Problem, first_error_step  # noqa: E402
 from app.loaders import ASSETS, DEFAULT_SAMPLES  # noqa: E402
+from conftest import free_port  # noqa: E402
 
 BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync"]
 TIMEOUT_MS = 120_000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_run(root: Path) -> Path:

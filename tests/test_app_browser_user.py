@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 
 import pytest
 import torch
@@ -21,12 +20,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from acpo.resources import ASSETS  # noqa: E402
 from app.loaders import sample_label  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from conftest import free_port  # noqa: E402
 
 
 @pytest.fixture(scope="module")

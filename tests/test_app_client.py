@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import sys
 from pathlib import Path
 
@@ -22,7 +21,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 gradio_client = pytest.importorskip("gradio_client")
-from conftest import char_tokenizer, save, tiny_llama  # noqa: E402
+from conftest import char_tokenizer, free_port, save, tiny_llama  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
@@ -33,12 +32,6 @@ from acpo.tasks import get_task  # noqa: E402
 
 EXPLAIN_DEFAULTS = dict(trust_remote_code=False, reward="", checker="arith", method="info_gain", segmentation="lines",
                         probe="#### ", view="steps: credit")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from acpo.resources import ASSETS  # noqa: E402
-from test_app_browser_user import free_port  # noqa: E402
+from conftest import free_port  # noqa: E402
 
 TABS = {"explore": "Explore a trace", "compare": "Compare checkpoints", "runs": "Runs", "batch": "Batch and export"}
 VIEWS = {"desktop": dict(width=1400, height=1000), "phone": dict(width=420, height=900)}
