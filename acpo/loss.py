@@ -39,6 +39,33 @@ def k3_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
     return torch.exp(d) - d - 1
 
 
+def truncated_is_weight(train_logprobs: torch.Tensor, rollout_logprobs: torch.Tensor, cap: float) -> torch.Tensor:
+    """Per-token truncated importance weight ``min(exp(logp_train - logp_rollout), cap)`` (no gradient).
+
+    A rollout engine other than the trained model (vLLM: bf16, its own kernels) samples from a slightly
+    different distribution than the one the trainer scores; this weight re-weights each sampled token towards
+    the trainer's policy, truncated at ``cap`` so that a rare token cannot dominate (truncated importance
+    sampling, TIS). It is TRL's ``GRPOTrainer`` correction with ``vllm_importance_sampling_mode="token_truncate"``
+    and ``vllm_importance_sampling_clip_max`` (trl 1.16: ``torch.clamp(torch.exp(old_per_token_logps -
+    sampling_per_token_logps), max=C)``, multiplied into the per-token policy loss).
+    """
+    return torch.exp(train_logprobs.detach() - rollout_logprobs).clamp(max=cap)
+
+
+def rollout_mismatch(train_logprobs: torch.Tensor, rollout_logprobs: torch.Tensor,
+                     mask: torch.Tensor) -> dict[str, float]:
+    """Token sums of how far the rollout engine's log-probs are from the trainer's, over ``mask``'s tokens.
+
+    ``sampling/sampling_logp_difference/mean``: |logp_train - logp_rollout| (TRL's name);
+    ``sampling/kl_k3``: the k3 estimate of KL(pi_rollout || pi_train) on the rollout's own samples. Sums, so that
+    micro-batches and processes add up; divide by the token count.
+    """
+    m = mask.bool()
+    d = (train_logprobs.detach() - rollout_logprobs)[m]
+    return {"sampling/sampling_logp_difference/mean": float(d.abs().sum()),
+            "sampling/kl_k3": float(k3_kl(rollout_logprobs[m], train_logprobs.detach()[m]).sum())}
+
+
 def policy_loss(
     logprobs: torch.Tensor,
     old_logprobs: torch.Tensor,
@@ -52,13 +79,16 @@ def policy_loss(
     entropy_weight: torch.Tensor | None = None,
     ref_logprobs: torch.Tensor | None = None,
     kl_coef: float = 0.0,
+    is_weight: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Clipped surrogate loss, minus an entropy bonus, plus a KL penalty.
+    """Clipped surrogate loss (times an importance weight), minus an entropy bonus, plus a KL penalty.
 
     Args:
         entropy, entropy_weight: when given, ``- entropy_weight * entropy`` is
             added per token (the weight already holds beta and the step selection).
         ref_logprobs, kl_coef: when given, ``kl_coef * k3`` is added per token.
+        is_weight: when given, each token's clipped surrogate is multiplied by it
+            (``truncated_is_weight``: the rollout engine's correction, as TRL applies it: to the policy term only).
 
     Returns the scalar loss and TRL's metrics, as fractions of the real tokens:
     ``clip_ratio/low_mean`` (ratio below ``1 - eps_low`` with a negative
@@ -68,6 +98,8 @@ def policy_loss(
     ratio = torch.exp(logprobs - old_logprobs)
     clipped = torch.clamp(ratio, 1 - eps_low, 1 + eps_high)
     per_token = -torch.min(ratio * advantages, clipped * advantages)
+    if is_weight is not None:
+        per_token = per_token * is_weight
     m = mask.bool()
     n = m.sum().clamp(min=1)
     low = (ratio < 1 - eps_low) & (advantages < 0) & m  # where the clip binds: the gradient of the token is 0
@@ -107,13 +139,17 @@ def nonfinite_weight(model) -> str | None:
 
 
 def accumulate_gradients(model, acc, batch, token_adv: torch.Tensor, old_logprobs: torch.Tensor | None, cfg,
-                         entropy_weight: torch.Tensor | None = None, ref_logprobs: torch.Tensor | None = None):
+                         entropy_weight: torch.Tensor | None = None, ref_logprobs: torch.Tensor | None = None,
+                         rollout_logprobs: torch.Tensor | None = None, is_cap: float | None = None):
     """Backward of the batch's policy loss, micro-batch by micro-batch (``cfg.micro_batch_size`` rows).
 
     The micro-batch losses, weighted by their share, add up to the whole batch's aggregate; accelerate's
     ``no_sync`` keeps DDP from averaging gradients across processes until the last micro-batch's backward.
     ``old_logprobs`` None: the training forward's detached log-probs are the old ones (the batch's first
-    optimizer step). Returns (loss, token sums of the loss metrics and the entropy, the detached log-probs when
+    optimizer step). ``rollout_logprobs``: the sampling engine's log-probs of the batch's tokens, when it is not
+    the trained model (vLLM); their mismatch with the old log-probs is measured, and with ``is_cap`` each token's
+    policy term is weighted by ``truncated_is_weight`` (None: measured only; no rollout log-probs: weight 1).
+    Returns (loss, token sums of the loss metrics, the entropy and the mismatch, the detached log-probs when
     ``old_logprobs`` was None and the batch has later steps, else None).
     """
     mask = batch.completion_mask
@@ -129,11 +165,23 @@ def accumulate_gradients(model, acc, batch, token_adv: torch.Tensor, old_logprob
             old_lp = lp.detach() if old_logprobs is None else old_logprobs[sl].to(device)
             if old_logprobs is None and cfg.num_iterations > 1:
                 first.append(old_lp.cpu())
+            is_weight = None
+            if rollout_logprobs is not None:
+                rollout_lp = rollout_logprobs[sl].to(device)
+                for k, v in rollout_mismatch(old_lp, rollout_lp, t[3]).items():
+                    sums[k] = sums.get(k, 0.0) + v
+                if is_cap is not None:
+                    is_weight = truncated_is_weight(old_lp, rollout_lp, is_cap)
+                    real = t[3].bool()
+                    for k, v in {"sampling/importance_sampling_ratio/mean": is_weight[real].sum(),
+                                 "sampling/importance_sampling_ratio/capped": (is_weight[real] >= is_cap).sum()}.items():
+                        sums[k] = sums.get(k, 0.0) + float(v)
             loss, metrics = policy_loss(
                 lp, old_lp, token_adv[sl].to(device), t[3], cfg.eps_low, cfg.eps_high, cfg.aggregation,
                 cfg.max_new_tokens, entropy=ent,
                 entropy_weight=None if entropy_weight is None else entropy_weight[sl].to(device),
-                ref_logprobs=None if ref_logprobs is None else ref_logprobs[sl].to(device), kl_coef=cfg.kl_coef)
+                ref_logprobs=None if ref_logprobs is None else ref_logprobs[sl].to(device), kl_coef=cfg.kl_coef,
+                is_weight=is_weight)
             share = {"token_mean": int(t[3].sum()) / max(1, n_tok)}.get(cfg.aggregation, len(t[0]) / n_seq)
             acc.backward(loss * share)
         loss_sum += float(loss.detach()) * share

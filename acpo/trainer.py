@@ -52,13 +52,15 @@ from acpo.tokens import encode_prompt, pad_batch
 @dataclass
 class Scored:
     """A credit batch with what the loss needs: token advantages and step credits. ``old_logprobs``: the sampling
-    policy's, kept from the batch's first optimizer step; ``shaped``: the rewards are stage 2's weighted ones."""
+    policy's, kept from the batch's first optimizer step; ``shaped``: the rewards are stage 2's weighted ones;
+    ``rollout_logprobs``: each token's log-prob under the engine that sampled it, (batch, time) like the batch."""
 
     batch: CreditBatch
     token_adv: torch.Tensor
     step_credits: list[torch.Tensor]
     old_logprobs: torch.Tensor | None = None
     shaped: bool = False
+    rollout_logprobs: torch.Tensor | None = None  # the rollout engine's, where it is not the trained model (vLLM)
 
 
 class Trainer:
@@ -83,7 +85,7 @@ class Trainer:
         optimizer, self.scheduler = optimizer_and_schedule(cfg, model)
         self.model, self.optimizer = self.acc.prepare(model, optimizer)
         self.policy = self.acc.unwrap_model(self.model)
-        self.engine = make_engine(cfg.rollout, self.policy, self.tokenizer, cfg.model, cfg)
+        self.engine = make_engine(cfg.rollout_engine, self.policy, self.tokenizer, cfg.model, cfg)
 
         # prompts, rewards, credit
         self.prompt_style = PromptStyle(cfg.chat_template, cfg.system_prompt, cfg.instruction, cfg.answer_format)
@@ -299,7 +301,8 @@ class Trainer:
         self.timings["score"] -= seconds
         self.timings["credit"] = self.timings.get("credit", 0.0) + seconds
         result = credited.results[credit.name]
-        return Scored(credited.batch, credited.token_advantages[credit.name], result.step_credits, shaped=shaped)
+        return Scored(credited.batch, credited.token_advantages[credit.name], result.step_credits, shaped=shaped,
+                      rollout_logprobs=rollout_logprobs(samples, tensors[2].shape[1]))
 
     def needs_old_stats(self, credit) -> bool:
         """Whether anything reads token statistics before the loss.
@@ -333,8 +336,12 @@ class Trainer:
         owners, continuations, _, cont_rewards, group_ids = found
         extra = self.score(owners, continuations, cont_rewards, group_ids, credit=make_credit(RESET_CONTINUATION_CREDIT))
         batch = concat_batches(scored.batch, extra.batch)
-        token_adv = pad_cat(scored.token_adv, extra.token_adv, batch.completion_ids.shape[1])
-        return Scored(batch, token_adv, scored.step_credits + extra.step_credits, shaped=scored.shaped)
+        width = batch.completion_ids.shape[1]
+        token_adv = pad_cat(scored.token_adv, extra.token_adv, width)
+        engine_lp = (pad_cat(scored.rollout_logprobs, extra.rollout_logprobs, width)
+                     if scored.rollout_logprobs is not None and extra.rollout_logprobs is not None else None)
+        return Scored(batch, token_adv, scored.step_credits + extra.step_credits, shaped=scored.shaped,
+                      rollout_logprobs=engine_lp)
 
     # ------------------------------------------------------------------ 4. loss and optimizer step
     def update(self, scored: Scored) -> dict:
@@ -350,8 +357,9 @@ class Trainer:
                                      mask, batch_size=cfg.micro_batch_size)
         old_logprobs = scored.old_logprobs if scored.old_logprobs is not None else batch.logprobs
         self.optimizer.zero_grad(set_to_none=True)
-        loss, sums, first_logprobs = accumulate_gradients(self.model, self.acc, batch, scored.token_adv,
-                                                          old_logprobs, cfg, ent_weight, ref_lp)
+        loss, sums, first_logprobs = accumulate_gradients(
+            self.model, self.acc, batch, scored.token_adv, old_logprobs, cfg, ent_weight, ref_lp,
+            rollout_logprobs=scored.rollout_logprobs, is_cap=cfg.rollout_is_cap if cfg.rollout_is_correction else None)
         if first_logprobs is not None:  # the old log-probs of the batch's later optimizer steps
             scored.old_logprobs = first_logprobs
         grad_norm = self.acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
@@ -433,6 +441,17 @@ class Trainer:
             # metrics logged after this checkpoint belong to the lost future (and a torn last line goes too)
             truncate_metrics(self.run_dir, self.state.step)
             (self.run_dir / SUMMARY).unlink(missing_ok=True)  # training further: not finished any more
+
+
+def rollout_logprobs(samples: list[Sample], width: int) -> torch.Tensor | None:
+    """The engine's log-prob of each sampled token, right-padded with zeros to ``width`` (``pad_batch``'s layout);
+    None when the engine gives none (``HFEngine``: it samples from the trained model itself, so the weight is 1)."""
+    if any(s.logprobs is None for s in samples):
+        return None
+    out = torch.zeros((len(samples), width))
+    for i, s in enumerate(samples):
+        out[i, : len(s.logprobs)] = torch.tensor(s.logprobs)
+    return out
 
 
 def run(cfg: TrainConfig) -> dict:

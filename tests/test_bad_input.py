@@ -115,7 +115,7 @@ def test_a_reward_function_that_returns_only_none_is_warned_about_once():
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"rollout": "vllm", "backend": "trl"}, "--rollout vllm needs vLLM, which is not installed"),
+    ({"rollout_engine": "vllm", "backend": "trl"}, "--rollout-engine vllm needs vLLM, which is not installed"),
     ({"dtype": "float16"}, "--dtype float16 needs a GPU"),
 ])
 def test_what_this_machine_lacks_is_refused_before_the_run_folder_exists(overrides, message, tmp_path, capsys):
@@ -125,7 +125,7 @@ def test_what_this_machine_lacks_is_refused_before_the_run_folder_exists(overrid
 
     from acpo.cli import train_main
 
-    if (overrides.get("rollout") == "vllm" and importlib.util.find_spec("vllm")) or torch.cuda.is_available():
+    if (overrides.get("rollout_engine") == "vllm" and importlib.util.find_spec("vllm")) or torch.cuda.is_available():
         pytest.skip("this machine has what the case lacks")
     with pytest.raises(ValueError, match=message):
         check_environment(make_config({**TINY, **overrides}))

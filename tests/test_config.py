@@ -3,6 +3,7 @@
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -156,6 +157,41 @@ def test_train_py_reports_a_wrong_yaml_type_in_one_line(tmp_path):
 def test_impossible_values_are_refused_with_their_name(values, message):
     with pytest.raises(ValueError, match="^bad config: " + re.escape(message)):
         make_config(values)
+
+
+def test_rollout_is_the_old_name_of_rollout_engine_and_says_so_once(tmp_path, monkeypatch):
+    import acpo.config as config
+
+    monkeypatch.setattr(config, "_warned_old_names", set())
+    cfg_file = tmp_path / "old.yaml"
+    cfg_file.write_text("rollout: vllm\n")
+    with pytest.warns(config.ConfigWarning, match="^--rollout is the old name of --rollout-engine; use that"):
+        old = parse_args(["--rollout", "vllm"])
+    with warnings.catch_warnings():  # once a process: the YAML file's old name is not said again
+        warnings.simplefilter("error")
+        assert old == parse_args(["--rollout-engine", "vllm"]) == parse_args(["--config", str(cfg_file)])
+    assert old.rollout_engine == "vllm" and "rollout_engine: vllm" in config.to_yaml(old)
+    with pytest.raises(ValueError, match="rollout is the old name for rollout_engine: give one of them, not both"):
+        parse_args(["--rollout", "vllm", "--rollout-engine", "hf"])
+    # every run folder written before the rename holds `rollout: hf`: it resumes without a word
+    monkeypatch.setattr(config, "_warned_old_names", set())
+    run_dir = tmp_path / "old-run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text("rollout: vllm\nsteps: 3\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert parse_args(["--resume", str(run_dir)]).rollout_engine == "vllm"
+
+
+def test_the_importance_weight_is_on_for_vllm_and_does_nothing_for_hf_rollouts():
+    import acpo.config as config
+
+    cfg = make_config({"rollout_engine": "vllm"})
+    assert cfg.rollout_is_correction and cfg.rollout_is_cap == 3.0 and cfg.vllm_dtype == "bfloat16"
+    with pytest.warns(config.ConfigWarning, match="rollout_is_cap = 2.0 applies to the vllm rollout engine only"):
+        make_config({"rollout_is_cap": 2.0})
+    with pytest.raises(ValueError, match="^bad config: rollout_is_cap must be at least 1"):
+        make_config({"rollout_engine": "vllm", "rollout_is_cap": 0.5})
 
 
 # ---------------------------------------------------------------- TRL's names

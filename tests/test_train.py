@@ -162,6 +162,41 @@ def test_grpo_without_the_old_policy_forward_takes_the_same_step(tmp_path, monke
     assert m_fast["loss"] == pytest.approx(m_slow["loss"], abs=1e-5)
 
 
+def test_hf_rollouts_have_importance_weight_one_and_an_engine_that_agrees_changes_nothing(tmp_path):
+    """HF samples from the trained model itself: no rollout log-probs, no weight, no sampling/* metrics. An engine
+    that reports the trained model's own log-probs (what vLLM would with no mismatch) gets weight 1: the same step."""
+    import dataclasses
+
+    from acpo.stats import scored_stats
+    from acpo.tokens import pad_batch
+    from acpo.trainer import Trainer
+
+    def one_step(name, engine_logprobs):
+        trainer = Trainer(make_config({**TINY, "recipe": "grpo", "steps": 1, "lr": 1e-3, "trace_problems": 0,
+                                       "output_dir": str(tmp_path), "run_name": name}))
+        problems, samples, rewards = trainer.sample_groups(2)
+        assert all(s.logprobs is None for s in samples)
+        if engine_logprobs:
+            tensors = pad_batch([s.prompt_ids for s in samples], [s.completion_ids for s in samples],
+                                trainer.tokenizer.pad_token_id)
+            lp, _ = scored_stats(trainer.policy, *tensors, batch_size=len(samples))
+            samples = [dataclasses.replace(s, logprobs=lp[i, : len(s.completion_ids)].tolist())
+                       for i, s in enumerate(samples)]
+        scored = trainer.score(problems, samples, rewards)
+        assert (scored.rollout_logprobs is not None) == engine_logprobs
+        metrics = trainer.update(scored)
+        return [p.detach().clone() for p in trainer.policy.parameters()], metrics, rewards
+
+    hf, m_hf, r_hf = one_step("hf", False)
+    agree, m_agree, r_agree = one_step("agree", True)
+    assert torch.equal(r_hf, r_agree) and r_hf.std() > 0  # same rollouts, with a learning signal
+    assert not any(k.startswith("sampling/") for k in m_hf)
+    assert m_agree["sampling/sampling_logp_difference/mean"] < 1e-5 and m_agree["sampling/kl_k3"] < 1e-9
+    assert m_agree["sampling/importance_sampling_ratio/mean"] == pytest.approx(1.0, abs=1e-5)
+    assert m_agree["sampling/importance_sampling_ratio/capped"] == 0
+    assert max(float((a - b).abs().max()) for a, b in zip(hf, agree)) < 1e-6
+
+
 def test_confidence_weighted_reward_matches_the_formula():
     # r' = r (1 + g (1 - conf)) - (1 - r) g conf, conf = geometric-mean probability of the answer tokens
     from types import SimpleNamespace

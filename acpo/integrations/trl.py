@@ -247,7 +247,10 @@ def trl_config(cfg, output_dir: Path, probe: str, processes: int = 1) -> StepCre
         loss_type={"token_mean": "dapo", "seq_mean_token_mean": "grpo", "dr_grpo": "dr_grpo"}[cfg.aggregation],
         scale_rewards="group" if cfg.outcome == "grpo" else "none", epsilon=cfg.eps_low, epsilon_high=cfg.eps_high,
         beta=0.0, bf16=cfg.dtype == "bfloat16", fp16=cfg.dtype == "float16", activation_checkpointing=False,
-        use_vllm=cfg.rollout == "vllm", vllm_mode="colocate",
+        use_vllm=cfg.rollout_engine == "vllm", vllm_mode="colocate",
+        # the same truncated importance weight as our loop's (acpo.loss.truncated_is_weight)
+        vllm_importance_sampling_correction=cfg.rollout_is_correction,
+        vllm_importance_sampling_mode="token_truncate", vllm_importance_sampling_clip_max=cfg.rollout_is_cap,
         vllm_gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
         credit_method=credit_of(cfg), credit_segmentation=cfg.segmentation, credit_composition=cfg.composition,
         credit_scale=cfg.credit_scale, credit_w_min=cfg.w_min, credit_w_max=cfg.w_max, credit_probe=probe,
