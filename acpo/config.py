@@ -242,6 +242,8 @@ TRL_ALIASES = {
     "max_steps": "steps",
     "learning_rate": "lr",
     "save_steps": "save_every",
+    "vllm_importance_sampling_correction": "rollout_is_correction",
+    "vllm_importance_sampling_clip_max": "rollout_is_cap",
 }
 # Earlier names of fields, still accepted in YAML, on the command line and in old run folders' config.yaml.
 OLD_NAMES = {"method": "recipe", "rollout": "rollout_engine"}

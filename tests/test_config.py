@@ -192,6 +192,9 @@ def test_the_importance_weight_is_on_for_vllm_and_does_nothing_for_hf_rollouts()
         make_config({"rollout_is_cap": 2.0})
     with pytest.raises(ValueError, match="^bad config: rollout_is_cap must be at least 1"):
         make_config({"rollout_engine": "vllm", "rollout_is_cap": 0.5})
+    trl = make_config({"rollout_engine": "vllm", "vllm_importance_sampling_correction": "false",
+                       "vllm_importance_sampling_clip_max": 2.5})  # TRL's names
+    assert (trl.rollout_is_correction, trl.rollout_is_cap) == (False, 2.5)
 
 
 # ---------------------------------------------------------------- TRL's names

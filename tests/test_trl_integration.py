@@ -220,3 +220,6 @@ def test_our_config_maps_onto_trls_names(tmp_path):
     assert (args.credit_method, args.credit_segmentation, args.credit_scale, args.credit_probe) == ("info_gain", "lines",
                                                                                                    0.5, "#### ")
     assert args.credit_method_kwargs == {"target": "contrast", "length_normalise": False}
+    # vLLM rollouts (TRL's own, with use_vllm): the same truncated importance weight as our loop's
+    assert (args.vllm_importance_sampling_correction, args.vllm_importance_sampling_mode,
+            args.vllm_importance_sampling_clip_max) == (True, "token_truncate", 3.0)
