@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             weight = entropy_weights(1.0, scored.step_credits, b.group_ids, b.step_index, mask, cfg.entropy_top_frac)
             bonus = aggregate(-weight * ent, mask, cfg.aggregation, cfg.max_new_tokens)
             g_pg, g_bonus = grad_norm(pg), grad_norm(bonus)
-            real, chosen = mask.bool(), (weight > 0) & mask.bool()
+            real, chosen, ent, pg = mask.bool(), (weight > 0) & mask.bool(), ent.detach(), pg.detach()
             print(f"| {i} | {float(ent[real].mean()):.3f} | {float(ent[chosen].mean()):.3f} | "
                   f"{float(chosen.sum() / real.sum()):.2f} | {float(pg):.3f} | {g_pg:.3f} | {g_bonus:.3f} | "
                   f"{0.1 * g_pg / g_bonus:.2f} |")
