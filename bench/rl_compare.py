@@ -92,6 +92,11 @@ ABLATIONS = [
 ENTROPY = [
     Variant("acpo-entropy-strong", ("--recipe", "acpo", "--entropy-coef", "0.1", "--entropy-coef-max", "1.0",
                                     "--entropy-eta", "10")),
+    # beta held at 0.3 (eta 0): no target to chase, on the top-credit steps, then on every step (top_frac 1)
+    Variant("acpo-entropy-fixed", ("--recipe", "acpo", "--entropy-coef", "0.3", "--entropy-coef-max", "1.0",
+                                   "--entropy-eta", "0")),
+    Variant("acpo-entropy-fixed-all-steps", ("--recipe", "acpo", "--entropy-coef", "0.3", "--entropy-coef-max",
+                                             "1.0", "--entropy-eta", "0", "--entropy-top-frac", "1.0")),
 ]
 NO_BONUS = "acpo-no-entropy-bonus"
 ENTROPY_REGULATED = ["acpo"] + [v.name for v in ENTROPY]  # compared with NO_BONUS, seed by seed

@@ -112,7 +112,7 @@ def test_entropy_bonus_runs_are_compared_with_the_bonus_off_seed_by_seed(tmp_pat
         "entropy": ["acpo", "acpo-no-entropy-bonus", "acpo-entropy-strong"]}
     assert "entropy" not in rc.figure_names(["acpo", "acpo-no-entropy-bonus", "acpo-one-stage"])
     assert [v.name for v in rc.select_variants("entropy", False, None)] == [
-        "acpo", "acpo-no-entropy-bonus", "acpo-entropy-strong"]
+        "acpo", "acpo-no-entropy-bonus", "acpo-entropy-strong", "acpo-entropy-fixed", "acpo-entropy-fixed-all-steps"]
 
 
 def test_mean_curve_interpolates_seeds_onto_the_shortest_common_range():
