@@ -16,12 +16,12 @@ forwards and reset continuations but not evaluation ("per compute"); final
 pass@1 per method; the rollout tokens each method needs to reach GRPO's final
 greedy pass@1; entropy at the start and the end; ACPO's stage switch.
 
-    python bench/rl_compare.py                         # 7 methods + 7 ACPO ablations, 3 seeds, --jobs 2
+    python bench/rl_compare.py                         # 7 methods + 6 ACPO ablations, 3 seeds, --jobs 2
     python bench/rl_compare.py --suite methods --srpo  # methods only, with srpo
     python bench/rl_compare.py --quick                 # CI smoke: 2 steps' worth of tokens, 1 seed, tiny eval
     python bench/rl_compare.py --report-only --out DIR # tables and figures from runs made elsewhere
 
-The default is 42 runs (14 variants x 3 seeds) of 180,000 sampled tokens each. On the
+The default is 39 runs (13 variants x 3 seeds) of 180,000 sampled tokens each. On the
 current demo policy a run takes about 2 min on one core (two side by side): the 21 runs
 of `--suite methods` took 21.3 min with --jobs 2 on the 2-core development machine, so
 the whole bench takes about 45 min.
@@ -82,37 +82,20 @@ ABLATIONS = [
     Variant("acpo-seg-lines", ("--recipe", "acpo", "--segmentation", "lines")),
     Variant("acpo-seg-entropy", ("--recipe", "acpo", "--segmentation", "entropy")),
     Variant("acpo-additive", ("--recipe", "acpo", "--composition", "additive")),
-    Variant("acpo-no-entropy-bonus", ("--recipe", "acpo", "--entropy-bonus", "false")),
     Variant("acpo-one-stage", ("--recipe", "acpo", "--two-stage", "false")),
     Variant("acpo-no-curriculum", ("--recipe", "acpo", "--curriculum", "false")),
     Variant("acpo-conf-0.5", ("--recipe", "acpo", "--conf-gamma", "0.5")),  # METHODS.md's confidence reward
 ]
-# The entropy bonus with a coefficient that can reach the policy-gradient term's size: beta starts at 0.1, adapts
-# ten times faster and may reach 1.0 (the defaults, 1e-3 and at most 0.05, leave it a thousandth of that term).
-ENTROPY = [
-    Variant("acpo-entropy-strong", ("--recipe", "acpo", "--entropy-coef", "0.1", "--entropy-coef-max", "1.0",
-                                    "--entropy-eta", "10")),
-    # beta held at 0.3 (eta 0): no target to chase, on the top-credit steps, then on every step (top_frac 1)
-    Variant("acpo-entropy-fixed", ("--recipe", "acpo", "--entropy-coef", "0.3", "--entropy-coef-max", "1.0",
-                                   "--entropy-eta", "0")),
-    Variant("acpo-entropy-fixed-all-steps", ("--recipe", "acpo", "--entropy-coef", "0.3", "--entropy-coef-max",
-                                             "1.0", "--entropy-eta", "0", "--entropy-top-frac", "1.0")),
-]
-NO_BONUS = "acpo-no-entropy-bonus"
-ENTROPY_REGULATED = ["acpo"] + [v.name for v in ENTROPY]  # compared with NO_BONUS, seed by seed
-ORDER = ([v.name for v in METHODS] + [SRPO.name] + [v.name for v in ABLATIONS] + [v.name for v in ENTROPY]
-         + [v.name for v in CREDITS])
+ORDER = [v.name for v in METHODS] + [SRPO.name] + [v.name for v in ABLATIONS] + [v.name for v in CREDITS]
 
 
 def select_variants(suite: str, srpo: bool, names: list[str] | None) -> list[Variant]:
-    """The variants of a suite ('methods', 'ablations', 'entropy', 'all'), optionally only the named ones."""
+    """The variants of a suite ('methods', 'ablations', 'all'), optionally only the named ones."""
     methods = METHODS + ([SRPO] if srpo else [])
     acpo = [v for v in METHODS if v.name == "acpo"]
-    no_bonus = [v for v in ABLATIONS if v.name == "acpo-no-entropy-bonus"]
-    chosen = {"methods": methods, "ablations": acpo + ABLATIONS, "entropy": acpo + no_bonus + ENTROPY,
-              "all": methods + ABLATIONS}[suite]
+    chosen = {"methods": methods, "ablations": acpo + ABLATIONS, "all": methods + ABLATIONS}[suite]
     if names:
-        known = {v.name: v for v in METHODS + [SRPO] + ABLATIONS + ENTROPY + CREDITS}
+        known = {v.name: v for v in METHODS + [SRPO] + ABLATIONS + CREDITS}
         unknown = [n for n in names if n not in known]
         if unknown:
             raise SystemExit(f"rl_compare.py: unknown --methods {unknown}; valid: {', '.join(known)}")
@@ -397,7 +380,7 @@ def curves_long(runs: dict[tuple[str, int], pd.DataFrame]) -> pd.DataFrame:
     frames = []
     for (variant, seed), df in runs.items():
         for metric, col in (("pass@1", "eval/pass@1"), ("pass@1_sampled", "eval/pass@1_sampled"),
-                            ("entropy", "entropy"), ("entropy_coef", "entropy_coef"), ("reward", "reward")):
+                            ("entropy", "entropy"), ("reward", "reward")):
             if col not in df:
                 continue
             part = df[df[col].notna()][["step", "rollout_tokens", "seconds", col]].rename(columns={col: "value"})
@@ -448,9 +431,8 @@ def kilo(x: float | None) -> str:
 def summary_tables(table: pd.DataFrame) -> dict[str, list[dict]]:
     """The printed tables: final pass@1, tokens to GRPO's final, entropy, stage switch, ablations vs acpo."""
     target = grpo_target(table)
-    final, reach, entropy, switch, ablation, regulation = [], [], [], [], [], []
+    final, reach, entropy, switch, ablation = [], [], [], [], []
     acpo = table[table["method"] == "acpo"].set_index("seed")
-    off = table[table["method"] == NO_BONUS].set_index("seed")
     for method, g in table.groupby("method", sort=False):
         seeds = ", ".join(f"{v:.3f}" for v in g["final_greedy"])
         final.append({"method": method, "seeds": len(g), "greedy pass@1 [95% CI]": fmt_ci(g["final_greedy"]),
@@ -484,15 +466,7 @@ def summary_tables(table: pd.DataFrame) -> dict[str, list[dict]]:
                       if row.seed in acpo.index]
             ablation.append({"variant": method, "greedy pass@1": fmt_ci(g["final_greedy"]),
                              "minus full acpo, paired by seed [95% CI]": fmt_ci(paired), "seeds paired": len(paired)})
-        if method in ENTROPY_REGULATED and len(off):
-            both = [row for row in g.itertuples() if row.seed in off.index]
-            diff = {col: [getattr(row, col) - off.loc[row.seed, col] for row in both]
-                    for col in ("entropy_end", "final_greedy", "final_sampled")}
-            regulation.append({"variant": method, "entropy end minus off [95% CI]": fmt_ci(diff["entropy_end"]),
-                               "greedy pass@1 minus off": fmt_ci(diff["final_greedy"]),
-                               "sampled pass@1 minus off": fmt_ci(diff["final_sampled"]), "seeds paired": len(both)})
-    return {"final": final, "reach": reach, "entropy": entropy, "switch": switch, "ablation": ablation,
-            "regulation": regulation}
+    return {"final": final, "reach": reach, "entropy": entropy, "switch": switch, "ablation": ablation}
 
 
 def shared_settings(runs_dir: Path, table: pd.DataFrame) -> str:
@@ -508,22 +482,18 @@ def shared_settings(runs_dir: Path, table: pd.DataFrame) -> str:
     return ", ".join(f"{k} {cfg.get(k)}" for k in keys)
 
 
-SUITE_FILES = {"methods": "rl_compare", "ablations": "rl_ablations", "entropy": "rl_entropy"}
+SUITE_FILES = {"methods": "rl_compare", "ablations": "rl_ablations"}
 
 
 def figure_names(methods: list[str]) -> dict[str, list[str]]:
-    """Which methods go in which figure: the methods, the ablations with full acpo as reference, and the entropy
-    bonus on / off / strong (when a run of the strong setting is there)."""
-    regulated = [m for m in ENTROPY_REGULATED[1:] if m in methods]
-    abl = [m for m in methods if m.startswith("acpo-") and m not in regulated]
-    main = [m for m in methods if m not in abl and m not in regulated]
+    """Which methods go in which figure: the methods, and the ablations with full acpo as reference."""
+    abl = [m for m in methods if m.startswith("acpo-")]
+    main = [m for m in methods if m not in abl]
     out = {}
-    if main and not (regulated and main == ["acpo"]):
+    if main:
         out["methods"] = main
-    if abl and not (regulated and abl == [NO_BONUS]):
+    if abl:
         out["ablations"] = (["acpo"] if "acpo" in methods else []) + abl
-    if regulated:
-        out["entropy"] = [m for m in ("acpo", NO_BONUS) if m in methods] + regulated
     return out
 
 
@@ -533,12 +503,6 @@ PANELS = [("pass@1", "rollout_tokens", "greedy pass@1 per rollout"),
           ("pass@1", "seconds", "greedy pass@1 per compute"),
           ("pass@1_sampled", "seconds", "sampled pass@1 per compute"),
           ("entropy", "seconds", "entropy per compute")]
-# the entropy figure's PNG: entropy and its coefficient beta per step (rolling mean), and pass@1
-ENTROPY_PANELS = [("entropy", "rollout_tokens", "mean token entropy of the batch per rollout"),
-                  ("entropy_coef", "rollout_tokens", "entropy bonus coefficient beta per rollout"),
-                  ("pass@1", "rollout_tokens", "greedy pass@1 per rollout"),
-                  ("pass@1_sampled", "rollout_tokens", "sampled pass@1 per rollout")]
-Y_TITLE = {"entropy": "entropy (nats)", "entropy_coef": "beta"}
 X_TITLE = {"rollout_tokens": "sampled tokens (rollout budget)", "seconds": "training seconds (sum of time_s)"}
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
           "#17becf"]
@@ -581,12 +545,9 @@ def write_figures(long: pd.DataFrame, methods: list[str], path_stem: Path, suite
     except ImportError:
         return [path_stem.with_suffix(".html")]
     axes = plt.subplots(2, 2, figsize=(12, 8), constrained_layout=True)[1]
-    png_panels = ENTROPY_PANELS if suite == "entropy" else [p for p in PANELS if p[0] != "entropy"]
-    for ax, (metric, x, label) in zip(axes.flat, png_panels):
+    for ax, (metric, x, label) in zip(axes.flat, [p for p in PANELS if p[0] != "entropy"]):
         for i, m in enumerate(methods):
-            c = curves.get((m, metric, x))
-            if c is None:
-                c = curves[(m, metric, x)] = method_curves(long, m, metric, x)
+            c = curves[(m, metric, x)]
             if c.empty:
                 continue
             ax.plot(c["x"], c["mean"], color=COLORS[i % len(COLORS)], label=m)
@@ -594,10 +555,9 @@ def write_figures(long: pd.DataFrame, methods: list[str], path_stem: Path, suite
                 ax.fill_between(c["x"], c["lo"], c["hi"], color=COLORS[i % len(COLORS)], alpha=0.15, linewidth=0)
         ax.set_title(label)
         ax.set_xlabel(X_TITLE[x])
-        ax.set_ylabel(Y_TITLE.get(metric, "held-out pass@1"))
+        ax.set_ylabel("held-out pass@1")
     axes.flat[0].legend(fontsize=8)
-    plt.suptitle(f"{suite}: held-out pass@1{' and entropy' if suite == 'entropy' else ''} at equal rollout budget "
-                 "(mean over seeds, 95% t-band)")
+    plt.suptitle(f"{suite}: held-out pass@1 at equal rollout budget (mean over seeds, 95% t-band)")
     plt.savefig(path_stem.with_suffix(".png"), dpi=120)
     plt.close("all")
     return [path_stem.with_suffix(".html"), path_stem.with_suffix(".png")]
@@ -635,9 +595,6 @@ def report(out: Path) -> pd.DataFrame:
         print("ACPO stage switch (1 -> 2)\n" + markdown(tables["switch"]) + "\n")
     if tables["ablation"]:
         print("ACPO ablations vs full acpo (final greedy pass@1)\n" + markdown(tables["ablation"]) + "\n")
-    if tables["regulation"]:
-        print(f"Entropy bonus on minus off ({NO_BONUS}), paired by seed: entropy of the last {SMOOTH_STEPS} steps, "
-              "final pass@1\n" + markdown(tables["regulation"]) + "\n")
     files = [out / "rl_compare.csv", out / "rl_curves.csv"]
     for suite, methods in figure_names(list(dict.fromkeys(table["method"]))).items():
         files += write_figures(long, methods, out / SUITE_FILES[suite], suite)
@@ -649,9 +606,8 @@ def report(out: Path) -> pd.DataFrame:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--suite", choices=("methods", "ablations", "entropy", "all"), default="all",
-                    help="methods: the 7 methods; ablations: ACPO variants and full acpo; entropy: acpo with its "
-                         "entropy bonus at the defaults, off, and strong; all: methods and ablations")
+    ap.add_argument("--suite", choices=("methods", "ablations", "all"), default="all",
+                    help="methods: the 7 methods; ablations: ACPO variants and full acpo; all: both")
     ap.add_argument("--methods", help="only these variants, comma-separated, instead of --suite "
                     "(e.g. grpo,acpo,acpo-seg-lines)")
     ap.add_argument("--srpo", action="store_true", help="add srpo (the demo policy cannot name its wrong step)")

@@ -95,26 +95,6 @@ def test_entropy_start_and_end_average_the_first_and_last_steps(bench_out):
     assert rows["acpo"]["collapsed"] == "no"
 
 
-def test_entropy_bonus_runs_are_compared_with_the_bonus_off_seed_by_seed(tmp_path, capsys):
-    runs_dir = tmp_path / "runs"
-    evals = lambda g, s: {0: (0.5, 0.3), 4: (g, s)}  # noqa: E731
-    write_run(runs_dir, "acpo-no-entropy-bonus-s0", evals(0.6, 0.4), 100, entropy=[1.0, 0.5, 0.25, 0.25])
-    write_run(runs_dir, "acpo-no-entropy-bonus-s1", evals(0.5, 0.3), 100, entropy=[1.0, 0.5, 0.5, 0.5])
-    write_run(runs_dir, "acpo-entropy-strong-s0", evals(0.5, 0.5), 100, entropy=[1.0, 0.5, 0.75, 0.75])
-    write_run(runs_dir, "acpo-entropy-strong-s1", evals(0.6, 0.3), 100, entropy=[1.0, 0.5, 0.5, 1.0])
-    write_run(runs_dir, "acpo-entropy-strong-s2", evals(0.9, 0.9), 100)  # no bonus-off run of seed 2: unpaired
-    rows = rc.summary_tables(rc.run_table(rc.load_runs(runs_dir)))["regulation"]
-    # entropy of the last 5 steps (all 4 here), strong minus off: seed 0 0.75 - 0.5, seed 1 0.75 - 0.625
-    assert rows == [{"variant": "acpo-entropy-strong", "entropy end minus off [95% CI]": rc.fmt_ci([0.25, 0.125]),
-                     "greedy pass@1 minus off": rc.fmt_ci([-0.1, 0.1]),
-                     "sampled pass@1 minus off": rc.fmt_ci([0.1, 0.0]), "seeds paired": 2}]
-    assert rc.figure_names(["acpo", "acpo-no-entropy-bonus", "acpo-entropy-strong"]) == {
-        "entropy": ["acpo", "acpo-no-entropy-bonus", "acpo-entropy-strong"]}
-    assert "entropy" not in rc.figure_names(["acpo", "acpo-no-entropy-bonus", "acpo-one-stage"])
-    assert [v.name for v in rc.select_variants("entropy", False, None)] == [
-        "acpo", "acpo-no-entropy-bonus", "acpo-entropy-strong", "acpo-entropy-fixed", "acpo-entropy-fixed-all-steps"]
-
-
 def test_mean_curve_interpolates_seeds_onto_the_shortest_common_range():
     c = rc.mean_curve([([0, 5, 10], [0.0, 0.5, 1.0]), ([0, 20], [0.0, 1.0])])
     assert list(c["x"]) == [0, 5, 10]
