@@ -33,12 +33,11 @@ PICKLED_STATE = ("trainer_state.pt", "rank_states.pt")  # pickles that earlier v
 
 @dataclass
 class TrainState:
-    """The trainer's counters and regulation state: what a checkpoint carries besides tensors and RNG states."""
+    """The trainer's counters and stage state: what a checkpoint carries besides tensors and RNG states (a
+    checkpoint written when it held the entropy bonus's beta and H* still loads: those are left out)."""
 
     step: int = 0  # optimizer steps taken
     stage: int = 1  # ACPO's stage (2: reference KL, confidence-weighted reward)
-    entropy_coef: float = 0.0  # the entropy bonus's beta, adapted each stage-1 step
-    entropy_target: float = 0.0  # H*: 0 until the first batch sets it
     best_eval: float = -1.0  # best held-out pass@1 so far
     evals_since_best: int = 0
     rollout_tokens: int = 0  # completion tokens sampled by this process (resets and probes included)

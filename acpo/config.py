@@ -105,15 +105,6 @@ class TrainConfig:
     hapo_phi: float = opt(2.0, "HAPO clip divisor phi")
     entropy_mask_rho: float = opt(0.2, "entropy_mask: fraction of highest-entropy tokens that get gradient")
 
-    # entropy regulation (METHODS.md §5)
-    entropy_bonus: bool = opt(False, "entropy bonus on the top-attribution steps (stage 1)")
-    entropy_coef: float = opt(1e-3, "initial entropy bonus coefficient beta")
-    entropy_target: float = opt(0.0, "target mean entropy H*; 0 = the entropy of the first batch")
-    entropy_top_frac: float = opt(0.3, "f: fraction of steps (by |normalised credit|) that get the bonus")
-    entropy_eta: float = opt(2.0, "adaptation rate of beta")
-    entropy_coef_min: float = opt(0.0, "smallest beta")
-    entropy_coef_max: float = opt(0.05, "largest beta")
-
     # two stages (METHODS.md §6)
     two_stage: bool = opt(False, "run ACPO's stage 2 (reference KL, confidence-weighted reward)")
     stage1_steps: int = opt(40, "switch to stage 2 after this many steps at most")
@@ -153,7 +144,7 @@ class TrainConfig:
     # engines and scale
     backend: str = opt("ours", "training loop: ours (acpo.trainer, the reference loop) or trl (TRL's GRPOTrainer with "
                                "this config's step credit, loss and optimizer: acpo.integrations.trl; curriculum, "
-                               "dynamic sampling, two stages and the entropy bonus are our loop's)",
+                               "dynamic sampling and two stages are our loop's)",
                        choices=("ours", "trl"))
     rollout_engine: str = opt("hf", "rollout engine: hf (transformers generate, the trained model itself) or vllm "
                                     "(its own copy of the weights, synced after every optimizer step; --rollout is "
@@ -200,7 +191,7 @@ RECIPE_PRESETS: dict[str, dict] = {
     "dapo": {"dynamic_sampling": True},
     "entropy_mask": {},
     "hapo": {},
-    "acpo": {"entropy_bonus": True, "two_stage": True, "curriculum": True, "dynamic_sampling": True},
+    "acpo": {"two_stage": True, "curriculum": True, "dynamic_sampling": True},
     "rrpo": {},
     "srpo": {},
     "attr_reset": {},
@@ -251,6 +242,14 @@ OLD_NAMES = {"method": "recipe", "rollout": "rollout_engine"}
 WARNED_OLD_NAMES = ("rollout",)
 _warned_old_names: set[str] = set()
 ALIASES = {**TRL_ALIASES, **OLD_NAMES}
+# Options that no longer exist: a config or command line that sets one is refused with this reason; a run folder's
+# saved config.yaml (which lists every field of its day) is read without them.
+REMOVED_FIELDS = dict.fromkeys(
+    ("entropy_bonus", "entropy_coef", "entropy_target", "entropy_top_frac", "entropy_eta", "entropy_coef_min",
+     "entropy_coef_max"),
+    "the entropy bonus on top-credit steps was removed: at its defaults its gradient was under 1% of the policy "
+    "gradient's, and where entropy collapses (lr 3e-4) a bonus strong enough to hold it up gave no better pass@1; "
+    "docs/METHODS.md, \"Removed: the entropy bonus\"")
 
 TRL_VALUES = {
     # TRL's dapo normalises by the tokens of the whole batch, bnpo by the process's: ours is per process
@@ -289,6 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--config", type=Path, help="YAML file of config fields (command-line flags override it)")
+    for name in REMOVED_FIELDS:  # accepted by the parser so that make_config refuses them with the reason
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, default=argparse.SUPPRESS, nargs="?",
+                            help=argparse.SUPPRESS)
     for f in dataclasses.fields(TrainConfig):
         default = f.default_factory() if f.default is dataclasses.MISSING else f.default
         kw = {"default": argparse.SUPPRESS, "help": f"{f.metadata['help']} (default: {default!r})"}
@@ -396,6 +398,7 @@ def load_yaml(path: Path, data: dict | None = None) -> dict:
     """Config fields from a YAML file (or its already read ``data``), typed as on the command line; unknown keys
     and wrong types reported by name."""
     data = read_yaml(path) if data is None else data
+    refuse_removed(data, f"config file '{path}'")
     unknown = sorted(set(data) - set(FIELDS) - set(ALIASES))
     if unknown:
         raise ValueError(f"config file '{path}' has unknown fields {unknown}; see `python train.py --help`")
@@ -407,6 +410,7 @@ def load_yaml(path: Path, data: dict | None = None) -> dict:
 
 def make_config(overrides: dict) -> TrainConfig:
     """Defaults, then the recipe preset, then ``overrides`` (YAML and CLI values; TRL's and old names allowed)."""
+    refuse_removed(overrides, "bad config")
     unknown = sorted(set(overrides) - set(FIELDS) - set(ALIASES))
     if unknown:
         raise ValueError(f"unknown config fields {unknown}; see `python train.py --help`")
@@ -443,11 +447,19 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     return make_config(values)
 
 
+def refuse_removed(values: dict, where: str) -> None:
+    """ValueError naming the first removed option that ``values`` sets, why it went, and the fix."""
+    for name in values:
+        if name in REMOVED_FIELDS:
+            raise ValueError(f"{where}: {name} no longer exists ({REMOVED_FIELDS[name]}); delete it")
+
+
 def load_saved_config(path: Path) -> dict:
     """A run folder's config.yaml. One written before ``max_steps`` became TRL's name for ``steps`` holds both;
     its ``max_steps`` is the segmentation's step cap, now ``max_reasoning_steps``. One written before ``recipe``
-    was named holds ``method`` (an old name, read as ``recipe``)."""
-    data = read_yaml(path)
+    was named holds ``method`` (an old name, read as ``recipe``). One written before an option was removed
+    (``REMOVED_FIELDS``) lists it: it is left out."""
+    data = {k: v for k, v in read_yaml(path).items() if k not in REMOVED_FIELDS}
     if "steps" in data and "max_steps" in data:
         data["max_reasoning_steps"] = data.pop("max_steps")
     for alias in WARNED_OLD_NAMES:  # every run folder written before the rename holds it: read it without a word
@@ -493,7 +505,6 @@ def validate(cfg: TrainConfig) -> None:
         (0 < cfg.eps_low < 1 and cfg.eps_high > 0, "need 0 < eps_low < 1 and eps_high > 0"),
         (0 < cfg.w_min < 1 < cfg.w_max, "need 0 < w_min < 1 < w_max"),
         (cfg.temperature > 0, "temperature must be positive"),
-        (0 < cfg.entropy_top_frac <= 1, "entropy_top_frac must be in (0, 1]"),
         (not cfg.reward_weights or len(cfg.reward_weights) == len(cfg.reward),
          f"reward_weights has {len(cfg.reward_weights)} weights for {len(cfg.reward)} reward functions; give one "
          "per function, or none (1 each)"),

@@ -1,4 +1,4 @@
-"""The clipped policy loss with per-token advantages (METHODS.md §8), KL and entropy terms.
+"""The clipped policy loss with per-token advantages (METHODS.md §8) and its KL term.
 
 All inputs are (batch, time) tensors aligned with the completion tokens;
 ``mask`` marks real (non-padding) tokens that get gradient.
@@ -75,17 +75,13 @@ def policy_loss(
     eps_high: float = 0.28,
     aggregation: str = "token_mean",
     max_len: int = 1,
-    entropy: torch.Tensor | None = None,
-    entropy_weight: torch.Tensor | None = None,
     ref_logprobs: torch.Tensor | None = None,
     kl_coef: float = 0.0,
     is_weight: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Clipped surrogate loss (times an importance weight), minus an entropy bonus, plus a KL penalty.
+    """Clipped surrogate loss (times an importance weight), plus a KL penalty.
 
     Args:
-        entropy, entropy_weight: when given, ``- entropy_weight * entropy`` is
-            added per token (the weight already holds beta and the step selection).
         ref_logprobs, kl_coef: when given, ``kl_coef * k3`` is added per token.
         is_weight: when given, each token's clipped surrogate is multiplied by it
             (``truncated_is_weight``: the rollout engine's correction, as TRL applies it: to the policy term only).
@@ -109,8 +105,6 @@ def policy_loss(
         "clip_ratio/high_mean": float(high.sum() / n),
         "clip_ratio/region_mean": float((low | high).sum() / n),
     }
-    if entropy is not None and entropy_weight is not None:
-        per_token = per_token - entropy_weight * entropy
     if ref_logprobs is not None and kl_coef > 0:
         kl = k3_kl(logprobs, ref_logprobs)
         per_token = per_token + kl_coef * kl
@@ -139,8 +133,8 @@ def nonfinite_weight(model) -> str | None:
 
 
 def accumulate_gradients(model, acc, batch, token_adv: torch.Tensor, old_logprobs: torch.Tensor | None, cfg,
-                         entropy_weight: torch.Tensor | None = None, ref_logprobs: torch.Tensor | None = None,
-                         rollout_logprobs: torch.Tensor | None = None, is_cap: float | None = None):
+                         ref_logprobs: torch.Tensor | None = None, rollout_logprobs: torch.Tensor | None = None,
+                         is_cap: float | None = None):
     """Backward of the batch's policy loss, micro-batch by micro-batch (``cfg.micro_batch_size`` rows).
 
     The micro-batch losses, weighted by their share, add up to the whole batch's aggregate; accelerate's
@@ -178,10 +172,8 @@ def accumulate_gradients(model, acc, batch, token_adv: torch.Tensor, old_logprob
                         sums[k] = sums.get(k, 0.0) + float(v)
             loss, metrics = policy_loss(
                 lp, old_lp, token_adv[sl].to(device), t[3], cfg.eps_low, cfg.eps_high, cfg.aggregation,
-                cfg.max_new_tokens, entropy=ent,
-                entropy_weight=None if entropy_weight is None else entropy_weight[sl].to(device),
-                ref_logprobs=None if ref_logprobs is None else ref_logprobs[sl].to(device), kl_coef=cfg.kl_coef,
-                is_weight=is_weight)
+                cfg.max_new_tokens, ref_logprobs=None if ref_logprobs is None else ref_logprobs[sl].to(device),
+                kl_coef=cfg.kl_coef, is_weight=is_weight)
             share = {"token_mean": int(t[3].sum()) / max(1, n_tok)}.get(cfg.aggregation, len(t[0]) / n_seq)
             acc.backward(loss * share)
         loss_sum += float(loss.detach()) * share

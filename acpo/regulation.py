@@ -1,38 +1,12 @@
-"""ACPO's regulation of the policy (docs/METHODS.md §5-6): the entropy bonus on top-credit steps, its adaptive
-coefficient, the stage switch and stage 2's confidence-weighted reward. Plain functions of tensors and numbers."""
+"""ACPO's regulation of the policy (docs/METHODS.md §6): the stage switch and stage 2's confidence-weighted reward.
+Plain functions of tensors and numbers. (The specification's entropy bonus on top-credit steps was measured and
+removed: docs/METHODS.md, "Removed: the entropy bonus".)"""
 
 from __future__ import annotations
 
-import math
 import re
 
 import torch
-
-from acpo.advantage import broadcast_steps, normalize_step_credits
-
-
-def adapt_entropy_coef(coef: float, target: float, mean_entropy: float, eta: float, lowest: float,
-                       highest: float) -> tuple[float, float]:
-    """(beta, H*) after a step: beta <- clip(beta exp(eta (H* - H)), lowest, highest); H* = the first H unless set.
-
-    >>> adapt_entropy_coef(0.01, 0.0, 1.5, eta=2.0, lowest=0.0, highest=0.05)  # the first step sets H* = H
-    (0.01, 1.5)
-    """
-    if target <= 0:
-        target = mean_entropy
-    beta = coef * math.exp(eta * (target - mean_entropy))
-    return min(highest, max(lowest, beta)), target
-
-
-def entropy_weights(coef: float, step_credits: list[torch.Tensor], group_ids: torch.Tensor,
-                    step_index: torch.Tensor, completion_mask: torch.Tensor, top_frac: float) -> torch.Tensor:
-    """(rows, time) entropy-bonus weights: beta on the tokens of the top-|c_hat| fraction f of steps, 0 elsewhere."""
-    hat = normalize_step_credits(step_credits, group_ids)
-    flat = torch.cat(hat).abs()
-    k = max(1, math.ceil(top_frac * flat.numel()))
-    threshold = torch.topk(flat, k).values.min()
-    chosen = [(h.abs() >= threshold).float() for h in hat]
-    return coef * broadcast_steps(chosen, step_index, completion_mask)
 
 
 def should_switch_stage(step: int, stage1_steps: int, evals_since_best: int, patience: int) -> bool:

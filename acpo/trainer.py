@@ -35,7 +35,7 @@ from acpo.recipe import (
     check_inputs, credit_of, credit_options, load_problem_sets, optimizer_and_schedule, resolve_probe,
     reward_functions, seed_everything, trainable_policy,
 )
-from acpo.regulation import adapt_entropy_coef, confidence_weighted, entropy_weights, note_evaluation
+from acpo.regulation import confidence_weighted, note_evaluation
 from acpo.resets import concat_batches, pad_cat, reset_groups
 from acpo.reward_table import Rewards, batch_metrics, known, total_reward
 from acpo.rollout import Sample, make_engine
@@ -105,8 +105,7 @@ class Trainer:
         check_inputs(cfg, self.tokenizer, self.policy, problems, self.prompt_ids, self.credit_name, self.probe)
 
         # state: what a checkpoint carries, and the batch in training
-        self.state = TrainState(entropy_coef=cfg.entropy_coef if cfg.entropy_bonus else 0.0,
-                                entropy_target=cfg.entropy_target)
+        self.state = TrainState()
         self.timings: dict[str, float] = {}  # seconds per phase of the current step (time/*)
         self.rollout_metrics: dict[str, float] = {}  # TRL's reward and completion metrics of the batch in training
         self.scored: Scored | None = None  # the batch of rollouts the next optimizer step trains on
@@ -208,16 +207,11 @@ class Trainer:
         # 4. loss and optimizer step (the batch's num_iterations-th one last)
         with self.timed("update"):
             metrics = self.update(self.scored)
-        # 5. the entropy coefficient, and the step's metrics
+        # 5. the step's metrics
         self.state.step += 1
-        if cfg.entropy_bonus and self.state.stage == 1:
-            self.state.entropy_coef, self.state.entropy_target = adapt_entropy_coef(
-                self.state.entropy_coef, self.state.entropy_target, metrics["entropy"], cfg.entropy_eta, cfg.entropy_coef_min,
-                cfg.entropy_coef_max)
         metrics.update(self.rollout_metrics)
         metrics.update(self.reduce({"time_s": time.time() - t0, **{f"time/{k}": v for k, v in self.timings.items()}}))
-        metrics.update(step=self.state.step, stage=self.state.stage, entropy_coef=self.state.entropy_coef,
-                       num_tokens=self.state.num_tokens, rollout_tokens=self.state.rollout_tokens)
+        metrics.update(step=self.state.step, stage=self.state.stage, num_tokens=self.state.num_tokens, rollout_tokens=self.state.rollout_tokens)
         return metrics
 
     @contextlib.contextmanager
@@ -348,17 +342,14 @@ class Trainer:
         """One optimizer step on the batch: micro-batch backward passes, clipping, step; the step's metrics."""
         cfg, batch, mask = self.cfg, scored.batch, scored.batch.completion_mask
         self.model.train()
-        ent_weight = ref_lp = None
-        if self.stage == 1 and self.state.entropy_coef > 0:  # the bonus on the top-credit steps' tokens
-            ent_weight = entropy_weights(self.state.entropy_coef, scored.step_credits, batch.group_ids,
-                                         batch.step_index, mask, cfg.entropy_top_frac)
+        ref_lp = None
         if self.stage == 2 and self.ref_model is not None and cfg.kl_coef > 0:
             ref_lp, _ = scored_stats(self.ref_model, batch.prompt_ids, batch.prompt_mask, batch.completion_ids,
                                      mask, batch_size=cfg.micro_batch_size)
         old_logprobs = scored.old_logprobs if scored.old_logprobs is not None else batch.logprobs
         self.optimizer.zero_grad(set_to_none=True)
         loss, sums, first_logprobs = accumulate_gradients(
-            self.model, self.acc, batch, scored.token_adv, old_logprobs, cfg, ent_weight, ref_lp,
+            self.model, self.acc, batch, scored.token_adv, old_logprobs, cfg, ref_lp,
             rollout_logprobs=scored.rollout_logprobs, is_cap=cfg.rollout_is_cap if cfg.rollout_is_correction else None)
         if first_logprobs is not None:  # the old log-probs of the batch's later optimizer steps
             scored.old_logprobs = first_logprobs

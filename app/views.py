@@ -211,7 +211,6 @@ RUN_PANELS = [
     ("step credit", ["credit/mean", "credit/std"]),
     ("clip ratio", ["clip_ratio/low_mean", "clip_ratio/high_mean"]),
     ("loss", ["loss"]),
-    ("entropy coefficient", ["entropy_coef"]),
     ("zero-std groups", ["frac_reward_zero_std"]),
 ]
 HAPO_KEYS = ["hapo/pos_high", "hapo/pos_low", "hapo/neg_high", "hapo/neg_low"]

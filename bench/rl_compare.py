@@ -16,12 +16,12 @@ forwards and reset continuations but not evaluation ("per compute"); final
 pass@1 per method; the rollout tokens each method needs to reach GRPO's final
 greedy pass@1; entropy at the start and the end; ACPO's stage switch.
 
-    python bench/rl_compare.py                         # 7 methods + 7 ACPO ablations, 3 seeds, --jobs 2
+    python bench/rl_compare.py                         # 7 methods + 6 ACPO ablations, 3 seeds, --jobs 2
     python bench/rl_compare.py --suite methods --srpo  # methods only, with srpo
     python bench/rl_compare.py --quick                 # CI smoke: 2 steps' worth of tokens, 1 seed, tiny eval
     python bench/rl_compare.py --report-only --out DIR # tables and figures from runs made elsewhere
 
-The default is 42 runs (14 variants x 3 seeds) of 180,000 sampled tokens each. On the
+The default is 39 runs (13 variants x 3 seeds) of 180,000 sampled tokens each. On the
 current demo policy a run takes about 2 min on one core (two side by side): the 21 runs
 of `--suite methods` took 21.3 min with --jobs 2 on the 2-core development machine, so
 the whole bench takes about 45 min.
@@ -82,7 +82,6 @@ ABLATIONS = [
     Variant("acpo-seg-lines", ("--recipe", "acpo", "--segmentation", "lines")),
     Variant("acpo-seg-entropy", ("--recipe", "acpo", "--segmentation", "entropy")),
     Variant("acpo-additive", ("--recipe", "acpo", "--composition", "additive")),
-    Variant("acpo-no-entropy-bonus", ("--recipe", "acpo", "--entropy-bonus", "false")),
     Variant("acpo-one-stage", ("--recipe", "acpo", "--two-stage", "false")),
     Variant("acpo-no-curriculum", ("--recipe", "acpo", "--curriculum", "false")),
     Variant("acpo-conf-0.5", ("--recipe", "acpo", "--conf-gamma", "0.5")),  # METHODS.md's confidence reward

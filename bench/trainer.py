@@ -723,7 +723,7 @@ def report_credit_overhead(df, table) -> None:
     print(f"    grpo/grpo_old_forward step time {round_ratio(df, 'a', 'grpo', 'grpo_old_forward', 'step_s'):.2f}x "
           "(grpo_old_forward: the same step with the no-grad old-policy forward the trainer used to run)")
     print("    acpo here = --recipe acpo without dynamic sampling, curriculum or stage 2 (same batch shape as grpo); "
-          "its loss keeps the acpo preset (token_mean, clip-higher 0.28, entropy bonus on top-credit steps)")
+          "its loss keeps the acpo preset (token_mean, clip-higher 0.28)")
 
 
 def report_vs_trl(df, trl_info) -> None:

@@ -32,7 +32,7 @@ def test_recipe_preset_then_yaml_then_cli(tmp_path):
 
 def test_acpo_preset_turns_on_its_parts():
     cfg = make_config({"recipe": "acpo"})
-    assert cfg.entropy_bonus and cfg.two_stage and cfg.curriculum and cfg.dynamic_sampling
+    assert cfg.two_stage and cfg.curriculum and cfg.dynamic_sampling
     assert not make_config({"recipe": "grpo"}).two_stage
 
 
@@ -258,3 +258,33 @@ def test_reward_and_report_to_take_lists():
     assert make_config({"reward": "answer,format"}).reward == ["answer", "format"]  # YAML: a list or one string
     assert make_config({"reward": "acpo.rewards:format_reward"}).reward == ["acpo.rewards:format_reward"]
     assert make_config({"report_to": "none"}).report_to == ["none"]
+
+
+def test_removed_entropy_bonus_options_are_refused_with_the_reason_and_old_run_folders_still_resume(tmp_path):
+    reason = (r"entropy_coef no longer exists \(the entropy bonus on top-credit steps was removed: .*"
+              r"docs/METHODS.md.*\); delete it")
+    with pytest.raises(ValueError, match="bad config: " + reason):
+        parse_args(["--entropy-coef", "0.1"])
+    with pytest.raises(ValueError, match="bad config: entropy_bonus no longer exists"):
+        parse_args(["--recipe", "acpo", "--entropy-bonus", "false"])
+    old = tmp_path / "old.yaml"
+    old.write_text("recipe: acpo\nentropy_coef: 0.01\n")
+    with pytest.raises(ValueError, match=f"config file '{re.escape(str(old))}': " + reason):
+        parse_args(["--config", str(old)])
+    with pytest.raises(ValueError, match="bad config: entropy_top_frac no longer exists"):
+        make_config({"entropy_top_frac": 0.3})
+    # a run folder saved when the options existed lists them all: it resumes without them
+    run_dir = tmp_path / "old-run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text("recipe: acpo\nsteps: 3\nentropy_bonus: true\nentropy_coef: 0.001\n"
+                                         "entropy_target: 0.0\nentropy_top_frac: 0.3\nentropy_eta: 2.0\n"
+                                         "entropy_coef_min: 0.0\nentropy_coef_max: 0.05\n")
+    assert parse_args(["--resume", str(run_dir)]) == make_config({"recipe": "acpo", "steps": 3, "resume": str(run_dir)})
+
+
+def test_train_py_names_a_removed_option_in_one_line(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "train.py"), "--entropy-bonus", "true", "--output-dir",
+                          str(tmp_path)], capture_output=True, text=True)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1
+    assert out.stderr.startswith("train.py: error: bad config: entropy_bonus no longer exists (")
+    assert not list(tmp_path.iterdir())

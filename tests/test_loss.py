@@ -54,13 +54,8 @@ def test_k3_is_nonnegative_and_zero_on_policy():
     assert (kl >= 0).all() and kl[1] == 0
 
 
-def test_entropy_bonus_and_kl_terms_enter_with_their_signs():
+def test_kl_term_enters_with_its_coefficient():
     lp = torch.zeros(1, 2)
-    ent = torch.tensor([[1.0, 3.0]])
-    base, _ = policy_loss(lp, lp, torch.zeros(1, 2), torch.ones(1, 2))
-    with_bonus, _ = policy_loss(lp, lp, torch.zeros(1, 2), torch.ones(1, 2), entropy=ent,
-                                entropy_weight=torch.tensor([[0.5, 0.0]]))
-    assert float(with_bonus) == pytest.approx(float(base) - 0.5 * 1.0 / 2)
     ref = torch.log(torch.tensor([[0.5, 0.5]]))
     with_kl, metrics = policy_loss(lp, lp, torch.zeros(1, 2), torch.ones(1, 2), ref_logprobs=ref, kl_coef=0.1)
     assert metrics["kl"] == pytest.approx(float(k3_kl(lp, ref).mean()))
@@ -79,7 +74,7 @@ def test_truncated_is_weight_against_float64_by_hand():
 
 
 def test_truncated_is_weight_multiplies_the_clipped_surrogate_only():
-    """Per token: -w * min(r A, clip(r) A) - entropy bonus + kl_coef * k3, reduced by the aggregation (float64)."""
+    """Per token: -w * min(r A, clip(r) A) + kl_coef * k3, reduced by the aggregation (float64)."""
     from acpo.loss import truncated_is_weight
 
     f64 = dict(dtype=torch.float64)
@@ -88,12 +83,10 @@ def test_truncated_is_weight_multiplies_the_clipped_surrogate_only():
     rollout = torch.tensor([[-1.0, -0.9, -0.2], [-0.4, -2.5, 0.0]], **f64)
     adv = torch.tensor([[1.0, -2.0, 0.5], [-1.0, 3.0, 0.0]], **f64)
     mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
-    ent = torch.tensor([[0.4, 1.0, 2.0], [0.1, 0.3, 0.0]], **f64)
-    ent_w = torch.full((2, 3), 0.01, **f64)
     ref = torch.tensor([[-1.5, -0.4, -2.0], [-0.2, -1.0, 0.0]], **f64)
     w = truncated_is_weight(old, rollout, cap=2.0)
-    loss, _ = policy_loss(lp, old, adv, mask, eps_low=0.2, eps_high=0.28, aggregation="token_mean", entropy=ent,
-                          entropy_weight=ent_w, ref_logprobs=ref, kl_coef=0.1, is_weight=w)
+    loss, _ = policy_loss(lp, old, adv, mask, eps_low=0.2, eps_high=0.28, aggregation="token_mean",
+                          ref_logprobs=ref, kl_coef=0.1, is_weight=w)
     total = 0.0
     for i in range(2):
         for t in range(3):
@@ -104,11 +97,11 @@ def test_truncated_is_weight_multiplies_the_clipped_surrogate_only():
             weight = min(math.exp(float(old[i, t]) - float(rollout[i, t])), 2.0)
             surrogate = -min(r * a, min(max(r, 0.8), 1.28) * a)
             d = float(ref[i, t]) - float(lp[i, t])
-            total += weight * surrogate - 0.01 * float(ent[i, t]) + 0.1 * (math.exp(d) - d - 1)
+            total += weight * surrogate + 0.1 * (math.exp(d) - d - 1)
     assert float(loss) == pytest.approx(total / 5, rel=1e-12)
-    unweighted, _ = policy_loss(lp, old, adv, mask, eps_low=0.2, eps_high=0.28, entropy=ent, entropy_weight=ent_w,
+    unweighted, _ = policy_loss(lp, old, adv, mask, eps_low=0.2, eps_high=0.28,
                                 ref_logprobs=ref, kl_coef=0.1)
-    ones, _ = policy_loss(lp, old, adv, mask, eps_low=0.2, eps_high=0.28, entropy=ent, entropy_weight=ent_w,
+    ones, _ = policy_loss(lp, old, adv, mask, eps_low=0.2, eps_high=0.28,
                           ref_logprobs=ref, kl_coef=0.1, is_weight=torch.ones(2, 3, **f64))
     assert float(ones) == float(unweighted) != pytest.approx(float(loss))  # weight 1 (hf rollouts) is no weight
 

@@ -31,7 +31,7 @@ def test_run_folder_layout(tmp_path):
     lines = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [l["step"] for l in lines] == [0, 1, 2]
     for key in ("reward", "reward_std", "frac_reward_zero_std", "entropy", "clip_ratio/low_mean",
-                "clip_ratio/high_mean", "clip_ratio/region_mean", "credit/mean", "stage", "entropy_coef",
+                "clip_ratio/high_mean", "clip_ratio/region_mean", "credit/mean", "stage",
                 "eval/pass@1", "rollout_tokens", "learning_rate", "grad_norm", "num_tokens",
                 "completions/mean_length", "completions/clipped_ratio", "rewards/hash_answer_reward/mean"):
         assert key in lines[-1], key

@@ -164,7 +164,7 @@ def test_train_backend_trl_runs_a_config_on_the_demo_policy(tmp_path, capfd):
     # one warning names every option TRL's loop ignores here
     warning = [line for line in capfd.readouterr().err.splitlines() if "--backend trl" in line]
     assert len(warning) == 1
-    for ignored in ("curriculum", "dynamic_sampling", "two_stage", "entropy_bonus", "kl_coef=0.1",
+    for ignored in ("curriculum", "dynamic_sampling", "two_stage", "kl_coef=0.1",
                     "trace_problems=8", "max_rollout_tokens=100000"):
         assert ignored in warning[0], ignored
     run_dir = Path(summary["run_dir"])

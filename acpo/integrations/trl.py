@@ -266,10 +266,8 @@ def ignored_options(cfg) -> list[str]:
     from acpo.config import TrainConfig
 
     default = TrainConfig()
-    ignored = [name for name in ("curriculum", "dynamic_sampling", "two_stage", "entropy_bonus") if getattr(cfg, name)]
+    ignored = [name for name in ("curriculum", "dynamic_sampling", "two_stage") if getattr(cfg, name)]
     ignored += [f"{name}={getattr(cfg, name)}" for name in ("curriculum_eps", "unlock_threshold", "max_resample",
-                                                             "entropy_coef", "entropy_target", "entropy_top_frac",
-                                                             "entropy_eta", "entropy_coef_min", "entropy_coef_max",
                                                              "stage1_steps", "patience", "kl_coef", "conf_gamma")
                 if getattr(cfg, name) != getattr(default, name)]
     if cfg.eval_every < cfg.steps:
