@@ -320,7 +320,7 @@ if sys.platform.startswith("linux"):
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
-RUN_LOCK_WAIT_S = 900  # an earlier bench's run, stopped, finishes its step (45-100 s on the real model) and saves
+RUN_LOCK_WAIT_S = 3600  # an earlier bench's run, stopped, finishes its step and saves (minutes on a busy CPU)
 
 
 def wait_for_run_folder(run_dir: Path, timeout_s: float, poll_s: float = 2.0) -> bool:
@@ -909,7 +909,7 @@ def report(out: Path, expected: list[str] | None = None) -> pd.DataFrame:
     return table
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--suite", choices=("methods", "ablations", "all", *PRESETS), default=None,
                     help="methods: the 7 methods; ablations: ACPO variants and full acpo; all: both (the default "
@@ -934,6 +934,11 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"CI smoke: {QUICK_BUDGET} tokens per run (2 steps), 1 seed, {' '.join(QUICK_FLAGS)}")
     ap.add_argument("--report-only", action="store_true", help="no training: tables and figures from OUT/runs")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "rl_compare", help="output folder")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
     args = ap.parse_args(argv)
     for name in ("seeds", "budget", "save_every", "jobs"):
         value = getattr(args, name)
