@@ -236,8 +236,8 @@ def run_all(variants: list[Variant], seeds: list[int], out: Path, budget: int, e
                 shutil.rmtree(folder, ignore_errors=True)
             log.write(f"\n[{now_iso()}] rl_compare.py: train.py {shlex.join(argv)}\n")
             log.flush()
-            rc = subprocess.run([sys.executable, "-c", ENDS_WITH_PARENT, str(ROOT / "train.py"), *argv], stdout=log,
-                                stderr=subprocess.STDOUT, env=env, cwd=ROOT).returncode
+            cmd = [sys.executable, "-c", ENDS_WITH_PARENT, str(os.getpid()), str(ROOT / "train.py"), *argv]
+            rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT).returncode
         if rc == 0 and not (folder / "summary.json").exists():
             rc = -1  # exit 0 without summary.json: stopped by a signal, resumable
         return name, rc, time.time() - t0
@@ -309,15 +309,18 @@ def logged_step(run_dir: Path) -> int:
     return max((int(r.get("step", 0)) for r in read_rows(run_dir)), default=0)
 
 
-# A run's train.py gets SIGTERM when the bench dies, however it dies (Linux: prctl PR_SET_PDEATHSIG, kept across
-# exec): it finishes its step, saves a checkpoint and exits, rather than train on unwatched holding its folder.
+# A run's train.py stops when its bench dies, however the bench dies: a thread sends it one SIGTERM once its parent
+# is gone, so it finishes its step, saves a checkpoint and exits, rather than train on unwatched holding its folder.
+# (Not prctl's PR_SET_PDEATHSIG: that signal comes again each time the child is handed to another of the dying
+# bench's threads, and a second SIGTERM makes the trainer abort without a checkpoint.)
 ENDS_WITH_PARENT = """
-import ctypes, os, runpy, signal, sys
-if sys.platform.startswith("linux"):
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    if os.getppid() == 1:  # the bench died before prctl: nobody would stop this run
-        sys.exit(143)
-sys.argv = sys.argv[1:]
+import os, runpy, signal, sys, threading
+def stop_when_orphaned(parent):
+    while os.getppid() == parent:
+        threading.Event().wait(2.0)
+    os.kill(os.getpid(), signal.SIGTERM)
+threading.Thread(target=stop_when_orphaned, args=(int(sys.argv[1]),), daemon=True).start()
+sys.argv = sys.argv[2:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
 RUN_LOCK_WAIT_S = 3600  # an earlier bench's run, stopped, finishes its step and saves (minutes on a busy CPU)
