@@ -50,13 +50,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import socket
-import threading
 import os
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -272,12 +272,13 @@ def run_all(variants: list[Variant], seeds: list[int], out: Path, budget: int, e
     return failed
 
 
-def has_checkpoint(run_dir: Path) -> bool:
-    """A complete checkpoint (weights, trainer and per-process state) that `train.py --resume` can go on from.
+def resumable_checkpoints(run_dir: Path) -> list[Path]:
+    """A run's complete checkpoints (weights, trainer and per-process state), oldest first: what `train.py
+    --resume` can go on from.
 
-    Its weights are the adapter for a LoRA run (`lora_r` > 0 in the run's config.yaml), else the whole model; a
-    folder without a readable config.yaml cannot be resumed. A checkpoint cut short by a kill is never one: the
-    trainer writes `.tmp-step-N` and renames it only once every file is on the disk.
+    Their weights are the adapter for a LoRA run (`lora_r` > 0 in the run's config.yaml), else the whole model; a
+    folder without a readable config.yaml has none. A checkpoint cut short by a kill is never one: the trainer
+    writes `.tmp-step-N` and renames it only once every file is on the disk.
     """
     from acpo.checkpoint import complete_checkpoints
     from acpo.config import read_yaml
@@ -285,21 +286,20 @@ def has_checkpoint(run_dir: Path) -> bool:
     try:
         lora = int(read_yaml(Path(run_dir) / "config.yaml").get("lora_r") or 0) > 0
     except (ValueError, TypeError):
-        return False
-    return bool(complete_checkpoints(run_dir, lora=lora))
+        return []
+    return complete_checkpoints(run_dir, lora=lora)
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    return bool(resumable_checkpoints(run_dir))
 
 
 def saved_step(run_dir: Path) -> int:
     """The step of a run's newest complete checkpoint, where a resume goes on from (0: none)."""
     from acpo.runs import step_of
 
-    if not has_checkpoint(run_dir):
-        return 0
-    from acpo.checkpoint import complete_checkpoints
-    from acpo.config import read_yaml
-
-    lora = int(read_yaml(Path(run_dir) / "config.yaml").get("lora_r") or 0) > 0
-    return step_of(complete_checkpoints(run_dir, lora=lora)[-1].name) or 0
+    found = resumable_checkpoints(run_dir)
+    return (step_of(found[-1].name) or 0) if found else 0
 
 
 def logged_step(run_dir: Path) -> int:
