@@ -384,8 +384,13 @@ class SessionLog:
     def write(self, event: str, **extra) -> None:
         row = {"session": self.number, "event": event, "time": now_iso(), **extra,
                "runs": run_progress(self.runs_dir)}
+        torn = False
+        if self.path.is_file() and self.path.stat().st_size:
+            with open(self.path, "rb") as f:
+                f.seek(-1, os.SEEK_END)
+                torn = f.read(1) != b"\n"
         with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
+            f.write(("\n" if torn else "") + json.dumps(row) + "\n")  # a line torn by a kill stays alone
             f.flush()
             os.fsync(f.fileno())
 
@@ -410,6 +415,18 @@ def read_sessions(out: Path) -> list[dict]:
     return read_rows(path) if path.is_file() else []
 
 
+def still_running(start: dict, last: dict) -> bool:
+    """Whether a session with no `end` line is alive: its process exists on this host and beat recently."""
+    if start.get("host") != socket.gethostname() or not start.get("pid"):
+        return False
+    try:
+        os.kill(int(start["pid"]), 0)
+    except (OSError, ValueError):
+        return False
+    age = (datetime.now(timezone.utc) - datetime.fromisoformat(last["time"])).total_seconds()
+    return age < 3 * HEARTBEAT_S
+
+
 def session_summary(rows: list[dict]) -> list[dict]:
     """One row per session: start, last sign of life, how it ended, checkpointed steps gained by every run."""
     by = {}
@@ -418,7 +435,12 @@ def session_summary(rows: list[dict]) -> list[dict]:
     table = []
     for number, rs in sorted(by.items()):
         first, last = rs[0], rs[-1]
-        ended = last.get("status", "?") if last.get("event") == "end" else "killed (last seen)"
+        if last.get("event") == "end":
+            ended = last.get("status", "?")
+        elif number == max(by) and still_running(first, last):  # the out-folder lock: only the last can be
+            ended = f"running (process {first.get('pid')})"
+        else:
+            ended = "killed (last seen)"
         start_runs, end_runs = first.get("runs", {}), last.get("runs", {})
         gained = sum(max(0, v.get("saved", 0) - start_runs.get(k, {}).get("saved", 0)) for k, v in end_runs.items())
         hours = (datetime.fromisoformat(last["time"]) - datetime.fromisoformat(first["time"])).total_seconds() / 3600

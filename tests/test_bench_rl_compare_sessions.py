@@ -214,7 +214,11 @@ def test_sessions_record_start_last_seen_end_and_the_steps_each_gained(tmp_path)
     with open(tmp_path / rc.SESSIONS, "a") as f:
         f.write('{"session": 3, "event": "sta')  # torn by a kill
     table = rc.session_summary(rc.read_sessions(tmp_path))
+    # session 1's process (this one) is alive and beat just now, but session 2 started after it: it was killed
     assert [(s["session"], s["ended"]) for s in table] == [(1, "killed (last seen)"), (2, "finished")]
+    third = rc.SessionLog(tmp_path, ["rl_compare.py"], heartbeat_s=60)  # the last session, alive: running
+    assert rc.session_summary(rc.read_sessions(tmp_path))[-1]["ended"] == f"running (process {os.getpid()})"
+    third.end("finished")
     assert table[0]["checkpointed steps gained (all runs)"] == 10 - 5
     assert table[1]["checkpointed steps gained (all runs)"] == (20 - 15) + 5  # a finished run counts its last step
     assert table[1]["saved steps per run at the end"] == "grpo-s0 20, grpo-s1 5"
