@@ -226,10 +226,12 @@ def run_all(variants: list[Variant], seeds: list[int], out: Path, budget: int, e
         folder = runs_dir / name
         t0 = time.time()
         with open(logs / f"{name}.log", "a") as log:
-            if not wait_for_run_folder(folder, RUN_LOCK_WAIT_S):
-                log.write(f"rl_compare.py: {folder} is still locked by another process after "
-                          f"{RUN_LOCK_WAIT_S} s (an earlier bench's run still ending?); stop it and run again\n")
-                return name, 3, time.time() - t0
+            holder = run_folder_holder(folder)
+            if holder is not None:  # an earlier bench's run, told to stop, finishing its step: it will end
+                log.write(f"\n[{now_iso()}] rl_compare.py: waiting for process {holder}, which holds {folder}, to "
+                          "end (a run of an earlier bench finishing its step and saving)\n")
+                log.flush()
+                wait_for_run_folder(folder)
             if has_checkpoint(folder):  # saved every --save-every steps, or on Ctrl-C / SIGTERM: go on from it
                 argv = [*argv, "--resume", str(folder)]
             else:  # never started, or killed before its first checkpoint: again from step 0
@@ -323,24 +325,31 @@ threading.Thread(target=stop_when_orphaned, args=(int(sys.argv[1]),), daemon=Tru
 sys.argv = sys.argv[2:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
-RUN_LOCK_WAIT_S = 3600  # an earlier bench's run, stopped, finishes its step and saves (minutes on a busy CPU)
-
-
-def wait_for_run_folder(run_dir: Path, timeout_s: float, poll_s: float = 2.0) -> bool:
-    """Wait until no process holds the run folder's lock (`acpo.runs.RunLock`); False when one still does."""
+def run_folder_holder(run_dir: Path) -> str | None:
+    """The process holding a run folder's lock (`acpo.runs.RunLock`: a train.py writing it), None when none does."""
     from acpo.runs import LOCK, RunFolderBusy, RunLock
 
     if not (Path(run_dir) / LOCK).exists():
-        return True
-    end = time.time() + timeout_s
-    while True:
-        try:
-            RunLock(run_dir).release()
-            return True
-        except RunFolderBusy:
-            if time.time() >= end:
-                return False
-            time.sleep(poll_s)
+        return None
+    try:
+        RunLock(run_dir).release()
+        return None
+    except RunFolderBusy:
+        return (Path(run_dir) / LOCK).read_text().strip() or "unknown"
+
+
+def wait_for_run_folder(run_dir: Path, timeout_s: float | None = None, poll_s: float = 2.0) -> bool:
+    """Wait until no process holds the run folder's lock; False when one still does after `timeout_s`.
+
+    A run whose bench died stops at the end of its step, which takes minutes on a busy CPU, or an hour at
+    `nice 19` on a loaded one, so by default there is no timeout.
+    """
+    end = None if timeout_s is None else time.time() + timeout_s
+    while run_folder_holder(run_dir) is not None:
+        if end is not None and time.time() >= end:
+            return False
+        time.sleep(poll_s)
+    return True
 
 
 # ---------------------------------------------------------------------------------------------- sessions
