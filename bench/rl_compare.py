@@ -20,6 +20,7 @@ greedy pass@1; entropy at the start and the end; ACPO's stage switch.
     python bench/rl_compare.py --suite methods --srpo  # methods only, with srpo
     python bench/rl_compare.py --quick                 # CI smoke: 2 steps' worth of tokens, 1 seed, tiny eval
     python bench/rl_compare.py --report-only --out DIR # tables and figures from runs made elsewhere
+    python bench/rl_compare.py --suite real-demo --out DIR  # grpo vs grpo + mean_logprob on the real model
 
 The default is 39 runs (13 variants x 3 seeds) of 180,000 sampled tokens each. On the
 current demo policy a run takes about 2 min on one core (two side by side): the 21 runs
@@ -27,23 +28,39 @@ of `--suite methods` took 21.3 min with --jobs 2 on the 2-core development machi
 the whole bench takes about 45 min.
 
 An interrupted bench resumes where it stopped: a run whose folder has
-summary.json is skipped, a run stopped by Ctrl-C goes on from the checkpoint
-the trainer saved, any other unfinished run folder is deleted and run again.
+summary.json is skipped, a run with a complete checkpoint (saved every
+--save-every steps, or on Ctrl-C / SIGTERM) goes on from it, any other
+unfinished run folder is deleted and run again. A bench killed outright
+(SIGKILL, the machine going away) loses at most the steps since each run's last
+checkpoint, so a comparison longer than one sitting is the same command run
+again, as often as it takes. OUT/sessions.jsonl records each invocation (its
+start, its last sign of life, how far the runs got) and the report counts them.
 Finished runs trained with another config (say, new defaults) are an error, not mixed in.
+
+`--suite real-demo` is the powered comparison on the real-model demo policy
+(`REAL_DEMO`): grpo against grpo with the `mean_logprob` credit, the credit that
+localises best on that policy's failures (docs/BENCHMARKS.md), 3 seeds x 100
+steps of 2 problems x 8 samples, 200 held-out problems at steps 0, 50 and 100.
+About 8 core-hours on a CPU: it runs across sittings, and until every run has
+finished the report prints what is done so far, marked partial.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -89,13 +106,39 @@ ABLATIONS = [
 ORDER = [v.name for v in METHODS] + [SRPO.name] + [v.name for v in ABLATIONS] + [v.name for v in CREDITS]
 
 
+@dataclass(frozen=True)
+class Preset:
+    """A named comparison that is one command: its variants, seeds, token budget and train.py flags."""
+
+    variants: tuple[str, ...]
+    seeds: int
+    budget: int  # sampled tokens per run; 0: none, the flags' --steps ends every run
+    flags: tuple[str, ...]  # before --extra, which wins
+    save_every: int  # a checkpoint every this many steps: a kill loses at most these
+
+
+# The real-model demo policy (SmolLM2-135M-Instruct + assets/real-demo-policy), sized for CPU: 2 problems x 8
+# samples a step as in the 12-step comparison, 100 steps, and 200 held-out problems evaluated at the start, the
+# middle and the end. Neither variant re-draws groups (no dynamic sampling), so at equal steps both sample the same
+# number of completions (their token counts differ only by completion lengths); the budget does not bind.
+REAL_DEMO = Preset(
+    variants=("grpo", "grpo-mean_logprob"), seeds=3, budget=0,
+    flags=("--config", str(ROOT / "configs" / "real_demo.yaml"), "--steps", "100", "--prompts-per-step", "2",
+           "--group-size", "8", "--eval-problems", "200", "--eval-every", "50", "--trace-problems", "0"),
+    save_every=5)
+PRESETS = {"real-demo": REAL_DEMO}
+
+
 def select_variants(suite: str, srpo: bool, names: list[str] | None) -> list[Variant]:
-    """The variants of a suite ('methods', 'ablations', 'all'), optionally only the named ones."""
+    """The variants of a suite ('methods', 'ablations', 'all', or a preset's), optionally only the named ones."""
     methods = METHODS + ([SRPO] if srpo else [])
     acpo = [v for v in METHODS if v.name == "acpo"]
-    chosen = {"methods": methods, "ablations": acpo + ABLATIONS, "all": methods + ABLATIONS}[suite]
+    known = {v.name: v for v in METHODS + [SRPO] + ABLATIONS + CREDITS}
+    if suite in PRESETS:
+        chosen = [known[n] for n in PRESETS[suite].variants]
+    else:
+        chosen = {"methods": methods, "ablations": acpo + ABLATIONS, "all": methods + ABLATIONS}[suite]
     if names:
-        known = {v.name: v for v in METHODS + [SRPO] + ABLATIONS + CREDITS}
         unknown = [n for n in names if n not in known]
         if unknown:
             raise SystemExit(f"rl_compare.py: unknown --methods {unknown}; valid: {', '.join(known)}")
@@ -180,14 +223,22 @@ def run_all(variants: list[Variant], seeds: list[int], out: Path, budget: int, e
 
     def one(name: str, argv: list[str]) -> tuple[str, int, float]:
         folder = runs_dir / name
-        if has_checkpoint(folder):  # stopped by Ctrl-C / SIGTERM: the trainer saved a step to go on from
-            argv = [*argv, "--resume", str(folder)]
-        else:  # never started, or killed before its first checkpoint: again from step 0
-            shutil.rmtree(folder, ignore_errors=True)
         t0 = time.time()
         with open(logs / f"{name}.log", "a") as log:
-            rc = subprocess.run([sys.executable, str(ROOT / "train.py"), *argv], stdout=log,
-                                stderr=subprocess.STDOUT, env=env, cwd=ROOT).returncode
+            holder = run_folder_holder(folder)
+            if holder is not None:  # an earlier bench's run, told to stop, finishing its step: it will end
+                log.write(f"\n[{now_iso()}] rl_compare.py: waiting for process {holder}, which holds {folder}, to "
+                          "end (a run of an earlier bench finishing its step and saving)\n")
+                log.flush()
+                wait_for_run_folder(folder)
+            if has_checkpoint(folder):  # saved every --save-every steps, or on Ctrl-C / SIGTERM: go on from it
+                argv = [*argv, "--resume", str(folder)]
+            else:  # never started, or killed before its first checkpoint: again from step 0
+                shutil.rmtree(folder, ignore_errors=True)
+            log.write(f"\n[{now_iso()}] rl_compare.py: train.py {shlex.join(argv)}\n")
+            log.flush()
+            cmd = [sys.executable, "-c", ENDS_WITH_PARENT, str(os.getpid()), str(ROOT / "train.py"), *argv]
+            rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT).returncode
         if rc == 0 and not (folder / "summary.json").exists():
             rc = -1  # exit 0 without summary.json: stopped by a signal, resumable
         return name, rc, time.time() - t0
@@ -222,11 +273,190 @@ def run_all(variants: list[Variant], seeds: list[int], out: Path, budget: int, e
     return failed
 
 
-def has_checkpoint(run_dir: Path) -> bool:
-    """A complete checkpoint (weights, trainer and per-process state) that `train.py --resume` can go on from."""
-    from acpo.checkpoint import complete_checkpoints
+def resumable_checkpoints(run_dir: Path) -> list[Path]:
+    """A run's complete checkpoints (weights, trainer and per-process state), oldest first: what `train.py
+    --resume` can go on from.
 
-    return bool(complete_checkpoints(run_dir, lora=False))
+    Their weights are the adapter for a LoRA run (`lora_r` > 0 in the run's config.yaml), else the whole model; a
+    folder without a readable config.yaml has none. A checkpoint cut short by a kill is never one: the trainer
+    writes `.tmp-step-N` and renames it only once every file is on the disk.
+    """
+    from acpo.checkpoint import complete_checkpoints
+    from acpo.config import read_yaml
+
+    try:
+        lora = int(read_yaml(Path(run_dir) / "config.yaml").get("lora_r") or 0) > 0
+    except (ValueError, TypeError):
+        return []
+    return complete_checkpoints(run_dir, lora=lora)
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    return bool(resumable_checkpoints(run_dir))
+
+
+def saved_step(run_dir: Path) -> int:
+    """The step of a run's newest complete checkpoint, where a resume goes on from (0: none)."""
+    from acpo.runs import step_of
+
+    found = resumable_checkpoints(run_dir)
+    return (step_of(found[-1].name) or 0) if found else 0
+
+
+def logged_step(run_dir: Path) -> int:
+    """The last step in a run's metrics.jsonl (0: none); steps after its last checkpoint are redone on resume."""
+    from acpo.runs import read_metrics as read_rows
+
+    return max((int(r.get("step", 0)) for r in read_rows(run_dir)), default=0)
+
+
+# A run's train.py stops when its bench dies, however the bench dies: a thread sends it one SIGTERM once its parent
+# is gone, so it finishes its step, saves a checkpoint and exits, rather than train on unwatched holding its folder.
+# (Not prctl's PR_SET_PDEATHSIG: that signal comes again each time the child is handed to another of the dying
+# bench's threads, and a second SIGTERM makes the trainer abort without a checkpoint.)
+ENDS_WITH_PARENT = """
+import os, runpy, signal, sys, threading
+def stop_when_orphaned(parent):
+    while os.getppid() == parent:
+        threading.Event().wait(2.0)
+    os.kill(os.getpid(), signal.SIGTERM)
+threading.Thread(target=stop_when_orphaned, args=(int(sys.argv[1]),), daemon=True).start()
+sys.argv = sys.argv[2:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+def run_folder_holder(run_dir: Path) -> str | None:
+    """The process holding a run folder's lock (`acpo.runs.RunLock`: a train.py writing it), None when none does."""
+    from acpo.runs import LOCK, RunFolderBusy, RunLock
+
+    if not (Path(run_dir) / LOCK).exists():
+        return None
+    try:
+        RunLock(run_dir).release()
+        return None
+    except RunFolderBusy:
+        return (Path(run_dir) / LOCK).read_text().strip() or "unknown"
+
+
+def wait_for_run_folder(run_dir: Path, timeout_s: float | None = None, poll_s: float = 2.0) -> bool:
+    """Wait until no process holds the run folder's lock; False when one still does after `timeout_s`.
+
+    A run whose bench died stops at the end of its step, which takes minutes on a busy CPU, or an hour at
+    `nice 19` on a loaded one, so by default there is no timeout.
+    """
+    end = None if timeout_s is None else time.time() + timeout_s
+    while run_folder_holder(run_dir) is not None:
+        if end is not None and time.time() >= end:
+            return False
+        time.sleep(poll_s)
+    return True
+
+
+# ---------------------------------------------------------------------------------------------- sessions
+
+SESSIONS = "sessions.jsonl"
+HEARTBEAT_S = 120.0
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def run_progress(runs_dir: Path) -> dict[str, dict[str, int]]:
+    """{run: {"saved": newest checkpoint's step, "logged": last logged step, "finished": 0/1}} of every run folder."""
+    out = {}
+    for d in sorted(Path(runs_dir).iterdir()) if Path(runs_dir).is_dir() else []:
+        if d.is_dir() and (d / "config.yaml").exists():
+            finished = (d / "summary.json").exists()
+            logged = logged_step(d)
+            out[d.name] = {"saved": logged if finished else saved_step(d), "logged": logged, "finished": int(finished)}
+    return out
+
+
+class SessionLog:
+    """OUT/sessions.jsonl: one invocation of the bench that trains is one session.
+
+    It writes a `start` line, a `seen` line every `HEARTBEAT_S` seconds while it
+    runs, and an `end` line when it returns; each carries every run's progress. A
+    session killed outright (SIGKILL, the machine taken away) has no `end`: its
+    last `seen` line is where it stopped.
+    """
+
+    def __init__(self, out: Path, argv: list[str], heartbeat_s: float = HEARTBEAT_S):
+        self.path, self.runs_dir = Path(out) / SESSIONS, Path(out) / "runs"
+        self.number = 1 + max((int(r.get("session", 0)) for r in read_sessions(out)), default=0)
+        self.stop = threading.Event()
+        self.write("start", command=shlex.join([sys.executable, *argv]), pid=os.getpid(), host=socket.gethostname())
+        self.thread = threading.Thread(target=self.beat, args=(heartbeat_s,), daemon=True)
+        self.thread.start()
+
+    def write(self, event: str, **extra) -> None:
+        row = {"session": self.number, "event": event, "time": now_iso(), **extra,
+               "runs": run_progress(self.runs_dir)}
+        torn = False
+        if self.path.is_file() and self.path.stat().st_size:
+            with open(self.path, "rb") as f:
+                f.seek(-1, os.SEEK_END)
+                torn = f.read(1) != b"\n"
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(("\n" if torn else "") + json.dumps(row) + "\n")  # a line torn by a kill stays alone
+            f.flush()
+            os.fsync(f.fileno())
+
+    def beat(self, every_s: float) -> None:
+        while not self.stop.wait(every_s):
+            try:
+                self.write("seen")
+            except OSError:  # a full disk must not kill the bench; the next beat tries again
+                pass
+
+    def end(self, status: str) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.write("end", status=status)
+
+
+def read_sessions(out: Path) -> list[dict]:
+    """The lines of OUT/sessions.jsonl (a line torn by a kill is skipped)."""
+    from acpo.runs import read_metrics as read_rows
+
+    path = Path(out) / SESSIONS
+    return read_rows(path) if path.is_file() else []
+
+
+def still_running(start: dict, last: dict) -> bool:
+    """Whether a session with no `end` line is alive: its process exists on this host and beat recently."""
+    if start.get("host") != socket.gethostname() or not start.get("pid"):
+        return False
+    try:
+        os.kill(int(start["pid"]), 0)
+    except (OSError, ValueError):
+        return False
+    age = (datetime.now(timezone.utc) - datetime.fromisoformat(last["time"])).total_seconds()
+    return age < 3 * HEARTBEAT_S
+
+
+def session_summary(rows: list[dict]) -> list[dict]:
+    """One row per session: start, last sign of life, how it ended, checkpointed steps gained by every run."""
+    by = {}
+    for r in rows:
+        by.setdefault(int(r.get("session", 0)), []).append(r)
+    table = []
+    for number, rs in sorted(by.items()):
+        first, last = rs[0], rs[-1]
+        if last.get("event") == "end":
+            ended = last.get("status", "?")
+        elif number == max(by) and still_running(first, last):  # the out-folder lock: only the last can be
+            ended = f"running (process {first.get('pid')})"
+        else:
+            ended = "killed (last seen)"
+        start_runs, end_runs = first.get("runs", {}), last.get("runs", {})
+        gained = sum(max(0, v.get("saved", 0) - start_runs.get(k, {}).get("saved", 0)) for k, v in end_runs.items())
+        hours = (datetime.fromisoformat(last["time"]) - datetime.fromisoformat(first["time"])).total_seconds() / 3600
+        table.append({"session": number, "start (UTC)": first["time"], "last seen (UTC)": last["time"],
+                      "hours": f"{hours:.2f}", "ended": ended, "checkpointed steps gained (all runs)": gained,
+                      "saved steps per run at the end": ", ".join(f"{k} {v.get('saved', 0)}"
+                                                                  for k, v in sorted(end_runs.items()))})
+    return table
 
 
 # ---------------------------------------------------------------------------------------------- statistics
@@ -563,11 +793,119 @@ def write_figures(long: pd.DataFrame, methods: list[str], path_stem: Path, suite
     return [path_stem.with_suffix(".html"), path_stem.with_suffix(".png")]
 
 
-def report(out: Path) -> pd.DataFrame:
-    """Tables on stdout, rl_compare.csv, rl_curves.csv and the figures, from the runs in OUT/runs."""
-    runs = load_runs(out / "runs")
+def run_evals(run_dir: Path) -> dict[int, tuple[float, float]]:
+    """{step: (greedy, sampled) held-out pass@1} of a run's evaluations so far (finished or not)."""
+    if not (Path(run_dir) / "metrics.jsonl").exists():
+        return {}
+    try:
+        ev = eval_points(read_metrics(run_dir))
+    except ValueError:  # no rows yet
+        return {}
+    return {int(r.step): (float(r.greedy), float(r.sampled)) for r in
+            ev.rename(columns={"eval/pass@1": "greedy", "eval/pass@1_sampled": "sampled"}).itertuples()}
+
+
+def progress_rows(runs_dir: Path, names: list[str]) -> list[dict]:
+    """One row per run: status, steps logged and checkpointed of its total, s/step, pass@1 at each evaluation."""
+    from acpo.config import read_yaml
+
+    rows = []
+    for name in names:
+        d = Path(runs_dir) / name
+        if not (d / "config.yaml").exists():
+            rows.append({"run": name, "status": "not started", "steps (logged / saved / total)": "0 / 0 / ?",
+                         "s/step": "—", "eval s": "—", "held-out pass@1 greedy / sampled, by step": "—"})
+            continue
+        total = read_yaml(d / "config.yaml").get("steps", "?")
+        finished = (d / "summary.json").exists()
+        logged = logged_step(d)
+        saved = logged if finished else saved_step(d)
+        df = read_metrics(d) if logged else pd.DataFrame()
+        step_s = df["time_s"].dropna() if "time_s" in df else pd.Series(dtype=float)
+        eval_s = df["time/eval"].dropna() if "time/eval" in df else pd.Series(dtype=float)
+        evals = "; ".join(f"{k}: {g:.3f} / {v:.3f}" for k, (g, v) in sorted(run_evals(d).items()))
+        rows.append({"run": name, "status": "finished" if finished else "unfinished",
+                     "steps (logged / saved / total)": f"{logged} / {saved} / {total}",
+                     "s/step": f"{step_s.mean():.0f}" if len(step_s) else "—",
+                     "eval s": f"{eval_s.mean():.0f}" if len(eval_s) else "—",
+                     "held-out pass@1 greedy / sampled, by step": evals or "—"})
+    return rows
+
+
+def paired_rows(runs_dir: Path, names: list[str], baseline: str = "grpo") -> list[dict]:
+    """Each variant minus `baseline` at each evaluation step both reached, paired by seed (same seed: same
+    problems, same initial policy, same evaluation sample), with a 95% t-interval over seeds from 2 pairs on."""
+    evals = {}
+    for name in names:
+        try:
+            evals[split_run_name(name)] = run_evals(Path(runs_dir) / name)
+        except ValueError:
+            continue
+    rows = []
+    for variant in dict.fromkeys(v for v, _ in evals):
+        if variant == baseline:
+            continue
+        seeds = sorted(s for v, s in evals if v == variant and (baseline, s) in evals)
+        steps = sorted({k for s in seeds for k in evals[(variant, s)] if k in evals[(baseline, s)]})
+        for k in steps:
+            pairs = [(s, evals[(variant, s)][k], evals[(baseline, s)][k]) for s in seeds
+                     if k in evals[(variant, s)] and k in evals[(baseline, s)]]
+            greedy = [a[0] - b[0] for _, a, b in pairs]
+            sampled = [a[1] - b[1] for _, a, b in pairs]
+            rows.append({"difference": f"{variant} - {baseline}", "step": k, "seeds paired": len(pairs),
+                         "greedy, per seed": ", ".join(f"s{s} {d:+.3f}" for (s, _, _), d in zip(pairs, greedy)),
+                         "greedy mean [95% CI]": fmt_ci(greedy),
+                         "sampled, per seed": ", ".join(f"s{s} {d:+.3f}" for (s, _, _), d in zip(pairs, sampled)),
+                         "sampled mean [95% CI]": fmt_ci(sampled)})
+    return rows
+
+
+def print_progress(out: Path, names: list[str]) -> bool:
+    """The sessions so far, each run's progress and the paired differences so far; True when the comparison is
+    partial (a run of `names` has not finished)."""
+    runs_dir = out / "runs"
+    sessions = session_summary(read_sessions(out))
+    if sessions:
+        print(f"{len(sessions)} sessions so far (OUT/sessions.jsonl: one per invocation that trained; a session "
+              "killed outright ends at its last heartbeat)\n" + markdown(sessions) + "\n")
+    progress = progress_rows(runs_dir, names)
+    done = sum(r["status"] == "finished" for r in progress)
+    partial = done < len(progress)
+    head = (f"PARTIAL RESULTS: {done} of {len(progress)} runs finished; every number below may still change"
+            if partial else f"All {len(progress)} runs finished")
+    print(f"{head}\nProgress (steps after the last checkpoint are redone on resume, with the same random "
+          "stream)\n" + markdown(progress) + "\n")
+    paired = paired_rows(runs_dir, names)
+    if paired:
+        print(("PARTIAL: " if partial else "") + "Paired by seed, held-out pass@1 differences at each evaluation "
+              "step both runs reached (95% t-interval over seeds from 2 pairs on)\n" + markdown(paired) + "\n")
+    return partial
+
+
+def report(out: Path, expected: list[str] | None = None) -> pd.DataFrame:
+    """Tables on stdout, rl_compare.csv, rl_curves.csv and the figures, from the runs in OUT/runs.
+
+    `expected`: the runs the comparison is made of (default: the run folders there). While one of them has not
+    finished, the report starts with what is done so far, marked partial, and the tables after it read only the
+    finished runs.
+    """
+    runs_dir = out / "runs"
+    if expected:
+        names = expected
+    else:
+        names = [d.name for d in sorted(runs_dir.iterdir()) if (d / "config.yaml").exists()
+                 or (d / "metrics.jsonl").exists()] if runs_dir.is_dir() else []
+    if not names:
+        raise SystemExit(f"rl_compare.py: no runs in '{runs_dir}'")
+    partial = print_progress(out, names)
+    runs = load_runs(runs_dir)
+    if expected:
+        runs = {k: v for k, v in runs.items() if run_name(*k) in expected}
     if not runs:
-        raise SystemExit(f"rl_compare.py: no finished runs in '{out / 'runs'}'")
+        print("No run has finished yet: no final tables.")
+        return pd.DataFrame()
+    if partial:
+        print("PARTIAL: the tables below read only the finished runs.\n")
     table = run_table(runs)
     long = curves_long(runs)
     table.to_csv(out / "rl_compare.csv", index=False)
@@ -604,16 +942,23 @@ def report(out: Path) -> pd.DataFrame:
     return table
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--suite", choices=("methods", "ablations", "all"), default="all",
-                    help="methods: the 7 methods; ablations: ACPO variants and full acpo; all: both")
+    ap.add_argument("--suite", choices=("methods", "ablations", "all", *PRESETS), default=None,
+                    help="methods: the 7 methods; ablations: ACPO variants and full acpo; all: both (the default "
+                         "when training); real-demo: grpo vs grpo + mean_logprob on the real-model demo policy, "
+                         f"{REAL_DEMO.seeds} seeds, its own flags ({shlex.join(REAL_DEMO.flags)} --save-every "
+                         f"{REAL_DEMO.save_every}; --extra still wins)")
     ap.add_argument("--methods", help="only these variants, comma-separated, instead of --suite "
                     "(e.g. grpo,acpo,acpo-seg-lines)")
     ap.add_argument("--srpo", action="store_true", help="add srpo (the demo policy cannot name its wrong step)")
-    ap.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per method")
-    ap.add_argument("--budget", type=int, default=DEFAULT_BUDGET,
-                    help="sampled tokens per run (%(default)s: about 100 grpo steps of the default config)")
+    ap.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 per method (default 3)")
+    ap.add_argument("--budget", type=int, default=None,
+                    help=f"sampled tokens per run (default {DEFAULT_BUDGET}: about 100 grpo steps of the default "
+                         "config; a preset's own, 0 for real-demo: no budget)")
+    ap.add_argument("--save-every", type=int, default=None,
+                    help="each run writes a checkpoint every N steps, so a bench killed outright (SIGKILL) loses at "
+                         "most N steps a run (default: the trainer's, 0 = only at the end; a preset's own)")
     ap.add_argument("--extra", default="", help="flags passed to every train.py run, e.g. \"--lr 1e-4\"")
     ap.add_argument("--jobs", type=int, default=2, help="runs at once, each on one thread")
     ap.add_argument("--device", choices=("cpu", "auto"), default="cpu",
@@ -622,23 +967,72 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"CI smoke: {QUICK_BUDGET} tokens per run (2 steps), 1 seed, {' '.join(QUICK_FLAGS)}")
     ap.add_argument("--report-only", action="store_true", help="no training: tables and figures from OUT/runs")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "rl_compare", help="output folder")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
     args = ap.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    for name in ("seeds", "budget", "save_every", "jobs"):
+        value = getattr(args, name)
+        if value is not None and value < (1 if name in ("seeds", "jobs") else 0):
+            ap.error(f"--{name.replace('_', '-')} must be at least {1 if name in ('seeds', 'jobs') else 0}, "
+                     f"got {value}")
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        ap.error(f"cannot make --out '{args.out}': {err.strerror or err}")
+    variants, seeds, budget, extra = plan(args)
+    expected = [run_name(v.name, s) for v in variants for s in seeds] if (
+        args.suite or args.methods or not args.report_only) else None
     failed = []
     if not args.report_only:
-        extra = shlex.split(args.extra)
-        if args.quick:
-            args.seeds, args.budget, extra = 1, QUICK_BUDGET, [*QUICK_FLAGS, *extra]
-        variants = select_variants(args.suite, args.srpo, args.methods.split(",") if args.methods else None)
-        t0 = time.time()
-        failed = run_all(variants, list(range(args.seeds)), args.out, args.budget, extra, args.jobs, args.device)
-        print(f"training took {(time.time() - t0) / 60:.1f} min with --jobs {args.jobs}", file=sys.stderr)
-    report(args.out)
+        lock = lock_out_folder(args.out)
+        session = SessionLog(args.out, [str(Path(__file__).resolve()), *(sys.argv[1:] if argv is None else argv)])
+        status = "interrupted"
+        try:
+            t0 = time.time()
+            failed = run_all(variants, seeds, args.out, budget, extra, args.jobs, args.device)
+            status = f"failed: {', '.join(failed)}" if failed else "finished"
+            print(f"training took {(time.time() - t0) / 60:.1f} min with --jobs {args.jobs}", file=sys.stderr)
+        finally:
+            session.end(status)
+            lock.release()
+    report(args.out, expected)
     if failed:
         print(f"rl_compare.py: {len(failed)} runs failed: {', '.join(failed)} (see {args.out / 'logs'})",
               file=sys.stderr)
         return 1
     return 0
+
+
+def plan(args) -> tuple[list[Variant], list[int], int, list[str]]:
+    """(variants, seeds, token budget, train.py flags before each run's own) of the command line: a preset's,
+    --quick's or the defaults, with the flags given on the command line winning."""
+    preset = PRESETS.get(args.suite)
+    seeds = args.seeds or (preset.seeds if preset else 3)
+    budget = args.budget if args.budget is not None else (preset.budget if preset else DEFAULT_BUDGET)
+    save_every = args.save_every if args.save_every is not None else (preset.save_every if preset else None)
+    extra = [*(preset.flags if preset else ())]
+    if args.quick:
+        seeds, budget, extra = 1, QUICK_BUDGET, [*extra, *QUICK_FLAGS]
+    if save_every is not None:
+        extra += ["--save-every", str(save_every)]
+    extra += shlex.split(args.extra)
+    variants = select_variants(args.suite or "all", args.srpo, args.methods.split(",") if args.methods else None)
+    return variants, list(range(seeds)), budget, extra
+
+
+def lock_out_folder(out: Path):
+    """Hold OUT/.lock while this bench trains there: a second bench on the same folder would run its runs twice."""
+    from acpo.runs import RunFolderBusy, RunLock
+
+    try:
+        return RunLock(out)
+    except RunFolderBusy:
+        holder = (out / ".lock").read_text().strip() or "unknown"
+        raise SystemExit(f"rl_compare.py: another rl_compare.py (process {holder}) is training in '{out}'; wait for "
+                         "it to end or stop it (it resumes), then run this again") from None
 
 
 if __name__ == "__main__":
