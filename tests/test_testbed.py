@@ -191,3 +191,19 @@ def test_paired_differences_and_tokens_to_the_sampled_target(tmp_path):
     assert row["seeds paired"] == 2 and row["Δ greedy [95% CI]"].startswith("0.100")
     assert row["Δ sampled [95% CI]"] == rc.fmt_ci([0.15, -0.05]) and row["Δ tokens to target [95% CI]"] == rc.fmt_ci([0.0, 0.0])
     assert row["detectable Δ sampled"] == f"{(12.706 + 1.376) * 0.2 / 2:.3f}"  # sd of (0.15, -0.05) = 0.1414
+
+
+def test_the_mc_reset_credits_own_sampling_is_logged_beside_the_rollout_budget(tmp_path):
+    from acpo.config import make_config
+    from acpo.trainer import run
+
+    cfg = make_config({"recipe": "grpo", "credit": "mc_reset", "reset_samples": 1, "prompts_per_step": 1,
+                       "group_size": 2, "max_new_tokens": 24, "eval_problems": 1, "trace_problems": 0,
+                       "pool_size": 50, "steps": 2, "eval_every": 50, "output_dir": str(tmp_path), "run_name": "mc"})
+    run(cfg)
+    rows = [json.loads(line) for line in (tmp_path / "mc" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if "credit_rollout_tokens" in r]
+    assert len(steps) == 2
+    # every completion has at least one step boundary (the prompt alone), one continuation of 1-24 tokens each
+    assert all(2 <= r["credit_rollout_tokens"] <= 2 * 24 * 24 for r in steps)
+    assert all(r["rollout_tokens"] <= 2 * 24 * (i + 1) for i, r in enumerate(steps))  # not in the budget
