@@ -101,7 +101,8 @@ TESTBED = [Variant("grpo", ("--recipe", "grpo")),
            # the expensive oracle: M continuations after every step boundary of every completion; its
            # continuation tokens are not in the budget (logged as credit_rollout_tokens, reported beside)
            Variant("grpo-mc_reset", ("--recipe", "grpo", "--credit", "mc_reset"))]
-SUITE_FLAGS = {"testbed": ("--model", "assets/testbed-policy", "--tasks", "running_total:1", "--max-new-tokens", "128")}
+SUITE_FLAGS = {"testbed": ("--model", "assets/testbed-policy", "--tasks", "running_total:1", "--max-new-tokens", "128",
+                           "--segmentation", "lines")}  # steps are lines there, as the localisation table measures
 """Flags every run of a suite gets before --extra (the testbed's policy, task and completion length)."""
 ORDER = ([v.name for v in METHODS] + [SRPO.name] + [v.name for v in ABLATIONS] + [v.name for v in CREDITS]
          + [v.name for v in TESTBED if v.name not in {"grpo", "acpo", "hapo", "grpo-mean_logprob"}])
