@@ -433,7 +433,7 @@ def paired_tables(table: pd.DataFrame, target_sampled: float | None) -> dict[str
     for method, g in t.groupby("method", sort=False):
         hits = g["tokens_to_target_sampled"].notna()
         reach.append({"method": method, "seeds": len(g), "reached": f"{int(hits.sum())}/{len(g)}",
-                      "tokens to target [95% CI]": fmt_ci(g["tokens_to_target_or_budget"]),
+                      "tokens to target [95% CI]": fmt_ci(g["tokens_to_target_or_budget"], kilo),
                       "per seed": ", ".join(kilo(v) if not pd.isna(v) else "not reached"
                                             for v in g["tokens_to_target_sampled"]),
                       "rollout tokens": kilo(g["rollout_tokens"].mean()),
@@ -446,7 +446,7 @@ def paired_tables(table: pd.DataFrame, target_sampled: float | None) -> dict[str
         for col, label in (("final_greedy", "greedy"), ("final_sampled", "sampled"),
                            ("tokens_to_target_or_budget", "tokens to target")):
             diff = [r[col] - grpo.loc[r["seed"], col] for _, r in g.iterrows()]
-            row[f"Δ {label} [95% CI]"] = fmt_ci(diff)
+            row[f"Δ {label} [95% CI]"] = fmt_ci(diff, kilo if col.startswith("tokens") else lambda v: f"{v:+.3f}")
             mde = detectable_difference(diff)
             row[f"detectable Δ {label}"] = kilo(mde) if col.startswith("tokens") else f"{mde:.3f}"
         paired.append(row)
@@ -490,11 +490,12 @@ def method_curves(long: pd.DataFrame, method: str, metric: str, x: str) -> pd.Da
     return mean_curve(curves)
 
 
-def fmt_ci(values) -> str:
+def fmt_ci(values, fmt=lambda v: f"{v:.3f}") -> str:
+    """Mean [95% t-interval] over seeds, each number written by ``fmt`` (``kilo`` for token counts)."""
     m, lo, hi = t_interval(values)
     if math.isnan(m):
         return "n/a"
-    return f"{m:.3f}" if math.isnan(lo) else f"{m:.3f} [{lo:.3f}, {hi:.3f}]"
+    return fmt(m) if math.isnan(lo) else f"{fmt(m)} [{fmt(lo)}, {fmt(hi)}]"
 
 
 def markdown(rows: list[dict]) -> str:

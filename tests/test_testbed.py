@@ -188,8 +188,10 @@ def test_paired_differences_and_tokens_to_the_sampled_target(tmp_path):
     assert reach["grpo-mc_reset"]["credit's own sampled tokens"] == "200" and reach["grpo"]["all sampled tokens"] == "400"
     (row,) = tables["paired"]
     # per-seed differences by hand: greedy (+0.1, +0.1), sampled (+0.15, -0.05), tokens (0, 0)
-    assert row["seeds paired"] == 2 and row["Δ greedy [95% CI]"].startswith("0.100")
-    assert row["Δ sampled [95% CI]"] == rc.fmt_ci([0.15, -0.05]) and row["Δ tokens to target [95% CI]"] == rc.fmt_ci([0.0, 0.0])
+    assert row["seeds paired"] == 2 and row["Δ greedy [95% CI]"] == "+0.100 [+0.100, +0.100]"
+    half = 12.706 * 0.2 / 2 ** 0.5 / 2 ** 0.5  # t_{0.975, 1} x sd / sqrt(2)
+    assert row["Δ sampled [95% CI]"] == f"+0.050 [{0.05 - half:+.3f}, {0.05 + half:+.3f}]"
+    assert row["Δ tokens to target [95% CI]"] == "0 [0, 0]"
     assert row["detectable Δ sampled"] == f"{(12.706 + 1.376) * 0.2 / 2:.3f}"  # sd of (0.15, -0.05) = 0.1414
 
 
