@@ -103,7 +103,7 @@ TESTBED = [Variant("grpo", ("--recipe", "grpo")),
            Variant("grpo-mc_reset", ("--recipe", "grpo", "--credit", "mc_reset"))]
 SUITE_FLAGS = {"testbed": ("--model", "assets/testbed-policy", "--tasks", "running_total:1", "--max-new-tokens", "128",
                            "--segmentation", "lines")}  # steps are lines there, as the localisation table measures
-"""Flags every run of a suite gets before --extra (the testbed's policy, task and completion length)."""
+"""Flags every run of a suite gets before --extra (the testbed's policy, task, completion length and steps)."""
 ORDER = ([v.name for v in METHODS] + [SRPO.name] + [v.name for v in ABLATIONS] + [v.name for v in CREDITS]
          + [v.name for v in TESTBED if v.name not in {"grpo", "acpo", "hapo", "grpo-mean_logprob"}])
 

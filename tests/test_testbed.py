@@ -209,3 +209,12 @@ def test_the_mc_reset_credits_own_sampling_is_logged_beside_the_rollout_budget(t
     # every completion has at least one step boundary (the prompt alone), one continuation of 1-24 tokens each
     assert all(2 <= r["credit_rollout_tokens"] <= 2 * 24 * 24 for r in steps)
     assert all(r["rollout_tokens"] <= 2 * 24 * (i + 1) for i, r in enumerate(steps))  # not in the budget
+
+
+def test_credit_fidelity_samples_the_testbed_from_its_own_heldout_pool():
+    from bench.credit_fidelity import heldout_for
+
+    _, tokenizer = load_testbed_policy()
+    assert [p.prompt for p in heldout_for(tokenizer, "running_total:1")] == [p.prompt for p in heldout_problems(600, MIX)]
+    with pytest.raises(ValueError, match="valid families"):
+        heldout_for(tokenizer, "no_such_family:1")
