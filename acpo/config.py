@@ -124,7 +124,8 @@ class TrainConfig:
     pool_size: int = opt(2000, "synthetic training problems generated up front")
 
     # resets (rrpo / srpo / attr_reset)
-    reset_samples: int = opt(4, "M: continuations sampled from each reset prefix")
+    reset_samples: int = opt(4, "M: continuations sampled from each reset prefix (and after each step boundary by "
+                                 "the mc_reset credit)")
     resets_per_step: int = opt(4, "failed completions reset per step")
 
     # evaluation, logging, checkpoints
@@ -214,6 +215,7 @@ CREDIT_CONFIG_FIELDS = {
     "info_gain": {"target": "acpo_target", "length_normalise": "acpo_per_token"},
     "hapo": {"alpha": "hapo_alpha", "phi": "hapo_phi"},
     "entropy_mask": {"rho": "entropy_mask_rho"},
+    "mc_reset": {"samples": "reset_samples", "max_new_tokens": "max_new_tokens", "seed": "seed"},
 }
 RESET_BOUNDARY_CREDIT = "info_gain"  # attr_reset keeps the steps before the one this credit blames
 RESET_CONTINUATION_CREDIT = "uniform"  # reset continuations train on their outcome alone
@@ -557,7 +559,9 @@ def first_row(cfg: TrainConfig) -> dict | None:
             "answer": problem.answer, **columns}
 
 
-CREDIT_OPTIONS = {field: credit for credit, fields in CREDIT_CONFIG_FIELDS.items() for field in fields.values()}
+SHARED_CREDIT_FIELDS = {"reset_samples", "max_new_tokens", "seed"}  # mc_reset's, and the resets' or the run's own
+CREDIT_OPTIONS = {field: credit for credit, fields in CREDIT_CONFIG_FIELDS.items() for field in fields.values()
+                  if field not in SHARED_CREDIT_FIELDS}
 """Options read by one credit only (``CREDIT_CONFIG_FIELDS`` turned around: acpo_target -> info_gain, ...): setting
 one for another credit does nothing, and is warned."""
 

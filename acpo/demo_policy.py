@@ -33,7 +33,7 @@ import re
 import string
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -42,7 +42,8 @@ from tqdm.auto import tqdm
 
 from acpo.rollout import generate_texts
 from acpo.resources import ASSETS
-from acpo.tasks import DEFAULT_TRAIN_MIX, TASKS, Problem, check, heldout_problems, make_problems
+from acpo.tasks import (DEFAULT_TRAIN_MIX, OWN_HELDOUT_POOL, TASKS, Problem, check, heldout_problems,
+                        make_problems)
 
 DEFAULT_PATH = ASSETS / "demo-policy"
 DEFAULT_SAMPLES_PATH = ASSETS / "sample_traces.jsonl"
@@ -140,9 +141,16 @@ def load_demo_policy(path: str | Path = DEFAULT_PATH):
 # --- supervised training ------------------------------------------------------
 
 
+def _extra_levels() -> list[tuple[str, int]]:
+    """The higher levels of the default mix's families; families added later (``OWN_HELDOUT_POOL``: arith1,
+    running_total) are not the demo policy's, so its training set and card stay what they were built from."""
+    return [(n, lv) for n, t in TASKS.items() for lv in t.levels
+            if (n, lv) not in DEFAULT_TRAIN_MIX and n not in OWN_HELDOUT_POOL]
+
+
 def training_problems(cfg: BuildConfig) -> list[Problem]:
     """The SFT set: mostly DEFAULT_TRAIN_MIX, some higher levels; held-out excluded."""
-    extra = [(n, lv) for n, t in TASKS.items() for lv in t.levels if (n, lv) not in DEFAULT_TRAIN_MIX]
+    extra = _extra_levels()
     n_extra = int(cfg.n_train * cfg.extra_level_share)
     problems = make_problems(mix=DEFAULT_TRAIN_MIX, n=cfg.n_train - n_extra, seed=cfg.seed)
     problems += make_problems(mix=extra, n=n_extra, seed=cfg.seed)
@@ -156,16 +164,19 @@ def demonstration(problem: Problem, direct: bool) -> str:
 
 
 def _encode_batch(tokenizer, problems: Sequence[Problem], direct: Sequence[bool] | None = None,
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                  targets: Sequence[str] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Right-padded ``prompt + demonstration + </s>`` ids, attention mask, and labels.
 
+    The demonstrations are ``targets`` when given, else ``demonstration(problem, direct)``.
     Labels are -100 on the prompt and the padding: the loss is on completion
     tokens only (the policy is never taught to write problems).
     """
+    if targets is None:
+        targets = [demonstration(p, d) for p, d in zip(problems, direct or [False] * len(problems))]
     rows = []
-    for p, d in zip(problems, direct or [False] * len(problems)):
+    for p, target in zip(problems, targets):
         prompt = tokenizer.encode(p.prompt, add_special_tokens=False)
-        completion = tokenizer.encode(demonstration(p, d), add_special_tokens=False) + [tokenizer.eos_token_id]
+        completion = tokenizer.encode(target, add_special_tokens=False) + [tokenizer.eos_token_id]
         rows.append((prompt + completion, [-100] * len(prompt) + completion))
     width = max(len(ids) for ids, _ in rows)
     ids = torch.full((len(rows), width), tokenizer.pad_token_id)
@@ -188,10 +199,13 @@ def train(model, tokenizer, problems: Sequence[Problem], cfg: BuildConfig) -> li
 
 
 def sft(model, tokenizer, problems: Sequence[Problem], steps: int, lr: float, warmup_steps: int,
-        direct_share: float, cfg: BuildConfig, desc: str = "train") -> list[float]:
+        direct_share: float, cfg: BuildConfig, desc: str = "train",
+        demonstrate: Callable[[Problem, random.Random], str] | None = None) -> list[float]:
     """AdamW with linear warmup and cosine decay over ``steps`` batches; returns losses.
 
-    A ``direct_share`` of the demonstrations (drawn per example) is the answer line alone.
+    A ``direct_share`` of the demonstrations (drawn per example) is the answer line alone;
+    ``demonstrate(problem, rng)``, when given, writes every demonstration instead, drawn anew
+    each time a problem is drawn (the testbed policy's planted slips, ``acpo.testbed``).
     """
     torch.manual_seed(cfg.seed)
     order = random.Random(cfg.seed)
@@ -209,8 +223,11 @@ def sft(model, tokenizer, problems: Sequence[Problem], steps: int, lr: float, wa
     bar = tqdm(range(steps), desc=desc, unit="step")
     for _ in bar:
         batch = order.sample(problems, cfg.batch_size)
-        direct = [order.random() < direct_share for _ in batch] if direct_share > 0 else None
-        ids, mask, labels = _encode_batch(tokenizer, batch, direct)
+        if demonstrate is not None:
+            ids, mask, labels = _encode_batch(tokenizer, batch, targets=[demonstrate(p, order) for p in batch])
+        else:
+            direct = [order.random() < direct_share for _ in batch] if direct_share > 0 else None
+            ids, mask, labels = _encode_batch(tokenizer, batch, direct)
         loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -377,7 +394,7 @@ Not for any use beyond demonstrating and testing credit assignment.
 
 def measure(model, tokenizer, seed: int) -> dict:
     """All the card's numbers (the same function backs ``eval`` and the tests)."""
-    extra_mix = [(n, lv) for n, t in TASKS.items() for lv in t.levels if (n, lv) not in DEFAULT_TRAIN_MIX]
+    extra_mix = _extra_levels()
     default_set = heldout_problems(600)
     extra_set = heldout_problems(50 * len(extra_mix), extra_mix)
     head = heldout_problems(100)

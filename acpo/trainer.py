@@ -191,11 +191,13 @@ class Trainer:
         cfg, g = self.cfg, self.cfg.group_size
         t0 = time.time()
         self.timings = dict.fromkeys(("rollout", "score", "credit", "update"), 0.0)
+        credit_tokens = 0  # tokens the credit itself sampled for this step's new rollouts (mc_reset's continuations)
         if self.scored is None or self.state.step % cfg.num_iterations == 0:  # (resumed inside a block: new ones)
             # 1. rollout + reward: G completions per problem, equal-reward groups re-drawn
             problems, samples, rewards = self.sample_groups(cfg.prompts_per_step // self.world)
             # 2. token statistics, segmentation, step credits -> token advantages
             self.scored = self.score(problems, samples, rewards)
+            credit_tokens = getattr(self.credit, "sampled_tokens", 0)
             # 3. resets: continuations from a step prefix of failed completions join as new groups
             if cfg.is_reset:
                 self.scored = self.add_reset_groups(self.scored, problems, samples, rewards)
@@ -210,6 +212,8 @@ class Trainer:
         # 5. the step's metrics
         self.state.step += 1
         metrics.update(self.rollout_metrics)
+        if self.credit.samples_continuations:  # a resampling credit's own sampling: not in rollout_tokens, logged beside
+            metrics["credit_rollout_tokens"] = self.reduce({"t": float(credit_tokens)}, op="sum")["t"]
         metrics.update(self.reduce({"time_s": time.time() - t0, **{f"time/{k}": v for k, v in self.timings.items()}}))
         metrics.update(step=self.state.step, stage=self.state.stage, num_tokens=self.state.num_tokens, rollout_tokens=self.state.rollout_tokens)
         return metrics

@@ -16,6 +16,7 @@ metrics are ``acpo.fidelity``'s, the ones the app's Batch tab shows.
     python bench/credit_fidelity.py --quick      # 24 traces, M = 2: for CI
     python bench/credit_fidelity.py --traces f.jsonl   # the registered methods on a file's own traces
     python bench/credit_fidelity.py --model assets/real-demo-policy --mc 8 --mc-traces 100
+    python bench/credit_fidelity.py --model assets/testbed-policy --tasks running_total:1 --max-new-tokens 128
 
 Beyond top-1 and AUROC (the wrong step against the right steps before it), it
 reports the position-matched comparison: the wrong line against right lines at
@@ -48,6 +49,7 @@ from acpo.fidelity import fidelity_row, fidelity_table, matched_auroc  # noqa: E
 from acpo.models import DEMO_POLICY, load_policy  # noqa: E402
 from acpo.prompts import PromptStyle, has_chat_template  # noqa: E402
 from acpo.real_demo import heldout as real_demo_heldout  # noqa: E402
+from acpo.recipe import parse_mix  # noqa: E402
 from acpo.rollout import HFEngine  # noqa: E402
 from acpo.tasks import TASKS, Problem, first_error_step, get_task, heldout_problems  # noqa: E402
 from acpo.tasks import check as check_problem  # noqa: E402
@@ -79,16 +81,20 @@ class MethodResult:
     strata: list[tuple] = field(default_factory=list)  # (family, level, lines) of each failed trace
 
 
-def heldout_for(tok) -> list[Problem]:
-    """The held-out problems a policy is measured on: the real-model demo mix for chat models."""
+def heldout_for(tok, tasks: str | None = None) -> list[Problem]:
+    """The held-out problems a policy is measured on: ``tasks``' (train.py's ``family:level,...``) when given,
+    else the real-model demo mix for chat models and the default mix for the others."""
+    if tasks:
+        return heldout_problems(600, tuple(parse_mix(tasks)))
     return real_demo_heldout(100) if has_chat_template(tok) else heldout_problems(600)
 
 
-def collect(model, tok, n: int, seed: int, max_new_tokens: int, rounds: int = 20) -> list[Sampled]:
+def collect(model, tok, n: int, seed: int, max_new_tokens: int, rounds: int = 20, tasks: str | None = None,
+            ) -> list[Sampled]:
     """T=1 samples on held-out problems: up to ``n`` failed ones that show working and whose first wrong
     line has a span; the others are counted by why they give no label."""
     engine = HFEngine(model, tok, max_new_tokens, temperature=1.0)
-    pool = heldout_for(tok)
+    pool = heldout_for(tok, tasks)
     per_round = min(len(pool), max(32, 4 * n))  # a few failures need only a few problems (--quick)
     failed: list[Sampled] = []
     checks = []
@@ -261,6 +267,8 @@ def file_fidelity(model, tok, path: Path, methods, segmentation: str = "lines", 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=DEMO_POLICY, help="policy folder (default: the demo policy)")
+    ap.add_argument("--tasks", help="held-out problems of this task mix, as train.py's --tasks (e.g. "
+                    "running_total:1 for the testbed policy; default: the policy's usual mix)")
     ap.add_argument("--n", type=int, help="failed traces to score (default: 300; --quick: 24)")
     ap.add_argument("--mc", type=int, nargs="*", default=[8, 16], help="continuations per boundary for mc_reset (none: skip it)")
     ap.add_argument("--seed", type=int, default=0)
@@ -299,7 +307,10 @@ def main() -> None:
     t0 = time.perf_counter()
     failed = load_samples(args.samples) if args.samples and args.samples.exists() else None
     if failed is None:
-        failed = collect(model, tok, args.n, args.seed, args.max_new_tokens)
+        try:
+            failed = collect(model, tok, args.n, args.seed, args.max_new_tokens, tasks=args.tasks)
+        except ValueError as err:  # a bad --tasks
+            raise SystemExit(f"credit_fidelity.py: {err}") from err
         if args.samples:
             save_samples(args.samples, failed)
     print(f"{len(failed)} failed traces with a located first error ({time.perf_counter() - t0:.0f}s)", file=sys.stderr)

@@ -21,6 +21,12 @@ greedy pass@1; entropy at the start and the end; ACPO's stage switch.
     python bench/rl_compare.py --quick                 # CI smoke: 2 steps' worth of tokens, 1 seed, tiny eval
     python bench/rl_compare.py --report-only --out DIR # tables and figures from runs made elsewhere
     python bench/rl_compare.py --suite real-demo --out DIR  # grpo vs grpo + mean_logprob on the real model
+    python bench/rl_compare.py --suite testbed --seeds 10 --target-sampled 0.6   # the testbed policy (below)
+
+`--suite testbed` trains the testbed policy (`assets/testbed-policy`, `acpo.testbed`: long
+`running_total` chains whose failures are one planted borrow slip) with grpo, grpo with the
+mean_logprob, verified_steps and mc_reset credits, acpo and hapo; `--target-sampled` names the sampled
+pass@1 whose rollout tokens are compared, and every method is compared with grpo paired by seed.
 
 The default is 39 runs (13 variants x 3 seeds) of 180,000 sampled tokens each. On the
 current demo policy a run takes about 2 min on one core (two side by side): the 21 runs
@@ -103,7 +109,19 @@ ABLATIONS = [
     Variant("acpo-no-curriculum", ("--recipe", "acpo", "--curriculum", "false")),
     Variant("acpo-conf-0.5", ("--recipe", "acpo", "--conf-gamma", "0.5")),  # METHODS.md's confidence reward
 ]
-ORDER = [v.name for v in METHODS] + [SRPO.name] + [v.name for v in ABLATIONS] + [v.name for v in CREDITS]
+TESTBED = [Variant("grpo", ("--recipe", "grpo")),
+           Variant("grpo-mean_logprob", ("--recipe", "grpo", "--credit", "mean_logprob")),
+           Variant("grpo-verified_steps", ("--recipe", "grpo", "--credit", "verified_steps")),
+           Variant("acpo", ("--recipe", "acpo")),
+           Variant("hapo", ("--recipe", "hapo")),
+           # the expensive oracle: M continuations after every step boundary of every completion; its
+           # continuation tokens are not in the budget (logged as credit_rollout_tokens, reported beside)
+           Variant("grpo-mc_reset", ("--recipe", "grpo", "--credit", "mc_reset"))]
+SUITE_FLAGS = {"testbed": ("--model", "assets/testbed-policy", "--tasks", "running_total:1", "--max-new-tokens", "128",
+                           "--segmentation", "lines")}  # steps are lines there, as the localisation table measures
+"""Flags every run of a suite gets before --extra (the testbed's policy, task, completion length and steps)."""
+ORDER = ([v.name for v in METHODS] + [SRPO.name] + [v.name for v in ABLATIONS] + [v.name for v in CREDITS]
+         + [v.name for v in TESTBED if v.name not in {"grpo", "acpo", "hapo", "grpo-mean_logprob"}])
 
 
 @dataclass(frozen=True)
@@ -130,14 +148,15 @@ PRESETS = {"real-demo": REAL_DEMO}
 
 
 def select_variants(suite: str, srpo: bool, names: list[str] | None) -> list[Variant]:
-    """The variants of a suite ('methods', 'ablations', 'all', or a preset's), optionally only the named ones."""
+    """The variants of a suite ('methods', 'ablations', 'all', 'testbed', or a preset's), optionally only the named ones."""
     methods = METHODS + ([SRPO] if srpo else [])
     acpo = [v for v in METHODS if v.name == "acpo"]
-    known = {v.name: v for v in METHODS + [SRPO] + ABLATIONS + CREDITS}
+    known = {v.name: v for v in METHODS + [SRPO] + ABLATIONS + CREDITS + TESTBED}
     if suite in PRESETS:
         chosen = [known[n] for n in PRESETS[suite].variants]
     else:
-        chosen = {"methods": methods, "ablations": acpo + ABLATIONS, "all": methods + ABLATIONS}[suite]
+        chosen = {"methods": methods, "ablations": acpo + ABLATIONS, "all": methods + ABLATIONS,
+                  "testbed": TESTBED}[suite]
     if names:
         unknown = [n for n in names if n not in known]
         if unknown:
@@ -197,8 +216,8 @@ def run_all(variants: list[Variant], seeds: list[int], out: Path, budget: int, e
     runs_dir.mkdir(parents=True, exist_ok=True)
     logs.mkdir(exist_ok=True)
     todo, done = [], 0
-    for v in variants:
-        for s in seeds:
+    for s in seeds:  # seed by seed: an interrupted bench leaves every method with the same seeds, paired
+        for v in variants:
             argv = train_argv(v, s, runs_dir, budget, extra)
             try:
                 parse_args(argv)  # a bad --extra fails here, once, before anything runs
@@ -467,6 +486,27 @@ T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2
         2.045, 2.042]
 
 
+# One-sided 80% Student-t quantiles t_{0.80, df}, df = 1..30 (beyond: the normal 0.8416), for the power below.
+T80 = [1.376, 1.061, 0.978, 0.941, 0.920, 0.906, 0.896, 0.889, 0.883, 0.879, 0.876, 0.873, 0.870, 0.868, 0.866,
+       0.865, 0.863, 0.862, 0.861, 0.860, 0.859, 0.858, 0.858, 0.857, 0.856, 0.856, 0.855, 0.855, 0.854, 0.854]
+
+
+def detectable_difference(values) -> float:
+    """The smallest mean paired difference a two-sided 5% paired t-test detects with 80% power, given the spread
+    of the observed per-seed differences: (t_{0.975, n-1} + t_{0.80, n-1}) * sd / sqrt(n) (the usual
+    approximation); NaN for n < 2.
+
+    >>> round(detectable_difference([0.0, 0.1, 0.2, 0.1, 0.0, 0.1, 0.2, 0.1, 0.0, 0.2]), 4)  # n 10, sd 0.0816
+    0.0812
+    """
+    x = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=float)
+    if len(x) < 2:
+        return math.nan
+    df = len(x) - 1
+    t = (T975[df - 1] if df <= len(T975) else 1.96) + (T80[df - 1] if df <= len(T80) else 0.8416)
+    return t * float(x.std(ddof=1)) / math.sqrt(len(x))
+
+
 def t_interval(values) -> tuple[float, float, float]:
     """Mean and 95% t-interval over seeds: mean -/+ t_{0.975, n-1} * sd / sqrt(n); NaN bounds for n < 2.
 
@@ -492,7 +532,8 @@ def read_metrics(run_dir: Path) -> pd.DataFrame:
     if not rows:
         raise ValueError(f"'{path}' has no rows")
     df = pd.DataFrame(rows)
-    for col in ("time_s", "eval/pass@1", "eval/pass@1_sampled", "entropy", "stage", "rollout_tokens"):
+    for col in ("time_s", "eval/pass@1", "eval/pass@1_sampled", "entropy", "stage", "rollout_tokens",
+                "credit_rollout_tokens"):
         if col not in df:
             df[col] = np.nan
     df["seconds"] = df["time_s"].fillna(0.0).cumsum()
@@ -505,9 +546,11 @@ def eval_points(df: pd.DataFrame) -> pd.DataFrame:
     return ev[["step", "rollout_tokens", "seconds", "eval/pass@1", "eval/pass@1_sampled"]].reset_index(drop=True)
 
 
-def first_reaching(points: pd.DataFrame, target: float, x: str = "rollout_tokens") -> float | None:
-    """`x` at the first evaluation whose greedy pass@1 is at or above `target`; None when none is."""
-    hit = points[points["eval/pass@1"] >= target - 1e-12]
+def first_reaching(points: pd.DataFrame, target: float, x: str = "rollout_tokens",
+                   metric: str = "eval/pass@1") -> float | None:
+    """`x` at the first evaluation whose `metric` (greedy pass@1 by default) is at or above `target`; None when
+    none is."""
+    hit = points[points[metric] >= target - 1e-12]
     return None if hit.empty else float(hit[x].iloc[0])
 
 
@@ -570,8 +613,9 @@ def load_runs(runs_dir: Path) -> dict[tuple[str, int], pd.DataFrame]:
     return runs
 
 
-def run_table(runs: dict[tuple[str, int], pd.DataFrame]) -> pd.DataFrame:
-    """One row per run (rl_compare.csv), with tokens/seconds to GRPO's mean final greedy pass@1."""
+def run_table(runs: dict[tuple[str, int], pd.DataFrame], target_sampled: float | None = None) -> pd.DataFrame:
+    """One row per run (rl_compare.csv), with tokens/seconds to GRPO's mean final greedy pass@1, and with
+    `target_sampled` the rollout tokens to that sampled pass@1 (NaN: not reached)."""
     rows = []
     for (variant, seed), df in runs.items():
         ev = eval_points(df)
@@ -583,6 +627,8 @@ def run_table(runs: dict[tuple[str, int], pd.DataFrame]) -> pd.DataFrame:
             "start_greedy": float(ev["eval/pass@1"].iloc[0]), "start_sampled": float(ev["eval/pass@1_sampled"].iloc[0]),
             "steps": int(df["step"].max()), "rollout_tokens": float(df["rollout_tokens"].max()),
             "seconds": float(df["seconds"].iloc[-1]), "entropy_start": e0, "entropy_end": e1,
+            "credit_rollout_tokens": float(df["credit_rollout_tokens"].fillna(0.0).sum()),
+            "tokens_to_target_sampled": reach_or_nan(ev, target_sampled),
             "switch_step": None if sw is None else sw[0], "switch_tokens": None if sw is None else sw[1],
         })
     table = pd.DataFrame(rows)
@@ -597,6 +643,46 @@ def run_table(runs: dict[tuple[str, int], pd.DataFrame]) -> pd.DataFrame:
     table["tokens_to_grpo_final"] = [r[0] for r in reach]
     table["seconds_to_grpo_final"] = [r[1] for r in reach]
     return table
+
+
+def reach_or_nan(points: pd.DataFrame, target_sampled: float | None) -> float:
+    """Rollout tokens to `target_sampled` sampled pass@1, NaN when not reached (or no target)."""
+    hit = None if target_sampled is None else first_reaching(points, target_sampled, metric="eval/pass@1_sampled")
+    return math.nan if hit is None else hit
+
+
+def paired_tables(table: pd.DataFrame, target_sampled: float | None) -> dict[str, list[dict]]:
+    """Each method against grpo, paired by seed: the per-seed differences of final greedy and sampled pass@1 and
+    of rollout tokens to `target_sampled` (a seed that never reaches it counts its whole budget: a lower bound
+    on what it needs), each with its 95% t-interval and the smallest difference the seeds could detect (80%
+    power); and the rollout tokens to the target per method, with and without a credit's own sampling."""
+    t = table.copy()
+    t["tokens_to_target_or_budget"] = t["tokens_to_target_sampled"].fillna(t["rollout_tokens"])
+    grpo = t[t["method"] == "grpo"].set_index("seed")
+    paired, reach = [], []
+    for method, g in t.groupby("method", sort=False):
+        hits = g["tokens_to_target_sampled"].notna()
+        reach.append({"method": method, "seeds": len(g), "reached": f"{int(hits.sum())}/{len(g)}",
+                      "tokens to target [95% CI]": fmt_ci(g["tokens_to_target_or_budget"], kilo),
+                      "per seed": ", ".join(kilo(v) if not pd.isna(v) else "not reached"
+                                            for v in g["tokens_to_target_sampled"]),
+                      "rollout tokens": kilo(g["rollout_tokens"].mean()),
+                      "credit's own sampled tokens": kilo(g["credit_rollout_tokens"].mean()),
+                      "all sampled tokens": kilo((g["rollout_tokens"] + g["credit_rollout_tokens"]).mean())})
+        if method == "grpo" or grpo.empty:
+            continue
+        g = g[g["seed"].isin(grpo.index)]
+        row = {"method": method, "seeds paired": len(g)}
+        for col, label in (("final_greedy", "greedy"), ("final_sampled", "sampled"),
+                           ("tokens_to_target_or_budget", "tokens to target")):
+            diff = [r[col] - grpo.loc[r["seed"], col] for _, r in g.iterrows()]
+            row[f"Δ {label} [95% CI]"] = fmt_ci(diff, kilo if col.startswith("tokens") else lambda v: f"{v:+.3f}")
+            mde = detectable_difference(diff)
+            row[f"detectable Δ {label}"] = kilo(mde) if col.startswith("tokens") else f"{mde:.3f}"
+        paired.append(row)
+    if target_sampled is None:
+        reach = []
+    return {"paired": paired, "reach_sampled": reach}
 
 
 def grpo_target(table: pd.DataFrame) -> float:
@@ -634,11 +720,12 @@ def method_curves(long: pd.DataFrame, method: str, metric: str, x: str) -> pd.Da
     return mean_curve(curves)
 
 
-def fmt_ci(values) -> str:
+def fmt_ci(values, fmt=lambda v: f"{v:.3f}") -> str:
+    """Mean [95% t-interval] over seeds, each number written by ``fmt`` (``kilo`` for token counts)."""
     m, lo, hi = t_interval(values)
     if math.isnan(m):
         return "n/a"
-    return f"{m:.3f}" if math.isnan(lo) else f"{m:.3f} [{lo:.3f}, {hi:.3f}]"
+    return fmt(m) if math.isnan(lo) else f"{fmt(m)} [{fmt(lo)}, {fmt(hi)}]"
 
 
 def markdown(rows: list[dict]) -> str:
@@ -882,12 +969,12 @@ def print_progress(out: Path, names: list[str]) -> bool:
     return partial
 
 
-def report(out: Path, expected: list[str] | None = None) -> pd.DataFrame:
+def report(out: Path, expected: list[str] | None = None, target_sampled: float | None = None) -> pd.DataFrame:
     """Tables on stdout, rl_compare.csv, rl_curves.csv and the figures, from the runs in OUT/runs.
 
     `expected`: the runs the comparison is made of (default: the run folders there). While one of them has not
     finished, the report starts with what is done so far, marked partial, and the tables after it read only the
-    finished runs.
+    finished runs. `target_sampled`: report the rollout tokens to that sampled pass@1.
     """
     runs_dir = out / "runs"
     if expected:
@@ -906,7 +993,7 @@ def report(out: Path, expected: list[str] | None = None) -> pd.DataFrame:
         return pd.DataFrame()
     if partial:
         print("PARTIAL: the tables below read only the finished runs.\n")
-    table = run_table(runs)
+    table = run_table(runs, target_sampled)
     long = curves_long(runs)
     table.to_csv(out / "rl_compare.csv", index=False)
     long.to_csv(out / "rl_curves.csv", index=False)
@@ -933,6 +1020,15 @@ def report(out: Path, expected: list[str] | None = None) -> pd.DataFrame:
         print("ACPO stage switch (1 -> 2)\n" + markdown(tables["switch"]) + "\n")
     if tables["ablation"]:
         print("ACPO ablations vs full acpo (final greedy pass@1)\n" + markdown(tables["ablation"]) + "\n")
+    paired = paired_tables(table, target_sampled)
+    if paired["reach_sampled"]:
+        print(f"Rollout tokens to sampled pass@1 {target_sampled:.3f} (first evaluation at or above it; a seed that "
+              "never reaches it counts its whole budget, a lower bound); a credit's own sampling (mc_reset's "
+              "continuations) is not in the budget and is shown beside it\n" + markdown(paired["reach_sampled"]) + "\n")
+    if paired["paired"]:
+        print("Paired by seed, method minus grpo (95% t-interval over seeds; detectable: the smallest mean "
+              "difference a 5% two-sided paired t-test finds with 80% power at the observed spread)\n"
+              + markdown(paired["paired"]) + "\n")
     files = [out / "rl_compare.csv", out / "rl_curves.csv"]
     for suite, methods in figure_names(list(dict.fromkeys(table["method"]))).items():
         files += write_figures(long, methods, out / SUITE_FILES[suite], suite)
@@ -944,11 +1040,15 @@ def report(out: Path, expected: list[str] | None = None) -> pd.DataFrame:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--suite", choices=("methods", "ablations", "all", *PRESETS), default=None,
+    ap.add_argument("--suite", choices=("methods", "ablations", "all", "testbed", *PRESETS), default=None,
                     help="methods: the 7 methods; ablations: ACPO variants and full acpo; all: both (the default "
-                         "when training); real-demo: grpo vs grpo + mean_logprob on the real-model demo policy, "
+                         "when training); testbed: the credits on the testbed policy (assets/testbed-policy, its "
+                         "own task and length flags); real-demo: grpo vs grpo + mean_logprob on the real-model demo policy, "
                          f"{REAL_DEMO.seeds} seeds, its own flags ({shlex.join(REAL_DEMO.flags)} --save-every "
                          f"{REAL_DEMO.save_every}; --extra still wins)")
+    ap.add_argument("--target-sampled", type=float,
+                    help="report the rollout tokens each method needs to reach this sampled pass@1, paired by seed "
+                         "with grpo (choose it before looking at the results)")
     ap.add_argument("--methods", help="only these variants, comma-separated, instead of --suite "
                     "(e.g. grpo,acpo,acpo-seg-lines)")
     ap.add_argument("--srpo", action="store_true", help="add srpo (the demo policy cannot name its wrong step)")
@@ -966,13 +1066,15 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--quick", action="store_true",
                     help=f"CI smoke: {QUICK_BUDGET} tokens per run (2 steps), 1 seed, {' '.join(QUICK_FLAGS)}")
     ap.add_argument("--report-only", action="store_true", help="no training: tables and figures from OUT/runs")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "rl_compare", help="output folder")
+    ap.add_argument("--out", type=Path, help="output folder (default: bench/out/rl_compare, or bench/out/rl_testbed "
+                                             "for --suite testbed)")
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
+    args.out = args.out or ROOT / "bench" / "out" / ("rl_testbed" if args.suite == "testbed" else "rl_compare")
     for name in ("seeds", "budget", "save_every", "jobs"):
         value = getattr(args, name)
         if value is not None and value < (1 if name in ("seeds", "jobs") else 0):
@@ -998,7 +1100,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             session.end(status)
             lock.release()
-    report(args.out, expected)
+    report(args.out, expected, args.target_sampled)
     if failed:
         print(f"rl_compare.py: {len(failed)} runs failed: {', '.join(failed)} (see {args.out / 'logs'})",
               file=sys.stderr)
@@ -1013,7 +1115,7 @@ def plan(args) -> tuple[list[Variant], list[int], int, list[str]]:
     seeds = args.seeds or (preset.seeds if preset else 3)
     budget = args.budget if args.budget is not None else (preset.budget if preset else DEFAULT_BUDGET)
     save_every = args.save_every if args.save_every is not None else (preset.save_every if preset else None)
-    extra = [*(preset.flags if preset else ())]
+    extra = [*(preset.flags if preset else SUITE_FLAGS.get(args.suite, ()))]
     if args.quick:
         seeds, budget, extra = 1, QUICK_BUDGET, [*extra, *QUICK_FLAGS]
     if save_every is not None:

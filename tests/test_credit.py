@@ -282,6 +282,26 @@ def test_mc_reset_samples_every_boundary_and_matches_a_brute_force_computation(c
     assert trace.seconds["mc_reset"] > 0
 
 
+def test_mc_reset_counts_its_tokens_and_leaves_the_callers_random_stream_alone(char_tok, monkeypatch):
+    import importlib
+
+    from conftest import tiny_llama
+
+    explain_module = importlib.import_module("acpo.explain")  # the module (acpo.explain is also its function)
+    made, real = [], explain_module.make_credit
+    monkeypatch.setattr(explain_module, "make_credit", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
+    model, tok = tiny_llama(len(char_tok), seed=3), char_tok
+    torch.manual_seed(123)
+    expected_next = torch.rand(3)  # what the caller's stream gives next without the credit in between
+    torch.manual_seed(123)
+    trace = acpo.explain(model, tok, "Q: 7-3*4+2=?\n", WRONG, method="mc_reset", segmentation="lines", answer="-3",
+                         reward=0.0, method_options={"mc_reset": {"samples": 2, "max_new_tokens": 6, "seed": 5}})
+    assert torch.equal(torch.rand(3), expected_next)
+    (credit,) = made
+    # 4 boundaries (the prompt alone and after each of the first 3 lines) x 2 continuations of 1 to 6 tokens
+    assert len(trace.steps) == 4 and 8 <= credit.sampled_tokens <= 4 * 2 * 6
+
+
 def test_mc_reset_scores_prefix_plus_continuation_and_telescopes(char_tok):
     from conftest import tiny_llama
 

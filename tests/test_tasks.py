@@ -77,7 +77,7 @@ def test_recurrence_answers_match_a_loop():
 
 
 def test_unknown_family_and_level_name_the_valid_ones():
-    with pytest.raises(ValueError, match="valid families: \\['arith', 'arith1', 'linear', 'recurrence'\\]"):
+    with pytest.raises(ValueError, match="valid families: \\['arith', 'arith1', 'linear', 'recurrence', 'running_total'\\]"):
         get_task("calculus")
     with pytest.raises(ValueError, match="valid levels: \\[1, 2, 3, 4\\]"):
         get_task("arith").generate(1, level=9, seed=0)

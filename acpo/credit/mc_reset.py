@@ -122,6 +122,7 @@ class MonteCarloResetCredit(CreditMethod):
         self.samples, self.temperature, self.batch_size = int(samples), float(temperature), int(batch_size)
         self.max_new_tokens, self.score, self.seed, self.progress = int(max_new_tokens), score, int(seed), progress
         self.seconds = 0.0  # wall time of the last sampling, for whoever shows the cost
+        self.sampled_tokens = 0  # continuation tokens of the last sampling: the trainer logs the oracle's cost
 
     def credits(self, batch: CreditBatch) -> CreditResult:
         if batch.reset_values is not None:
@@ -151,8 +152,13 @@ class MonteCarloResetCredit(CreditMethod):
                 owners.append((i, k, batch.texts[i][: steps[k - 1].char_end] if k else ""))
         total = len(prefixes) * self.samples
         values: list[dict[int, list[float]]] = [{} for _ in batch.steps]
-        torch.manual_seed(self.seed)
+        with torch.random.fork_rng(devices=[]):  # repeatable, and the caller's stream (a trainer's rollouts) moves on
+            torch.manual_seed(self.seed)
+            return self._sample_values(engine, prefixes, owners, values, score, total)
+
+    def _sample_values(self, engine, prefixes, owners, values, score, total) -> list[dict[int, list[float]]]:
         started = time.perf_counter()
+        self.sampled_tokens = 0
         if self.progress:
             self.progress(0, total)
         per_call = max(1, self.batch_size // self.samples)  # prefixes per generate call
@@ -162,6 +168,7 @@ class MonteCarloResetCredit(CreditMethod):
                 def on_token(sequences, tokens, done=a * self.samples):  # within a call: its share of tokens
                     self.progress(min(total, done + sequences * min(1.0, tokens / self.max_new_tokens)), total)
             samples = engine.generate(prefixes[a : a + per_call], n=self.samples, on_token=on_token)
+            self.sampled_tokens += sum(len(s.completion_ids) for s in samples)
             for j, s in enumerate(samples):
                 i, k, head = owners[a + j // self.samples]
                 values[i].setdefault(k, []).append(float(score(i, head + s.text)))

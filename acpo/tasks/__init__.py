@@ -1,11 +1,13 @@
 """Verifiable synthetic tasks with step-level ground truth.
 
-Four families, each with difficulty levels and deterministic generation:
+Five families, each with difficulty levels and deterministic generation:
 
 * ``arith``: ``7-3*4+2=?`` -> ``3*4=12``, ``7-12=-5``, ``-5+2=-3``, ``#### -3``
 * ``linear``: ``3*x+4=19, x=?`` -> ``3*x=15``, ``x=5``, ``#### 5``
 * ``recurrence``: ``x=3; 3 times x=2*x-1; x=?`` -> ``2*3-1=5``, ... ``#### 17``
 * ``arith1``: one operation, ``13+7=?`` -> ``13+7=20``, ``#### 20`` (for small real models)
+* ``running_total``: 8-12 one-digit ``+``/``-`` on a two-digit total, ``47+8-5+...=?`` -> ``47+8=55``,
+  ``55-5=50``, ... (the testbed policy's family, :mod:`acpo.testbed`)
 
 The text format and the meaning of "first erroneous step" are shared by all
 families and documented in :mod:`acpo.tasks.base`. Problems of no family (a
@@ -40,11 +42,13 @@ from acpo.segment import Step, step_at_char
 from acpo.tasks.freeform import FreeformCheck, check_freeform
 from acpo.tasks.linear import LinearEq
 from acpo.tasks.recurrence import Recurrence
+from acpo.tasks.running_total import RunningTotal
 
 __all__ = [
     "ANSWER_MARKER",
     "DEFAULT_TRAIN_MIX",
     "HELDOUT_SEED",
+    "OWN_HELDOUT_POOL",
     "RL_SEED_OFFSET",
     "CheckResult",
     "FreeformCheck",
@@ -69,9 +73,9 @@ __all__ = [
     "problem_from_text",
 ]
 
-TASKS: dict[str, TaskFamily] = {t.name: t for t in (Arith(), LinearEq(), Recurrence(), OneOp())}
+TASKS: dict[str, TaskFamily] = {t.name: t for t in (Arith(), LinearEq(), Recurrence(), OneOp(), RunningTotal())}
 
-OWN_HELDOUT_POOL = ("arith1",)
+OWN_HELDOUT_POOL = ("arith1", "running_total")
 """Families added after the held-out pools were fixed: each of their levels gets a held-out pool of its
 own, so the pools (and so the training pools) of the earlier families stay exactly as they were."""
 
