@@ -413,12 +413,11 @@ def measure(model, tokenizer, seed: int) -> dict:
     }
 
 
-def card_pass_at_1(path: str | Path = DEFAULT_PATH) -> tuple[int, float]:
-    """``(n, percent)``: the headline greedy figure parsed from the model card."""
-    text = (Path(path) / "README.md").read_text()
-    match = CARD_FIGURE_RE.search(text)
+def card_pass_at_1(path: str | Path = DEFAULT_PATH, pattern: re.Pattern = CARD_FIGURE_RE) -> tuple[int, float]:
+    """``(n, figure)``: the headline figure parsed from a model card (here the greedy percent)."""
+    match = pattern.search((Path(path) / "README.md").read_text())
     if not match:
-        raise ValueError(f"model card in '{path}' has no line matching {CARD_FIGURE_RE.pattern!r}")
+        raise ValueError(f"model card in '{path}' has no line matching {pattern.pattern!r}")
     return int(match[1]), float(match[2])
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from acpo import demo_policy
 from acpo.demo_policy import BuildConfig, build_model, build_tokenizer, load_demo_policy, sft
 from acpo.resources import ASSETS
 from acpo.rollout import generate_texts
@@ -237,10 +238,7 @@ Not for any use beyond testing credit assignment.
 
 def card_pass_at_1(path: str | Path = TESTBED_PATH) -> tuple[int, float]:
     """``(n, pass@1)``: the card's headline sampled figure."""
-    match = CARD_FIGURE_RE.search((Path(path) / "README.md").read_text())
-    if not match:
-        raise ValueError(f"model card in '{path}' has no line matching {CARD_FIGURE_RE.pattern!r}")
-    return int(match[1]), float(match[2])
+    return demo_policy.card_pass_at_1(path, CARD_FIGURE_RE)
 
 
 def load_testbed_policy(path: str | Path = TESTBED_PATH):
