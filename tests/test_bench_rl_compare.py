@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 import bench.rl_compare as rc
+from bench import rl_report, rl_runs
 from acpo.config import make_config
 from acpo.models import real_model_gguf
 from acpo.trainer import run
@@ -50,53 +51,53 @@ def bench_out(tmp_path):
 
 
 def test_t_interval_is_mean_plus_minus_t_times_standard_error():
-    m, lo, hi = rc.t_interval([0.5, 0.6, 0.7])
+    m, lo, hi = rl_report.t_interval([0.5, 0.6, 0.7])
     half = 4.303 * 0.1 / math.sqrt(3)
     assert (m, lo, hi) == pytest.approx((0.6, 0.6 - half, 0.6 + half))
-    m, lo, hi = rc.t_interval([0.7, 0.5])  # df 1: t = 12.706, sd = 0.1414
+    m, lo, hi = rl_report.t_interval([0.7, 0.5])  # df 1: t = 12.706, sd = 0.1414
     assert (lo, hi) == pytest.approx((0.6 - 12.706 * 0.1, 0.6 + 12.706 * 0.1))
-    assert rc.t_interval([0.4])[0] == 0.4 and math.isnan(rc.t_interval([0.4])[1])
-    assert doctest.testmod(rc).failed == 0
+    assert rl_report.t_interval([0.4])[0] == 0.4 and math.isnan(rl_report.t_interval([0.4])[1])
+    assert all(doctest.testmod(m).failed == 0 for m in (rc, rl_report, rl_runs))
 
 
 def test_run_table_reads_final_pass_rates_budget_and_seconds(bench_out):
-    table = rc.run_table(rc.load_runs(bench_out / "runs"))
+    table = rl_report.run_table(rl_report.load_runs(bench_out / "runs"))
     assert list(zip(table["method"], table["seed"])) == [("grpo", 0), ("grpo", 1), ("acpo", 0), ("acpo", 1)]
     row = table.iloc[2]
     assert (row.final_greedy, row.final_sampled, row.start_greedy) == (0.65, 0.45, 0.5)
     assert (row.steps, row.rollout_tokens, row.seconds) == (4, 600, 4.0)
-    assert rc.grpo_target(table) == pytest.approx(0.6)
+    assert rl_report.grpo_target(table) == pytest.approx(0.6)
 
 
 def test_rollouts_to_grpo_final_is_the_first_eval_at_or_above_it(bench_out):
-    table = rc.run_table(rc.load_runs(bench_out / "runs")).set_index(["method", "seed"])
+    table = rl_report.run_table(rl_report.load_runs(bench_out / "runs")).set_index(["method", "seed"])
     assert table.loc[("grpo", 0), "tokens_to_grpo_final"] == 200  # 0.6 at step 2 counts (at or above)
     assert table.loc[("acpo", 0), "tokens_to_grpo_final"] == 300
     assert table.loc[("acpo", 0), "seconds_to_grpo_final"] == 2.0
     assert pd.isna(table.loc[("acpo", 1), "tokens_to_grpo_final"])  # 0.58 < 0.6: not reached
-    reach = {r["method"]: r for r in rc.summary_tables(table.reset_index())["reach"]}
+    reach = {r["method"]: r for r in rl_report.summary_tables(table.reset_index())["reach"]}
     assert reach["acpo"]["tokens to reach"] == "300 (1/2 seeds)"
     assert reach["acpo"]["per seed"] == "300, not reached"
 
 
 def test_stage_switch_is_the_last_stage_one_step_before_stage_two(bench_out):
-    runs = rc.load_runs(bench_out / "runs")
-    assert rc.switch_step(runs[("acpo", 0)]) == (2, 300.0)
-    assert rc.switch_step(runs[("acpo", 1)]) is None
-    tables = rc.summary_tables(rc.run_table(runs))
+    runs = rl_report.load_runs(bench_out / "runs")
+    assert rl_report.switch_step(runs[("acpo", 0)]) == (2, 300.0)
+    assert rl_report.switch_step(runs[("acpo", 1)]) is None
+    tables = rl_report.summary_tables(rl_report.run_table(runs))
     assert tables["switch"] == [{"method": "acpo", "switch after step (per seed)": "2, none",
                                  "tokens at switch": "300, —"}]
 
 
 def test_entropy_start_and_end_average_the_first_and_last_steps(bench_out):
-    runs = rc.load_runs(bench_out / "runs")
-    assert rc.entropy_ends(runs[("grpo", 1)], k=2) == pytest.approx((1.0, 0.2))
-    rows = {r["method"]: r for r in rc.summary_tables(rc.run_table(runs))["entropy"]}
+    runs = rl_report.load_runs(bench_out / "runs")
+    assert rl_report.entropy_ends(runs[("grpo", 1)], k=2) == pytest.approx((1.0, 0.2))
+    rows = {r["method"]: r for r in rl_report.summary_tables(rl_report.run_table(runs))["entropy"]}
     assert rows["acpo"]["collapsed"] == "no"
 
 
 def test_mean_curve_interpolates_seeds_onto_the_shortest_common_range():
-    c = rc.mean_curve([([0, 5, 10], [0.0, 0.5, 1.0]), ([0, 20], [0.0, 1.0])])
+    c = rl_report.mean_curve([([0, 5, 10], [0.0, 0.5, 1.0]), ([0, 20], [0.0, 1.0])])
     assert list(c["x"]) == [0, 5, 10]
     assert list(c["mean"]) == pytest.approx([0.0, 0.375, 0.75])  # seed 2 is at 0.5 where seed 1 ends
     half = 12.706 * math.sqrt(((1 - 0.75) ** 2 + (0.5 - 0.75) ** 2) / 1) / math.sqrt(2)
@@ -104,7 +105,7 @@ def test_mean_curve_interpolates_seeds_onto_the_shortest_common_range():
 
 
 def test_report_writes_one_csv_row_per_finished_run_and_long_curves(bench_out, capsys):
-    rc.report(bench_out)
+    rl_report.report(bench_out)
     table = pd.read_csv(bench_out / "rl_compare.csv")
     assert len(table) == 4 and "hapo" not in set(table["method"])
     curves = pd.read_csv(bench_out / "rl_curves.csv")

@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 import bench.rl_compare as rc
+from bench import rl_report, rl_runs
 from acpo.config import parse_args
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,7 +92,7 @@ def test_a_run_killed_mid_checkpoint_resumes_from_the_last_whole_one_and_ends_as
     run_dir = tmp_path / "killed"
     assert (run_dir / "checkpoints" / ".tmp-step-4").is_dir()  # the half-written one is there...
     assert [r["step"] for r in rows_without_times(run_dir)] == [0, 1, 2, 3, 4]  # ...with steps 3-4 logged
-    assert rc.has_checkpoint(run_dir) and rc.saved_step(run_dir) == 2  # ...but step-2 is where it goes on from
+    assert rl_runs.has_checkpoint(run_dir) and rl_runs.saved_step(run_dir) == 2  # ...but step-2 is where it goes on from
     (run_dir / "metrics.jsonl").open("a").write('{"step": 5, "rew')  # and a line torn by the kill
 
     resumed = train(*flags, "--run-name", "killed", "--resume", str(run_dir))
@@ -124,19 +125,19 @@ def test_a_bench_killed_outright_resumes_its_runs_and_counts_two_sessions(tmp_pa
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     run_dir = out / "runs" / "grpo-s0"
     try:
-        wait_for(lambda: rc.saved_step(run_dir) >= 2, 300, "checkpoint step-2", bench)
+        wait_for(lambda: rl_runs.saved_step(run_dir) >= 2, 300, "checkpoint step-2", bench)
     finally:
         os.killpg(bench.pid, signal.SIGKILL)  # the bench and its train.py, no chance to save anything
         bench.wait()
     assert not (run_dir / "summary.json").exists()
-    saved = rc.saved_step(run_dir)
+    saved = rl_runs.saved_step(run_dir)
 
     assert rc.main(argv) == 0  # the same command again
     log = (out / "logs" / "grpo-s0.log").read_text()
     assert f"--resume {run_dir}" in log
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(13))  # steps after the checkpoint redone once, none twice
-    sessions = rc.session_summary(rc.read_sessions(out))
+    sessions = rl_runs.session_summary(rl_runs.read_sessions(out))
     assert [s["session"] for s in sessions] == [1, 2]
     assert sessions[0]["ended"] == "killed (last seen)" and sessions[1]["ended"] == "finished"
     assert sessions[1]["checkpointed steps gained (all runs)"] == 12 - saved
@@ -152,11 +153,11 @@ def test_a_run_whose_bench_is_killed_saves_a_checkpoint_and_the_next_bench_waits
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     run_dir = out / "runs" / "grpo-s0"
     try:
-        wait_for(lambda: rc.logged_step(run_dir) >= 1, 300, "step 1", bench)
+        wait_for(lambda: rl_runs.logged_step(run_dir) >= 1, 300, "step 1", bench)
     finally:
         bench.kill()  # the bench alone: its train.py goes on, orphaned, until it notices
         bench.wait()
-    assert rc.run_folder_holder(run_dir) is not None  # still training when the next bench starts
+    assert rl_runs.run_folder_holder(run_dir) is not None  # still training when the next bench starts
 
     assert rc.main(argv) == 0  # waits for the orphan to save and exit, then resumes from its checkpoint
     log = (out / "logs" / "grpo-s0.log").read_text()
@@ -167,13 +168,13 @@ def test_a_run_whose_bench_is_killed_saves_a_checkpoint_and_the_next_bench_waits
 
 
 def test_a_second_bench_on_the_same_folder_is_refused_while_the_first_trains(tmp_path):
-    lock = rc.lock_out_folder(tmp_path)
+    lock = rl_runs.lock_out_folder(tmp_path)
     try:
         with pytest.raises(SystemExit, match=f"process {os.getpid()}"):
-            rc.lock_out_folder(tmp_path)
+            rl_runs.lock_out_folder(tmp_path)
     finally:
         lock.release()
-    rc.lock_out_folder(tmp_path).release()  # free again once released
+    rl_runs.lock_out_folder(tmp_path).release()  # free again once released
 
 
 # ---------------------------------------------------------------------------------------------- sessions record
@@ -199,23 +200,23 @@ def fake_run(runs_dir: Path, name: str, saved: list[int], logged: int, finished:
 def test_sessions_record_start_last_seen_end_and_the_steps_each_gained(tmp_path):
     runs = tmp_path / "runs"
     fake_run(runs, "grpo-s0", [5], 7)
-    first = rc.SessionLog(tmp_path, ["rl_compare.py"], heartbeat_s=0.05)
+    first = rl_runs.SessionLog(tmp_path, ["rl_compare.py"], heartbeat_s=0.05)
     fake_run(runs, "grpo-s0", [5, 10], 12)
     time.sleep(0.3)  # heartbeats see step-10
     first.stop.set()  # killed outright: no end line
     first.thread.join()
     fake_run(runs, "grpo-s0", [5, 10, 15], 15)  # session 2 starts from the kill's checkpoint... then finishes
-    second = rc.SessionLog(tmp_path, ["rl_compare.py"], heartbeat_s=60)
+    second = rl_runs.SessionLog(tmp_path, ["rl_compare.py"], heartbeat_s=60)
     fake_run(runs, "grpo-s0", [5, 10, 15], 20, finished=True)
     fake_run(runs, "grpo-s1", [5], 6)
     second.end("finished")
-    with open(tmp_path / rc.SESSIONS, "a") as f:
+    with open(tmp_path / rl_runs.SESSIONS, "a") as f:
         f.write('{"session": 3, "event": "sta')  # torn by a kill
-    table = rc.session_summary(rc.read_sessions(tmp_path))
+    table = rl_runs.session_summary(rl_runs.read_sessions(tmp_path))
     # session 1's process (this one) is alive and beat just now, but session 2 started after it: it was killed
     assert [(s["session"], s["ended"]) for s in table] == [(1, "killed (last seen)"), (2, "finished")]
-    third = rc.SessionLog(tmp_path, ["rl_compare.py"], heartbeat_s=60)  # the last session, alive: running
-    assert rc.session_summary(rc.read_sessions(tmp_path))[-1]["ended"] == f"running (process {os.getpid()})"
+    third = rl_runs.SessionLog(tmp_path, ["rl_compare.py"], heartbeat_s=60)  # the last session, alive: running
+    assert rl_runs.session_summary(rl_runs.read_sessions(tmp_path))[-1]["ended"] == f"running (process {os.getpid()})"
     third.end("finished")
     assert table[0]["checkpointed steps gained (all runs)"] == 10 - 5
     assert table[1]["checkpointed steps gained (all runs)"] == (20 - 15) + 5  # a finished run counts its last step
@@ -244,13 +245,13 @@ def test_the_report_of_an_unfinished_comparison_is_marked_partial_with_paired_di
     eval_run(runs, "grpo-mean_logprob-s0", {0: (0.40, 0.30), 50: (0.50, 0.30), 100: (0.55, 0.45)}, True)
     eval_run(runs, "grpo-s1", {0: (0.42, 0.32), 50: (0.44, 0.30)}, False)
     eval_run(runs, "grpo-mean_logprob-s1", {0: (0.42, 0.32), 50: (0.47, 0.36)}, False)
-    expected = [rc.run_name(v, s) for v in ("grpo", "grpo-mean_logprob") for s in (0, 1, 2)]
-    rc.report(tmp_path, expected)
+    expected = [rl_runs.run_name(v, s) for v in ("grpo", "grpo-mean_logprob") for s in (0, 1, 2)]
+    rl_report.report(tmp_path, expected)
     out = capsys.readouterr().out
     assert "PARTIAL RESULTS: 2 of 6 runs finished" in out
     assert "| grpo-s2 | not started |" in out and "| grpo-s1 | unfinished | 50 / 0 / 100 |" in out
 
-    paired = {r["step"]: r for r in rc.paired_rows(runs, expected)}
+    paired = {r["step"]: r for r in rl_report.paired_rows(runs, expected)}
     assert sorted(paired) == [0, 50, 100]
     assert paired[0]["greedy mean [95% CI]"] == "0.000 [0.000, 0.000]"  # same start: the pairing is right
     assert paired[100]["seeds paired"] == 1 and paired[100]["greedy mean [95% CI]"] == "0.050"  # no CI from 1
@@ -264,6 +265,6 @@ def test_the_report_of_an_unfinished_comparison_is_marked_partial_with_paired_di
 
 def test_a_comparison_with_nothing_finished_reports_progress_only(tmp_path, capsys):
     eval_run(tmp_path / "runs", "grpo-s0", {0: (0.40, 0.30)}, False)
-    assert rc.report(tmp_path, ["grpo-s0", "grpo-mean_logprob-s0"]).empty
+    assert rl_report.report(tmp_path, ["grpo-s0", "grpo-mean_logprob-s0"]).empty
     out = capsys.readouterr().out
     assert "PARTIAL RESULTS: 0 of 2 runs finished" in out and "No run has finished yet" in out

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import bench.rl_compare as rc
+from bench import rl_report
 from acpo.config import parse_args
 from acpo.recipe import credit_of, credit_options, load_problem_sets
 from acpo.tasks import Problem, get_task, heldout_problems, make_problems
@@ -181,8 +182,8 @@ def test_paired_differences_and_tokens_to_the_sampled_target(tmp_path):
     _write_run(runs, "grpo-s1", {0: (0.9, 0.40), 2: (0.9, 0.45), 4: (0.8, 0.50)}, 100)  # at 400
     _write_run(runs, "grpo-mc_reset-s0", {0: (0.9, 0.40), 2: (1.0, 0.60), 4: (1.0, 0.70)}, 100, 50)  # at 200
     _write_run(runs, "grpo-mc_reset-s1", {0: (0.9, 0.40), 2: (0.9, 0.42), 4: (0.9, 0.45)}, 100, 50)  # never: 400
-    table = rc.run_table(rc.load_runs(runs), target_sampled=0.5)
-    tables = rc.paired_tables(table, 0.5)
+    table = rl_report.run_table(rl_report.load_runs(runs), target_sampled=0.5)
+    tables = rl_report.paired_tables(table, 0.5)
     reach = {r["method"]: r for r in tables["reach_sampled"]}
     assert reach["grpo"]["per seed"] == "200, 400" and reach["grpo-mc_reset"]["reached"] == "1/2"
     assert reach["grpo-mc_reset"]["credit's own sampled tokens"] == "200" and reach["grpo"]["all sampled tokens"] == "400"

@@ -380,11 +380,11 @@ def test_a_torn_last_metrics_line_does_not_block_resume(tmp_path):
 
 def test_the_app_and_the_benches_read_a_torn_log_with_the_same_reader(tmp_path):
     import app.loaders
-    import bench.rl_compare
+    import bench.rl_report
 
     (tmp_path / "metrics.jsonl").write_text('{"step": 0, "eval/pass@1": 0.5}\n{"step": 1, "time_s": 2.0}\n{"st')
     assert list(app.loaders.read_metrics(tmp_path / "metrics.jsonl")["step"]) == [0, 1]
-    assert list(bench.rl_compare.read_metrics(tmp_path)["seconds"]) == [0.0, 2.0]
+    assert list(bench.rl_report.read_metrics(tmp_path)["seconds"]) == [0.0, 2.0]
 
 
 def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path):
