@@ -46,7 +46,7 @@ Finished runs trained with another config (say, new defaults) are an error, not 
 (`REAL_DEMO`): grpo against grpo with the `mean_logprob` credit, the credit that
 localises best on that policy's failures (docs/BENCHMARKS.md), 3 seeds x 100
 steps of 2 problems x 8 samples, 200 held-out problems at steps 0, 50 and 100.
-About 7 core-hours on a 2-core CPU: it runs across sittings, and until every run has
+About 7 core-hours on a 2-core CPU (three 3-hour sittings here): it runs across sittings, and until every run has
 finished the report prints what is done so far, marked partial.
 """
 
